@@ -1,0 +1,84 @@
+"""THE one definition of BoLT token layouts (Ruan et al. 2025, section 3 / ../shared/docs/BOLT.md).
+
+A document is a list of chunks X_1..X_N, each with an optional latent Z_i. Tokenised once (`encode_doc`), it
+is laid out as one training sequence:
+  raw        BOS X_1 X_2 ... X_N EOS
+  prior      BOS [SoL PRIOR Z_i EoL X_i]...  EOS                      teaches p(Z, X)
+  posterior  BOS [SoL EoL X_i SoL POST Z_i EoL]... EOS               teaches q(Z | X)
+  random     a fresh fair coin per chunk picks prior or posterior, keyed by (seed, epoch, doc id, chunk)
+A chunk without a latent is written `SoL EoL X_i` in the latent layouts (the boundary marker, no thought).
+
+The E-step reads the same definitions: `estep_prompts` gives the posterior prompt
+  BOS P_i SoL EoL X_i SoL POST            (P_i = raw text of up to 3 previous chunks, left-truncated)
+and the joint-scoring prefix BOS P_i, whose continuation `joint_continuation` is  SoL PRIOR Z EoL X_i.
+The first chunk gets the same `SoL EoL` boundary marker as every other (the authors' code omits it there, a
+train/inference mismatch this layout fixes).
+"""
+import hashlib
+
+MODES = ("raw", "prior", "posterior", "random")
+
+
+def encode_doc(tok, doc):
+    """{'id', 'chunks': [{'suffix': X, 'latent': Z or None}]} -> {'id', 'x': [ids], 'z': [ids or None]}."""
+    chunks = doc["chunks"]
+    return {"id": doc["id"],
+            "x": [tok.encode(c["suffix"]) for c in chunks],
+            "z": [None if c.get("latent") is None else tok.encode(c["latent"]) for c in chunks]}
+
+
+def coin(seed, epoch, doc_id, chunk):
+    """Fair coin keyed by (seed, epoch, doc id, chunk): the same on every rank, process and resume."""
+    h = hashlib.blake2b(f"{seed}/{epoch}/{doc_id}/{chunk}".encode(), digest_size=1).digest()
+    return h[0] & 1 == 1  # True -> prior mode
+
+
+def chunk_tokens(tok, x, z, prior):
+    """One chunk's tokens in prior (True) or posterior (False) mode."""
+    if z is None:
+        return [tok.sol, tok.eol] + x
+    if prior:
+        return [tok.sol, tok.prior] + z + [tok.eol] + x
+    return [tok.sol, tok.eol] + x + [tok.sol, tok.post] + z + [tok.eol]
+
+
+def sequence(tok, edoc, mode, seed=0, epoch=0):
+    """The training sequence of one encoded document in the given layout mode."""
+    if mode not in MODES:
+        raise ValueError(f"unknown layout {mode!r}; choose one of {', '.join(MODES)}")
+    out = [tok.bos]
+    for i, (x, z) in enumerate(zip(edoc["x"], edoc["z"])):
+        if mode == "raw":
+            out += x
+        else:
+            prior = mode == "prior" or (mode == "random" and coin(seed, epoch, edoc["id"], i))
+            out += chunk_tokens(tok, x, z, prior)
+    return out + [tok.eos]
+
+
+def prefix(tok, xs, i, budget, n_prev=3):
+    """BOS + raw tokens of up to n_prev chunks before chunk i, left-truncated to `budget` tokens (BOS kept)."""
+    p = [t for x in xs[max(0, i - n_prev):i] for t in x]
+    return [tok.bos] + (p[len(p) - budget:] if budget > 0 else [])
+
+
+def estep_prompts(tok, xs, i, max_latent, block_size, prefix_budget=None, n_prev=3):
+    """Posterior prompt and joint prefix for chunk i of a document with raw chunk tokens xs.
+    Budgets guarantee prompt + max_latent <= block_size (max_latent counts the sampled EoL) and therefore
+    joint prefix + SoL PRIOR Z EoL X_i <= block_size. Returns (prompt, joint_prefix, x_i, dropped) where
+    dropped = (prefix tokens dropped from the left, X_i tokens dropped from the right) by the budget."""
+    x = xs[i]
+    room = block_size - max_latent - 5  # BOS, SoL EoL, SoL POST around P_i and X_i
+    if room < 1:
+        raise ValueError(f"block_size {block_size} leaves no room for a chunk with max_latent {max_latent}")
+    x_cut = x[:room]
+    full = sum(len(c) for c in xs[max(0, i - n_prev):i])
+    budget = min(room - len(x_cut), full if prefix_budget is None else prefix_budget)
+    p = prefix(tok, xs, i, budget, n_prev)
+    prompt = p + [tok.sol, tok.eol] + x_cut + [tok.sol, tok.post]
+    return prompt, p, x_cut, (full - (len(p) - 1), len(x) - len(x_cut))
+
+
+def joint_continuation(tok, z, x):
+    """The scored continuation SoL PRIOR Z EoL X_i (z without its EoL; a capped latent gets EoL here)."""
+    return [tok.sol, tok.prior] + list(z) + [tok.eol] + list(x)
