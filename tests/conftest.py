@@ -1,0 +1,5 @@
+"""Test-session setup: Triton kernels run in the interpreter on CPU tensors (no GPU on any of our machines).
+Set before anything imports triton, since @triton.jit reads it when a kernel is defined."""
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
