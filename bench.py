@@ -20,7 +20,7 @@ import sys
 # ----------------------------------------------------------------------------- train
 # (section: train)
 
-SECTIONS = {}  # name -> function; each section registers itself above this line
+SECTIONS = {n[len("bench_"):]: f for n, f in list(globals().items()) if n.startswith("bench_")}  # bench_<section>()
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
