@@ -205,11 +205,18 @@ class GPT(nn.Module):
         for p in (cfg_path, st_path):
             if not os.path.isfile(p):
                 raise FileNotFoundError(f"not a GPT-2 checkpoint directory: {p} is missing")
-        hf = json.load(open(cfg_path))
-        if hf.get("model_type", "gpt2") != "gpt2":
-            raise ValueError(f"{path}: model_type {hf.get('model_type')!r} is not gpt2")
-        config = GPTConfig(block_size=hf["n_positions"], vocab_size=hf["vocab_size"], n_layer=hf["n_layer"],
-                           n_head=hf["n_head"], n_embd=hf["n_embd"], bias=True)
+        try:
+            hf = json.load(open(cfg_path))
+            config = GPTConfig(block_size=hf.get("n_positions", hf.get("n_ctx")), vocab_size=hf["vocab_size"],
+                               n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=hf["n_embd"], bias=True)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"{cfg_path}: unreadable GPT-2 config ({type(e).__name__}: {e})") from None
+        # variants this GPT-2 layout does not implement would load without error and compute something else
+        ok = dict(model_type=("gpt2",), activation_function=("gelu_new",), n_inner=(None, 4 * config.n_embd),
+                  layer_norm_epsilon=(1e-5,), scale_attn_by_inverse_layer_idx=(False,))
+        unsupported = {k: hf[k] for k in ok if k in hf and hf[k] not in ok[k]}
+        if unsupported:
+            raise ValueError(f"{cfg_path}: unsupported GPT-2 variant {unsupported}")
         sd = _read_safetensors(st_path)
         sd = {(k if k.startswith(("transformer.", "lm_head.")) else "transformer." + k): v for k, v in sd.items()}
         sd = {k: v for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
@@ -241,6 +248,8 @@ class GPT(nn.Module):
     def save(self, path, meta=None):
         """Write path/{model.safetensors, config.json} atomically; meta (tokenizer name, training state...) goes
         into config.json beside the model config."""
+        if "model" in (meta or {}):
+            raise ValueError("meta key 'model' is reserved for the model config")
         sd = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if k != "lm_head.weight"}
         with atomic_dir(path) as tmp:
             save_file(sd, os.path.join(tmp, "model.safetensors"))
@@ -259,11 +268,14 @@ class GPT(nn.Module):
             raise ValueError(f"{path}: unreadable checkpoint config ({e})") from None
         model = cls(config)
         sd = _read_safetensors(os.path.join(path, "model.safetensors"))
+        if "transformer.wte.weight" not in sd:
+            raise ValueError(f"{path}: weights do not match the config (missing transformer.wte.weight)")
         sd["lm_head.weight"] = sd["transformer.wte.weight"]
         try:
             model.load_state_dict(sd, strict=True)
         except RuntimeError as e:
-            raise ValueError(f"{path}: weights do not match the config ({str(e).splitlines()[0]})") from None
+            detail = "; ".join(line.strip() for line in str(e).splitlines()[1:3])  # line 0 is a bare header
+            raise ValueError(f"{path}: weights do not match the config ({detail[:400]})") from None
         return model.to(device), meta
 
 

@@ -59,7 +59,7 @@ def sequence(tok, edoc, mode, seed=0, epoch=0):
 def prefix(tok, xs, i, budget, n_prev=3):
     """BOS + raw tokens of up to n_prev chunks before chunk i, left-truncated to `budget` tokens (BOS kept)."""
     p = [t for x in xs[max(0, i - n_prev):i] for t in x]
-    return [tok.bos] + (p[len(p) - budget:] if budget > 0 else [])
+    return [tok.bos] + p[max(0, len(p) - budget):]  # max(0, .): a budget above len(p) keeps all of p
 
 
 def estep_prompts(tok, xs, i, max_latent, block_size, prefix_budget=None, n_prev=3):

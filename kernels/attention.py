@@ -1,12 +1,24 @@
 """Attention for the GPT: causal/full attention for training and prefill, and decode against a ragged KV cache.
 
-Layout is the flash-attn convention, (B, T, H, D). Every op has a readable torch reference here; `model.py`
-calls only `flash_attn` and `decode_attn`, which dispatch (see `backend`).
+Layout is the flash-attn convention, (B, T, H, D), any strides (model.py passes views of its fused qkv tensor and
+slices of the cache). Every op has a readable torch reference here; `model.py` calls only `flash_attn` and
+`decode_attn`, which dispatch (see `backend`) to the reference or to the Triton kernels below.
+
+Triton kernels (reference: Triton tutorial 06-fused-attention.py, FlashAttention-2; split-KV decode as in
+lightllm/SGLang "flash-decoding"), with the tutorial's gaps fixed: boundary masks so any T works, causal or not in
+both passes, forward and dq skip key blocks above the diagonal and apply masks only on the diagonal/tail blocks,
+generic dtype (fp32/fp16/bf16; fp32 dots honour torch.backends.cuda.matmul.allow_tf32), head dims 1..256 (padded
+to a power of two >= 16 inside the kernel). Softmax runs in base 2: the saved LSE is log2(sum 2^(s*log2e)).
+Verified only under TRITON_INTERPRET=1 on CPU: the interpreter has no bf16 tl.dot, so bf16 flash attention is
+unverified here (decode has no dot and is checked in bf16); block sizes / warps / stages are untuned on a GPU.
 """
+import math
 import os
 
 import torch
 import torch.nn.functional as F
+import triton
+import triton.language as tl
 
 
 def backend(x):
@@ -36,17 +48,366 @@ def decode_attn_ref(q, k_cache, v_cache, cache_seqlens):
     return y.transpose(1, 2)
 
 
+# ----------------------------------------------------------------------------- Triton: forward
+
+@triton.jit
+def _tile(base, rows, offs_d, s_t, s_d, n_rows, D, MASK: tl.constexpr):
+    """Load a (len(rows), BLOCK_D) tile; rows are bounds-checked only when MASK (off the tail they are in range)."""
+    mask = offs_d[None, :] < D
+    if MASK:
+        mask = mask & (rows[:, None] < n_rows)
+    return tl.load(base + rows[:, None] * s_t + offs_d[None, :] * s_d, mask=mask, other=0.0)
+
+
+@triton.jit
+def _fwd_inner(acc, l_i, m_i, q, K, V, skt, skd, svt, svd, offs_m, offs_d, lo, hi, T, D, qk_scale,
+               CAUSAL: tl.constexpr, MASK: tl.constexpr, BLOCK_N: tl.constexpr, PREC: tl.constexpr):
+    offs_n = tl.arange(0, BLOCK_N)
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n
+        k = _tile(K, cols, offs_d, skt, skd, T, D, MASK)  # (BLOCK_N, BLOCK_D)
+        s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale  # (BLOCK_M, BLOCK_N), log2 units
+        if MASK:
+            keep = cols[None, :] < T
+            if CAUSAL:
+                keep = keep & (offs_m[:, None] >= cols[None, :])
+            s = tl.where(keep, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))  # m_i starts at -1e30, not -inf: exp2 never sees -inf - -inf
+        p = tl.math.exp2(s - m_new[:, None])
+        alpha = tl.math.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = _tile(V, cols, offs_d, svt, svd, T, D, MASK)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
+        m_i = m_new
+    return acc, l_i, m_i
+
+
+@triton.jit
+def _fwd_kernel(Q, K, V, O, LSE, sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sob, sot, soh, sod,
+                H, T, D, qk_scale, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                BLOCK_D: tl.constexpr, PREC: tl.constexpr):
+    start_m = tl.program_id(0) * BLOCK_M
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    q = _tile(Q + b * sqb + h * sqh, offs_m, offs_d, sqt, sqd, T, D, True)  # (BLOCK_M, BLOCK_D)
+    K += b * skb + h * skh
+    V += b * svb + h * svh
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
+    if CAUSAL:  # blocks left of the diagonal need no mask; blocks right of it are skipped entirely
+        free, hi = start_m, tl.minimum(start_m + BLOCK_M, T)
+    else:
+        free, hi = (T // BLOCK_N) * BLOCK_N, T
+    acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, K, V, skt, skd, svt, svd, offs_m, offs_d, 0, free, T, D,
+                               qk_scale, CAUSAL, False, BLOCK_N, PREC)
+    acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, K, V, skt, skd, svt, svd, offs_m, offs_d, free, hi, T, D,
+                               qk_scale, CAUSAL, True, BLOCK_N, PREC)
+    l_i = tl.where(l_i > 0, l_i, 1.0)  # only padding rows past T can be empty; they are not stored
+    o = acc / l_i[:, None]
+    mask = (offs_m[:, None] < T) & (offs_d[None, :] < D)
+    tl.store(O + b * sob + h * soh + offs_m[:, None] * sot + offs_d[None, :] * sod, o.to(O.dtype.element_ty), mask)
+    tl.store(LSE + bh.to(tl.int64) * T + offs_m, m_i + tl.math.log2(l_i), offs_m < T)  # LSE (B, H, T) base 2
+
+
+# ----------------------------------------------------------------------------- Triton: backward
+
+@triton.jit
+def _bwd_delta_kernel(O, DO, DELTA, sob, sot, soh, sod, sdb, sdt, sdh, sdd, H, T, D,
+                      BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """delta[b, h, t] = sum_d o * do (= rowsum(P * dP), the softmax-backward correction)."""
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    o = _tile(O + b * sob + h * soh, offs_m, offs_d, sot, sod, T, D, True).to(tl.float32)
+    do = _tile(DO + b * sdb + h * sdh, offs_m, offs_d, sdt, sdd, T, D, True).to(tl.float32)
+    tl.store(DELTA + bh.to(tl.int64) * T + offs_m, tl.sum(o * do, 1), offs_m < T)
+
+
+@triton.jit
+def _bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, DELTA, sqt, sqd, sdt, sdd, offs_n, offs_d, lo, hi, T, D, qk_scale,
+                    CAUSAL: tl.constexpr, MASK: tl.constexpr, BLOCK_M: tl.constexpr, PREC: tl.constexpr):
+    offs_m = tl.arange(0, BLOCK_M)
+    for start_m in range(lo, hi, BLOCK_M):
+        rows = start_m + offs_m
+        q = _tile(Q, rows, offs_d, sqt, sqd, T, D, MASK)  # (BLOCK_M, BLOCK_D)
+        do = _tile(DO, rows, offs_d, sdt, sdd, T, D, MASK)
+        lse = tl.load(LSE + rows, mask=rows < T, other=float("inf"))  # inf: padding rows get p = 0
+        delta = tl.load(DELTA + rows, mask=rows < T, other=0.0)
+        pT = tl.math.exp2(tl.dot(k, tl.trans(q), input_precision=PREC) * qk_scale - lse[None, :])  # (BN, BM)
+        if MASK and CAUSAL:
+            pT = tl.where(rows[None, :] >= offs_n[:, None], pT, 0.0)
+        dv += tl.dot(pT.to(do.dtype), do, input_precision=PREC)
+        dpT = tl.dot(v, tl.trans(do), input_precision=PREC)  # (BLOCK_N, BLOCK_M)
+        dsT = pT * (dpT - delta[None, :])
+        dk += tl.dot(dsT.to(q.dtype), q, input_precision=PREC)
+    return dk, dv
+
+
+@triton.jit
+def _bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
+                     sdb, sdt, sdh, sdd, H, T, D, qk_scale, sm_scale, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr,
+                     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr):
+    """One program per (key block, b*h): dK, dV accumulate over the query blocks that see these keys.
+    DK, DV are contiguous (B, T, H, D). Key rows past T compute garbage that is never stored."""
+    start_n = tl.program_id(0) * BLOCK_N
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    k = _tile(K + b * skb + h * skh, offs_n, offs_d, skt, skd, T, D, True)  # (BLOCK_N, BLOCK_D)
+    v = _tile(V + b * svb + h * svh, offs_n, offs_d, svt, svd, T, D, True)
+    Q += b * sqb + h * sqh
+    DO += b * sdb + h * sdh
+    LSE += bh.to(tl.int64) * T
+    DELTA += bh.to(tl.int64) * T
+    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    full = (T // BLOCK_M) * BLOCK_M  # query blocks below this are in range
+    if CAUSAL:  # queries before start_n never see these keys; the diagonal band needs the causal mask
+        lo, band = start_n, tl.minimum(start_n + BLOCK_N, T)
+    else:
+        lo, band = 0, 0
+    dk, dv = _bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, DELTA, sqt, sqd, sdt, sdd, offs_n, offs_d, lo, band, T, D,
+                             qk_scale, CAUSAL, True, BLOCK_M, PREC)
+    dk, dv = _bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, DELTA, sqt, sqd, sdt, sdd, offs_n, offs_d, band, full, T, D,
+                             qk_scale, CAUSAL, False, BLOCK_M, PREC)
+    dk, dv = _bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, DELTA, sqt, sqd, sdt, sdd, offs_n, offs_d,
+                             tl.maximum(band, full), T, T, D, qk_scale, CAUSAL, True, BLOCK_M, PREC)
+    mask = (offs_n[:, None] < T) & (offs_d[None, :] < D)
+    out = b * T * H * D + h * D + offs_n[:, None] * (H * D) + offs_d[None, :]
+    tl.store(DK + out, (dk * sm_scale).to(DK.dtype.element_ty), mask)
+    tl.store(DV + out, dv.to(DV.dtype.element_ty), mask)
+
+
+@triton.jit
+def _bwd_dq_inner(dq, q, do, lse, delta, K, V, skt, skd, svt, svd, offs_m, offs_d, lo, hi, T, D, qk_scale,
+                  CAUSAL: tl.constexpr, MASK: tl.constexpr, BLOCK_N: tl.constexpr, PREC: tl.constexpr):
+    offs_n = tl.arange(0, BLOCK_N)
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n
+        k = _tile(K, cols, offs_d, skt, skd, T, D, MASK)  # (BLOCK_N, BLOCK_D)
+        v = _tile(V, cols, offs_d, svt, svd, T, D, MASK)
+        p = tl.math.exp2(tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale - lse[:, None])  # (BM, BN)
+        if MASK:
+            keep = cols[None, :] < T
+            if CAUSAL:
+                keep = keep & (offs_m[:, None] >= cols[None, :])
+            p = tl.where(keep, p, 0.0)
+        dp = tl.dot(do, tl.trans(v), input_precision=PREC)  # (BLOCK_M, BLOCK_N)
+        ds = p * (dp - delta[:, None])
+        dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
+    return dq
+
+
+@triton.jit
+def _bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
+                   sdb, sdt, sdh, sdd, H, T, D, qk_scale, sm_scale, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr,
+                   BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr):
+    """One program per (query block, b*h): dQ over the key blocks this query block sees (no atomics)."""
+    start_m = tl.program_id(0) * BLOCK_M
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    q = _tile(Q + b * sqb + h * sqh, offs_m, offs_d, sqt, sqd, T, D, True)  # (BLOCK_M, BLOCK_D)
+    do = _tile(DO + b * sdb + h * sdh, offs_m, offs_d, sdt, sdd, T, D, True)
+    lse = tl.load(LSE + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
+    delta = tl.load(DELTA + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
+    K += b * skb + h * skh
+    V += b * svb + h * svh
+    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    if CAUSAL:
+        free, hi = start_m, tl.minimum(start_m + BLOCK_M, T)
+    else:
+        free, hi = (T // BLOCK_N) * BLOCK_N, T
+    dq = _bwd_dq_inner(dq, q, do, lse, delta, K, V, skt, skd, svt, svd, offs_m, offs_d, 0, free, T, D, qk_scale,
+                       CAUSAL, False, BLOCK_N, PREC)
+    dq = _bwd_dq_inner(dq, q, do, lse, delta, K, V, skt, skd, svt, svd, offs_m, offs_d, free, hi, T, D, qk_scale,
+                       CAUSAL, True, BLOCK_N, PREC)
+    mask = (offs_m[:, None] < T) & (offs_d[None, :] < D)
+    out = b * T * H * D + h * D + offs_m[:, None] * (H * D) + offs_d[None, :]
+    tl.store(DQ + out, (dq * sm_scale).to(DQ.dtype.element_ty), mask)
+
+
+# ----------------------------------------------------------------------------- Triton: decode (split-KV)
+
+@triton.jit
+def _decode_split_kernel(Q, K, V, SEQLENS, PO, PLSE, sqb, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
+                         H, D, split_len, qk_scale, NUM_SPLITS: tl.constexpr, BLOCK_N: tl.constexpr,
+                         BLOCK_D: tl.constexpr):
+    """Program (b*h, split) attends q[b, h] to keys [split*split_len, ...) clipped to the row's cache_seqlens and
+    writes a normalised partial output (fp32, padded to BLOCK_D) and its base-2 LSE (-inf for an empty split).
+    One query row: products and reductions, no tl.dot (which needs >= 16 rows); memory bound anyway."""
+    bh = tl.program_id(0)
+    split = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    lo = split * split_len
+    hi = tl.minimum(lo + split_len, tl.load(SEQLENS + b))
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    q = tl.load(Q + b * sqb + h * sqh + offs_d * sqd, mask=offs_d < D, other=0.0).to(tl.float32)  # (BLOCK_D,)
+    K += b * skb + h * skh
+    V += b * svb + h * svh
+    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    l_i = tl.sum(acc, 0)  # fp32 scalar 0
+    m_i = l_i - 1.0e30
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n
+        k = _tile(K, cols, offs_d, skt, skd, hi, D, True).to(tl.float32)  # (BLOCK_N, BLOCK_D)
+        s = tl.where(cols < hi, tl.sum(k * q[None, :], 1) * qk_scale, float("-inf"))  # (BLOCK_N,)
+        m_new = tl.maximum(m_i, tl.max(s, 0))
+        p = tl.math.exp2(s - m_new)
+        alpha = tl.math.exp2(m_i - m_new)
+        v = _tile(V, cols, offs_d, svt, svd, hi, D, True).to(tl.float32)
+        l_i = l_i * alpha + tl.sum(p, 0)
+        acc = acc * alpha + tl.sum(p[:, None] * v, 0)
+        m_i = m_new
+    lse = tl.where(l_i > 0, m_i + tl.math.log2(tl.maximum(l_i, 1e-30)), float("-inf"))
+    part = bh.to(tl.int64) * NUM_SPLITS + split
+    tl.store(PO + part * BLOCK_D + offs_d, acc / tl.maximum(l_i, 1e-30))
+    tl.store(PLSE + part, lse)
+
+
+@triton.jit
+def _decode_reduce_kernel(PO, PLSE, O, sob, soh, sod, H, D, NUM_SPLITS: tl.constexpr, BLOCK_S: tl.constexpr,
+                          BLOCK_D: tl.constexpr):
+    """Combine the splits of one (b, h): o = sum_s 2^(lse_s - max) o_s / sum_s 2^(lse_s - max)."""
+    bh = tl.program_id(0)
+    offs_s = tl.arange(0, BLOCK_S)
+    offs_d = tl.arange(0, BLOCK_D)
+    s_ok = offs_s < NUM_SPLITS
+    lse = tl.load(PLSE + bh.to(tl.int64) * NUM_SPLITS + offs_s, mask=s_ok, other=float("-inf"))  # (BLOCK_S,)
+    m = tl.max(lse, 0)
+    w = tl.math.exp2(lse - tl.where(m > float("-inf"), m, 0.0))  # an all-empty row (seqlen 0) gives 0, not NaN
+    po = tl.load(PO + (bh.to(tl.int64) * NUM_SPLITS + offs_s[:, None]) * BLOCK_D + offs_d[None, :],
+                 mask=s_ok[:, None], other=0.0)  # (BLOCK_S, BLOCK_D)
+    o = tl.sum(w[:, None] * po, 0) / tl.maximum(tl.sum(w, 0), 1e-30)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    tl.store(O + b * sob + h * soh + offs_d * sod, o.to(O.dtype.element_ty), mask=offs_d < D)
+
+
+# ----------------------------------------------------------------------------- launchers
+
+def _block_d(D):
+    assert 1 <= D <= 256, f"head dim {D} not supported (1..256)"
+    return max(16, triton.next_power_of_2(D))  # tl.dot needs >= 16; the padding is masked
+
+
+def _prec(x):
+    return "tf32" if x.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
+
+
+def _blocks(D, dtype):
+    """(fwd BM, BN, bwd dkdv BM, BN, bwd dq BM, BN, warps, stages): tutorial sizes, halved for wide fp32 tiles.
+    Constraints used by the kernels: fwd/dq BM % BN == 0, dkdv BN % BM == 0. Untuned on a GPU."""
+    if D <= 64 and dtype != torch.float32:
+        return 128, 64, 32, 128, 128, 32, 4, 3
+    return 64, 32, 32, 64, 64, 32, 4, 2
+
+
+def _strides(x):
+    return tuple(x.stride())  # (b, t, h, d)
+
+
+def _fwd(q, k, v, o, lse, causal, blocks=None):
+    """Writes o (B, T, H, D) and lse (B, H, T) fp32 base 2. q, k, v any strides."""
+    B, T, H, D = q.shape
+    bm, bn, *_, warps, stages = blocks or _blocks(D, q.dtype)
+    _fwd_kernel[(triton.cdiv(T, bm), B * H)](
+        q, k, v, o, lse, *_strides(q), *_strides(k), *_strides(v), *_strides(o), H, T, D,
+        D ** -0.5 * math.log2(math.e), CAUSAL=causal, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=_block_d(D), PREC=_prec(q),
+        num_warps=warps, num_stages=stages)
+
+
+def _bwd(q, k, v, o, lse, do, dq, dk, dv, causal, blocks=None):
+    """Writes dq, dk, dv (contiguous (B, T, H, D)) from the forward's o, lse and the output gradient do."""
+    B, T, H, D = q.shape
+    _, _, m1, n1, m2, n2, warps, stages = blocks or _blocks(D, q.dtype)
+    assert dq.is_contiguous() and dk.is_contiguous() and dv.is_contiguous()
+    bd = _block_d(D)
+    delta = torch.empty_like(lse)  # (B, H, T) fp32
+    _bwd_delta_kernel[(triton.cdiv(T, 64), B * H)](o, do, delta, *_strides(o), *_strides(do), H, T, D,
+                                                   BLOCK_M=64, BLOCK_D=bd)
+    args = (*_strides(q), *_strides(k), *_strides(v), *_strides(do), H, T, D, D ** -0.5 * math.log2(math.e),
+            D ** -0.5)
+    _bwd_dkdv_kernel[(triton.cdiv(T, n1), B * H)](q, k, v, do, lse, delta, dk, dv, *args, CAUSAL=causal,
+                                                  BLOCK_M=m1, BLOCK_N=n1, BLOCK_D=bd, PREC=_prec(q),
+                                                  num_warps=warps, num_stages=stages)
+    _bwd_dq_kernel[(triton.cdiv(T, m2), B * H)](q, k, v, do, lse, delta, dq, *args, CAUSAL=causal,
+                                                BLOCK_M=m2, BLOCK_N=n2, BLOCK_D=bd, PREC=_prec(q),
+                                                num_warps=warps, num_stages=stages)
+
+
+class _FlashAttn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, causal):
+        B, T, H, D = q.shape
+        assert k.shape == q.shape and v.shape == q.shape and k.dtype == q.dtype and v.dtype == q.dtype
+        o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+        lse = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
+        _fwd(q, k, v, o, lse, causal)
+        ctx.save_for_backward(q, k, v, o, lse)
+        ctx.causal = causal
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, o, lse = ctx.saved_tensors
+        dq, dk, dv = (torch.empty(q.shape, dtype=q.dtype, device=q.device) for _ in range(3))
+        _bwd(q, k, v, o, lse, do, dq, dk, dv, ctx.causal)
+        return dq, dk, dv, None
+
+
+def flash_attn_triton(q, k, v, causal=True):
+    return _FlashAttn.apply(q, k, v, causal)
+
+
+def _decode(q, k_cache, v_cache, cache_seqlens, out, block_n=64, num_splits=None, parts=None):
+    """Writes out (B, 1, H, D). Splits are sized from shapes only (never from seqlens values: no host sync, CUDA
+    graph safe); empty splits of short rows exit after one load. parts: optional preallocated (po, plse)."""
+    B, _, H, D = q.shape
+    S = k_cache.size(1)
+    bd = _block_d(D)
+    n_blocks = triton.cdiv(S, block_n)
+    num_splits = num_splits or min(n_blocks, max(1, 256 // (B * H)))  # ~256 programs: 2 waves on an A100/H100
+    split_len = triton.cdiv(n_blocks, num_splits) * block_n
+    num_splits = triton.cdiv(S, split_len)
+    po, plse = parts or (torch.empty(B * H * num_splits * bd, dtype=torch.float32, device=q.device),
+                         torch.empty(B * H * num_splits, dtype=torch.float32, device=q.device))
+    _decode_split_kernel[(B * H, num_splits)](
+        q, k_cache, v_cache, cache_seqlens, po, plse, q.stride(0), q.stride(2), q.stride(3), *_strides(k_cache),
+        *_strides(v_cache), H, D, split_len, D ** -0.5 * math.log2(math.e), NUM_SPLITS=num_splits,
+        BLOCK_N=block_n, BLOCK_D=bd)
+    _decode_reduce_kernel[(B * H,)](po, plse, out, out.stride(0), out.stride(2), out.stride(3), H, D,
+                                    NUM_SPLITS=num_splits, BLOCK_S=triton.next_power_of_2(num_splits), BLOCK_D=bd)
+
+
+def decode_attn_triton(q, k_cache, v_cache, cache_seqlens):
+    assert q.size(1) == 1 and cache_seqlens.dtype == torch.int32 and cache_seqlens.device == q.device
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    _decode(q, k_cache, v_cache, cache_seqlens, out)
+    return out
+
+
 # ----------------------------------------------------------------------------- dispatch
 
 def flash_attn(q, k, v, causal=True):
     if backend(q) == "triton":
-        from kernels.attention_triton import flash_attn_triton
         return flash_attn_triton(q, k, v, causal)
     return flash_attn_ref(q, k, v, causal)
 
 
 def decode_attn(q, k_cache, v_cache, cache_seqlens):
     if backend(q) == "triton":
-        from kernels.attention_triton import decode_attn_triton
         return decode_attn_triton(q, k_cache, v_cache, cache_seqlens)
     return decode_attn_ref(q, k_cache, v_cache, cache_seqlens)

@@ -1,0 +1,203 @@
+"""Corpus input: JSONL documents in, chunked documents out (Ruan et al. 2025, BoLT; ../shared/docs/BOLT.md).
+
+A corpus is JSONL, one document per line, in either form (unknown fields are ignored):
+  {"id": ..., "text": "..."}                                    chunked here by `chunk_text`
+  {"id": ..., "chunks": [{"suffix": X_i, "latent": Z_i}, ...]}  the authors' released format (latent optional)
+and is returned as {"id": str, "chunks": [{"suffix": X_i, "latent": Z_i or None}, ...]}, the input of
+data/layout.encode_doc. Without an "id" a document gets a stable one from a sha256 of its content.
+
+The chunker follows the authors' recipe (1 + Poisson(lambda - 1) sentences per chunk, capped at 20) without NLTK:
+sentences keep their trailing whitespace, so the chunks concatenate back to the text byte for byte, and the RNG
+is seeded by a hashlib hash of the text (never Python's salted hash()), so boundaries are the same in every EM
+iteration, process and machine. With a token budget, an over-long sentence is split at word boundaries (inside
+a word only when one word alone is over budget) and no chunk exceeds the budget.
+"""
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import sys
+import tempfile
+
+# A sentence ends at terminal punctuation (plus closing quotes/brackets) followed by whitespace that is not
+# followed by a lowercase letter ("e.g. this" stays whole), at CJK full stops, or at a blank line. The
+# whitespace belongs to the sentence it ends, so concatenating sentences reproduces the text.
+_SENT_END = re.compile(
+    r"[.!?\u2026]+[\"'\u2019\u201d)\]]*\s+(?=[^\sa-z]|$)"
+    r"|[\u3002\uff01\uff1f]+[\"'\u2019\u201d)\]\u300d\u300f]*\s*"
+    r"|\n[ \t]*\n\s*")
+_WORD = re.compile(r"\s*\S+\s*|\s+")  # a word with the whitespace around it; pieces tile the string
+
+
+def content_id(text):
+    """Stable id of a document from a sha256 of its raw text (the same for its {"text"} and {"chunks"} forms,
+    whatever its latents, in every process and machine)."""
+    return "h" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def split_sentences(text):
+    """text -> sentences, each with its trailing whitespace; ''.join(result) == text."""
+    out, start = [], 0
+    for m in _SENT_END.finditer(text):
+        if m.end() > start:
+            out.append(text[start:m.end()])
+            start = m.end()
+    if start < len(text):
+        out.append(text[start:])
+    return out
+
+
+def _poisson(rng, lam):
+    """Knuth's Poisson sampler on random.Random (stable across Python/numpy versions, unlike numpy's)."""
+    limit, k, p = math.exp(-lam), 0, rng.random()
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
+
+
+def _length_fn(tok):
+    """The measure a budget is counted in: a callable, a Tokenizer's token count, or characters."""
+    if callable(tok):
+        return tok
+    if tok is not None:
+        return lambda s: len(tok.encode(s))
+    return len
+
+
+def _split_long(s, length, max_tokens):
+    """Split one over-budget string into pieces of <= max_tokens each, whole words where possible."""
+    pieces, cur = [], ""
+    for w in _WORD.findall(s):
+        if length(cur + w) <= max_tokens:
+            cur += w
+            continue
+        if cur:
+            pieces.append(cur)
+        cur = w
+        while length(cur) > max_tokens:  # one word alone is over budget: cut it at the longest prefix that fits
+            lo, hi = 0, min(max_tokens, len(cur))  # gallop first, so a huge word costs linear, not quadratic, time
+            while hi < len(cur) and length(cur[:hi]) <= max_tokens:
+                lo, hi = hi, min(2 * hi, len(cur))
+            while hi - lo > 1:  # now length(cur[:lo]) <= max_tokens < length(cur[:hi])
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if length(cur[:mid]) <= max_tokens else (lo, mid)
+            if lo == 0:
+                raise ValueError(f"token budget {max_tokens} is smaller than the single character {cur[0]!r}")
+            pieces.append(cur[:lo])
+            cur = cur[lo:]
+    if cur:
+        pieces.append(cur)
+    return pieces
+
+
+def chunk_text(text, tok=None, max_tokens=None, mean_sentences=8, max_sentences=20):
+    """Split text into chunks of 1 + Poisson(mean_sentences - 1) sentences (at most max_sentences), each of at
+    most max_tokens tokens when a budget is given. `tok` is a Tokenizer or a length function (default: len, i.e.
+    characters). Deterministic in the text alone; ''.join(chunks) == text."""
+    if mean_sentences < 1 or max_sentences < 1:
+        raise ValueError("mean_sentences and max_sentences must be >= 1")
+    units = split_sentences(text)
+    length = _length_fn(tok)
+    if max_tokens is not None:
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        units = [p for s in units for p in (_split_long(s, length, max_tokens) if length(s) > max_tokens else [s])]
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    rng = random.Random(int.from_bytes(digest[:8], "big"))
+    chunks, i = [], 0
+    while i < len(units):
+        n = min(1 + _poisson(rng, mean_sentences - 1), max_sentences)
+        cur, j = units[i], i + 1
+        # measure the joined string, not a sum of parts: BPE token counts are not additive across a join
+        while j < len(units) and j - i < n and (max_tokens is None or length(cur + units[j]) <= max_tokens):
+            cur += units[j]
+            j += 1
+        chunks.append(cur)
+        i = j
+    return chunks
+
+
+def _parse_doc(obj, chunk_kw):
+    """One decoded JSON line -> doc dict; raises ValueError with the reason when it is not a document."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    if "chunks" in obj:
+        raw = obj["chunks"]
+        if not isinstance(raw, list) or not raw:
+            raise ValueError('"chunks" must be a non-empty list')
+        chunks = []
+        for k, c in enumerate(raw):
+            if not isinstance(c, dict) or not isinstance(c.get("suffix"), str):
+                raise ValueError(f'chunk {k} must be an object with a string "suffix"')
+            z = c.get("latent")
+            if z is not None and not isinstance(z, str):
+                raise ValueError(f'chunk {k}: "latent" must be a string or null')
+            chunks.append({"suffix": c["suffix"], "latent": z})
+        text = "".join(c["suffix"] for c in chunks)
+    elif "text" in obj:
+        if not isinstance(obj["text"], str) or not obj["text"]:
+            raise ValueError('"text" must be a non-empty string')
+        chunks = [{"suffix": s, "latent": None} for s in chunk_text(obj["text"], **chunk_kw)]
+        text = obj["text"]
+    else:
+        raise ValueError('a document needs "text" or "chunks"')
+    doc_id = obj.get("id")
+    if doc_id is not None and not isinstance(doc_id, (str, int)):
+        raise ValueError('"id" must be a string or an integer')
+    return {"id": content_id(text) if doc_id is None else str(doc_id), "chunks": chunks}
+
+
+def read_docs(path, skip_bad=False, stats=None, **chunk_kw):
+    """Read a JSONL corpus -> list of {'id', 'chunks': [{'suffix', 'latent'}]}. A malformed line (bad JSON or
+    UTF-8, not a document, duplicate id) raises ValueError naming the file and line; with skip_bad=True it is
+    skipped and the count reported on stderr (and in stats['skipped'] if a dict is passed). Blank lines are
+    ignored. chunk_kw (tok, max_tokens, mean_sentences, max_sentences) go to chunk_text for {"text"} lines."""
+    docs, seen, bad = [], {}, []
+    with open(path, "rb") as f:
+        # split on b"\n" only: str.splitlines would also break at U+2028 etc. inside a JSON string
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                doc = _parse_doc(json.loads(line.decode("utf-8")), chunk_kw)
+                if doc["id"] in seen:
+                    raise ValueError(f"duplicate id {doc['id']!r} (first on line {seen[doc['id']]})")
+            except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+                if not skip_bad:
+                    raise ValueError(f"{path}:{lineno}: {e}") from None
+                bad.append(lineno)
+                continue
+            seen[doc["id"]] = lineno
+            docs.append(doc)
+    if stats is not None:
+        stats["skipped"], stats["skipped_lines"] = len(bad), bad
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+        print(f"read_docs: skipped {len(bad)} malformed line(s) in {path} (lines {shown})", file=sys.stderr)
+    return docs
+
+
+def write_docs(path, docs):
+    """Write docs as JSONL in the authors' chunk format plus an id, atomically (temp file + os.replace)."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".jsonl")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for doc in docs:
+                rec = {"id": doc["id"], "chunks": [{"suffix": c["suffix"], "latent": c.get("latent")}
+                                                   for c in doc["chunks"]]}
+                try:  # readable UTF-8; \u escapes only for a string holding a lone surrogate (not encodable)
+                    line = json.dumps(rec, ensure_ascii=False).encode("utf-8")
+                except UnicodeEncodeError:
+                    line = json.dumps(rec).encode("ascii")
+                f.write(line + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

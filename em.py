@@ -1,0 +1,571 @@
+"""BoLT: bootstrapping latent thoughts by EM (Ruan et al. 2025, "Reasoning to Learn from Latent Thoughts").
+
+    python em.py --iters 3                      # the built-in world on CPU, baselines and report included
+    torchrun --standalone --nproc_per_node=N em.py ...   # E-step sharded over ranks, M-steps with DDP
+    python em.py --eval --ckpt DIR              # evaluate any checkpoint
+
+The loop (spec: ../shared/docs/BOLT.md):
+  base      pretrain once on the base corpus (or --init: our checkpoint / a Hugging Face GPT-2 directory)
+  warm      train from base on the warm-start set with teacher latents (random layout)
+  for t in 1..iters:
+    E-step  for every chunk of the target corpus: K latents from the posterior prompt with log q, joint scores
+            log p, log w = log p - log q, one latent resampled from softmax(log w) by an RNG keyed by
+            (seed, t, doc, chunk)
+    M-step  train from the *base* weights on the target corpus with those latents, same budget every iteration
+    eval    accuracy on held-out questions, raw NLL / IW-ELBO_K on held-out documents
+  baselines raw token-matched and FLOP-matched, and the oracle (teacher latents on the whole target corpus)
+Every phase writes atomically and records completion under --out, so re-running after a kill resumes.
+"""
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.distributed as dist
+
+from data import world as W
+from data.corpus import read_docs, write_docs
+from data.layout import encode_doc, estep_prompts, joint_continuation
+from data.tokenizer import check_tokenizer, get_tokenizer
+from model import load_model
+from sample import generate, score
+from train import TrainConfig, train
+
+
+@dataclass
+class EMConfig:
+    iters: int = 3  # EM iterations
+    k: int = 4  # Monte-Carlo latents per chunk in the E-step
+    seed: int = 0
+    out: str = "out/em"
+    quick: bool = False  # tiny world, tiny model: a smoke test in about a minute
+    corpus: str = ""  # target corpus (JSONL text or the authors' chunks format); default: the built-in world
+    teacher_latents: str = ""  # warm-start set with latents (authors' format); default: the world's teacher
+    val: str = ""  # held-out documents for NLL / IW-ELBO; default: the world's
+    init: str = ""  # base weights (our checkpoint or HF GPT-2 dir); skips base pretraining
+    tokenizer: str = "bytes"
+    bpe_dir: str = ""
+    m_step: str = "fresh"  # fresh: every M-step starts from base (the paper); continue: from the previous model
+    no_baselines: bool = False
+    # model (from scratch) and budgets
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 128
+    batch_size: int = 32  # sequences per optimizer step
+    lr: float = 3e-3
+    base_steps: int = 1000
+    warm_steps: int = 400
+    m_steps: int = 600  # every M-step, the oracle and the FLOP-matched raw baseline
+    # E-step and evaluation
+    max_latent: int = 48  # sampled tokens per latent, EoL included
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    drop_capped: bool = False  # drop latents that hit max_latent instead of keeping them (the authors keep)
+    gen_batch: int = 256
+    eval_ks: str = "1,2,4"
+    # the built-in world
+    world_target: int = 1000
+    world_warm: int = 200
+    world_heldout: int = 100
+    world_questions: int = 1000
+
+
+QUICK = dict(n_layer=2, n_head=2, n_embd=64, batch_size=16, base_steps=150, warm_steps=60, m_steps=60,
+             world_target=60, world_warm=30, world_heldout=16, world_questions=64, max_latent=32)
+# changing these between runs in the same --out would mix results; iters and report options may change
+RESUMABLE_KEYS = {"iters", "no_baselines", "gen_batch"}
+
+
+# ----------------------------------------------------------------------------- distributed helpers
+
+def rank_world():
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def print0(*a):
+    if rank_world()[0] == 0:
+        print(*a, flush=True)
+
+
+def barrier():
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def device():
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return "cpu"
+
+
+# ----------------------------------------------------------------------------- small utilities
+
+def key_int(*parts):
+    """A 63-bit integer from a tuple of keys: request ids and RNG seeds that no rank or batch can change."""
+    return int.from_bytes(hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest(), "big") >> 1
+
+
+def write_json(path, obj):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def logsumexp(xs):
+    m = max(xs)
+    return m + math.log(sum(math.exp(x - m) for x in xs))
+
+
+def choose(log_w, key):
+    """Resample one index from softmax(log_w) with an RNG keyed by `key` (never by rank or batch)."""
+    g = torch.Generator().manual_seed(key_int(*key))
+    p = torch.softmax(torch.tensor(log_w, dtype=torch.float64), 0)
+    return int(torch.multinomial(p, 1, generator=g))
+
+
+def ess(log_w):
+    """Effective sample size of normalised importance weights, in [1, K]."""
+    p = torch.softmax(torch.tensor(log_w, dtype=torch.float64), 0)
+    return float(1.0 / (p * p).sum())
+
+
+# ----------------------------------------------------------------------------- E-step
+
+def sample_latents(model, tok, cfg, edocs, keys, k, temperature=None):
+    """For each (doc, chunk) in keys: k posterior samples with log q and their joint scores log p.
+    Returns per key a list of k dicts {z, log_q, log_p, capped} (z: latent token ids without EoL)."""
+    prompts, prefixes, xs, ids, dropped = [], [], [], [], []
+    for (d, c, tag) in keys:
+        prompt, prefix, x, drop = estep_prompts(tok, edocs[d]["x"], c, cfg.max_latent, cfg.block_size)
+        for j in range(k):
+            prompts.append(prompt); prefixes.append(prefix); xs.append(x)
+            ids.append(key_int(cfg.seed, tag, edocs[d]["id"], c, j))
+        dropped.append(drop)
+    outs = generate(model, prompts, cfg.max_latent, stop_tokens=(tok.eol,),
+                    temperature=cfg.temperature if temperature is None else temperature,
+                    top_k=cfg.top_k, top_p=cfg.top_p, seed=cfg.seed, ids=ids, batch_size=cfg.gen_batch)
+    zs = [o["tokens"][:-1] if o["stopped"] else o["tokens"] for o in outs]
+    scores = score(model, prefixes, [joint_continuation(tok, z, x) for z, x in zip(zs, xs)],
+                   batch_size=cfg.gen_batch)
+    res = []
+    for i in range(len(keys)):
+        res.append([{"z": zs[i * k + j], "log_q": float(sum(outs[i * k + j]["logprobs"])),
+                     "log_p": scores[i * k + j]["sum"], "capped": not outs[i * k + j]["stopped"],
+                     "n_x": len(xs[i * k + j]), "dropped": dropped[i]} for j in range(k)])
+    return res
+
+
+def estep(model, tok, cfg, docs, it, out_dir, unit=512):
+    """Sample, weight and resample one latent for every chunk of `docs`; returns docs with latents + diagnostics.
+    Work is cut into units of `unit` chunks; unit u runs on rank u % world and is saved atomically, so a killed
+    E-step resumes and any number of ranks produce the same latents (ids and RNG are keyed, not positional)."""
+    rank, world = rank_world()
+    edocs = [encode_doc(tok, d) for d in docs]
+    keys = [(d, c, f"estep{it}") for d, ed in enumerate(edocs) for c in range(len(ed["x"]))]
+    units = [keys[i:i + unit] for i in range(0, len(keys), unit)]
+    os.makedirs(out_dir, exist_ok=True)
+    t0, mine = time.time(), [u for u in range(len(units)) if u % world == rank]
+    for n, u in enumerate(mine):
+        path = os.path.join(out_dir, f"unit{u:05d}.json")
+        if os.path.exists(path):
+            continue
+        res = sample_latents(model, tok, cfg, edocs, units[u], cfg.k)
+        rows = []
+        for (d, c, _), samples in zip(units[u], res):
+            ok = [j for j, s in enumerate(samples) if not (cfg.drop_capped and s["capped"])]
+            log_w = [samples[j]["log_p"] - samples[j]["log_q"] for j in ok]
+            pick = ok[choose(log_w, (cfg.seed, it, edocs[d]["id"], c))] if ok else None
+            rows.append({"doc": d, "chunk": c, "log_w": [s["log_p"] - s["log_q"] for s in samples],
+                         "ess": ess(log_w) if ok else 0.0, "capped": sum(s["capped"] for s in samples),
+                         "pick": pick, "latent": tok.decode(samples[pick]["z"]) if ok else None,
+                         "samples": [tok.decode(s["z"]) for s in samples]})
+        write_json(path, rows)
+        el = time.time() - t0
+        print(f"  E-step {it}: unit {n + 1}/{len(mine)} on rank {rank}, {el:.0f}s, "
+              f"ETA {el / (n + 1) * (len(mine) - n - 1):.0f}s", flush=True)
+    barrier()
+    rows = [r for u in range(len(units)) for r in read_json(os.path.join(out_dir, f"unit{u:05d}.json"))]
+    new = [{"id": d["id"], "chunks": [dict(c) for c in d["chunks"]]} for d in docs]
+    for r in rows:
+        new[r["doc"]]["chunks"][r["chunk"]]["latent"] = r["latent"]
+    return new, rows
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def eval_questions(model, tok, cfg, questions, latent):
+    """Greedy accuracy on held-out questions. A latent model writes its reasoning inside SoL PRIOR ... EoL
+    first (the paper's evaluation); a raw model answers directly."""
+    prompts = [[tok.bos] + tok.encode(q["question"]) + ([tok.sol, tok.prior] if latent else []) for q in questions]
+    n_new = cfg.max_latent + 8 if latent else 8
+    outs = generate(model, prompts, n_new, stop_tokens=(tok.eos, tok.sol) if latent else (tok.eos,),
+                    temperature=0.0, seed=cfg.seed, batch_size=cfg.gen_batch)
+    correct = []
+    for q, o in zip(questions, outs):
+        toks = o["tokens"]
+        if latent:  # the answer is the text after the thought
+            toks = toks[toks.index(tok.eol) + 1:] if tok.eol in toks else []
+        correct.append(W.check_answer(tok.decode([t for t in toks if t not in tok.special_ids]), q["answer"]))
+    acc = sum(correct) / max(len(correct), 1)
+    return {"acc": acc, "acc_se": math.sqrt(acc * (1 - acc) / max(len(correct), 1)), "n_questions": len(correct)}
+
+
+def eval_nll(model, tok, cfg, docs, latent, ks):
+    """Held-out NLL per raw X token (and bits per byte). Raw model: exact -log p(X_i | BOS P_i). Latent model:
+    -IW-ELBO_K = -(sum_i [logsumexp_k(log p_k - log q_k) - log K]) with fresh samples at temperature 1, for each
+    K in ks (the first K of max(ks) samples), with the same prefix rule (P_i = up to 3 previous chunks)."""
+    edocs = [encode_doc(tok, d) for d in docs]
+    keys = [(d, c, "eval") for d, ed in enumerate(edocs) for c in range(len(ed["x"]))]
+    n_bytes = sum(len(ch["suffix"].encode()) for d in docs for ch in d["chunks"])
+    if not latent:
+        pairs = [estep_prompts(tok, edocs[d]["x"], c, cfg.max_latent, cfg.block_size)[1:3] for d, c, _ in keys]
+        lp = sum(s["sum"] for s in score(model, [p for p, _ in pairs], [x for _, x in pairs], cfg.gen_batch))
+        n_tok = sum(len(x) for _, x in pairs)
+        return {"nll": -lp / n_tok, "bpb": -lp / math.log(2) / n_bytes}
+    res = sample_latents(model, tok, cfg, edocs, keys, max(ks), temperature=1.0)
+    n_tok = sum(s[0]["n_x"] for s in res)
+    out = {}
+    for k in ks:
+        elbo = sum(logsumexp([s["log_p"] - s["log_q"] for s in samples[:k]]) - math.log(k) for samples in res)
+        out[f"nll_k{k}"], out[f"bpb_k{k}"] = -elbo / n_tok, -elbo / math.log(2) / n_bytes
+    return out
+
+
+def evaluate(model, tok, cfg, data, latent):
+    """Every metric for one model: accuracy (when questions exist) and NLL / IW-ELBO."""
+    model.eval()
+    ks = [int(k) for k in cfg.eval_ks.split(",")]
+    m = eval_nll(model, tok, cfg, data["heldout"], latent, ks)
+    if data.get("questions"):
+        m.update(eval_questions(model, tok, cfg, data["questions"], latent))
+    return m
+
+
+# ----------------------------------------------------------------------------- phases
+
+def run_train(cfg, name, data_path, layout, init, steps):
+    """One training phase (resumable: a killed phase continues from its last checkpoint)."""
+    out = os.path.join(cfg.out, name)
+    if os.path.exists(os.path.join(out, "DONE")):
+        return out + "/model"
+    tc = TrainConfig(data=data_path, layout=layout, out=out + "/model", init=init or "scratch",
+                     tokenizer=cfg.tokenizer, bpe_dir=cfg.bpe_dir, n_layer=cfg.n_layer, n_head=cfg.n_head,
+                     n_embd=cfg.n_embd, block_size=cfg.block_size, max_steps=steps,
+                     batch_size=cfg.batch_size // rank_world()[1],
+                     total_batch_tokens=cfg.batch_size * cfg.block_size, lr=cfg.lr, min_lr=cfg.lr / 10,
+                     warmup_steps=max(1, steps // 20), seed=key_int(cfg.seed, name) % 2**31,
+                     ckpt_every=max(50, steps // 4), log_every=max(1, steps // 5), resume=True)
+    print0(f"[{name}] training {steps} steps, layout {layout}, init {tc.init}")
+    res = train(tc)
+    if rank_world()[0] == 0:
+        write_json(os.path.join(out, "DONE"), {k: v for k, v in res.items() if isinstance(v, (int, float, str))})
+    barrier()
+    return res["ckpt"]
+
+
+def run_eval(cfg, name, ckpt, tok, data, latent):
+    path = os.path.join(cfg.out, name, "eval.json")
+    if os.path.exists(path):
+        return read_json(path)
+    m = None
+    if rank_world()[0] == 0:
+        model, meta = load_model(ckpt, tok.n_vocab, device())
+        check_tokenizer(meta, tok)
+        t0 = time.time()
+        m = evaluate(model, tok, cfg, data, latent)
+        m["eval_seconds"] = round(time.time() - t0, 1)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_json(path, m)
+    barrier()
+    return read_json(path)
+
+
+# ----------------------------------------------------------------------------- data
+
+def prepare_data(cfg, tok):
+    """The target corpus (latents stripped), warm-start set, held-out docs and questions, under out/data."""
+    ddir = os.path.join(cfg.out, "data")
+    if rank_world()[0] == 0 and not os.path.exists(os.path.join(ddir, "DONE")):
+        if cfg.corpus:
+            docs = read_docs(cfg.corpus, tok=tok, max_tokens=cfg.block_size // 4)
+            if cfg.val:
+                heldout = read_docs(cfg.val, tok=tok, max_tokens=cfg.block_size // 4)
+            else:  # no --val: the last 5% of the corpus is held out (at least one document)
+                n = max(1, len(docs) // 20)
+                docs, heldout = docs[:-n], docs[-n:]
+            os.makedirs(ddir, exist_ok=True)
+            if any(c["latent"] is not None for d in docs for c in d["chunks"]):
+                write_docs(os.path.join(ddir, "target_gold.jsonl"), docs)  # the oracle's teacher latents
+            strip = lambda ds: [{"id": d["id"], "chunks": [{"suffix": c["suffix"], "latent": None}
+                                                            for c in d["chunks"]]} for d in ds]
+            write_docs(os.path.join(ddir, "target.jsonl"), strip(docs))
+            write_docs(os.path.join(ddir, "heldout.jsonl"), heldout)
+        else:
+            W.write(W.WorldConfig(seed=cfg.seed, n_target=cfg.world_target, n_warm=cfg.world_warm,
+                                  n_heldout=cfg.world_heldout, n_questions=cfg.world_questions), ddir)
+            if cfg.val:
+                write_docs(os.path.join(ddir, "heldout.jsonl"), read_docs(cfg.val))
+        if cfg.teacher_latents:
+            write_docs(os.path.join(ddir, "warm.jsonl"), read_docs(cfg.teacher_latents))
+        write_json(os.path.join(ddir, "DONE"), {"corpus": cfg.corpus or "built-in world"})
+    barrier()
+    p = lambda name: os.path.join(ddir, name)
+    data = {name: read_docs(p(f"{name}.jsonl")) for name in ("target", "warm", "heldout")}
+    data["gold"] = read_docs(p("target_gold.jsonl")) if os.path.exists(p("target_gold.jsonl")) else None
+    data["questions"] = W.read_questions(p("questions.jsonl")) if os.path.exists(p("questions.jsonl")) else []
+    data["paths"] = {name: p(f"{name}.jsonl") for name in ("base", "target", "warm", "target_gold")}
+    return data
+
+
+def corpus_tokens(tok, docs, layout, seed=0):
+    from data.layout import sequence
+    return sum(len(sequence(tok, encode_doc(tok, d), layout, seed, 0)) for d in docs)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def run_estep(cfg, tok, data, it, prev_ckpt):
+    idir = os.path.join(cfg.out, f"iter{it}")
+    path = os.path.join(idir, "latents.jsonl")
+    if os.path.exists(os.path.join(idir, "estep.json")):
+        return path, read_json(os.path.join(idir, "estep.json"))
+    model, meta = load_model(prev_ckpt, tok.n_vocab, device())
+    check_tokenizer(meta, tok)
+    model.eval()
+    t0 = time.time()
+    new, rows = estep(model, tok, cfg, data["target"], it, os.path.join(idir, "estep_units"))
+    diag = {"chunks": len(rows), "ess_mean": sum(r["ess"] for r in rows) / max(len(rows), 1),
+            "capped_frac": sum(r["capped"] for r in rows) / max(len(rows) * cfg.k, 1),
+            "dropped": sum(r["latent"] is None for r in rows), "seconds": round(time.time() - t0, 1)}
+    if data["gold"] is not None:  # diagnostics only: the E-step above never saw these
+        gold = {(d["id"], i): c["latent"] for d in data["gold"] for i, c in enumerate(d["chunks"])}
+        hit = [new[r["doc"]]["chunks"][r["chunk"]]["latent"] == gold[(new[r["doc"]]["id"], r["chunk"])]
+               for r in rows]
+        exists = [gold[(new[r["doc"]]["id"], r["chunk"])] in r["samples"] for r in rows]
+        diag["gold_match"] = sum(hit) / max(len(hit), 1)  # the chosen latent is the gold derivation
+        diag["gold_exists"] = sum(exists) / max(len(exists), 1)  # some sample among the K is
+    if rank_world()[0] == 0:
+        write_docs(path, new)
+        write_json(os.path.join(idir, "estep.json"), diag)
+    barrier()
+    return path, diag
+
+
+def run(cfg):
+    tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
+    os.makedirs(cfg.out, exist_ok=True)
+    check_config(cfg)
+    t_start = time.time()
+    data = prepare_data(cfg, tok)
+    print0(f"data: {len(data['target'])} target docs, {len(data['warm'])} warm-start docs, "
+           f"{len(data['heldout'])} held-out docs, {len(data['questions'])} questions")
+    base = cfg.init or run_train(cfg, "base", data["paths"]["base"], "raw", "", cfg.base_steps)
+    warm = run_train(cfg, "warm", data["paths"]["warm"], "random", base, cfg.warm_steps)
+    results = [{"name": "warm start", "iter": 0, **run_eval(cfg, "warm", warm, tok, data, True)}]
+    prev = warm
+    for it in range(1, cfg.iters + 1):
+        print0(f"== iteration {it}/{cfg.iters} ({time.time() - t_start:.0f}s elapsed)")
+        latents, diag = run_estep(cfg, tok, data, it, prev)
+        init = base if cfg.m_step == "fresh" else prev
+        prev = run_train(cfg, f"iter{it}", latents, "random", init, cfg.m_steps)
+        results.append({"name": f"BoLT iter {it}", "iter": it, **run_eval(cfg, f"iter{it}", prev, tok, data, True),
+                        **{f"estep_{k}": v for k, v in diag.items()}})
+        print0(f"   iter {it}: " + fmt_metrics(results[-1]))
+    if not cfg.no_baselines:
+        results += run_baselines(cfg, tok, data, base)
+    if rank_world()[0] == 0:
+        report(cfg, results, time.time() - t_start)
+    return results
+
+
+def run_baselines(cfg, tok, data, base):
+    """Raw data from base, token-matched (same epochs over the target documents as an M-step) and FLOP-matched
+    (same steps x tokens as an M-step); and the oracle, trained on teacher latents for the whole corpus."""
+    batch_tokens = cfg.batch_size * cfg.block_size
+    latent_docs = read_docs(os.path.join(cfg.out, "iter1", "latents.jsonl")) if cfg.iters else data["target"]
+    epochs = cfg.m_steps * batch_tokens / corpus_tokens(tok, latent_docs, "random", cfg.seed)
+    raw_steps = max(1, round(epochs * corpus_tokens(tok, data["target"], "raw") / batch_tokens))
+    out = []
+    for name, label, steps in (("raw_tokens", f"raw, token-matched ({epochs:.1f} epochs)", raw_steps),
+                               ("raw_flops", "raw, FLOP-matched", cfg.m_steps)):
+        ck = run_train(cfg, name, data["paths"]["target"], "raw", base, steps)
+        out.append({"name": label, "baseline": name, "steps": steps, **run_eval(cfg, name, ck, tok, data, False)})
+    if data["gold"] is not None:
+        ck = run_train(cfg, "oracle", data["paths"]["target_gold"], "random", base, cfg.m_steps)
+        out.append({"name": "oracle (teacher latents)", "baseline": "oracle",
+                    **run_eval(cfg, "oracle", ck, tok, data, True)})
+    for r in out:
+        print0(f"   {r['name']}: " + fmt_metrics(r))
+    return out
+
+
+def fmt_metrics(m):
+    s = [f"acc {100 * m['acc']:.1f}% (±{100 * m['acc_se']:.1f})"] if "acc" in m else []
+    s += [f"{k} {v:.4f}" for k, v in m.items() if k.startswith("nll")]
+    if "estep_gold_match" in m:
+        s.append(f"E-step gold match {100 * m['estep_gold_match']:.1f}%")
+    return ", ".join(s)
+
+
+def check_config(cfg):
+    """Refuse to mix results: an existing --out must have been made by the same configuration."""
+    path = os.path.join(cfg.out, "config.json")
+    mine = asdict(cfg)
+    if os.path.exists(path):
+        old = read_json(path)
+        diff = [k for k in mine if k not in RESUMABLE_KEYS and old.get(k) != mine[k]]
+        if diff:
+            sys.exit(f"error: {cfg.out} holds a run with another configuration ("
+                     + ", ".join(f"{k}: {old.get(k)!r} -> {mine[k]!r}" for k in diff)
+                     + "); use another --out or delete it")
+    if rank_world()[0] == 0:
+        write_json(path, mine)
+    print0("config: " + json.dumps(mine))
+
+
+# ----------------------------------------------------------------------------- report
+
+def report(cfg, results, seconds):
+    """report.md (a table per model), metrics.jsonl, and plot.svg (accuracy and NLL bound per iteration)."""
+    with open(os.path.join(cfg.out, "metrics.jsonl.tmp"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in results)
+    os.replace(os.path.join(cfg.out, "metrics.jsonl.tmp"), os.path.join(cfg.out, "metrics.jsonl"))
+    ks = [int(k) for k in cfg.eval_ks.split(",")]
+    head = ["model", "accuracy", *[f"NLL K={k}" for k in ks], "bits/byte", "E-step gold match", "ESS", "capped"]
+    lines = [f"# BoLT report: `{' '.join(sys.argv)}`", "",
+             f"seed {cfg.seed}, K {cfg.k}, {cfg.iters} iterations, total {seconds / 60:.1f} min. NLL is per raw "
+             "text token: exact for raw models, the IW-ELBO_K bound for latent models.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        nll = [r.get(f"nll_k{k}", r.get("nll")) for k in ks]
+        bpb = r.get(f"bpb_k{max(ks)}", r.get("bpb"))
+        cells = [r["name"], f"{100 * r['acc']:.1f}% ± {100 * r['acc_se']:.1f}" if "acc" in r else "-",
+                 *[f"{v:.4f}" for v in nll], f"{bpb:.4f}",
+                 f"{100 * r['estep_gold_match']:.1f}% (of {100 * r['estep_gold_exists']:.1f}% possible)"
+                 if "estep_gold_match" in r else "-",
+                 f"{r['estep_ess_mean']:.2f}" if "estep_ess_mean" in r else "-",
+                 f"{100 * r['estep_capped_frac']:.1f}%" if "estep_capped_frac" in r else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "![accuracy and NLL per iteration](plot.svg)", ""]
+    text = "\n".join(lines)
+    with open(os.path.join(cfg.out, "report.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(cfg.out, "plot.svg"), "w") as f:
+        f.write(svg_plot(results, f"nll_k{max(ks)}"))
+    print(text)
+
+
+def svg_plot(results, nll_key):
+    """Two panels (accuracy, NLL) against EM iteration; baselines as dashed horizontal lines. Plain SVG."""
+    iters = [r for r in results if "iter" in r]
+    base = [r for r in results if "baseline" in r]
+    colors = {"raw_tokens": "#d62728", "raw_flops": "#ff7f0e", "oracle": "#2ca02c"}
+    W_, H_, pad = 360, 240, 40
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W_}" height="{H_ + 30}" font-size="11" '
+             'font-family="sans-serif">']
+    for p, (title, get) in enumerate((("accuracy", lambda r: r.get("acc")),
+                                      ("NLL per token (bound)", lambda r: r.get(nll_key, r.get("nll"))))):
+        ys = [get(r) for r in iters + base if get(r) is not None]
+        if not ys:
+            continue
+        lo, hi = min(ys), max(ys)
+        lo, hi = lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9)
+        n = max(len(iters) - 1, 1)
+        x = lambda i: p * W_ + pad + (W_ - 2 * pad) * i / n
+        y = lambda v: H_ - pad + 10 - (H_ - 2 * pad) * (v - lo) / (hi - lo)
+        parts.append(f'<text x="{p * W_ + W_ / 2}" y="14" text-anchor="middle">{title} vs EM iteration</text>')
+        parts.append(f'<rect x="{x(0)}" y="{y(hi)}" width="{x(n) - x(0)}" height="{y(lo) - y(hi)}" '
+                     'fill="none" stroke="#999"/>')
+        for v in (lo, hi):
+            parts.append(f'<text x="{x(0) - 3}" y="{y(v) + 4}" text-anchor="end">{v:.3g}</text>')
+        for r in iters:
+            parts.append(f'<text x="{x(r["iter"])}" y="{y(lo) + 14}" text-anchor="middle">{r["iter"]}</text>')
+        for r in base:
+            if get(r) is not None:
+                c = colors.get(r["baseline"], "#777")
+                parts.append(f'<line x1="{x(0)}" x2="{x(n)}" y1="{y(get(r))}" y2="{y(get(r))}" stroke="{c}" '
+                             f'stroke-dasharray="5,3"/><text x="{x(n) - 2}" y="{y(get(r)) - 3}" fill="{c}" '
+                             f'text-anchor="end">{r["name"]}</text>')
+        pts = " ".join(f"{x(r['iter'])},{y(get(r))}" for r in iters if get(r) is not None)
+        parts.append(f'<polyline points="{pts}" fill="none" stroke="#1f77b4" stroke-width="2"/>')
+        parts += [f'<circle cx="{x(r["iter"])}" cy="{y(get(r))}" r="3" fill="#1f77b4"/>'
+                  for r in iters if get(r) is not None]
+    parts.append(f'<text x="{W_}" y="{H_ + 24}" text-anchor="middle">iteration 0 = warm start; blue = BoLT</text>')
+    return "\n".join(parts + ["</svg>"])
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def eval_only(cfg, ckpt):
+    """`--eval --ckpt DIR`: every metric for one checkpoint (latent or raw, from its training layout)."""
+    tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
+    model, meta = load_model(ckpt, tok.n_vocab, device())
+    check_tokenizer(meta, tok)
+    latent = meta.get("config", {}).get("layout", "random") != "raw"
+    ddir = os.path.join(cfg.out, "data")
+    heldout = cfg.val or os.path.join(ddir, "heldout.jsonl")
+    if not os.path.exists(heldout):
+        sys.exit(f"error: no held-out documents: pass --val PATH (or --out of a run that prepared {heldout})")
+    q = os.path.join(ddir, "questions.jsonl")
+    data = {"heldout": read_docs(heldout), "questions": W.read_questions(q) if os.path.exists(q) and not cfg.val else []}
+    m = evaluate(model, tok, cfg, data, latent)
+    print(json.dumps({"ckpt": ckpt, "latent": latent, **m}, indent=1))
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in fields(EMConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type is bool or f.type == "bool":
+            ap.add_argument(flag, action="store_true")
+        else:
+            ap.add_argument(flag, type=type(f.default), default=None, help=f"default {f.default!r}")
+    ap.add_argument("--eval", action="store_true", help="evaluate --ckpt only")
+    ap.add_argument("--ckpt", default="", help="checkpoint for --eval")
+    args = ap.parse_args(argv)
+    given = {f.name: getattr(args, f.name) for f in fields(EMConfig) if getattr(args, f.name) not in (None, False)}
+    cfg = EMConfig(**{**(QUICK if given.get("quick") else {}), **given})
+    errors = [msg for bad, msg in (
+        (cfg.iters < 0, "--iters must be >= 0"), (cfg.k < 1, "--k must be >= 1"),
+        (cfg.m_step not in ("fresh", "continue"), "--m-step must be fresh or continue"),
+        (bool(cfg.corpus) and not cfg.init, "--corpus needs --init (base weights for that corpus)"),
+        (bool(cfg.corpus) and not cfg.teacher_latents, "--corpus needs --teacher-latents (the warm-start set)"),
+        (cfg.max_latent + 8 > cfg.block_size, "--max-latent leaves no room in --block-size"),
+        (args.eval and not args.ckpt, "--eval needs --ckpt DIR"),
+    ) if bad]
+    for p in (cfg.corpus, cfg.teacher_latents, cfg.val, cfg.init, args.ckpt):
+        if p and not os.path.exists(p):
+            errors.append(f"{p}: no such file or directory")
+    if errors:
+        ap.error("; ".join(errors))
+    return cfg, args
+
+
+def main(argv=None):
+    cfg, args = parse_args(argv)
+    if "RANK" in os.environ and not dist.is_initialized():  # torchrun
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        eval_only(cfg, args.ckpt) if args.eval else run(cfg)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

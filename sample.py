@@ -1,0 +1,301 @@
+"""Batched generation with a static KV cache, teacher-forced scoring, and a sampling CLI.
+
+References: gpt-fast generate.py (static cache, sync-free sampling), nanochat engine.py (KVCache prefill/decode,
+CPU tests), vLLM (continuous batching: refill finished rows from a queue). See ../shared/docs/ANCHORS.md.
+
+generate(model, prompts, max_new_tokens, ...) is the E-step's sampler: ragged prompts, one cache allocated per
+call, rows finish independently at a stop token and are refilled with waiting prompts (prefilled straight into
+the freed rows). Every draw is keyed by (seed, request id, step) in kernels.sampling, so results never depend
+on the batch, batch_size or order. Identical prompts (the K samples of one E-step prompt) are prefilled once.
+score(model, prefixes, continuations) is the E-step's log p: teacher-forced log-probs of each continuation,
+with logits materialised only at continuation positions, a slice at a time.
+
+  python sample.py --ckpt out/ckpt --prompt "Once upon a time" --num-samples 3 --max-new-tokens 64
+"""
+import argparse
+import sys
+
+import torch
+
+from kernels.sampling import sample
+from model import KVCache, load_model
+
+PREFILL_TOKENS = 4096  # padded tokens per prefill call: large matmuls, yet little padding on length-sorted prompts
+SCORE_TOKENS = 8192  # padded tokens per scoring forward
+LOGIT_ELEMS = 1 << 24  # fp32 logits materialised at once when scoring (64 MB; ~330 positions of GPT-2's vocab)
+CHECK_EVERY = 4  # decode steps between looks at which rows have stopped (a host sync on GPU)
+
+
+# ----------------------------------------------------------------------------- generation
+
+def _prefill(model, cache, rows, prompts):
+    """Prefill `prompts` (lists of ids) into cache rows `rows` (list of ints) -> next-token logits (b, V) fp32.
+    Identical prompts are run once and their cache rows copied; the rest go longest first in chunks of at most
+    PREFILL_TOKENS padded tokens, so ragged lengths waste little padding."""
+    dev = cache.k.device
+    first, src = {}, []  # src[i]: index in `rows` of the first occurrence of prompts[i]
+    for i, p in enumerate(prompts):
+        src.append(first.setdefault(tuple(p), i))
+    uniq = sorted(set(src), key=lambda i: -len(prompts[i]))
+    logits = torch.empty(len(prompts), model.config.vocab_size, device=dev)
+    start = 0
+    while start < len(uniq):
+        T = len(prompts[uniq[start]])
+        group = uniq[start:start + max(1, PREFILL_TOKENS // T)]
+        start += len(group)
+        idx = torch.tensor([prompts[i] + [0] * (T - len(prompts[i])) for i in group], device=dev)  # (g, T)
+        lengths = torch.tensor([len(prompts[i]) for i in group], device=dev)
+        g = torch.tensor(group, device=dev)
+        logits[g] = model(idx, cache=cache, rows=torch.tensor([rows[i] for i in group], device=dev), lengths=lengths)
+    dups = [i for i in range(len(prompts)) if src[i] != i]
+    if dups:
+        T = max(len(prompts[i]) for i in dups)
+        dst_r = torch.tensor([rows[i] for i in dups], device=dev)
+        src_r = torch.tensor([rows[src[i]] for i in dups], device=dev)
+        cache.k[:, dst_r, :T] = cache.k[:, src_r, :T]  # (L, d, T, H, D)
+        cache.v[:, dst_r, :T] = cache.v[:, src_r, :T]
+        cache.seqlens[dst_r] = cache.seqlens[src_r]
+        logits[torch.tensor(dups, device=dev)] = logits[torch.tensor([src[i] for i in dups], device=dev)]
+    return logits
+
+
+def _cache_rows(full, m):
+    """A KVCache over the first m rows of `full`, sharing its memory (the tail of a call runs on fewer rows)."""
+    view = KVCache.__new__(KVCache)
+    view.k, view.v, view.seqlens, view.max_len = full.k[:, :m], full.v[:, :m], full.seqlens[:m], full.max_len
+    return view
+
+
+def _check_prompts(model, prompts, max_new_tokens, ids):
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if len(ids) != len(prompts):
+        raise ValueError(f"got {len(ids)} ids for {len(prompts)} prompts")
+    bs = model.config.block_size
+    for i, p in enumerate(prompts):
+        if not p:
+            raise ValueError(f"prompt {i} is empty (start it with BOS)")
+        if len(p) + max_new_tokens > bs:
+            raise ValueError(f"prompt {i} has {len(p)} tokens; with max_new_tokens={max_new_tokens} it exceeds the "
+                             f"model's block_size {bs}")
+
+
+@torch.inference_mode()
+def generate(model, prompts, max_new_tokens, stop_tokens=(), temperature=1.0, top_k=0, top_p=1.0, seed=0,
+             ids=None, batch_size=64):
+    """Sample up to max_new_tokens after each prompt. ids: a stable int64 request id per prompt (default its index)
+    that keys the sampler's noise with the step. Returns, in input order, dicts {'tokens' (incl. the stop token if
+    hit), 'logprobs' (log q under the sampled distribution), 'raw_logprobs' (untempered), 'stopped'}."""
+    prompts = [list(p) for p in prompts]
+    ids = list(range(len(prompts))) if ids is None else [int(i) for i in ids]
+    _check_prompts(model, prompts, max_new_tokens, ids)
+    if not prompts or max_new_tokens == 0:
+        return [dict(tokens=[], logprobs=[], raw_logprobs=[], stopped=False) for _ in prompts]
+    was_training = model.training
+    model.eval()
+    try:
+        return _generate(model, prompts, max_new_tokens, tuple(stop_tokens), (temperature, top_k, top_p), seed,
+                         ids, batch_size)
+    finally:
+        model.train(was_training)
+
+
+def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size):
+    n, V = len(prompts), model.config.vocab_size
+    p0 = next(model.parameters())
+    dev = p0.device
+    order = sorted(range(n), key=lambda i: (-len(prompts[i]), prompts[i]))  # longest first, duplicates adjacent
+    B = min(batch_size, n)
+    full = KVCache(model.config, B, max(map(len, prompts)) + M - 1, dev, p0.dtype)  # the last token is never fed
+    cache = full
+    is_stop = torch.zeros(V + 1, dtype=torch.bool, device=dev)  # (V+1,) lookup: one gather per step
+    if any(not 0 <= t < V for t in stop_tokens):
+        raise ValueError(f"stop tokens {stop_tokens} outside the vocabulary [0, {V})")
+    is_stop[list(stop_tokens)] = True
+    ids_t = torch.tensor(ids, dtype=torch.int64, device=dev)
+    # per-row state; each (B,) except the outputs (B, M + 1) whose last column takes writes from finished rows
+    st = dict(ids=torch.zeros(B, dtype=torch.int64, device=dev), steps=torch.zeros(B, dtype=torch.int64, device=dev),
+              live=torch.zeros(B, dtype=torch.bool, device=dev), stopped=torch.zeros(B, dtype=torch.bool, device=dev),
+              tok=torch.zeros(B, M + 1, dtype=torch.int64, device=dev),
+              lp=torch.zeros(B, M + 1, device=dev), raw=torch.zeros(B, M + 1, device=dev))
+    req, deadline = [-1] * B, [0] * B  # host: request in each row (-1 = free), iteration at which it must end
+    results, nxt, it = [None] * n, 0, 0
+    logits = torch.zeros(B, V, device=dev)
+
+    def assign(free):
+        nonlocal nxt
+        free = free[:n - nxt]
+        reqs = order[nxt:nxt + len(free)]
+        nxt += len(free)
+        r = torch.tensor(free, device=dev)
+        logits[r] = _prefill(model, cache, free, [prompts[i] for i in reqs])
+        st["ids"][r] = ids_t[torch.tensor(reqs, device=dev)]
+        st["steps"][r], st["live"][r], st["stopped"][r] = 0, True, False
+        for row, i in zip(free, reqs):
+            req[row], deadline[row] = i, it + M
+
+    assign(list(range(B)))
+    next_check, n_busy, ar = (CHECK_EVERY if stop_tokens else M), B, torch.arange(B, device=dev)
+    while True:
+        tok, lp, raw = sample(logits, *sampling, seed, st["ids"], st["steps"])  # each (B,)
+        live, steps = st["live"], st["steps"]
+        col = torch.where(live, steps, M)  # finished rows write to the spare column
+        st["tok"][ar, col], st["lp"][ar, col], st["raw"][ar, col] = tok, lp, raw
+        steps += live
+        if stop_tokens:
+            hit = is_stop[tok] & live
+            st["stopped"] |= hit
+            live &= ~hit
+        live &= steps < M
+        it += 1
+        free = []
+        if it >= next_check:
+            free = _harvest(st, req, results)
+            n_busy = len(req) - len(free)
+            if nxt >= n and n_busy == 0:
+                break
+            if nxt >= n and 2 * n_busy <= len(req) and len(req) >= 8:
+                cache, tok, req, deadline = _compact(full, st, req, deadline, tok)
+                logits, free, ar = logits[:n_busy], [], torch.arange(n_busy, device=dev)
+            busy = [deadline[r] for r in range(len(req)) if req[r] >= 0]
+            next_check = min(busy + [it + (CHECK_EVERY if stop_tokens else M)])
+        if n_busy:
+            logits = model(tok[:, None], cache=cache)  # (B, V) decode one token for every row
+        if free and nxt < n:
+            n_busy += min(len(free), n - nxt)
+            assign(free)
+    return results
+
+
+def _harvest(st, req, results):
+    """Move finished rows' outputs to `results`; returns the rows now free (finished or never used)."""
+    live = st["live"].tolist()
+    done = [r for r in range(len(req)) if req[r] >= 0 and not live[r]]
+    if done:
+        d = torch.tensor(done, device=st["live"].device)
+        lens, stopped = st["steps"][d].tolist(), st["stopped"][d].tolist()
+        toks, lps, raws = st["tok"][d].tolist(), st["lp"][d].tolist(), st["raw"][d].tolist()
+        for j, r in enumerate(done):
+            k = lens[j]
+            results[req[r]] = dict(tokens=toks[j][:k], logprobs=lps[j][:k], raw_logprobs=raws[j][:k],
+                                   stopped=bool(stopped[j]))
+            req[r] = -1
+    return [r for r in range(len(req)) if req[r] < 0]
+
+
+def _compact(full, st, req, deadline, tok):
+    """Once the queue is empty and at most half the rows are busy, move the busy rows to the front of the cache and
+    decode only those from then on."""
+    keep = [r for r in range(len(req)) if req[r] >= 0]
+    m, perm = len(keep), torch.tensor(keep, device=full.k.device)
+    full.k[:, :m] = full.k[:, perm]  # the right side is gathered into a temporary first, so overlap is safe
+    full.v[:, :m] = full.v[:, perm]
+    full.seqlens[:m] = full.seqlens[perm]
+    for k in st:
+        st[k] = st[k][perm]
+    return _cache_rows(full, m), tok[perm], [req[r] for r in keep], [deadline[r] for r in keep]
+
+
+# ----------------------------------------------------------------------------- scoring
+
+def hidden_states(model, idx):
+    """Final hidden states (B, T, C) of a no-cache forward: GPT.forward without lm_head, so scoring can apply the
+    head only where a log-prob is wanted."""
+    tr = model.transformer
+    x = tr.drop(tr.wte(idx) + tr.wpe(torch.arange(idx.size(1), device=idx.device)))
+    for i, block in enumerate(tr.h):
+        x = block(x, i)
+    return tr.ln_f(x)
+
+
+def head_logprobs(model, h, targets):
+    """log p(targets) from hidden states h (N, C) -> (N,) fp32, LOGIT_ELEMS logits at a time."""
+    V = model.config.vocab_size
+    out = torch.empty(h.size(0), device=h.device)
+    step = max(1, LOGIT_ELEMS // V)
+    for s in range(0, h.size(0), step):
+        logits = model.lm_head(h[s:s + step]).float()[:, :V]  # (n, V)
+        t = targets[s:s + step, None]
+        out[s:s + step] = (logits.gather(1, t) - torch.logsumexp(logits, dim=-1, keepdim=True)).squeeze(1)
+    return out
+
+
+@torch.inference_mode()
+def score(model, prefixes, continuations, batch_size=64):
+    """Teacher-forced log-probs of each continuation given its prefix -> [{'sum', 'logprobs': [per token]}]."""
+    if len(prefixes) != len(continuations):
+        raise ValueError(f"{len(prefixes)} prefixes but {len(continuations)} continuations")
+    seqs = [list(p) + list(c) for p, c in zip(prefixes, continuations)]
+    for i, (p, s) in enumerate(zip(prefixes, seqs)):
+        if not p:
+            raise ValueError(f"prefix {i} is empty (start it with BOS)")
+        if len(s) > model.config.block_size:
+            raise ValueError(f"pair {i} has {len(s)} tokens, more than block_size {model.config.block_size}")
+    was_training = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    out = [None] * len(seqs)
+    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+    start = 0
+    try:
+        while start < len(order):
+            T = len(seqs[order[start]])
+            group = order[start:start + max(1, min(batch_size, SCORE_TOKENS // T))]
+            start += len(group)
+            idx = torch.tensor([seqs[i] + [0] * (T - len(seqs[i])) for i in group], device=dev)  # (g, T)
+            pos = torch.tensor([[len(prefixes[i]) - 1 + j, r] for r, i in enumerate(group)
+                                for j in range(len(continuations[i]))], dtype=torch.int64, device=dev)
+            lp = torch.empty(0, device=dev)
+            if len(pos):  # positions predicting each continuation token: row r, position t -> token t + 1
+                h = hidden_states(model, idx)[pos[:, 1], pos[:, 0]]  # (N, C)
+                lp = head_logprobs(model, h, idx[pos[:, 1], pos[:, 0] + 1])
+            lp = lp.tolist()
+            k = 0
+            for i in group:
+                n = len(continuations[i])
+                out[i] = dict(sum=float(sum(lp[k:k + n])), logprobs=lp[k:k + n])
+                k += n
+    finally:
+        model.train(was_training)
+    return out
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Sample from a checkpoint (ours or a Hugging Face GPT-2 directory).")
+    ap.add_argument("--ckpt", required=True, help="checkpoint directory (train.py output or HF GPT-2 dir)")
+    ap.add_argument("--prompt", default="", help="text to continue (BOS is prepended)")
+    ap.add_argument("--num-samples", type=int, default=1)
+    ap.add_argument("--max-new-tokens", type=int, default=None, help="default: min(128, what fits in block_size)")
+    ap.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    ap.add_argument("--top-k", type=int, default=0, help="0 = off")
+    ap.add_argument("--top-p", type=float, default=1.0, help="1.0 = off")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tokenizer", default=None, help="bytes | gpt2 (default: the checkpoint's; gpt2 for a HF dir)")
+    ap.add_argument("--bpe-dir", default=None, help="directory with GPT-2's vocab.bpe + encoder.json")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    from data.tokenizer import check_tokenizer, get_tokenizer
+    try:
+        model, meta = load_model(args.ckpt, device=args.device)
+        tok = get_tokenizer(args.tokenizer or meta.get("tokenizer", "bytes"), args.bpe_dir)
+        check_tokenizer(meta, tok)
+        if model.config.vocab_size < tok.n_vocab:  # a HF GPT-2 dir: grow the vocabulary to hold the latent tokens
+            model.resize_vocab(tok.n_vocab)
+        if model.config.vocab_size != tok.n_vocab:
+            raise ValueError(f"model vocabulary {model.config.vocab_size} != tokenizer {tok.name}'s {tok.n_vocab}")
+        prompt = [tok.bos] + tok.encode(args.prompt)
+        room = model.config.block_size - len(prompt)
+        M = min(128, room) if args.max_new_tokens is None else args.max_new_tokens
+        outs = generate(model, [prompt] * args.num_samples, M, stop_tokens=(tok.eos,), temperature=args.temperature,
+                        top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    except (OSError, ValueError, KeyError) as e:
+        sys.exit(f"sample.py: error: {e}")
+    for i, o in enumerate(outs):
+        print(f"--- sample {i} ({len(o['tokens'])} tokens, log q = {sum(o['logprobs']):.2f})")
+        print(tok.decode(prompt + o["tokens"]))
+
+
+if __name__ == "__main__":
+    main()
