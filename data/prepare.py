@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 
+from data import world
 from data.corpus import read_docs, write_docs
 from data.tokenizer import TOKENIZERS, get_tokenizer
 
@@ -100,6 +101,9 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--corpus", metavar="JSONL", help='corpus: one {"text"} or {"chunks": [...]} doc per line')
+    src.add_argument("--world", action="store_true",
+                     help="write the built-in table world instead (see `python -m data.world --help` for its knobs)")
+    p.add_argument("--seed", type=int, default=0, help="--world: the world's seed")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (docs.jsonl, manifest.json)")
     p.add_argument("--tokenizer", default="bytes", choices=TOKENIZERS, help="token counts and budgets use it")
     p.add_argument("--bpe-dir", default=None, metavar="D", help="directory with GPT-2's vocab.bpe + encoder.json")
@@ -115,6 +119,10 @@ def main(argv=None):
     p = build_parser()
     args = p.parse_args(argv)
     try:
+        if args.world:  # the world's own files (base, target, warm, heldout, questions) + world.json
+            meta = world.write(world.WorldConfig(seed=args.seed), args.out)
+            print(f"prepare: wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in meta["counts"].items()))
+            return meta
         if args.corpus is not None:
             m = prepare_corpus(args.corpus, args.out, args.tokenizer, args.bpe_dir, args.max_chunk_tokens,
                                args.mean_sentences, args.max_sentences, args.skip_bad)

