@@ -11,11 +11,207 @@ import sys
 # ----------------------------------------------------------------------------- attention
 # (section: attention)
 
+def bench_attention():
+    """Triton flash attention (fwd, fwd+bwd) and split-KV decode vs torch SDPA in the same run (bf16, or fp16
+    before sm80). Reports ms, TFLOPS / GB/s and the speedup over SDPA."""
+    import torch
+    if not torch.cuda.is_available():
+        print("attention: needs a CUDA GPU (none found here); nothing measured. The kernels' correctness is "
+              "covered by tests/test_attention.py under TRITON_INTERPRET=1.")
+        return
+    from triton.testing import do_bench
+    from kernels.attention import decode_attn_ref, decode_attn_triton, flash_attn_ref, flash_attn_triton
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    print(f"attention on {torch.cuda.get_device_name()}, {dtype}")
+    for B, T, H, D, causal in [(8, 1024, 12, 64, True), (8, 1024, 12, 64, False), (4, 2048, 16, 128, True)]:
+        qkv = torch.randn(B, T, 3, H, D, device="cuda", dtype=dtype, requires_grad=True)
+        do = torch.randn(B, T, H, D, device="cuda", dtype=dtype)
+        flops = 4 * B * H * T * T * D * (0.5 if causal else 1.0)  # two matmuls, half of them skipped if causal
+        for mode, mult in (("fwd", 1.0), ("fwd+bwd", 3.5)):  # backward = 5 matmuls ~ 2.5x the forward
+            ms = {}
+            for name, f in (("triton", flash_attn_triton), ("sdpa", flash_attn_ref)):
+                if mode == "fwd":
+                    run = lambda f=f: f(*qkv.unbind(2), causal)
+                else:
+                    run = lambda f=f: f(*qkv.unbind(2), causal).backward(do)
+                ms[name] = do_bench(run, warmup=25, rep=100)
+            print(f"  flash {mode:8s} B{B} T{T} H{H} D{D} causal={causal!s:5s}  triton {ms['triton']:.3f} ms "
+                  f"({mult * flops / ms['triton'] * 1e-9:.1f} TFLOPS)  sdpa {ms['sdpa']:.3f} ms  "
+                  f"speedup {ms['sdpa'] / ms['triton']:.2f}x")
+    for B, S, H, D in [(64, 2048, 12, 64), (256, 1024, 12, 64)]:
+        q = torch.randn(B, 1, H, D, device="cuda", dtype=dtype)
+        kc, vc = (torch.randn(B, S, H, D, device="cuda", dtype=dtype) for _ in range(2))
+        seqlens = torch.randint(1, S + 1, (B,), device="cuda", dtype=torch.int32)  # ragged, as in the E-step
+        ms = {name: do_bench(lambda f=f: f(q, kc, vc, seqlens), warmup=25, rep=100)
+              for name, f in (("triton", decode_attn_triton), ("sdpa", decode_attn_ref))}
+        gbytes = 2 * seqlens.sum().item() * H * D * kc.element_size() * 1e-9  # K and V actually needed
+        print(f"  decode B{B} S{S} H{H} D{D} ragged  triton {ms['triton']:.3f} ms ({gbytes / ms['triton'] * 1e3:.0f}"
+              f" GB/s useful)  sdpa+mask {ms['sdpa']:.3f} ms  speedup {ms['sdpa'] / ms['triton']:.2f}x")
+
+
 # ----------------------------------------------------------------------------- sampling
 # (section: sampling)
 
+def _naive_sampler(logits, temperature, top_k, top_p):
+    """vLLM-style torch sampler, the baseline: sort + cumsum for top-k/top-p, exponential race on torch RNG,
+    log_softmax for both log-probabilities. Scalar parameters."""
+    import torch
+    s = logits.float() / temperature
+    if top_k or top_p < 1.0:
+        sv, si = s.sort(dim=-1, descending=True)
+        pos = torch.arange(s.size(1), device=s.device)
+        if top_k:
+            sv = sv.masked_fill(pos >= top_k, float("-inf"))
+        probs = sv.softmax(-1)
+        sv = sv.masked_fill(probs.cumsum(-1) - probs >= top_p, float("-inf"))
+    else:
+        sv, si = s, None
+    lq = sv.log_softmax(-1)
+    choice = (lq.exp() / torch.empty_like(lq).exponential_()).argmax(-1, keepdim=True)
+    tok = choice if si is None else si.gather(1, choice)
+    return tok[:, 0], lq.gather(1, choice)[:, 0], logits.float().log_softmax(-1).gather(1, tok)[:, 0]
+
+
+def bench_sampling():
+    """Fused Triton sampler vs the vLLM-style torch sampler (and our torch path) on CUDA; without CUDA, our torch
+    path (what runs the E-step on CPU) vs the same baseline on CPU. E-step shapes: B up to 256, byte / GPT-2 /
+    Llama-3 vocabularies, plain sampling and top-k + top-p."""
+    import time
+    import torch
+    from kernels.sampling import sample_ref
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        print("sampling: no CUDA GPU here, so the Triton kernel is not timed (its correctness is covered by "
+              "tests/test_sampling.py under TRITON_INTERPRET=1). Timing the CPU torch path instead.")
+    dev = "cuda" if cuda else "cpu"
+    if cuda:
+        from triton.testing import do_bench
+        from kernels.sampling import sample_triton
+        timer = lambda f: do_bench(f, warmup=10, rep=50)
+    else:
+        def timer(f, reps=3):
+            f()
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                f()
+            return (time.perf_counter() - t0) / reps * 1e3
+    shapes = [(256, 261), (256, 50261)] + ([(1, 50261), (256, 128256)] if cuda else [])
+    for B, V in shapes:
+        logits = torch.randn(B, V, device=dev) * 3
+        ids = torch.arange(B, device=dev)
+        for params in [(1.0, 0, 1.0), (0.8, 50, 0.9)]:
+            ms = {"naive torch": timer(lambda: _naive_sampler(logits, *params)),
+                  "ours torch": timer(lambda: sample_ref(logits, *params, 0, ids, ids))}
+            if cuda:
+                ms["triton"] = timer(lambda: sample_triton(logits, *params, 0, ids, ids))
+            ours = ms.get("triton", ms["ours torch"])
+            line = "  ".join(f"{k} {v:.3f} ms" for k, v in ms.items())
+            print(f"  B{B} V{V} T,k,p={params}  {line}  speedup over naive {ms['naive torch'] / ours:.2f}x")
+
+
 # ----------------------------------------------------------------------------- engine
 # (section: engine)
+
+def _engine_naive(model, prompts, steps):
+    """nanoGPT's generate over one right-padded batch: re-run the whole context every token (no cache), head on
+    each row's last position only, argmax. Causal attention keeps the right padding out of valid positions."""
+    import torch
+    from sample import hidden_states
+    n = len(prompts)
+    lens = torch.tensor([len(p) for p in prompts])
+    buf = torch.zeros(n, int(lens.max()) + steps, dtype=torch.long)  # (N, Lmax + steps)
+    for i, p in enumerate(prompts):
+        buf[i, :len(p)] = torch.tensor(p)
+    ar = torch.arange(n)
+    with torch.inference_mode():
+        for _ in range(steps):
+            h = hidden_states(model, buf[:, :int(lens.max())])[ar, lens - 1]  # (N, C)
+            buf[ar, lens] = model.lm_head(h).float()[:, :model.config.vocab_size].argmax(-1)
+            lens += 1
+    return [buf[i, len(p):len(p) + steps].tolist() for i, p in enumerate(prompts)]
+
+
+def bench_engine():
+    """sample.py on E-step-shaped work on a 4-layer 256-wide GPT-2 with random weights, for the byte vocabulary
+    (261, the CPU world) and GPT-2's (50261): 64 ragged prompts (32-256 tokens), 48 new tokens.
+      greedy:  (a) generate vs (b) a nanoGPT no-cache loop over the same padded batch (timed over its first
+               NAIVE steps; its context only grows, so this flatters it) vs (c) transformers' generate (left-padded,
+               its KV cache) on the same weights. Greedy tokens are compared across all three.
+      E-step:  16 prompts x K=4 samples at temperature 1, then score() of every (prompt, sample) pair, vs
+               transformers' generate(do_sample, num_return_sequences=4) (generation only)."""
+    import tempfile
+    import time
+
+    import torch
+
+    from model import GPT, GPTConfig
+    from sample import generate, score
+    try:
+        import transformers
+    except ImportError:
+        transformers = None
+        print("transformers is not installed: (c) is skipped")
+    N, K, M, NAIVE = 64, 4, 48, 4
+    print(f"torch threads {torch.get_num_threads()}; {N} prompts of 32-256 tokens, {M} new tokens")
+    for V in (261, 50261):
+        torch.manual_seed(0)
+        hf = None
+        if transformers is not None:
+            hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+                vocab_size=V, n_positions=512, n_embd=256, n_layer=4, n_head=4)).eval()
+            with tempfile.TemporaryDirectory() as d:
+                hf.save_pretrained(d, safe_serialization=True)
+                model = GPT.from_pretrained(d).eval()
+        else:
+            model = GPT(GPTConfig(block_size=512, vocab_size=V, n_layer=4, n_head=4, n_embd=256)).eval()
+        g = torch.Generator().manual_seed(0)
+        prompts = [torch.randint(0, V, (int(torch.randint(32, 257, (1,), generator=g)),), generator=g).tolist()
+                   for _ in range(N)]
+        print(f"-- vocab {V}")
+
+        t = time.perf_counter()
+        out = [o["tokens"] for o in generate(model, prompts, M, temperature=0)]
+        a = N * M / (time.perf_counter() - t)
+        t = time.perf_counter()
+        naive = _engine_naive(model, prompts, NAIVE)
+        b = N * NAIVE / (time.perf_counter() - t)
+        same_b = sum(x[:NAIVE] == y for x, y in zip(out, naive))
+        print(f"greedy  (a) engine {a:8.1f} tok/s   (b) naive loop {b:7.1f} tok/s   a/b = {a / b:6.2f}x"
+              f"   (same first {NAIVE} tokens: {same_b}/{N} rows)")
+        if hf is not None:
+            T = max(map(len, prompts))
+            idx, mask = torch.zeros(N, T, dtype=torch.long), torch.zeros(N, T, dtype=torch.long)
+            for i, p in enumerate(prompts):  # left padding, as transformers expects for generation
+                idx[i, T - len(p):], mask[i, T - len(p):] = torch.tensor(p), 1
+            with torch.inference_mode():
+                t = time.perf_counter()
+                r = hf.generate(input_ids=idx, attention_mask=mask, max_new_tokens=M, min_new_tokens=M,
+                                do_sample=False, pad_token_id=0, eos_token_id=None)
+                c = N * M / (time.perf_counter() - t)
+            same_c = sum(x == y for x, y in zip(out, r[:, T:].tolist()))
+            print(f"greedy  (c) HF generate {c:7.1f} tok/s   a/c = {a / c:6.2f}x   (same tokens: {same_c}/{N} rows)")
+
+        es = [p for p in prompts[:N // K] for _ in range(K)]  # K samples of each prompt, distinct request ids
+        t = time.perf_counter()
+        samples = [o["tokens"] for o in generate(model, es, M, temperature=1.0, ids=range(N), seed=1)]
+        tg = time.perf_counter() - t
+        t = time.perf_counter()
+        score(model, es, samples)
+        ts = time.perf_counter() - t
+        print(f"E-step  (a) generate {N * M / tg:8.1f} tok/s ({tg:.2f} s), score {N * M / ts:8.1f} tok/s ({ts:.2f} s)")
+        if hf is not None:
+            T = max(map(len, prompts[:N // K]))
+            idx, mask = torch.zeros(N // K, T, dtype=torch.long), torch.zeros(N // K, T, dtype=torch.long)
+            for i, p in enumerate(prompts[:N // K]):
+                idx[i, T - len(p):], mask[i, T - len(p):] = torch.tensor(p), 1
+            with torch.inference_mode():
+                t = time.perf_counter()
+                hf.generate(input_ids=idx, attention_mask=mask, max_new_tokens=M, min_new_tokens=M, do_sample=True,
+                            num_return_sequences=K, top_k=0, top_p=1.0, temperature=1.0, pad_token_id=0,
+                            eos_token_id=None)
+                c = N * M / (time.perf_counter() - t)
+            print(f"E-step  (c) HF generate {c:7.1f} tok/s   a/c = {N * M / tg / c:6.2f}x (generation only)")
+
 
 # ----------------------------------------------------------------------------- train
 # (section: train)

@@ -389,8 +389,10 @@ def _train(cfg, rank, world, local_rank):
 
     step = start = meta["step"]
     stop = min(cfg.max_steps, cfg.stop_at or cfg.max_steps)
-    train_loss, res, t_first, t_last, n_last = meta.get("train_loss"), {}, None, time.time(), step
+    train_loss, res = meta.get("train_loss"), {}
+    busy, n_busy, win, n_win = 0.0, 0, 0.0, 0  # step times (no eval/checkpoint): whole run, log window
     while step < stop:
+        t0 = time.perf_counter()
         torch.manual_seed(cfg.seed + 1_000_003 * rank + step)  # dropout: a function of (seed, rank, step)
         lr = lr_at(step, cfg)
         for g in opt.param_groups:
@@ -412,21 +414,21 @@ def _train(cfg, rank, world, local_rank):
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
-        if step == start + 1:
-            t_first = time.time()  # throughput excludes the first step (allocations, compilation)
+        dt = time.perf_counter() - t0
+        win, n_win = win + dt, n_win + 1
+        if step > start + 1:  # the run's throughput leaves out the first step (allocations, compilation)
+            busy, n_busy = busy + dt, n_busy + 1
         last = step == stop
         if (cfg.log_every and step % cfg.log_every == 0) or last:
             if world > 1:
                 dist.all_reduce(loss_sum)
             train_loss = loss_sum.item() / count
-            now = time.time()
-            dt = (now - t_last) / (step - n_last)
-            tok_s = cfg.total_batch_tokens / dt
-            t_last, n_last = now, step
+            tok_s = cfg.total_batch_tokens * n_win / win
             if cfg.log_every:
                 log(f"step {step}/{cfg.max_steps} | loss {train_loss:.4f} | lr {lr:.2e} | {tok_s:,.0f} tok/s | "
-                    f"eta {(stop - step) * dt:.0f}s")
-            write({"step": step, "loss": train_loss, "lr": lr, "tok_per_s": tok_s, "time": now})
+                    f"eta {(stop - step) * win / n_win:.0f}s")
+            write({"step": step, "loss": train_loss, "lr": lr, "tok_per_s": tok_s, "time": time.time()})
+            win, n_win = 0.0, 0
         if vals and cfg.eval_every and step % cfg.eval_every == 0 and not last:
             run_eval(step)
         if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or last:
@@ -435,8 +437,7 @@ def _train(cfg, rank, world, local_rank):
         res = run_eval(step)
     if metrics:
         metrics.close()
-    steps_timed = step - start - 1
-    tok_per_s = steps_timed * cfg.total_batch_tokens / (time.time() - t_first) if steps_timed > 0 else None
+    tok_per_s = n_busy * cfg.total_batch_tokens / busy if n_busy else None
     return {"ckpt": ckpt, "steps": step, "tokens": step * cfg.total_batch_tokens, "train_loss": train_loss,
             "val_loss": res.get("val_loss"), "val_loss_latent": res.get("val_loss_latent"),
             "tok_per_s": tok_per_s, "config": asdict(cfg)}

@@ -121,11 +121,11 @@ def _thresholds(s, top_k, top_p, prefix=1024):
     k = torch.where((top_k > 0) & (top_k < V), top_k, V)  # (B,) V = no top-k
     for K in ([prefix] if prefix < V else []) + [V]:
         sv = s.topk(K, dim=-1).values if K < V else s.sort(dim=-1, descending=True).values  # (B, K)
-        thr_k = torch.where(k <= K, sv.gather(1, (k.clamp(max=K) - 1)[:, None]).squeeze(1), float("-inf"))
+        thr_k = torch.where((k <= K) & (k < V), sv.gather(1, (k.clamp(max=K) - 1)[:, None]).squeeze(1), float("-inf"))
         lse_k = torch.logsumexp(s.masked_fill(s < thr_k[:, None], float("-inf")), dim=-1)
         thr, n = _cut(sv, thr_k, lse_k, top_p)
         # the prefix is enough unless a row's top-k or top-p cut may lie past it
-        if K == V or _on_host((k > K) | (n >= K) & (top_p < 1.0)) is False:
+        if K == V or _on_host((k > K) & (k < V) | (n >= K) & (top_p < 1.0)) is False:
             return thr
     raise AssertionError("unreachable")
 

@@ -136,12 +136,19 @@ def test_max_new_tokens_and_block_size():
         score(m, [[1] * 30], [[2, 3, 4]])
 
 
-def test_continuous_batching_returns_input_order():
+def test_continuous_batching_returns_input_order(monkeypatch):
     m = tiny_model()
     prompts = ragged_prompts(25, hi=30)
-    kw = dict(stop_tokens=(5, 6, 7, 8), temperature=1.0, seed=9)
+    kw = dict(stop_tokens=tuple(range(0, 97, 8)), temperature=1.0, seed=9)
+    compactions = []
+    compact = sample._compact
+    monkeypatch.setattr(sample, "_compact", lambda *a: compactions.append(1) or compact(*a))
     out = generate(m, prompts, 12, batch_size=8, **kw)  # refills, then the tail compacts to fewer rows
-    for i in (0, 6, 13, 24):
+    assert compactions
+    lens = [len(o["tokens"]) for o in out]
+    assert min(lens) < 6 and max(lens) == 12
+    same(out, generate(m, prompts, 12, batch_size=1, **kw))  # one row at a time: no refill race, no compaction
+    for i in (0, 13, 24):
         same([generate(m, [prompts[i]], 12, ids=[i], **kw)[0]], [out[i]])
 
 

@@ -38,7 +38,7 @@ def write_corpus(path, n=24):
     return str(path)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Tiny shapes gain nothing from threads, and on a shared, oversubscribed CPU OpenMP barriers make two
     threads up to 8x slower than one (measured); restore the session's setting afterwards."""
