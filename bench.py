@@ -216,6 +216,100 @@ def bench_engine():
 # ----------------------------------------------------------------------------- train
 # (section: train)
 
+def bench_train():
+    """train.py's step vs a minimal nanoGPT-style loop (model.GPT, fp32, foreach AdamW) on the same config, init,
+    batches and lr schedule, 4 layers x {128, 256} wide, T=256, 8 sequences per step. MFU = tok/s * FLOPs per
+    token (6N + 12*L*C*T, nanoGPT's estimate) / the matmul peak of the compute dtype, measured in this run."""
+    import contextlib
+    import io
+    import json
+    import os
+    import random
+    import tempfile
+    import time
+
+    import torch
+
+    import train as tr
+    from data.layout import encode_doc
+    from data.tokenizer import get_tokenizer
+    from model import GPT, GPTConfig
+
+    def peak(dtype, n=1024):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        a @ b
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+        return 2 * n ** 3 / best
+
+    def plain(cfg, tok, edocs):
+        torch.manual_seed(cfg.seed)
+        model = GPT(GPTConfig(block_size=cfg.block_size, vocab_size=tok.n_vocab, n_layer=cfg.n_layer,
+                              n_head=cfg.n_head, n_embd=cfg.n_embd))
+        params = list(model.parameters())
+        opt = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+                                 {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+                                lr=cfg.lr, betas=(0.9, 0.95))
+        stream, busy = tr.Stream(tok, edocs, cfg.layout, cfg.seed), 0.0
+        for step in range(cfg.max_steps):
+            t0 = time.perf_counter()
+            for g in opt.param_groups:
+                g["lr"] = tr.lr_at(step, cfg)
+            x, y = stream.windows(cfg.batch_size, cfg.block_size)
+            _, loss = model(x, y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            busy += (time.perf_counter() - t0) if step else 0.0  # leave out the first step, as train.py does
+        return (cfg.max_steps - 1) * cfg.batch_size * cfg.block_size / busy, loss.item()
+
+    rng = random.Random(0)
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 8))) for _ in range(500)]
+    tok = get_tokenizer("bytes")
+    peaks = {"fp32": peak(torch.float32), "bf16": peak(torch.bfloat16)}
+    print(f"threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}; matmul peak (1024^3): "
+          f"fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "docs.jsonl")
+        with open(data, "w") as f:
+            for i in range(300):
+                f.write(json.dumps({"id": i, "chunks": [{"suffix": " ".join(rng.choices(words, k=80)) + ".",
+                                                         "latent": None}]}) + "\n")
+        edocs = [encode_doc(tok, json.loads(line)) for line in open(data)]
+        for n_embd in (128, 256):
+            cfg = tr.TrainConfig(data=data, out=os.path.join(tmp, "out"), n_layer=4, n_head=4, n_embd=n_embd,
+                                 block_size=256, batch_size=8, max_steps=12, warmup_steps=5, log_every=0,
+                                 eval_every=0, ckpt_every=0)
+            L, C, T = cfg.n_layer, cfg.n_embd, cfg.block_size
+            n_params = GPT(GPTConfig(block_size=T, vocab_size=tok.n_vocab, n_layer=L, n_embd=C)).num_params()
+            flops = 6 * n_params + 12 * L * C * T  # per token, forward + backward
+            print(f"4x{C}, T={T}, {n_params / 1e6:.2f}M params, {cfg.batch_size * T} tokens/step, {cfg.max_steps} "
+                  f"steps; best of 2 interleaved rounds (the CPU is shared)")
+            variants = {"train.py --dtype fp32": dict(dtype="fp32"), "train.py (auto dtype)": {},
+                        "train.py (auto) --compile": dict(compile=True)}
+            best = {}  # name -> (tok/s, dtype, final loss, wall seconds)
+            for rnd in range(2):
+                tps, loss = plain(cfg, tok, edocs)
+                best["plain"] = max(best.get("plain", (0,)), (tps, "fp32", loss, 0.0))
+                for name, over in variants.items():
+                    if rnd and over.get("compile"):
+                        continue  # one compiled run: its warm-up alone takes tens of seconds
+                    t0 = time.perf_counter()
+                    with contextlib.redirect_stdout(io.StringIO()):  # train()'s config and model lines
+                        res = tr.train(tr.TrainConfig(**{**cfg.__dict__, **over}))
+                    run = (res["tok_per_s"], res["config"]["dtype"], res["train_loss"], time.perf_counter() - t0)
+                    best[name] = max(best.get(name, (0,)), run)
+            base = best["plain"][0]
+            for name, (tps, dt, loss, wall) in best.items():
+                label = "plain fp32 loop (baseline)" if name == "plain" else name
+                print(f"  {label:28s} {tps:9,.0f} tok/s  {tps / base:5.2f}x  MFU {tps * flops / peaks[dt]:5.1%} of {dt}"
+                      f"  final loss {loss:.4f}" + (f"  (wall {wall:.0f}s)" if wall else ""))
+
+
 SECTIONS = {n[len("bench_"):]: f for n, f in list(globals().items()) if n.startswith("bench_")}  # bench_<section>()
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import contextlib
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -339,7 +338,10 @@ def _train(cfg, rank, world, local_rank):
             f"= {cfg.batch_size}*{T}*{world} = {micro}")
     accum = cfg.total_batch_tokens // micro
     if cfg.dtype == "auto":
-        cfg.dtype = "bf16" if bf16_faster(device) else "fp32"
+        choice = ["bf16" if bf16_faster(device) else "fp32"]
+        if world > 1:  # rank 0's measurement for all: ranks timing a busy CPU could disagree
+            dist.broadcast_object_list(choice, src=0)
+        cfg.dtype = choice[0]
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.dtype == "bf16" else contextlib.nullcontext
