@@ -260,7 +260,7 @@ def run_train(cfg, name, data_path, layout, init, steps):
     """One training phase (resumable: a killed phase continues from its last checkpoint)."""
     out = os.path.join(cfg.out, name)
     if os.path.exists(os.path.join(out, "DONE")):
-        return out + "/model"
+        return read_json(os.path.join(out, "DONE"))["ckpt"]
     tc = TrainConfig(data=data_path, layout=layout, out=out + "/model", init=init or "scratch",
                      tokenizer=cfg.tokenizer, bpe_dir=cfg.bpe_dir, n_layer=cfg.n_layer, n_head=cfg.n_head,
                      n_embd=cfg.n_embd, block_size=cfg.block_size, max_steps=steps,

@@ -305,8 +305,8 @@ class atomic_dir:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return False
         old = self.path + ".old"
-        shutil.rmtree(old, ignore_errors=True)
-        if os.path.exists(self.path):
+        if os.path.exists(self.path):  # else a lone .old (an earlier interrupted save) stays until the rename
+            shutil.rmtree(old, ignore_errors=True)
             os.rename(self.path, old)
         os.rename(self.tmp, self.path)
         shutil.rmtree(old, ignore_errors=True)

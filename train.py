@@ -223,8 +223,11 @@ def resume_state(cfg, ckpt):
         path = resolve_checkpoint(ckpt)
     except FileNotFoundError:
         return None
-    model, meta = GPT.load(path)
-    saved = meta["train_config"]
+    try:
+        model, meta = GPT.load(path)
+        saved = meta["train_config"]
+    except (ValueError, KeyError) as e:
+        die(f"--resume: {path} is not a train.py checkpoint ({e})")
     for k in RESUME_SAME:
         mine = getattr(cfg, k)
         unset = (k in ("block_size", "total_batch_tokens") and mine == 0) or (k == "dtype" and mine == "auto")
