@@ -10,7 +10,8 @@ both passes, forward and dq skip key blocks above the diagonal and apply masks o
 generic dtype (fp32/fp16/bf16; fp32 dots honour torch.backends.cuda.matmul.allow_tf32), head dims 1..256 (padded
 to a power of two >= 16 inside the kernel). Softmax runs in base 2: the saved LSE is log2(sum 2^(s*log2e)).
 Verified only under TRITON_INTERPRET=1 on CPU: the interpreter has no bf16 tl.dot, so bf16 flash attention is
-unverified here (decode has no dot and is checked in bf16); block sizes / warps / stages are untuned on a GPU.
+unverified here (decode has no dot and is checked in bf16). All kernels compile for sm80/sm90 (checked
+ahead-of-time with the bundled ptxas, no GPU); their speed has never been measured.
 """
 import math
 import os
@@ -27,7 +28,10 @@ def backend(x):
     choice = os.environ.get("BOLT_KERNELS", "")
     if choice not in ("", "triton", "torch"):
         raise ValueError(f"BOLT_KERNELS must be 'triton' or 'torch', got {choice!r}")
-    return choice or ("triton" if x.is_cuda else "torch")
+    choice = choice or ("triton" if x.is_cuda else "torch")
+    if choice == "triton" and not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError("BOLT_KERNELS=triton on CPU tensors needs TRITON_INTERPRET=1 (set before importing)")
+    return choice
 
 
 # ----------------------------------------------------------------------------- torch references
@@ -49,6 +53,13 @@ def decode_attn_ref(q, k_cache, v_cache, cache_seqlens):
 
 
 # ----------------------------------------------------------------------------- Triton: forward
+
+@triton.jit
+def _head(axis, H):
+    """(b*h, b, h) of this program from grid axis `axis`; b, h in int64 so b * stride cannot overflow."""
+    bh = tl.program_id(axis)
+    return bh, (bh // H).to(tl.int64), (bh % H).to(tl.int64)
+
 
 @triton.jit
 def _tile(base, rows, offs_d, s_t, s_d, n_rows, D, MASK: tl.constexpr):
@@ -87,9 +98,7 @@ def _fwd_kernel(Q, K, V, O, LSE, sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, sv
                 H, T, D, qk_scale, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                 BLOCK_D: tl.constexpr, PREC: tl.constexpr):
     start_m = tl.program_id(0) * BLOCK_M
-    bh = tl.program_id(1)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
+    bh, b, h = _head(1, H)
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     q = _tile(Q + b * sqb + h * sqh, offs_m, offs_d, sqt, sqd, T, D, True)  # (BLOCK_M, BLOCK_D)
@@ -114,20 +123,6 @@ def _fwd_kernel(Q, K, V, O, LSE, sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, sv
 
 
 # ----------------------------------------------------------------------------- Triton: backward
-
-@triton.jit
-def _bwd_delta_kernel(O, DO, DELTA, sob, sot, soh, sod, sdb, sdt, sdh, sdd, H, T, D,
-                      BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
-    """delta[b, h, t] = sum_d o * do (= rowsum(P * dP), the softmax-backward correction)."""
-    bh = tl.program_id(1)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
-    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    o = _tile(O + b * sob + h * soh, offs_m, offs_d, sot, sod, T, D, True).to(tl.float32)
-    do = _tile(DO + b * sdb + h * sdh, offs_m, offs_d, sdt, sdd, T, D, True).to(tl.float32)
-    tl.store(DELTA + bh.to(tl.int64) * T + offs_m, tl.sum(o * do, 1), offs_m < T)
-
 
 @triton.jit
 def _bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, DELTA, sqt, sqd, sdt, sdd, offs_n, offs_d, lo, hi, T, D, qk_scale,
@@ -156,9 +151,7 @@ def _bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, sqb, sqt, sqh, sqd, skb, s
     """One program per (key block, b*h): dK, dV accumulate over the query blocks that see these keys.
     DK, DV are contiguous (B, T, H, D). Key rows past T compute garbage that is never stored."""
     start_n = tl.program_id(0) * BLOCK_N
-    bh = tl.program_id(1)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
+    bh, b, h = _head(1, H)
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     k = _tile(K + b * skb + h * skh, offs_n, offs_d, skt, skd, T, D, True)  # (BLOCK_N, BLOCK_D)
@@ -212,9 +205,7 @@ def _bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, sqb, sqt, sqh, sqd, skb, skt, sk
                    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr):
     """One program per (query block, b*h): dQ over the key blocks this query block sees (no atomics)."""
     start_m = tl.program_id(0) * BLOCK_M
-    bh = tl.program_id(1)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
+    bh, b, h = _head(1, H)
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     q = _tile(Q + b * sqb + h * sqh, offs_m, offs_d, sqt, sqd, T, D, True)  # (BLOCK_M, BLOCK_D)
@@ -246,10 +237,8 @@ def _decode_split_kernel(Q, K, V, SEQLENS, PO, PLSE, sqb, sqh, sqd, skb, skt, sk
     """Program (b*h, split) attends q[b, h] to keys [split*split_len, ...) clipped to the row's cache_seqlens and
     writes a normalised partial output (fp32, padded to BLOCK_D) and its base-2 LSE (-inf for an empty split).
     One query row: products and reductions, no tl.dot (which needs >= 16 rows); memory bound anyway."""
-    bh = tl.program_id(0)
+    bh, b, h = _head(0, H)
     split = tl.program_id(1)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
     lo = split * split_len
     hi = tl.minimum(lo + split_len, tl.load(SEQLENS + b))
     offs_n = tl.arange(0, BLOCK_N)
@@ -281,7 +270,7 @@ def _decode_split_kernel(Q, K, V, SEQLENS, PO, PLSE, sqb, sqh, sqd, skb, skt, sk
 def _decode_reduce_kernel(PO, PLSE, O, sob, soh, sod, H, D, NUM_SPLITS: tl.constexpr, BLOCK_S: tl.constexpr,
                           BLOCK_D: tl.constexpr):
     """Combine the splits of one (b, h): o = sum_s 2^(lse_s - max) o_s / sum_s 2^(lse_s - max)."""
-    bh = tl.program_id(0)
+    bh, b, h = _head(0, H)
     offs_s = tl.arange(0, BLOCK_S)
     offs_d = tl.arange(0, BLOCK_D)
     s_ok = offs_s < NUM_SPLITS
@@ -291,8 +280,6 @@ def _decode_reduce_kernel(PO, PLSE, O, sob, soh, sod, H, D, NUM_SPLITS: tl.const
     po = tl.load(PO + (bh.to(tl.int64) * NUM_SPLITS + offs_s[:, None]) * BLOCK_D + offs_d[None, :],
                  mask=s_ok[:, None], other=0.0)  # (BLOCK_S, BLOCK_D)
     o = tl.sum(w[:, None] * po, 0) / tl.maximum(tl.sum(w, 0), 1e-30)
-    b = (bh // H).to(tl.int64)
-    h = (bh % H).to(tl.int64)
     tl.store(O + b * sob + h * soh + offs_d * sod, o.to(O.dtype.element_ty), mask=offs_d < D)
 
 
@@ -308,23 +295,22 @@ def _prec(x):
 
 
 def _blocks(D, dtype):
-    """(fwd BM, BN, bwd dkdv BM, BN, bwd dq BM, BN, warps, stages): tutorial sizes, halved for wide fp32 tiles.
-    Constraints used by the kernels: fwd/dq BM % BN == 0, dkdv BN % BM == 0. Untuned on a GPU."""
-    if D <= 64 and dtype != torch.float32:
-        return 128, 64, 32, 128, 128, 32, 4, 3
-    return 64, 32, 32, 64, 64, 32, 4, 2
-
-
-def _strides(x):
-    return tuple(x.stride())  # (b, t, h, d)
+    """{kernel: (BLOCK_M, BLOCK_N, num_warps, num_stages)}. Kernel constraints: fwd/dq BLOCK_M % BLOCK_N == 0,
+    dkdv BLOCK_N % BLOCK_M == 0. Chosen by compiling for sm80/sm90 without a GPU (ptxas, no register spills);
+    never timed. fp32 gets small tiles: its ieee dots run on FMA units and its tiles take twice the registers."""
+    if dtype == torch.float32 or D > 128:
+        return dict(fwd=(32, 32, 8, 2), dkdv=(32, 32, 8, 2), dq=(32, 32, 8, 2))
+    if D <= 64:
+        return dict(fwd=(128, 64, 8, 3), dkdv=(32, 128, 8, 3), dq=(128, 32, 8, 3))
+    return dict(fwd=(128, 64, 8, 3), dkdv=(32, 64, 8, 3), dq=(64, 32, 4, 3))
 
 
 def _fwd(q, k, v, o, lse, causal, blocks=None):
     """Writes o (B, T, H, D) and lse (B, H, T) fp32 base 2. q, k, v any strides."""
     B, T, H, D = q.shape
-    bm, bn, *_, warps, stages = blocks or _blocks(D, q.dtype)
+    bm, bn, warps, stages = (blocks or _blocks(D, q.dtype))["fwd"]
     _fwd_kernel[(triton.cdiv(T, bm), B * H)](
-        q, k, v, o, lse, *_strides(q), *_strides(k), *_strides(v), *_strides(o), H, T, D,
+        q, k, v, o, lse, *q.stride(), *k.stride(), *v.stride(), *o.stride(), H, T, D,
         D ** -0.5 * math.log2(math.e), CAUSAL=causal, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=_block_d(D), PREC=_prec(q),
         num_warps=warps, num_stages=stages)
 
@@ -332,20 +318,21 @@ def _fwd(q, k, v, o, lse, causal, blocks=None):
 def _bwd(q, k, v, o, lse, do, dq, dk, dv, causal, blocks=None):
     """Writes dq, dk, dv (contiguous (B, T, H, D)) from the forward's o, lse and the output gradient do."""
     B, T, H, D = q.shape
-    _, _, m1, n1, m2, n2, warps, stages = blocks or _blocks(D, q.dtype)
+    blocks = blocks or _blocks(D, q.dtype)
+    m1, n1, w1, s1 = blocks["dkdv"]
+    m2, n2, w2, s2 = blocks["dq"]
     assert dq.is_contiguous() and dk.is_contiguous() and dv.is_contiguous()
     bd = _block_d(D)
-    delta = torch.empty_like(lse)  # (B, H, T) fp32
-    _bwd_delta_kernel[(triton.cdiv(T, 64), B * H)](o, do, delta, *_strides(o), *_strides(do), H, T, D,
-                                                   BLOCK_M=64, BLOCK_D=bd)
-    args = (*_strides(q), *_strides(k), *_strides(v), *_strides(do), H, T, D, D ** -0.5 * math.log2(math.e),
+    # delta = rowsum(o * do) = rowsum(P * dP), the softmax-backward correction: (B, H, T) fp32; O(T) work, torch
+    delta = (o.float() * do.float()).sum(-1).transpose(1, 2).contiguous()
+    args = (*q.stride(), *k.stride(), *v.stride(), *do.stride(), H, T, D, D ** -0.5 * math.log2(math.e),
             D ** -0.5)
     _bwd_dkdv_kernel[(triton.cdiv(T, n1), B * H)](q, k, v, do, lse, delta, dk, dv, *args, CAUSAL=causal,
                                                   BLOCK_M=m1, BLOCK_N=n1, BLOCK_D=bd, PREC=_prec(q),
-                                                  num_warps=warps, num_stages=stages)
+                                                  num_warps=w1, num_stages=s1)
     _bwd_dq_kernel[(triton.cdiv(T, m2), B * H)](q, k, v, do, lse, delta, dq, *args, CAUSAL=causal,
                                                 BLOCK_M=m2, BLOCK_N=n2, BLOCK_D=bd, PREC=_prec(q),
-                                                num_warps=warps, num_stages=stages)
+                                                num_warps=w2, num_stages=s2)
 
 
 class _FlashAttn(torch.autograd.Function):
@@ -388,8 +375,8 @@ def _decode(q, k_cache, v_cache, cache_seqlens, out, block_n=64, num_splits=None
     po, plse = parts or (torch.empty(B * H * num_splits * bd, dtype=torch.float32, device=q.device),
                          torch.empty(B * H * num_splits, dtype=torch.float32, device=q.device))
     _decode_split_kernel[(B * H, num_splits)](
-        q, k_cache, v_cache, cache_seqlens, po, plse, q.stride(0), q.stride(2), q.stride(3), *_strides(k_cache),
-        *_strides(v_cache), H, D, split_len, D ** -0.5 * math.log2(math.e), NUM_SPLITS=num_splits,
+        q, k_cache, v_cache, cache_seqlens, po, plse, q.stride(0), q.stride(2), q.stride(3), *k_cache.stride(),
+        *v_cache.stride(), H, D, split_len, D ** -0.5 * math.log2(math.e), NUM_SPLITS=num_splits,
         BLOCK_N=block_n, BLOCK_D=bd)
     _decode_reduce_kernel[(B * H,)](po, plse, out, out.stride(0), out.stride(2), out.stride(3), H, D,
                                     NUM_SPLITS=num_splits, BLOCK_S=triton.next_power_of_2(num_splits), BLOCK_D=bd)
