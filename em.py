@@ -57,8 +57,8 @@ class EMConfig:
     n_head: int = 4
     n_embd: int = 128
     block_size: int = 128
-    batch_size: int = 32  # sequences per optimizer step
-    lr: float = 3e-3
+    batch_size: int = 16  # sequences per optimizer step
+    lr: float = 1e-3
     base_steps: int = 1000
     warm_steps: int = 400
     m_steps: int = 600  # every M-step, the oracle and the FLOP-matched raw baseline
