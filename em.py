@@ -536,7 +536,8 @@ def parse_args(argv=None):
     ap.add_argument("--eval", action="store_true", help="evaluate --ckpt only")
     ap.add_argument("--ckpt", default="", help="checkpoint for --eval")
     args = ap.parse_args(argv)
-    given = {f.name: getattr(args, f.name) for f in fields(EMConfig) if getattr(args, f.name) not in (None, False)}
+    given = {f.name: getattr(args, f.name) for f in fields(EMConfig)
+             if getattr(args, f.name) is not None and getattr(args, f.name) is not False}  # 0 is a value
     cfg = EMConfig(**{**(QUICK if given.get("quick") else {}), **given})
     errors = [msg for bad, msg in (
         (cfg.iters < 0, "--iters must be >= 0"), (cfg.k < 1, "--k must be >= 1"),
