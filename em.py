@@ -60,10 +60,10 @@ class EMConfig:
     batch_size: int = 16  # sequences per optimizer step
     lr: float = 1e-3
     base_steps: int = 1000
-    warm_steps: int = 400
-    m_steps: int = 600  # every M-step, the oracle and the FLOP-matched raw baseline
+    warm_steps: int = 300
+    m_steps: int = 500  # every M-step, the oracle and the FLOP-matched raw baseline
     # E-step and evaluation
-    max_latent: int = 48  # sampled tokens per latent, EoL included
+    max_latent: int = 32  # sampled tokens per latent, EoL included
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0

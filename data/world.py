@@ -1,17 +1,21 @@
 """The built-in world: a CPU-sized stand-in for the paper's setting (web text as compressed thought).
 
-The knowledge is a fixed random binary operation `*` on the digits 0..n-1 (each row a permutation, so every
-fact is learnable and none is guessable). Its parts mirror the paper's:
-  base      raw pretraining text, many single facts "3*7=2" (what TinyLlama knows before BoLT)
+The knowledge is two fixed random permutations of the digits, written as operators: "7f2" says f(7) = 2 and
+"2g3" says g(2) = 3. Its parts mirror the paper's:
+  base      raw pretraining text: random walks "7f2g3f8g1..." (what TinyLlama knows before BoLT: every single
+            step, never the answer to a long question)
   target    the data-constrained corpus of *compressed* documents: problems written the way papers write them,
-            "Q: 3*7*5*1" then "A: 4", the derivation left out. Its gold derivations live in a separate file
+            "Q: 7 fgffgffgf" then "A: 3", the walk left out. Its gold derivations live in a separate file
             (target_gold.jsonl) that only the oracle baseline and the diagnostics read, never the E-step.
-  warm      a small disjoint set whose latents come from the built-in teacher (the gold derivation
-            "3*7=2;2*5=9;9*1=4", playing GPT-4o-mini), in the authors' chunks format
+  warm      a small disjoint set whose latents come from the built-in teacher (the gold walk
+            "7f2g3f8...", playing GPT-4o-mini), in the authors' chunks format
   heldout   held-out documents for raw NLL / IW-ELBO, and held-out questions with `check_answer`
 A document holds a few problems; each problem is two chunks: the question (its latent is empty: nothing to
-think before reading a question) and the answer (its latent is the derivation). Operand tuples never repeat
-across target, warm, held-out documents and questions. Everything is deterministic in the seed.
+think before reading a question) and the answer (its latent is the walk). The answer is a composition of
+`ops` random permutations: hopeless to learn from compressed text alone, easy to write out step by step with
+the base model's knowledge. Problems never repeat across target, warm, held-out documents and questions.
+Why not a random binary table ("3*7=2", the first design): its facts have uniform marginals, and the small base
+model did not learn them in 3,000 steps (an XOR-like plateau); one-operand steps are learned in a few hundred.
 """
 import argparse
 import json
@@ -22,15 +26,17 @@ from dataclasses import asdict, dataclass
 
 from data.corpus import write_docs
 
+OPS = "fg"
+
 
 @dataclass
 class WorldConfig:
     seed: int = 0
-    digits: int = 10  # the operation's domain 0..digits-1
-    operands: int = 4  # operands per problem: operands-1 table lookups in the derivation
+    digits: int = 10  # the permutations act on 0..digits-1
+    ops: int = 9  # operators per question: the length of the hidden walk
     problems_per_doc: int = 2
-    n_base: int = 3000  # base pretraining documents
-    facts_per_base_doc: int = 12
+    n_base: int = 2000  # base pretraining documents
+    walks_per_base_doc: int = 4
     n_target: int = 1000  # target documents (latent-free)
     n_warm: int = 200  # warm-start documents with teacher latents
     n_heldout: int = 100  # held-out documents (NLL / IW-ELBO)
@@ -38,22 +44,26 @@ class WorldConfig:
 
 
 def make_table(digits, rng):
-    """table[a][b] = a*b; each row a random permutation of the digits."""
-    return [rng.sample(range(digits), digits) for _ in range(digits)]
+    """table[op][x] = op(x); each op a random permutation of the digits."""
+    return [rng.sample(range(digits), digits) for _ in OPS]
 
 
-def derivation(table, ops):
-    """Gold latent for a problem: the chain of lookups, and the result."""
-    steps, acc = [], ops[0]
-    for b in ops[1:]:
-        r = table[acc][b]
-        steps.append(f"{acc}*{b}={r}")
-        acc = r
-    return ";".join(steps), acc
+def walk(table, start, ops):
+    """The walk 'x op y op z ...' from start through ops (a string over OPS), and where it ends."""
+    out, x = [str(start)], start
+    for o in ops:
+        x = table[OPS.index(o)][x]
+        out.append(f"{o}{x}")
+    return "".join(out), x
 
 
-def question_text(ops):
-    return "Q: " + "*".join(map(str, ops)) + "\n"
+def derivation(table, problem):
+    start, ops = problem
+    return walk(table, start, ops)
+
+
+def question_text(problem):
+    return f"Q: {problem[0]} {problem[1]}\n"
 
 
 def answer_text(result):
@@ -75,14 +85,14 @@ def problem_chunks(table, ops, with_latent):
             {"suffix": answer_text(result), "latent": z if with_latent else None}]
 
 
-def _tuples(cfg, rng, n):
-    """n distinct operand tuples, in a seeded order."""
-    space = cfg.digits ** cfg.operands
+def _problems(cfg, rng, n):
+    """n distinct problems (start digit, operator string), in a seeded order."""
+    space = cfg.digits * len(OPS) ** cfg.ops
     if n > space:
         raise ValueError(f"the world needs {n} distinct problems but only {space} exist; "
-                         f"raise --operands or --digits, or shrink the corpora")
+                         f"raise --ops or --digits, or shrink the corpora")
     picks = rng.sample(range(space), n)
-    return [tuple((p // cfg.digits ** j) % cfg.digits for j in range(cfg.operands)) for p in picks]
+    return [(p % cfg.digits, "".join(OPS[(p // cfg.digits >> j) & 1] for j in range(cfg.ops))) for p in picks]
 
 
 def build(cfg):
@@ -90,7 +100,7 @@ def build(cfg):
     rng = random.Random(cfg.seed)
     table = make_table(cfg.digits, rng)
     ppd = cfg.problems_per_doc
-    tuples = _tuples(cfg, rng, (cfg.n_target + cfg.n_warm + cfg.n_heldout) * ppd + cfg.n_questions)
+    tuples = _problems(cfg, rng, (cfg.n_target + cfg.n_warm + cfg.n_heldout) * ppd + cfg.n_questions)
     cut = lambda n: [tuples.pop() for _ in range(n)]
 
     def docs(name, n, with_latent):
@@ -108,10 +118,10 @@ def build(cfg):
     world["questions"] = [{"question": question_text(ops), "answer": derivation(table, ops)[1],
                            "gold": derivation(table, ops)[0]} for ops in cut(cfg.n_questions)]
     base = []
-    for d in range(cfg.n_base):
-        facts = "".join(f"{a}*{b}={table[a][b]}\n" for a, b in
-                        ((rng.randrange(cfg.digits), rng.randrange(cfg.digits)) for _ in range(cfg.facts_per_base_doc)))
-        base.append({"id": f"base-{d}", "chunks": [{"suffix": facts, "latent": None}]})
+    for d in range(cfg.n_base):  # walks of every length up to 2*ops, from random starts
+        walks = [walk(table, rng.randrange(cfg.digits), "".join(rng.choice(OPS) for _ in range(rng.randint(1, 2 * cfg.ops))))[0]
+                 for _ in range(cfg.walks_per_base_doc)]
+        base.append({"id": f"base-{d}", "chunks": [{"suffix": "".join(w + "\n" for w in walks), "latent": None}]})
     world["base"] = base
     return world
 
