@@ -80,7 +80,7 @@ class EMConfig:
 QUICK = dict(n_layer=2, n_head=2, n_embd=64, batch_size=16, base_steps=150, warm_steps=60, m_steps=60,
              world_target=60, world_warm=30, world_heldout=16, world_questions=64, max_latent=32)
 # changing these between runs in the same --out would mix results; iters and report options may change
-RESUMABLE_KEYS = {"iters", "no_baselines", "gen_batch"}
+RESUMABLE_KEYS = {"iters", "no_baselines", "gen_batch", "out"}
 
 
 # ----------------------------------------------------------------------------- distributed helpers
@@ -259,8 +259,8 @@ def evaluate(model, tok, cfg, data, latent):
 def run_train(cfg, name, data_path, layout, init, steps):
     """One training phase (resumable: a killed phase continues from its last checkpoint)."""
     out = os.path.join(cfg.out, name)
-    if os.path.exists(os.path.join(out, "DONE")):
-        return read_json(os.path.join(out, "DONE"))["ckpt"]
+    if os.path.exists(os.path.join(out, "DONE")):  # the path is derived, so a moved --out still resumes
+        return os.path.join(out, "model", "ckpt")
     tc = TrainConfig(data=data_path, layout=layout, out=out + "/model", init=init or "scratch",
                      tokenizer=cfg.tokenizer, bpe_dir=cfg.bpe_dir, n_layer=cfg.n_layer, n_head=cfg.n_head,
                      n_embd=cfg.n_embd, block_size=cfg.block_size, max_steps=steps,

@@ -3,6 +3,7 @@ including resume after a kill, torchrun with 2 ranks, and the real-model path (H
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -103,3 +104,50 @@ def test_quick_end_to_end_and_resume_after_kill(tmp_path):
     # a different configuration in the same --out is refused
     r = run_em([*TINY, "--k", "3", "--out", str(out)])
     assert r.returncode != 0 and "another configuration" in r.stderr
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_select_the_same_latents(tmp_path):
+    """The E-step is sharded by units over ranks with keyed ids and RNG: 2 ranks pick what 1 rank picks."""
+    args = [*TINY, "--iters", "1", "--no-baselines"]
+    r1 = run_em([*args, "--out", str(tmp_path / "one")], timeout=900)
+    assert r1.returncode == 0, r1.stderr[-3000:]
+    # same data, base and warm-start model (DDP training is only equal to 1e-5, which can flip a near-tie):
+    # what runs under torchrun is the E-step itself (and the M-step after it)
+    shutil.copytree(tmp_path / "one", tmp_path / "two")
+    shutil.rmtree(tmp_path / "two/iter1")
+    r2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                         "em.py", *args, "--out", str(tmp_path / "two")], cwd=ROOT, capture_output=True, text=True,
+                        env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    one = (tmp_path / "one/iter1/latents.jsonl").read_text()
+    assert one == (tmp_path / "two/iter1/latents.jsonl").read_text()
+    assert any(c["latent"] for line in one.splitlines() for c in json.loads(line)["chunks"])
+
+
+@pytest.mark.slow
+def test_real_model_path_hf_gpt2_dir_gpt2_tokenizer_authors_format(tmp_path):
+    """A tiny random Hugging Face GPT-2 directory (--init) + the gpt2 BPE + an English corpus in the authors'
+    chunks format with teacher latents runs one iteration to a report."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+    torch.manual_seed(0)
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=256))
+    hf.save_pretrained(tmp_path / "gpt2", safe_serialization=True)
+    text = ["The cat sat on the mat. ", "It was warm and quiet. ", "Then the dog came in. "]
+    with open(tmp_path / "corpus.jsonl", "w") as f:
+        for i in range(8):
+            f.write(json.dumps({"id": f"c{i}", "chunks": [{"suffix": t, "latent": "why: " + t[:8]} for t in text]}) + "\n")
+    with open(tmp_path / "teacher.jsonl", "w") as f:
+        for i in range(4):
+            f.write(json.dumps({"chunks": [{"suffix": t, "latent": "so " + t[:6]} for t in text[::-1]]}) + "\n")
+    out = tmp_path / "run"
+    r = run_em(["--init", str(tmp_path / "gpt2"), "--tokenizer", "gpt2", "--corpus", str(tmp_path / "corpus.jsonl"),
+                "--teacher-latents", str(tmp_path / "teacher.jsonl"), "--iters", "1", "--k", "2", "--out", str(out),
+                "--warm-steps", "3", "--m-steps", "3", "--block-size", "96", "--batch-size", "4",
+                "--max-latent", "12"], timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = [json.loads(l) for l in open(out / "metrics.jsonl")]
+    assert {m["name"] for m in metrics} >= {"warm start", "BoLT iter 1", "oracle (teacher latents)"}
+    assert all(math.isfinite(m.get("nll_k1", m.get("nll", float("nan")))) for m in metrics)
+    assert "report" in (out / "report.md").read_text().lower()
