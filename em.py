@@ -30,7 +30,7 @@ import torch.distributed as dist
 
 from data import world as W
 from data.corpus import read_docs, write_docs
-from data.layout import encode_doc, estep_prompts, joint_continuation
+from data.layout import chunk_tokens, encode_doc, estep_prompts, joint_continuation
 from data.tokenizer import check_tokenizer, get_tokenizer
 from model import load_model
 from sample import generate, score
@@ -209,7 +209,9 @@ def estep(model, tok, cfg, docs, it, out_dir, unit=512):
 def eval_questions(model, tok, cfg, questions, latent):
     """Greedy accuracy on held-out questions. A latent model writes its reasoning inside SoL PRIOR ... EoL
     first (the paper's evaluation); a raw model answers directly."""
-    prompts = [[tok.bos] + tok.encode(q["question"]) + ([tok.sol, tok.prior] if latent else []) for q in questions]
+    # a latent model sees the question laid out as in training, a chunk with an empty thought, then starts one
+    prompts = [[tok.bos] + (chunk_tokens(tok, tok.encode(q["question"]), [], True) + [tok.sol, tok.prior]
+                            if latent else tok.encode(q["question"])) for q in questions]
     n_new = cfg.max_latent + 8 if latent else 8
     outs = generate(model, prompts, n_new, stop_tokens=(tok.eos, tok.sol) if latent else (tok.eos,),
                     temperature=0.0, seed=cfg.seed, batch_size=cfg.gen_batch)
@@ -514,7 +516,7 @@ def eval_only(cfg, ckpt):
     tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
     model, meta = load_model(ckpt, tok.n_vocab, device())
     check_tokenizer(meta, tok)
-    latent = meta.get("config", {}).get("layout", "random") != "raw"
+    latent = meta.get("train_config", {}).get("layout", "random") != "raw"
     ddir = os.path.join(cfg.out, "data")
     heldout = cfg.val or os.path.join(ddir, "heldout.jsonl")
     if not os.path.exists(heldout):

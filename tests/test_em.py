@@ -140,7 +140,7 @@ def test_real_model_path_hf_gpt2_dir_gpt2_tokenizer_authors_format(tmp_path):
             f.write(json.dumps({"id": f"c{i}", "chunks": [{"suffix": t, "latent": "why: " + t[:8]} for t in text]}) + "\n")
     with open(tmp_path / "teacher.jsonl", "w") as f:
         for i in range(4):
-            f.write(json.dumps({"chunks": [{"suffix": t, "latent": "so " + t[:6]} for t in text[::-1]]}) + "\n")
+            f.write(json.dumps({"chunks": [{"suffix": f"{i}: {t}", "latent": "so " + t[:6]} for t in text[::-1]]}) + "\n")
     out = tmp_path / "run"
     r = run_em(["--init", str(tmp_path / "gpt2"), "--tokenizer", "gpt2", "--corpus", str(tmp_path / "corpus.jsonl"),
                 "--teacher-latents", str(tmp_path / "teacher.jsonl"), "--iters", "1", "--k", "2", "--out", str(out),
