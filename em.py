@@ -60,8 +60,8 @@ class EMConfig:
     batch_size: int = 16  # sequences per optimizer step
     lr: float = 1e-3
     base_steps: int = 1000
-    warm_steps: int = 300
-    m_steps: int = 500  # every M-step, the oracle and the FLOP-matched raw baseline
+    warm_steps: int = 400
+    m_steps: int = 800  # every M-step, the oracle and the FLOP-matched raw baseline
     # E-step and evaluation
     max_latent: int = 32  # sampled tokens per latent, EoL included
     temperature: float = 1.0

@@ -1,21 +1,25 @@
 """The built-in world: a CPU-sized stand-in for the paper's setting (web text as compressed thought).
 
-The knowledge is two fixed random permutations of the digits, written as operators: "7f2" says f(7) = 2 and
-"2g3" says g(2) = 3. Its parts mirror the paper's:
-  base      raw pretraining text: random walks "7f2g3f8g1..." (what TinyLlama knows before BoLT: every single
+The knowledge is two fixed random permutations of the digits, f and g. A walk writes each step as a label
+letter and the result: step j is the j-th letter of the alphabet, lowercase for f and uppercase for g, so
+"7a2B3c8" says f(7) = 2, g(2) = 3, f(3) = 8. Its parts mirror the paper's:
+  base      raw pretraining text: random walks "7a2B3c8D1..." (what TinyLlama knows before BoLT: every single
             step, never the answer to a long question)
   target    the data-constrained corpus of *compressed* documents: problems written the way papers write them,
-            "Q: 7 fgffgffgf" then "A: 3", the walk left out. Its gold derivations live in a separate file
+            "Q: 7 aBcDEfGhI" then "A: 3", the walk left out. Its gold derivations live in a separate file
             (target_gold.jsonl) that only the oracle baseline and the diagnostics read, never the E-step.
   warm      a small disjoint set whose latents come from the built-in teacher (the gold walk
-            "7f2g3f8...", playing GPT-4o-mini), in the authors' chunks format
+            "7a2B3c8...", playing GPT-4o-mini), in the authors' chunks format
   heldout   held-out documents for raw NLL / IW-ELBO, and held-out questions with `check_answer`
 A document holds a few problems; each problem is two chunks: the question (its latent is empty: nothing to
 think before reading a question) and the answer (its latent is the walk). The answer is a composition of
 `ops` random permutations: hopeless to learn from compressed text alone, easy to write out step by step with
 the base model's knowledge. Problems never repeat across target, warm, held-out documents and questions.
-Why not a random binary table ("3*7=2", the first design): its facts have uniform marginals, and the small base
-model did not learn them in 3,000 steps (an XOR-like plateau); one-operand steps are learned in a few hundred.
+Two designs failed before this one. A random binary table ("3*7=2") has facts with uniform marginals, and the
+small base model did not learn them in 3,000 steps (an XOR-like plateau). Unlabelled operators ("Q: 7 fgf")
+were learned as facts, but no model, not even the oracle, learned to copy them into the walk in order. With
+a label per step, copying is an induction pattern (find the label in the question, copy its case): the oracle
+then writes the gold walk for 100% of held-out questions after 1,000 steps.
 """
 import argparse
 import json
@@ -48,12 +52,17 @@ def make_table(digits, rng):
     return [rng.sample(range(digits), digits) for _ in OPS]
 
 
+def label(j, op):
+    """Step j's operator as a letter: lowercase for f, uppercase for g."""
+    return chr((97 if op == "f" else 65) + j)
+
+
 def walk(table, start, ops):
-    """The walk 'x op y op z ...' from start through ops (a string over OPS), and where it ends."""
+    """The walk 'x a y B z ...' from start through ops (a string over OPS), and where it ends."""
     out, x = [str(start)], start
-    for o in ops:
+    for j, o in enumerate(ops):
         x = table[OPS.index(o)][x]
-        out.append(f"{o}{x}")
+        out.append(f"{label(j, o)}{x}")
     return "".join(out), x
 
 
@@ -63,7 +72,7 @@ def derivation(table, problem):
 
 
 def question_text(problem):
-    return f"Q: {problem[0]} {problem[1]}\n"
+    return f"Q: {problem[0]} " + "".join(label(j, o) for j, o in enumerate(problem[1])) + "\n"
 
 
 def answer_text(result):
@@ -119,7 +128,7 @@ def build(cfg):
                            "gold": derivation(table, ops)[0]} for ops in cut(cfg.n_questions)]
     base = []
     for d in range(cfg.n_base):  # walks of every length up to 2*ops, from random starts
-        walks = [walk(table, rng.randrange(cfg.digits), "".join(rng.choice(OPS) for _ in range(rng.randint(1, 2 * cfg.ops))))[0]
+        walks = [walk(table, rng.randrange(cfg.digits), "".join(rng.choice(OPS) for _ in range(rng.randint(1, min(2 * cfg.ops, 26)))))[0]
                  for _ in range(cfg.walks_per_base_doc)]
         base.append({"id": f"base-{d}", "chunks": [{"suffix": "".join(w + "\n" for w in walks), "latent": None}]})
     world["base"] = base

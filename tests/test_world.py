@@ -26,18 +26,19 @@ def test_gold_walks_follow_the_table_and_end_at_the_answer():
     w = W.build(SMALL)
     table = w["table"]
     for q in w["questions"]:
-        start, ops = re.fullmatch(r"Q: (\d) ([fg]+)\n", q["question"]).groups()
-        steps = re.findall(r"([fg])(\d)", q["gold"])
-        assert q["gold"].startswith(start) and "".join(o for o, _ in steps) == ops
+        start, labels = re.fullmatch(r"Q: (\d) ([a-zA-Z]+)\n", q["question"]).groups()
+        steps = re.findall(r"([a-zA-Z])(\d)", q["gold"])
+        assert q["gold"].startswith(start) and "".join(o for o, _ in steps) == labels
         x = int(start)
-        for o, y in steps:
-            assert table[W.OPS.index(o)][x] == int(y)
+        for j, (o, y) in enumerate(steps):  # step j: the j-th letter, lowercase = f, uppercase = g
+            assert o.lower() == chr(97 + j)
+            assert table[0 if o.islower() else 1][x] == int(y)
             x = int(y)
         assert x == q["answer"]
     for line in w["base"][0]["chunks"][0]["suffix"].splitlines():  # base text states true facts only
         x = int(line[0])
-        for o, y in re.findall(r"([fg])(\d)", line):
-            assert table[W.OPS.index(o)][x] == int(y)
+        for o, y in re.findall(r"([a-zA-Z])(\d)", line):
+            assert table[0 if o.islower() else 1][x] == int(y)
             x = int(y)
 
 
