@@ -60,8 +60,8 @@ class EMConfig:
     batch_size: int = 16  # sequences per optimizer step
     lr: float = 1e-3
     base_steps: int = 1000
-    warm_steps: int = 400
-    m_steps: int = 800  # every M-step, the oracle and the FLOP-matched raw baseline
+    warm_steps: int = 800
+    m_steps: int = 1200  # every M-step, the oracle and the FLOP-matched raw baseline
     # E-step and evaluation
     max_latent: int = 32  # sampled tokens per latent, EoL included
     temperature: float = 1.0
@@ -72,7 +72,7 @@ class EMConfig:
     eval_ks: str = "1,2,4"
     # the built-in world
     world_target: int = 1000
-    world_warm: int = 200
+    world_warm: int = 400
     world_heldout: int = 100
     world_questions: int = 1000
 
