@@ -71,14 +71,14 @@ class EMConfig:
     gen_batch: int = 256
     eval_ks: str = "1,2,4"
     # the built-in world
-    world_target: int = 1000
-    world_warm: int = 400
-    world_heldout: int = 100
+    world_target: int = 2000
+    world_warm: int = 800
+    world_heldout: int = 200
     world_questions: int = 1000
 
 
 QUICK = dict(n_layer=2, n_head=2, n_embd=64, batch_size=16, base_steps=150, warm_steps=60, m_steps=60,
-             world_target=60, world_warm=30, world_heldout=16, world_questions=64, max_latent=32)
+             world_target=120, world_warm=60, world_heldout=32, world_questions=64, max_latent=32)
 # changing these between runs in the same --out would mix results; iters and report options may change
 RESUMABLE_KEYS = {"iters", "no_baselines", "gen_batch", "out"}
 

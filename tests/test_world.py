@@ -6,7 +6,7 @@ import pytest
 
 from data import world as W
 
-SMALL = W.WorldConfig(seed=3, ops=6, n_base=20, n_target=30, n_warm=10, n_heldout=5, n_questions=40)
+SMALL = W.WorldConfig(seed=3, ops=6, problems_per_doc=2, n_base=20, n_target=30, n_warm=10, n_heldout=5, n_questions=40)
 
 
 def test_deterministic_in_the_seed():
