@@ -61,7 +61,7 @@ class EMConfig:
     lr: float = 1e-3
     base_steps: int = 1000
     warm_steps: int = 800
-    m_steps: int = 1200  # every M-step, the oracle and the FLOP-matched raw baseline
+    m_steps: int = 1000  # every M-step, the oracle and the FLOP-matched raw baseline
     # E-step and evaluation
     max_latent: int = 32  # sampled tokens per latent, EoL included
     temperature: float = 1.0
