@@ -30,7 +30,7 @@ import torch.distributed as dist
 
 from data import world as W
 from data.corpus import read_docs, write_docs
-from data.layout import chunk_tokens, encode_doc, estep_prompts, joint_continuation
+from data.layout import chunk_tokens, encode_doc, estep_prompts, joint_continuation, sequence
 from data.tokenizer import check_tokenizer, get_tokenizer
 from model import load_model
 from sample import generate, score
@@ -333,7 +333,6 @@ def prepare_data(cfg, tok):
 
 
 def corpus_tokens(tok, docs, layout, seed=0):
-    from data.layout import sequence
     return sum(len(sequence(tok, encode_doc(tok, d), layout, seed, 0)) for d in docs)
 
 

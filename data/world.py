@@ -20,7 +20,7 @@ small base model did not learn them in 3,000 steps (an XOR-like plateau). Unlabe
 were learned as facts, but no model, not even the oracle, learned to copy them into the walk in order. With
 a label per step, copying is an induction pattern (find the label in the question, copy its case): the oracle
 then writes the gold walk for 100% of held-out questions after 1,000 steps.
-A document holds one problem because the E-step and the IW-ELBO condition chunk i on the *raw* text of the
+One problem per document because the E-step and the IW-ELBO condition chunk i on the *raw* text of the
 previous chunks (BOLT.md), a context the M-step models never see in training (there every chunk starts with
 SoL). With two problems per document the second one's markers cost ~8 nats more, its posterior samples were
 the gold walk 10-40% of the time against 50-100% for the first, and the IW-ELBO got worse as accuracy rose.
@@ -132,8 +132,8 @@ def build(cfg):
               for d in target_gold]
     world = {"table": table, "target": target, "target_gold": target_gold,
              "warm": docs("warm", cfg.n_warm, True), "heldout": docs("heldout", cfg.n_heldout, True)}
-    world["questions"] = [{"question": question_text(ops), "answer": derivation(table, ops)[1],
-                           "gold": derivation(table, ops)[0]} for ops in cut(cfg.n_questions)]
+    world["questions"] = [{"question": question_text(ops), "answer": end, "gold": z}
+                          for ops in cut(cfg.n_questions) for z, end in [derivation(table, ops)]]
     base = []
     for d in range(cfg.n_base):  # walks of every length up to 2*ops, from random starts
         walks = [walk(table, rng.randrange(cfg.digits), "".join(rng.choice(OPS) for _ in range(rng.randint(1, min(2 * cfg.ops, 26)))))[0]
