@@ -21,6 +21,8 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+LOG2E = math.log2(math.e)  # kernels take qk_scale = D^-0.5 * log2(e): scores in log2 units for exp2
+
 
 def backend(x):
     """'triton' on CUDA, 'torch' elsewhere; BOLT_KERNELS=triton|torch overrides (with TRITON_INTERPRET=1,
@@ -49,8 +51,7 @@ def flash_attn_ref(q, k, v, causal=True):
 def decode_attn_ref(q, k_cache, v_cache, cache_seqlens):
     """One new query per row against that row's first cache_seqlens[b] cached keys.
     q: (B, 1, H, D); k_cache, v_cache: (B, S, H, D); cache_seqlens: (B,) int32, each in [1, S]."""
-    S = k_cache.size(1)
-    valid = torch.arange(S, device=q.device)[None, :] < cache_seqlens[:, None].long()  # (B, S)
+    valid = torch.arange(k_cache.size(1), device=q.device)[None, :] < cache_seqlens[:, None].long()  # (B, S)
     y = F.scaled_dot_product_attention(q.transpose(1, 2), k_cache.transpose(1, 2), v_cache.transpose(1, 2),
                                        attn_mask=valid[:, None, None, :])
     return y.transpose(1, 2)
@@ -60,9 +61,9 @@ def decode_attn_ref(q, k_cache, v_cache, cache_seqlens):
 
 @triton.jit
 def _head(axis, H):
-    """(b*h, b, h) of this program from grid axis `axis`; b, h in int64 so b * stride cannot overflow."""
+    """(b*h, b, h) of this program from grid axis `axis`, as int64 so index * stride cannot overflow."""
     bh = tl.program_id(axis)
-    return bh, (bh // H).to(tl.int64), (bh % H).to(tl.int64)
+    return bh.to(tl.int64), (bh // H).to(tl.int64), (bh % H).to(tl.int64)
 
 
 @triton.jit
@@ -72,6 +73,13 @@ def _tile(base, rows, offs_d, s_t, s_d, n_rows, D, MASK: tl.constexpr):
     if MASK:
         mask = mask & (rows[:, None] < n_rows)
     return tl.load(base + rows[:, None] * s_t + offs_d[None, :] * s_d, mask=mask, other=0.0)
+
+
+@triton.jit
+def _put(base, x, rows, offs_d, s_t, s_d, n_rows, D):
+    """Store a (len(rows), BLOCK_D) tile in base's dtype, dropping the padding (rows >= n_rows, columns >= D)."""
+    tl.store(base + rows[:, None] * s_t + offs_d[None, :] * s_d, x.to(base.dtype.element_ty),
+             (rows[:, None] < n_rows) & (offs_d[None, :] < D))
 
 
 @triton.jit
@@ -110,20 +118,16 @@ def _fwd_kernel(Q, K, V, O, LSE, sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, sv
     V += b * svb + h * svh
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
-    m_i = tl.zeros([BLOCK_M], dtype=tl.float32) - 1.0e30
-    if CAUSAL:  # blocks left of the diagonal need no mask; blocks right of it are skipped entirely
-        free, hi = start_m, tl.minimum(start_m + BLOCK_M, T)
-    else:
-        free, hi = (T // BLOCK_N) * BLOCK_N, T
+    m_i = l_i - 1.0e30
+    # keys [0, free) need no mask, [free, hi) are the diagonal/tail blocks; causal skips keys right of the diagonal
+    free, hi = (start_m, tl.minimum(start_m + BLOCK_M, T)) if CAUSAL else ((T // BLOCK_N) * BLOCK_N, T)
     acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, K, V, skt, skd, svt, svd, offs_m, offs_d, 0, free, T, D,
                                qk_scale, CAUSAL, False, BLOCK_N, PREC)
     acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, K, V, skt, skd, svt, svd, offs_m, offs_d, free, hi, T, D,
                                qk_scale, CAUSAL, True, BLOCK_N, PREC)
     l_i = tl.where(l_i > 0, l_i, 1.0)  # only padding rows past T can be empty; they are not stored
-    o = acc / l_i[:, None]
-    mask = (offs_m[:, None] < T) & (offs_d[None, :] < D)
-    tl.store(O + b * sob + h * soh + offs_m[:, None] * sot + offs_d[None, :] * sod, o.to(O.dtype.element_ty), mask)
-    tl.store(LSE + bh.to(tl.int64) * T + offs_m, m_i + tl.math.log2(l_i), offs_m < T)  # LSE (B, H, T) base 2
+    _put(O + b * sob + h * soh, acc / l_i[:, None], offs_m, offs_d, sot, sod, T, D)
+    tl.store(LSE + bh * T + offs_m, m_i + tl.math.log2(l_i), offs_m < T)  # LSE (B, H, T) base 2
 
 
 # ----------------------------------------------------------------------------- Triton: backward
@@ -162,25 +166,22 @@ def _bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, sqb, sqt, sqh, sqd, skb, s
     v = _tile(V + b * svb + h * svh, offs_n, offs_d, svt, svd, T, D, True)
     Q += b * sqb + h * sqh
     DO += b * sdb + h * sdh
-    LSE += bh.to(tl.int64) * T
-    DELTA += bh.to(tl.int64) * T
+    LSE += bh * T
+    DELTA += bh * T
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     full = (T // BLOCK_M) * BLOCK_M  # query blocks below this are in range
-    if CAUSAL:  # queries before start_n never see these keys; the diagonal band needs the causal mask
-        lo, band = start_n, tl.minimum(start_n + BLOCK_N, T)
-    else:
-        lo, band = 0, 0
+    # causal: queries before start_n never see these keys; the diagonal band [lo, band) needs the causal mask
+    lo, band = (start_n, tl.minimum(start_n + BLOCK_N, T)) if CAUSAL else (0, 0)
     dk, dv = _bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, DELTA, sqt, sqd, sdt, sdd, offs_n, offs_d, lo, band, T, D,
                              qk_scale, CAUSAL, True, BLOCK_M, PREC)
     dk, dv = _bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, DELTA, sqt, sqd, sdt, sdd, offs_n, offs_d, band, full, T, D,
                              qk_scale, CAUSAL, False, BLOCK_M, PREC)
     dk, dv = _bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, DELTA, sqt, sqd, sdt, sdd, offs_n, offs_d,
                              tl.maximum(band, full), T, T, D, qk_scale, CAUSAL, True, BLOCK_M, PREC)
-    mask = (offs_n[:, None] < T) & (offs_d[None, :] < D)
-    out = b * T * H * D + h * D + offs_n[:, None] * (H * D) + offs_d[None, :]
-    tl.store(DK + out, (dk * sm_scale).to(DK.dtype.element_ty), mask)
-    tl.store(DV + out, dv.to(DV.dtype.element_ty), mask)
+    out = b * T * H * D + h * D
+    _put(DK + out, dk * sm_scale, offs_n, offs_d, H * D, 1, T, D)
+    _put(DV + out, dv, offs_n, offs_d, H * D, 1, T, D)
 
 
 @triton.jit
@@ -192,7 +193,7 @@ def _bwd_dq_inner(dq, q, do, lse, delta, K, V, skt, skd, svt, svd, offs_m, offs_
         k = _tile(K, cols, offs_d, skt, skd, T, D, MASK)  # (BLOCK_N, BLOCK_D)
         v = _tile(V, cols, offs_d, svt, svd, T, D, MASK)
         p = tl.math.exp2(tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale - lse[:, None])  # (BM, BN)
-        if MASK:
+        if MASK:  # same mask as the forward
             keep = cols[None, :] < T
             if CAUSAL:
                 keep = keep & (offs_m[:, None] >= cols[None, :])
@@ -207,29 +208,25 @@ def _bwd_dq_inner(dq, q, do, lse, delta, K, V, skt, skd, svt, svd, offs_m, offs_
 def _bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
                    sdb, sdt, sdh, sdd, H, T, D, qk_scale, sm_scale, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr,
                    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr):
-    """One program per (query block, b*h): dQ over the key blocks this query block sees (no atomics)."""
+    """One program per (query block, b*h): dQ over the key blocks this query block sees (no atomics).
+    DQ is contiguous (B, T, H, D)."""
     start_m = tl.program_id(0) * BLOCK_M
     bh, b, h = _head(1, H)
     offs_m = start_m + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     q = _tile(Q + b * sqb + h * sqh, offs_m, offs_d, sqt, sqd, T, D, True)  # (BLOCK_M, BLOCK_D)
     do = _tile(DO + b * sdb + h * sdh, offs_m, offs_d, sdt, sdd, T, D, True)
-    lse = tl.load(LSE + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
-    delta = tl.load(DELTA + bh.to(tl.int64) * T + offs_m, mask=offs_m < T, other=0.0)
+    lse = tl.load(LSE + bh * T + offs_m, mask=offs_m < T, other=0.0)
+    delta = tl.load(DELTA + bh * T + offs_m, mask=offs_m < T, other=0.0)
     K += b * skb + h * skh
     V += b * svb + h * svh
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
-    if CAUSAL:
-        free, hi = start_m, tl.minimum(start_m + BLOCK_M, T)
-    else:
-        free, hi = (T // BLOCK_N) * BLOCK_N, T
+    free, hi = (start_m, tl.minimum(start_m + BLOCK_M, T)) if CAUSAL else ((T // BLOCK_N) * BLOCK_N, T)  # as fwd
     dq = _bwd_dq_inner(dq, q, do, lse, delta, K, V, skt, skd, svt, svd, offs_m, offs_d, 0, free, T, D, qk_scale,
                        CAUSAL, False, BLOCK_N, PREC)
     dq = _bwd_dq_inner(dq, q, do, lse, delta, K, V, skt, skd, svt, svd, offs_m, offs_d, free, hi, T, D, qk_scale,
                        CAUSAL, True, BLOCK_N, PREC)
-    mask = (offs_m[:, None] < T) & (offs_d[None, :] < D)
-    out = b * T * H * D + h * D + offs_m[:, None] * (H * D) + offs_d[None, :]
-    tl.store(DQ + out, (dq * sm_scale).to(DQ.dtype.element_ty), mask)
+    _put(DQ + b * T * H * D + h * D, dq * sm_scale, offs_m, offs_d, H * D, 1, T, D)
 
 
 # ----------------------------------------------------------------------------- Triton: decode (split-KV)
@@ -265,7 +262,7 @@ def _decode_split_kernel(Q, K, V, SEQLENS, PO, PLSE, sqb, sqh, sqd, skb, skt, sk
         acc = acc * alpha + tl.sum(p[:, None] * v, 0)
         m_i = m_new
     lse = tl.where(l_i > 0, m_i + tl.math.log2(tl.maximum(l_i, 1e-30)), float("-inf"))
-    part = bh.to(tl.int64) * NUM_SPLITS + split
+    part = bh * NUM_SPLITS + split
     tl.store(PO + part * BLOCK_D + offs_d, acc / tl.maximum(l_i, 1e-30))
     tl.store(PLSE + part, lse)
 
@@ -278,10 +275,10 @@ def _decode_reduce_kernel(PO, PLSE, O, sob, soh, sod, H, D, NUM_SPLITS: tl.const
     offs_s = tl.arange(0, BLOCK_S)
     offs_d = tl.arange(0, BLOCK_D)
     s_ok = offs_s < NUM_SPLITS
-    lse = tl.load(PLSE + bh.to(tl.int64) * NUM_SPLITS + offs_s, mask=s_ok, other=float("-inf"))  # (BLOCK_S,)
+    lse = tl.load(PLSE + bh * NUM_SPLITS + offs_s, mask=s_ok, other=float("-inf"))  # (BLOCK_S,)
     m = tl.max(lse, 0)
     w = tl.math.exp2(lse - tl.where(m > float("-inf"), m, 0.0))  # an all-empty row (seqlen 0) gives 0, not NaN
-    po = tl.load(PO + (bh.to(tl.int64) * NUM_SPLITS + offs_s[:, None]) * BLOCK_D + offs_d[None, :],
+    po = tl.load(PO + (bh * NUM_SPLITS + offs_s[:, None]) * BLOCK_D + offs_d[None, :],
                  mask=s_ok[:, None], other=0.0)  # (BLOCK_S, BLOCK_D)
     o = tl.sum(w[:, None] * po, 0) / tl.maximum(tl.sum(w, 0), 1e-30)
     tl.store(O + b * sob + h * soh + offs_d * sod, o.to(O.dtype.element_ty), mask=offs_d < D)
@@ -292,10 +289,6 @@ def _decode_reduce_kernel(PO, PLSE, O, sob, soh, sod, H, D, NUM_SPLITS: tl.const
 def _block_d(D):
     assert 1 <= D <= 256, f"head dim {D} not supported (1..256)"
     return max(16, triton.next_power_of_2(D))  # tl.dot needs >= 16; the padding is masked
-
-
-def _prec(x):
-    return "tf32" if x.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
 
 
 def _blocks(D, dtype):
@@ -309,43 +302,42 @@ def _blocks(D, dtype):
     return dict(fwd=(128, 64, 8, 3), dkdv=(32, 64, 8, 3), dq=(64, 32, 4, 3))
 
 
+def _launch(kernel, tiles, along, q, causal, *args):
+    """A flash kernel on grid (cdiv(T, tiles[along]), B*H): along=0 gives each program a block of BLOCK_M queries,
+    along=1 a block of BLOCK_N keys. tiles: (BLOCK_M, BLOCK_N, num_warps, num_stages) from _blocks."""
+    B, T, H, D = q.shape
+    bm, bn, warps, stages = tiles
+    prec = "tf32" if q.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
+    meta = dict(CAUSAL=causal, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=_block_d(D), PREC=prec)
+    kernel[(triton.cdiv(T, tiles[along]), B * H)](*args, **meta, num_warps=warps, num_stages=stages)
+
+
 def _fwd(q, k, v, o, lse, causal, blocks=None):
     """Writes o (B, T, H, D) and lse (B, H, T) fp32 base 2. q, k, v any strides."""
     B, T, H, D = q.shape
-    bm, bn, warps, stages = (blocks or _blocks(D, q.dtype))["fwd"]
-    _fwd_kernel[(triton.cdiv(T, bm), B * H)](
-        q, k, v, o, lse, *q.stride(), *k.stride(), *v.stride(), *o.stride(), H, T, D,
-        D ** -0.5 * math.log2(math.e), CAUSAL=causal, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=_block_d(D), PREC=_prec(q),
-        num_warps=warps, num_stages=stages)
+    _launch(_fwd_kernel, (blocks or _blocks(D, q.dtype))["fwd"], 0, q, causal, q, k, v, o, lse,
+            *q.stride(), *k.stride(), *v.stride(), *o.stride(), H, T, D, D ** -0.5 * LOG2E)
 
 
 def _bwd(q, k, v, o, lse, do, dq, dk, dv, causal, blocks=None):
     """Writes dq, dk, dv (contiguous (B, T, H, D)) from the forward's o, lse and the output gradient do."""
     B, T, H, D = q.shape
     blocks = blocks or _blocks(D, q.dtype)
-    m1, n1, w1, s1 = blocks["dkdv"]
-    m2, n2, w2, s2 = blocks["dq"]
     assert dq.is_contiguous() and dk.is_contiguous() and dv.is_contiguous()
-    bd = _block_d(D)
     # delta = rowsum(o * do) = rowsum(P * dP), the softmax-backward correction: (B, H, T) fp32; O(T) work, torch
     delta = (o.float() * do.float()).sum(-1).transpose(1, 2).contiguous()
-    args = (*q.stride(), *k.stride(), *v.stride(), *do.stride(), H, T, D, D ** -0.5 * math.log2(math.e),
-            D ** -0.5)
-    _bwd_dkdv_kernel[(triton.cdiv(T, n1), B * H)](q, k, v, do, lse, delta, dk, dv, *args, CAUSAL=causal,
-                                                  BLOCK_M=m1, BLOCK_N=n1, BLOCK_D=bd, PREC=_prec(q),
-                                                  num_warps=w1, num_stages=s1)
-    _bwd_dq_kernel[(triton.cdiv(T, m2), B * H)](q, k, v, do, lse, delta, dq, *args, CAUSAL=causal,
-                                                BLOCK_M=m2, BLOCK_N=n2, BLOCK_D=bd, PREC=_prec(q),
-                                                num_warps=w2, num_stages=s2)
+    args = (*q.stride(), *k.stride(), *v.stride(), *do.stride(), H, T, D, D ** -0.5 * LOG2E, D ** -0.5)
+    _launch(_bwd_dkdv_kernel, blocks["dkdv"], 1, q, causal, q, k, v, do, lse, delta, dk, dv, *args)
+    _launch(_bwd_dq_kernel, blocks["dq"], 0, q, causal, q, k, v, do, lse, delta, dq, *args)
 
 
 class _FlashAttn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, causal):
         B, T, H, D = q.shape
-        assert k.shape == q.shape and v.shape == q.shape and k.dtype == q.dtype and v.dtype == q.dtype
-        o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-        lse = torch.empty((B, H, T), dtype=torch.float32, device=q.device)
+        assert k.shape == q.shape and v.shape == q.shape and k.dtype == q.dtype and v.dtype == q.dtype, \
+            f"q, k, v must share shape and dtype, got {[(tuple(x.shape), x.dtype) for x in (q, k, v)]}"
+        o, lse = q.new_empty(q.shape), q.new_empty((B, H, T), dtype=torch.float32)
         _fwd(q, k, v, o, lse, causal)
         ctx.save_for_backward(q, k, v, o, lse)
         ctx.causal = causal
@@ -354,7 +346,7 @@ class _FlashAttn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do):
         q, k, v, o, lse = ctx.saved_tensors
-        dq, dk, dv = (torch.empty(q.shape, dtype=q.dtype, device=q.device) for _ in range(3))
+        dq, dk, dv = (q.new_empty(q.shape) for _ in range(3))  # contiguous, as _bwd requires
         _bwd(q, k, v, o, lse, do, dq, dk, dv, ctx.causal)
         return dq, dk, dv, None
 
@@ -371,37 +363,32 @@ def _split_plan(B, H, S, block_n, num_splits=None):
 
 
 def _decode(q, k_cache, v_cache, cache_seqlens, out, block_n=64, num_splits=None, parts=None):
-    """Writes out (B, 1, H, D). Splits are sized from shapes only (never from seqlens values: no host sync, CUDA
-    graph safe); empty splits of short rows exit after one load. parts: optional preallocated (po, plse)."""
+    """Writes and returns out (B, 1, H, D). Splits are sized from shapes only (never from seqlens values: no host
+    sync, CUDA graph safe); empty splits of short rows exit after one load. parts: optional preallocated (po, plse)."""
     B, _, H, D = q.shape
     bd = _block_d(D)
     num_splits, split_len = _split_plan(B, H, k_cache.size(1), block_n, num_splits)
-    po, plse = parts or (torch.empty(B * H * num_splits * bd, dtype=torch.float32, device=q.device),
-                         torch.empty(B * H * num_splits, dtype=torch.float32, device=q.device))
+    po, plse = parts or (q.new_empty(B * H * num_splits * bd, dtype=torch.float32),
+                         q.new_empty(B * H * num_splits, dtype=torch.float32))
     _decode_split_kernel[(B * H, num_splits)](
         q, k_cache, v_cache, cache_seqlens, po, plse, q.stride(0), q.stride(2), q.stride(3), *k_cache.stride(),
-        *v_cache.stride(), H, D, split_len, D ** -0.5 * math.log2(math.e), NUM_SPLITS=num_splits,
-        BLOCK_N=block_n, BLOCK_D=bd)
+        *v_cache.stride(), H, D, split_len, D ** -0.5 * LOG2E, NUM_SPLITS=num_splits, BLOCK_N=block_n, BLOCK_D=bd)
     _decode_reduce_kernel[(B * H,)](po, plse, out, out.stride(0), out.stride(2), out.stride(3), H, D,
                                     NUM_SPLITS=num_splits, BLOCK_S=triton.next_power_of_2(num_splits), BLOCK_D=bd)
+    return out
 
 
 def decode_attn_triton(q, k_cache, v_cache, cache_seqlens):
-    assert q.size(1) == 1 and cache_seqlens.dtype == torch.int32 and cache_seqlens.device == q.device
-    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    _decode(q, k_cache, v_cache, cache_seqlens, out)
-    return out
+    assert q.size(1) == 1 and cache_seqlens.dtype == torch.int32 and cache_seqlens.device == q.device, \
+        "decode_attn: q must be (B, 1, H, D) and cache_seqlens int32 on q's device"
+    return _decode(q, k_cache, v_cache, cache_seqlens, q.new_empty(q.shape))
 
 
 # ----------------------------------------------------------------------------- dispatch
 
 def flash_attn(q, k, v, causal=True):
-    if backend(q) == "triton":
-        return flash_attn_triton(q, k, v, causal)
-    return flash_attn_ref(q, k, v, causal)
+    return (flash_attn_triton if backend(q) == "triton" else flash_attn_ref)(q, k, v, causal)
 
 
 def decode_attn(q, k_cache, v_cache, cache_seqlens):
-    if backend(q) == "triton":
-        return decode_attn_triton(q, k_cache, v_cache, cache_seqlens)
-    return decode_attn_ref(q, k_cache, v_cache, cache_seqlens)
+    return (decode_attn_triton if backend(q) == "triton" else decode_attn_ref)(q, k_cache, v_cache, cache_seqlens)
