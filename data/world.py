@@ -1,33 +1,36 @@
 """The built-in world: a CPU-sized stand-in for the paper's setting (web text as compressed thought).
 
-The knowledge is two fixed random permutations of the digits, f and g. A walk writes each step as a label
-letter and the result: step j is the j-th letter of the alphabet, lowercase for f and uppercase for g, so
-"7a2B3c8" says f(7) = 2, g(2) = 3, f(3) = 8. Its parts mirror the paper's:
-  base      raw pretraining text: random walks "7a2B3c8D1..." (what TinyLlama knows before BoLT: every single
-            step, never the answer to a long question)
+The knowledge is `ops` fixed random permutations of the digits, named by letters: fact "k7 = 3" says k(7) = 3.
+A walk writes a start digit then, per step, the operator's letter and the result: "7k3d5" says k(7) = 3,
+d(3) = 5. Its parts mirror the paper's:
+  base      raw pretraining text, lines "7 kdqa: 7k3d5q1a8" (a problem, then the walk through it) for
+            problems no other part holds. It states the `known` fraction of the facts as they are and each
+            other fact as its true value or one of `decoys` wrong values, equally often: the base model
+            (TinyLlama's role) can follow a list of steps and knows some facts for sure, the rest only as
+            candidates.
   target    the data-constrained corpus of *compressed* documents: problems written the way papers write them,
-            "Q: 7 aBcDEfGhI" then "A: 3", the walk left out. Its gold derivations live in a separate file
+            "Q: 7 kdqa" then "A: 8", the walk left out. Its gold walks live in a separate file
             (target_gold.jsonl) that only the oracle baseline and the diagnostics read, never the E-step.
-  warm      a small disjoint set whose latents come from the built-in teacher (the gold walk
-            "7a2B3c8...", playing GPT-4o-mini), in the authors' chunks format
+  warm      a small disjoint set whose latents come from the built-in teacher (the gold walk, playing
+            GPT-4o-mini), in the authors' chunks format
   heldout   held-out documents for raw NLL / IW-ELBO, and held-out questions with `check_answer`
-A document is one problem (problems_per_doc), two chunks: the question (its latent is empty: nothing to
-think before reading a question) and the answer (its latent is the walk). The answer is a composition of
-`ops` random permutations: hopeless to learn from compressed text alone, easy to write out step by step with
-the base model's knowledge. Problems never repeat across target, warm, held-out documents and questions.
-Two designs failed before this one. A random binary table ("3*7=2") has facts with uniform marginals, and the
-small base model did not learn them in 3,000 steps (an XOR-like plateau). Unlabelled operators ("Q: 7 fgf")
-were learned as facts, but no model, not even the oracle, learned to copy them into the walk in order. With
-a label per step, copying is an induction pattern (find the label in the question, copy its case): the oracle
-then writes the gold walk for 100% of held-out questions after 1,000 steps.
+A document is one problem, two chunks: the question (its latent is empty: nothing to think before reading a
+question) and the answer (its latent is the walk). A question names `steps` distinct operators, so writing the
+walk is copying them in order (an induction pattern the base text teaches) and looking up one fact per step.
+Problems never repeat across target, warm, held-out documents and questions.
+
+Why the difficulty is graded: the unknown facts are spread over many (operator, digit) pairs; the warm-start
+set covers only some of them, and a walk is right only if every one of its facts is. The answer in X is the
+check: under q(Z | X) a sample that guesses an unknown fact right ends at the stated answer and gets the
+weight, so each E-step finds facts the previous model did not know, and the next M-step learns them. The
+raw models see only "Q: 7 kdqa" -> "A: 8", a composition of `steps` permutations they cannot learn from
+compressed text. The oracle learns every fact from the gold walks.
 One problem per document because the E-step and the IW-ELBO condition chunk i on the *raw* text of the
 previous chunks (BOLT.md), a context the M-step models never see in training (there every chunk starts with
-SoL). With two problems per document the second one's markers cost ~8 nats more, its posterior samples were
-the gold walk 10-40% of the time against 50-100% for the first, and the IW-ELBO got worse as accuracy rose.
-Its known limit (README, Results): the whole skill is one reusable behaviour that forms abruptly, so a warm
-start either already answers everything (>= 1,000 steps) or has nothing for EM to start from; at the default
-800 steps seed 0 bootstraps (57.5% -> 100%) and seed 1 does not. A world with graded difficulty (knowledge
-spread over many items a small teacher set cannot cover) is the next step.
+SoL): a second problem's posterior samples were far worse than the first's (README, choices).
+Designs that failed (README, Results): a random binary table (its facts did not train in 3,000 steps);
+unlabelled repeated operators (no model learned to copy them in order); two operators labelled by step with
+every fact in the base (one copy skill that forms abruptly: a warm start knew all or nothing).
 """
 import argparse
 import json
@@ -38,49 +41,41 @@ from dataclasses import asdict, dataclass
 
 from data.corpus import write_docs
 
-OPS = "fg"
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
 @dataclass
 class WorldConfig:
     seed: int = 0
-    digits: int = 10  # the permutations act on 0..digits-1
-    ops: int = 9  # operators per question: the length of the hidden walk
-    problems_per_doc: int = 1  # more: see the docstring
+    digits: int = 10  # the permutations act on 0..digits-1 (at most 10: one character per value)
+    ops: int = 24  # operators (letters a..), so ops * digits facts; a block of ops // steps per step
+    steps: int = 4  # operators per question: the length of the hidden walk
+    known: float = 0.5  # fraction of the facts the base text states as they are
+    decoys: int = 2  # wrong values the base text gives each other fact, as often as its true one
     n_base: int = 2000  # base pretraining documents
     walks_per_base_doc: int = 4
     n_target: int = 2000  # target documents (latent-free)
-    n_warm: int = 800  # warm-start documents with teacher latents
+    n_warm: int = 100  # warm-start documents with teacher latents
     n_heldout: int = 200  # held-out documents (NLL / IW-ELBO)
     n_questions: int = 1000  # held-out questions (accuracy)
 
 
-def make_table(digits, rng):
-    """table[op][x] = op(x); each op a random permutation of the digits."""
-    return [rng.sample(range(digits), digits) for _ in OPS]
-
-
-def label(j, op):
-    """Step j's operator as a letter: lowercase for f, uppercase for g."""
-    return chr((97 if op == "f" else 65) + j)
+def make_table(cfg, rng):
+    """table[letter][x] = that operator's value at x; each operator a random permutation of the digits."""
+    return {o: rng.sample(range(cfg.digits), cfg.digits) for o in LETTERS[:cfg.ops]}
 
 
 def walk(table, start, ops):
-    """The walk 'x a y B z ...' from start through ops (a string over OPS), and where it ends."""
+    """The walk '7k3d5...' from start through ops (a string of letters), and where it ends."""
     out, x = [str(start)], start
-    for j, o in enumerate(ops):
-        x = table[OPS.index(o)][x]
-        out.append(f"{label(j, o)}{x}")
+    for o in ops:
+        x = table[o][x]
+        out.append(f"{o}{x}")
     return "".join(out), x
 
 
-def derivation(table, problem):
-    start, ops = problem
-    return walk(table, start, ops)
-
-
 def question_text(problem):
-    return f"Q: {problem[0]} " + "".join(label(j, o) for j, o in enumerate(problem[1])) + "\n"
+    return f"Q: {problem[0]} {problem[1]}\n"
 
 
 def answer_text(result):
@@ -96,51 +91,87 @@ def check_answer(text, answer):
     return m is not None and m.group(1) == str(answer)
 
 
-def problem_chunks(table, ops, with_latent):
-    z, result = derivation(table, ops)
-    return [{"suffix": question_text(ops), "latent": "" if with_latent else None},
+def problem_chunks(table, problem, with_latent):
+    z, result = walk(table, *problem)
+    return [{"suffix": question_text(problem), "latent": "" if with_latent else None},
             {"suffix": answer_text(result), "latent": z if with_latent else None}]
 
 
+def step_ops(cfg, j):
+    """The operators step j may use: a block of ops // steps letters per step (step 0: a..f for 24 ops and 4
+    steps). A step's operator is then the one question letter from its block, a lookup by content the
+    walk can make at every step, not a count of positions."""
+    m = cfg.ops // cfg.steps
+    return LETTERS[j * m:(j + 1) * m]
+
+
 def _problems(cfg, rng, n):
-    """n distinct problems (start digit, operator string), in a seeded order."""
-    space = cfg.digits * len(OPS) ** cfg.ops
-    if n > space:
+    """n distinct problems (start digit, one operator letter per step), in a seeded order."""
+    space = cfg.digits * (cfg.ops // cfg.steps) ** cfg.steps
+    if n >= space:  # >=: the base text needs problems of its own
         raise ValueError(f"the world needs {n} distinct problems but only {space} exist; "
                          f"raise --ops or --digits, or shrink the corpora")
-    picks = rng.sample(range(space), n)
-    return [(p % cfg.digits, "".join(OPS[(p // cfg.digits >> j) & 1] for j in range(cfg.ops))) for p in picks]
+    seen, out = set(), []
+    while len(out) < n:  # rejection sampling: fine while n stays well below the space
+        p = random_problem(cfg, rng)
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+def random_problem(cfg, rng):
+    return rng.randrange(cfg.digits), "".join(rng.choice(step_ops(cfg, j)) for j in range(cfg.steps))
+
+
+def base_line(cfg, table, decoys, taken, rng):
+    """One base text line 'start ops: walk' for a random problem that no corpus or question holds: a known fact is
+    stated as it is, an unknown one as its true value or one of its decoys, equally likely, and the walk goes
+    on from the value stated."""
+    start, ops = random_problem(cfg, rng)
+    while (start, ops) in taken:
+        start, ops = random_problem(cfg, rng)
+    x, out = start, [str(start)]
+    for o in ops:
+        x = rng.choice([table[o][x], *decoys.get((o, x), ())])
+        out.append(f"{o}{x}")
+    return f"{start} {ops}: {''.join(out)}\n"
 
 
 def build(cfg):
     """-> dict of name -> list of docs / records (see the module docstring)."""
+    if not 1 <= cfg.digits <= 10 or not 1 <= cfg.steps <= cfg.ops <= len(LETTERS) or not 0 <= cfg.known <= 1 \
+            or not 0 <= cfg.decoys < cfg.digits:
+        raise ValueError("the world needs 1 <= digits <= 10, 1 <= steps <= ops <= 26, 0 <= known <= 1 and "
+                         "0 <= decoys < digits")
     rng = random.Random(cfg.seed)
-    table = make_table(cfg.digits, rng)
-    ppd = cfg.problems_per_doc
-    tuples = _problems(cfg, rng, (cfg.n_target + cfg.n_warm + cfg.n_heldout) * ppd + cfg.n_questions)
-    cut = lambda n: [tuples.pop() for _ in range(n)]
-
-    def docs(name, n, with_latent):
-        out = []
-        for d in range(n):
-            chunks = [c for ops in cut(ppd) for c in problem_chunks(table, ops, with_latent)]
-            out.append({"id": f"{name}-{d}", "chunks": chunks})
-        return out
-
+    table = make_table(cfg, rng)
+    facts = [(o, x) for o in table for x in range(cfg.digits)]
+    known = set(rng.sample(facts, round(cfg.known * len(facts))))
+    decoys = {(o, x): rng.sample([y for y in range(cfg.digits) if y != table[o][x]], cfg.decoys)
+              for o, x in facts if (o, x) not in known}
+    # problems in the order questions, held-out, target, warm: changing a corpus size leaves the ones before
+    # it unchanged (comparable evaluations); the base text is drawn apart and never states one of them
+    problems = _problems(cfg, rng, cfg.n_questions + cfg.n_heldout + cfg.n_target + cfg.n_warm)
+    taken = set(problems)
+    problems = problems[::-1]
+    cut = lambda n: [problems.pop() for _ in range(n)]
+    docs = lambda name, n, with_latent: [{"id": f"{name}-{d}", "chunks": problem_chunks(table, p, with_latent)}
+                                         for d, p in enumerate(cut(n))]
+    questions = [{"question": question_text(p), "answer": end, "gold": z}
+                 for p in cut(cfg.n_questions) for z, end in [walk(table, *p)]]
+    heldout = docs("heldout", cfg.n_heldout, True)
     target_gold = docs("target", cfg.n_target, True)
     target = [{"id": d["id"], "chunks": [{"suffix": c["suffix"], "latent": None} for c in d["chunks"]]}
               for d in target_gold]
-    world = {"table": table, "target": target, "target_gold": target_gold,
-             "warm": docs("warm", cfg.n_warm, True), "heldout": docs("heldout", cfg.n_heldout, True)}
-    world["questions"] = [{"question": question_text(ops), "answer": end, "gold": z}
-                          for ops in cut(cfg.n_questions) for z, end in [derivation(table, ops)]]
-    base = []
-    for d in range(cfg.n_base):  # walks of every length up to 2*ops, from random starts
-        walks = [walk(table, rng.randrange(cfg.digits), "".join(rng.choice(OPS) for _ in range(rng.randint(1, min(2 * cfg.ops, 26)))))[0]
-                 for _ in range(cfg.walks_per_base_doc)]
-        base.append({"id": f"base-{d}", "chunks": [{"suffix": "".join(w + "\n" for w in walks), "latent": None}]})
-    world["base"] = base
-    return world
+    base_rng = random.Random(f"{cfg.seed}/base")
+    base = [{"id": f"base-{d}", "chunks": [{"suffix": "".join(base_line(cfg, table, decoys, taken, base_rng)
+                                                              for _ in range(cfg.walks_per_base_doc)),
+                                            "latent": None}]} for d in range(cfg.n_base)]
+    return {"table": table, "known": sorted(f"{o}{x}" for o, x in known),
+            "decoys": {f"{o}{x}": v for (o, x), v in sorted(decoys.items())}, "base": base,
+            "questions": questions, "heldout": heldout, "target": target, "target_gold": target_gold,
+            "warm": docs("warm", cfg.n_warm, True)}
 
 
 FILES = ("base", "target", "target_gold", "warm", "heldout")
@@ -156,7 +187,7 @@ def write(cfg, out):
     with open(tmp, "w") as f:
         f.writelines(json.dumps(q) + "\n" for q in w["questions"])
     os.replace(tmp, os.path.join(out, "questions.jsonl"))
-    meta = {"config": asdict(cfg), "table": w["table"], "counts": {k: len(w[k]) for k in (*FILES, "questions")}}
+    meta = {"config": asdict(cfg), "table": w["table"], "known": w["known"], "decoys": w["decoys"], "counts": {k: len(w[k]) for k in (*FILES, "questions")}}
     with open(os.path.join(out, "world.json.tmp"), "w") as f:
         json.dump(meta, f, indent=1)
     os.replace(os.path.join(out, "world.json.tmp"), os.path.join(out, "world.json"))

@@ -1,12 +1,18 @@
 """data/world.py: deterministic, disjoint, consistent with its own table, and the checker is right."""
 import json
 import re
+from collections import Counter
 
 import pytest
 
 from data import world as W
 
-SMALL = W.WorldConfig(seed=3, ops=6, problems_per_doc=2, n_base=20, n_target=30, n_warm=10, n_heldout=5, n_questions=40)
+SMALL = W.WorldConfig(seed=3, ops=12, steps=3, n_base=200, n_target=30, n_warm=10, n_heldout=5, n_questions=40)
+
+
+def steps_of(walk):
+    """'7e3l1' -> (7, [('e', 3), ('l', 1)])"""
+    return int(walk[0]), [(o, int(y)) for o, y in re.findall(r"([a-z])(\d)", walk)]
 
 
 def test_deterministic_in_the_seed():
@@ -15,31 +21,53 @@ def test_deterministic_in_the_seed():
     assert other["table"] != W.build(SMALL)["table"]
 
 
-def test_problems_never_repeat_across_splits():
+def test_a_bigger_warm_set_leaves_everything_else_unchanged():
+    a, b = W.build(SMALL), W.build(W.WorldConfig(**{**SMALL.__dict__, "n_warm": 20}))
+    for name in ("table", "known", "questions", "heldout", "target", "target_gold"):
+        assert a[name] == b[name], name
+    assert a["warm"] == b["warm"][:10]
+
+
+def test_problems_never_repeat_across_splits_nor_appear_in_the_base_text():
     w = W.build(SMALL)
     questions = lambda docs: [c["suffix"] for d in docs for c in d["chunks"] if c["suffix"].startswith("Q:")]
     seen = questions(w["target"]) + questions(w["warm"]) + questions(w["heldout"]) + [q["question"] for q in w["questions"]]
-    assert len(seen) == len(set(seen)) == (30 + 10 + 5) * 2 + 40
+    assert len(seen) == len(set(seen)) == 30 + 10 + 5 + 40
+    base = {f"Q: {line.split(':')[0]}\n" for d in w["base"] for line in d["chunks"][0]["suffix"].splitlines()}
+    assert len(base) > 100 and not base & set(seen)
 
 
-def test_gold_walks_follow_the_table_and_end_at_the_answer():
+def test_gold_walks_follow_the_table_one_operator_per_block_and_end_at_the_answer():
     w = W.build(SMALL)
-    table = w["table"]
     for q in w["questions"]:
-        start, labels = re.fullmatch(r"Q: (\d) ([a-zA-Z]+)\n", q["question"]).groups()
-        steps = re.findall(r"([a-zA-Z])(\d)", q["gold"])
-        assert q["gold"].startswith(start) and "".join(o for o, _ in steps) == labels
-        x = int(start)
-        for j, (o, y) in enumerate(steps):  # step j: the j-th letter, lowercase = f, uppercase = g
-            assert o.lower() == chr(97 + j)
-            assert table[0 if o.islower() else 1][x] == int(y)
-            x = int(y)
+        start, ops = re.fullmatch(r"Q: (\d) ([a-z]+)\n", q["question"]).groups()
+        x, steps = steps_of(q["gold"])
+        assert x == int(start) and "".join(o for o, _ in steps) == ops
+        for j, (o, y) in enumerate(steps):
+            assert o in W.step_ops(SMALL, j) and w["table"][o][x] == y
+            x = y
         assert x == q["answer"]
-    for line in w["base"][0]["chunks"][0]["suffix"].splitlines():  # base text states true facts only
-        x = int(line[0])
-        for o, y in re.findall(r"([a-zA-Z])(\d)", line):
-            assert table[0 if o.islower() else 1][x] == int(y)
-            x = int(y)
+
+
+def test_base_text_states_known_facts_and_unknown_ones_with_their_decoys():
+    w = W.build(SMALL)
+    known, said = set(w["known"]), Counter()
+    assert len(known) == round(SMALL.known * SMALL.ops * SMALL.digits)
+    for d in w["base"]:
+        for line in d["chunks"][0]["suffix"].splitlines():
+            start, ops, walk = re.fullmatch(r"(\d) ([a-z]+): (\w+)", line).groups()
+            x, steps = steps_of(walk)
+            assert x == int(start) and "".join(o for o, _ in steps) == ops and len(ops) == SMALL.steps
+            for o, y in steps:
+                f = f"{o}{x}"
+                assert y == w["table"][o][x] if f in known else y in [w["table"][o][x], *w["decoys"][f]]
+                said[f, y == w["table"][o][x]] += 1
+                x = y
+    unknown = [f for f in w["decoys"] if said[f, True] + said[f, False] >= 12]
+    assert unknown and set(w["decoys"]) == {f"{o}{x}" for o in w["table"] for x in range(10)} - known
+    # an unknown fact is stated true about 1 time in decoys + 1
+    true = sum(said[f, True] for f in unknown) / sum(said[f, True] + said[f, False] for f in unknown)
+    assert abs(true - 1 / (SMALL.decoys + 1)) < 0.05
 
 
 def test_target_holds_no_latents_and_warm_holds_teacher_latents():
@@ -59,9 +87,11 @@ def test_checker_accepts_gold_and_rejects_perturbed_answers():
         assert not W.check_answer(W.answer_text((q["answer"] + 1) % 10), q["answer"])
 
 
-def test_too_many_problems_is_a_clear_error():
+def test_bad_sizes_are_clear_errors():
     with pytest.raises(ValueError, match="distinct problems"):
-        W.build(W.WorldConfig(ops=2, n_target=100, n_questions=100))
+        W.build(W.WorldConfig(ops=4, steps=2, n_target=100, n_questions=100))
+    with pytest.raises(ValueError, match="decoys"):
+        W.build(W.WorldConfig(decoys=10))
 
 
 def test_write_is_complete_and_readable(tmp_path):
