@@ -51,6 +51,7 @@ class WorldConfig:
     ops: int = 24  # operators (letters a..), so ops * digits facts; a block of ops // steps per step
     steps: int = 4  # operators per question: the length of the hidden walk
     known: float = 0.5  # fraction of the facts the base text states as they are
+    teacher: float = 1.0  # fraction of the base-unknown facts the teacher knows (else it states a decoy)
     decoys: int = 2  # wrong values the base text gives each other fact, as often as its true one
     n_base: int = 2000  # base pretraining documents
     walks_per_base_doc: int = 4
@@ -95,6 +96,22 @@ def problem_chunks(table, problem, with_latent):
     z, result = walk(table, *problem)
     return [{"suffix": question_text(problem), "latent": "" if with_latent else None},
             {"suffix": answer_text(result), "latent": z if with_latent else None}]
+
+
+def teacher_docs(cfg, table, decoys, rng, problems):
+    """Warm-start docs whose latents come from an imperfect teacher: it knows the base-known facts and a
+    `teacher` fraction of the others; for the rest it states their first decoy and walks on from there."""
+    wrong = {f for f in sorted(decoys) if rng.random() >= cfg.teacher}
+    out = []
+    for d, (start, ops) in enumerate(problems):
+        x, z = start, [str(start)]
+        for o in ops:
+            x = decoys[o, x][0] if (o, x) in wrong else table[o][x]
+            z.append(f"{o}{x}")
+        chunks = problem_chunks(table, (start, ops), True)
+        chunks[1]["latent"] = "".join(z)
+        out.append({"id": f"warm-{d}", "chunks": chunks})
+    return out
 
 
 def step_ops(cfg, j):
@@ -171,7 +188,7 @@ def build(cfg):
     return {"table": table, "known": sorted(f"{o}{x}" for o, x in known),
             "decoys": {f"{o}{x}": v for (o, x), v in sorted(decoys.items())}, "base": base,
             "questions": questions, "heldout": heldout, "target": target, "target_gold": target_gold,
-            "warm": docs("warm", cfg.n_warm, True)}
+            "warm": teacher_docs(cfg, table, decoys, rng, cut(cfg.n_warm))}
 
 
 FILES = ("base", "target", "target_gold", "warm", "heldout")
