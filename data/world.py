@@ -100,13 +100,14 @@ def problem_chunks(table, problem, with_latent):
 
 def teacher_docs(cfg, table, decoys, rng, problems):
     """Warm-start docs whose latents come from an imperfect teacher: it knows the base-known facts and a
-    `teacher` fraction of the others; for the rest it states their first decoy and walks on from there."""
+    `teacher` fraction of the others; the rest it guesses as the base text does (the true value or a decoy,
+    equally likely, at every occurrence) and walks on from there."""
     wrong = {f for f in sorted(decoys) if rng.random() >= cfg.teacher}
     out = []
     for d, (start, ops) in enumerate(problems):
         x, z = start, [str(start)]
         for o in ops:
-            x = decoys[o, x][0] if (o, x) in wrong else table[o][x]
+            x = rng.choice([table[o][x], *decoys[o, x]]) if (o, x) in wrong else table[o][x]
             z.append(f"{o}{x}")
         chunks = problem_chunks(table, (start, ops), True)
         chunks[1]["latent"] = "".join(z)
