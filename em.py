@@ -59,8 +59,9 @@ class EMConfig:
     block_size: int = 128
     batch_size: int = 16  # sequences per optimizer step
     lr: float = 1e-3
-    base_steps: int = 1000
-    warm_steps: int = 800
+    base_lr: float = 2e-3  # from scratch: at 1e-3 one seed's base sat on a plateau for 2,000 steps
+    base_steps: int = 2000
+    warm_steps: int = 500
     m_steps: int = 1000  # every M-step, the oracle and the FLOP-matched raw baseline
     # E-step and evaluation
     max_latent: int = 32  # sampled tokens per latent, EoL included
@@ -258,7 +259,7 @@ def evaluate(model, tok, cfg, data, latent):
 
 # ----------------------------------------------------------------------------- phases
 
-def run_train(cfg, name, data_path, layout, init, steps):
+def run_train(cfg, name, data_path, layout, init, steps, lr=None):
     """One training phase (resumable: a killed phase continues from its last checkpoint)."""
     out = os.path.join(cfg.out, name)
     if os.path.exists(os.path.join(out, "DONE")):  # the path is derived, so a moved --out still resumes
@@ -267,7 +268,7 @@ def run_train(cfg, name, data_path, layout, init, steps):
                      tokenizer=cfg.tokenizer, bpe_dir=cfg.bpe_dir, n_layer=cfg.n_layer, n_head=cfg.n_head,
                      n_embd=cfg.n_embd, block_size=cfg.block_size, max_steps=steps,
                      batch_size=cfg.batch_size // rank_world()[1],
-                     total_batch_tokens=cfg.batch_size * cfg.block_size, lr=cfg.lr, min_lr=cfg.lr / 10,
+                     total_batch_tokens=cfg.batch_size * cfg.block_size, lr=lr or cfg.lr, min_lr=(lr or cfg.lr) / 10,
                      warmup_steps=max(1, steps // 20), seed=key_int(cfg.seed, name) % 2**31,
                      ckpt_every=max(50, steps // 4), log_every=max(1, steps // 5), resume=True)
     print0(f"[{name}] training {steps} steps, layout {layout}, init {tc.init}")
@@ -373,7 +374,7 @@ def run(cfg):
     data = prepare_data(cfg, tok)
     print0(f"data: {len(data['target'])} target docs, {len(data['warm'])} warm-start docs, "
            f"{len(data['heldout'])} held-out docs, {len(data['questions'])} questions")
-    base = cfg.init or run_train(cfg, "base", data["paths"]["base"], "raw", "", cfg.base_steps)
+    base = cfg.init or run_train(cfg, "base", data["paths"]["base"], "raw", "", cfg.base_steps, cfg.base_lr)
     warm = run_train(cfg, "warm", data["paths"]["warm"], "random", base, cfg.warm_steps)
     results = [{"name": "warm start", "iter": 0, **run_eval(cfg, "warm", warm, tok, data, True)}]
     prev = warm

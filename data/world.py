@@ -2,35 +2,36 @@
 
 The knowledge is `ops` fixed random permutations of the digits, named by letters: fact "k7 = 3" says k(7) = 3.
 A walk writes a start digit then, per step, the operator's letter and the result: "7k3d5" says k(7) = 3,
-d(3) = 5. Its parts mirror the paper's:
-  base      raw pretraining text, lines "7 kdqa: 7k3d5q1a8" (a problem, then the walk through it) for
+d(3) = 5. Operators come in `steps` blocks (a-f, g-l, ...); a problem takes one letter from each block, so a
+walk finds each step's operator in the question by content, not by counting. Its parts mirror the paper's:
+  base      raw pretraining text, lines "7 ciqx: 7c8i5q7x5" (a problem, then the walk through it) for
             problems no other part holds. It states the `known` fraction of the facts as they are and each
             other fact as its true value or one of `decoys` wrong values, equally often: the base model
             (TinyLlama's role) can follow a list of steps and knows some facts for sure, the rest only as
             candidates.
-  target    the data-constrained corpus of *compressed* documents: problems written the way papers write them,
-            "Q: 7 kdqa" then "A: 8", the walk left out. Its gold walks live in a separate file
+  target    the data-constrained corpus of *compressed* documents, written the way papers write them:
+            "Q: 7 ciqx" then "A: 5", the walk left out. Its gold walks live in a separate file
             (target_gold.jsonl) that only the oracle baseline and the diagnostics read, never the E-step.
-  warm      a small disjoint set whose latents come from the built-in teacher (the gold walk, playing
-            GPT-4o-mini), in the authors' chunks format
+  warm      a disjoint set whose latents come from the built-in teacher (GPT-4o-mini's role), in the authors'
+            chunks format. Like GPT-4o-mini it is imperfect: it knows the base-known facts and a `teacher`
+            fraction of the others, and guesses the rest as the base does, so its walks do not always end at
+            the answer. (A perfect teacher needs a set so small, to leave knowledge for EM, that the warm
+            start failed to learn the format: 8-19% on 30-100 documents.)
   heldout   held-out documents for raw NLL / IW-ELBO, and held-out questions with `check_answer`
 A document is one problem, two chunks: the question (its latent is empty: nothing to think before reading a
-question) and the answer (its latent is the walk). A question names `steps` distinct operators, so writing the
-walk is copying them in order (an induction pattern the base text teaches) and looking up one fact per step.
-Problems never repeat across target, warm, held-out documents and questions.
+question) and the answer (its latent is the walk). Problems never repeat across the parts.
 
-Why the difficulty is graded: the unknown facts are spread over many (operator, digit) pairs; the warm-start
-set covers only some of them, and a walk is right only if every one of its facts is. The answer in X is the
-check: under q(Z | X) a sample that guesses an unknown fact right ends at the stated answer and gets the
-weight, so each E-step finds facts the previous model did not know, and the next M-step learns them. The
-raw models see only "Q: 7 kdqa" -> "A: 8", a composition of `steps` permutations they cannot learn from
-compressed text. The oracle learns every fact from the gold walks.
+Why EM has something to do: a walk is right only if each of its `steps` facts is, and the warm start is
+unsure of many. The answer in X is the check: a posterior sample whose guesses are right ends at the stated
+answer and gets the weight, so with K > 1 each E-step keeps more right walks than the model writes on its own,
+and the next M-step learns their facts; with K = 1 nothing is checked. The raw models see only
+"Q: 7 ciqx" -> "A: 5", a composition of permutations they cannot learn from compressed text.
 One problem per document because the E-step and the IW-ELBO condition chunk i on the *raw* text of the
 previous chunks (BOLT.md), a context the M-step models never see in training (there every chunk starts with
 SoL): a second problem's posterior samples were far worse than the first's (README, choices).
 Designs that failed (README, Results): a random binary table (its facts did not train in 3,000 steps);
-unlabelled repeated operators (no model learned to copy them in order); two operators labelled by step with
-every fact in the base (one copy skill that forms abruptly: a warm start knew all or nothing).
+unlabelled repeated operators (never copied in order); two operators labelled by step with every fact in the
+base (one copy skill that forms abruptly: a warm start knew all or nothing).
 """
 import argparse
 import json
@@ -51,12 +52,12 @@ class WorldConfig:
     ops: int = 24  # operators (letters a..), so ops * digits facts; a block of ops // steps per step
     steps: int = 4  # operators per question: the length of the hidden walk
     known: float = 0.5  # fraction of the facts the base text states as they are
-    teacher: float = 1.0  # fraction of the base-unknown facts the teacher knows (else it states a decoy)
+    teacher: float = 0.5  # fraction of the base-unknown facts the teacher knows (it guesses the rest)
     decoys: int = 2  # wrong values the base text gives each other fact, as often as its true one
     n_base: int = 2000  # base pretraining documents
     walks_per_base_doc: int = 4
     n_target: int = 2000  # target documents (latent-free)
-    n_warm: int = 100  # warm-start documents with teacher latents
+    n_warm: int = 800  # warm-start documents with teacher latents
     n_heldout: int = 200  # held-out documents (NLL / IW-ELBO)
     n_questions: int = 1000  # held-out questions (accuracy)
 
@@ -189,7 +190,7 @@ def build(cfg):
     return {"table": table, "known": sorted(f"{o}{x}" for o, x in known),
             "decoys": {f"{o}{x}": v for (o, x), v in sorted(decoys.items())}, "base": base,
             "questions": questions, "heldout": heldout, "target": target, "target_gold": target_gold,
-            "warm": teacher_docs(cfg, table, decoys, rng, cut(cfg.n_warm))}
+            "warm": teacher_docs(cfg, table, decoys, random.Random(f"{cfg.seed}/teacher"), cut(cfg.n_warm))}
 
 
 FILES = ("base", "target", "target_gold", "warm", "heldout")

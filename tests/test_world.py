@@ -78,6 +78,28 @@ def test_target_holds_no_latents_and_warm_holds_teacher_latents():
     assert all(c["latent"] is not None for d in w["warm"] for c in d["chunks"])
 
 
+def test_the_teacher_knows_the_known_facts_and_guesses_a_fraction_of_the_others():
+    perfect = W.build(W.WorldConfig(**{**SMALL.__dict__, "teacher": 1.0, "n_warm": 60}))
+    for d in perfect["warm"]:
+        x, steps = steps_of(d["chunks"][1]["latent"])
+        for o, y in steps:
+            assert perfect["table"][o][x] == y
+            x = y
+        assert d["chunks"][1]["suffix"] == W.answer_text(x)
+    w = W.build(W.WorldConfig(**{**SMALL.__dict__, "teacher": 0.0, "n_warm": 60}))
+    known, wrong_walks, unknown_said = set(w["known"]), 0, Counter()
+    for d in w["warm"]:
+        x, steps = steps_of(d["chunks"][1]["latent"])
+        for o, y in steps:
+            f = f"{o}{x}"
+            assert y == w["table"][o][x] if f in known else y in [w["table"][o][x], *w["decoys"][f]]
+            if f not in known:
+                unknown_said[y == w["table"][o][x]] += 1
+            x = y
+        wrong_walks += d["chunks"][1]["suffix"] != W.answer_text(x)
+    assert wrong_walks > 10 and unknown_said[True] > 10 and unknown_said[False] > 10
+
+
 def test_checker_accepts_gold_and_rejects_perturbed_answers():
     assert W.check_answer("A: 7\n", 7) and W.check_answer("junk A: 7\nQ: 1", 7)
     assert not W.check_answer("A: 8\n", 7) and not W.check_answer("A: 77\n", 7) and not W.check_answer("7", 7)
