@@ -144,9 +144,9 @@ def random_problem(cfg, rng):
 
 
 def base_line(cfg, table, decoys, taken, rng):
-    """One base text line 'start ops: walk' for a random problem that no corpus or question holds: a known fact is
-    stated as it is, an unknown one as its true value or one of its decoys, equally likely, and the walk goes
-    on from the value stated."""
+    """One base text line 'start ops: walk' for a random problem that no corpus or question holds: a known
+    fact is stated as it is, an unknown one as its true value or one of its decoys, equally likely, and the
+    walk goes on from the value stated."""
     start, ops = random_problem(cfg, rng)
     while (start, ops) in taken:
         start, ops = random_problem(cfg, rng)
