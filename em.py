@@ -354,11 +354,13 @@ def run_estep(cfg, tok, data, it, prev_ckpt):
             "dropped": sum(r["latent"] is None for r in rows), "seconds": round(time.time() - t0, 1)}
     if data["gold"] is not None:  # diagnostics only: the E-step above never saw these
         gold = {(d["id"], i): c["latent"] for d in data["gold"] for i, c in enumerate(d["chunks"])}
-        hit = [new[r["doc"]]["chunks"][r["chunk"]]["latent"] == gold[(new[r["doc"]]["id"], r["chunk"])]
-               for r in rows]
-        exists = [gold[(new[r["doc"]]["id"], r["chunk"])] in r["samples"] for r in rows]
+        # chunks with something to think only: an empty gold latent (nothing to derive) would be a free match
+        rows_g = [(r, g) for r in rows for g in [gold[(new[r["doc"]]["id"], r["chunk"])]] if g]
+        hit = [new[r["doc"]]["chunks"][r["chunk"]]["latent"] == g for r, g in rows_g]
+        exists = [g in r["samples"] for r, g in rows_g]
         diag["gold_match"] = sum(hit) / max(len(hit), 1)  # the chosen latent is the gold derivation
         diag["gold_exists"] = sum(exists) / max(len(exists), 1)  # some sample among the K is
+        diag["gold_chunks"] = len(rows_g)
     if rank_world()[0] == 0:
         write_docs(path, new)
         write_json(os.path.join(idir, "estep.json"), diag)
@@ -371,6 +373,8 @@ def run(cfg):
     os.makedirs(cfg.out, exist_ok=True)
     check_config(cfg)
     t_start = time.time()
+    # a resumed run's clock misses the phases an earlier run finished: the report says so instead of a total
+    resumed = any(os.path.exists(os.path.join(cfg.out, name, "DONE")) for name in ("base", "warm", "iter1"))
     data = prepare_data(cfg, tok)
     print0(f"data: {len(data['target'])} target docs, {len(data['warm'])} warm-start docs, "
            f"{len(data['heldout'])} held-out docs, {len(data['questions'])} questions")
@@ -389,7 +393,7 @@ def run(cfg):
     if not cfg.no_baselines:
         results += run_baselines(cfg, tok, data, base)
     if rank_world()[0] == 0:
-        report(cfg, results, time.time() - t_start)
+        report(cfg, results, time.time() - t_start, resumed)
     return results
 
 
@@ -440,7 +444,7 @@ def check_config(cfg):
 
 # ----------------------------------------------------------------------------- report
 
-def report(cfg, results, seconds):
+def report(cfg, results, seconds, resumed=False):
     """report.md (a table per model), metrics.jsonl, and plot.svg (accuracy and NLL bound per iteration)."""
     with open(os.path.join(cfg.out, "metrics.jsonl.tmp"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in results)
@@ -448,8 +452,11 @@ def report(cfg, results, seconds):
     ks = [int(k) for k in cfg.eval_ks.split(",")]
     head = ["model", "accuracy", *[f"NLL K={k}" for k in ks], "bits/byte", "E-step gold match", "ESS", "capped"]
     lines = [f"# BoLT report: `{' '.join(sys.argv)}`", "",
-             f"seed {cfg.seed}, K {cfg.k}, {cfg.iters} iterations, total {seconds / 60:.1f} min. NLL is per raw "
-             "text token: exact for raw models, the IW-ELBO_K bound for latent models.", "",
+             f"seed {cfg.seed}, K {cfg.k}, {cfg.iters} iterations, "
+             + (f"{seconds / 60:.1f} min in this invocation (it resumed phases an earlier run finished; their time "
+                "is not counted)" if resumed else f"total {seconds / 60:.1f} min")
+             + ". NLL is per raw text token: exact for raw models, the IW-ELBO_K bound for latent models. E-step gold "
+             "match: chosen latents equal to the gold derivation, over the chunks whose gold latent is not empty.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         nll = [r.get(f"nll_k{k}", r.get("nll")) for k in ks]

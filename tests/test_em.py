@@ -86,6 +86,10 @@ def test_quick_end_to_end_and_resume_after_kill(tmp_path):
     target = [json.loads(l) for l in open(out / "data/target.jsonl")]
     assert all(c["latent"] is None for d in target for c in d["chunks"])
     assert "<svg" in (out / "plot.svg").read_text()
+    # gold diagnostics count the answer chunks only (the question chunk's empty latent is no match), and the
+    # E-step can only pick the gold latent when one of its K samples is it
+    diag = json.loads((out / "iter1/estep.json").read_text())
+    assert diag["gold_chunks"] == len(target) and diag["gold_match"] <= diag["gold_exists"]
 
     # kill a second run mid-way (after the first E-step unit exists), re-run: same metrics
     out2 = tmp_path / "killed"
@@ -100,6 +104,9 @@ def test_quick_end_to_end_and_resume_after_kill(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     strip = lambda ms: [{k: v for k, v in m.items() if "seconds" not in k} for m in ms]
     assert strip([json.loads(l) for l in open(out2 / "metrics.jsonl")]) == strip(metrics)
+    # the uninterrupted run reports its total time; the resumed one says its clock missed the earlier phases
+    assert "total" in (out / "report.md").read_text() and "in this invocation" not in (out / "report.md").read_text()
+    assert "in this invocation" in (out2 / "report.md").read_text()
 
     # a different configuration in the same --out is refused
     r = run_em([*TINY, "--k", "3", "--out", str(out)])
