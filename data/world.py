@@ -10,7 +10,7 @@ walk finds each step's operator in the question by content, not by counting. Its
             (TinyLlama's role) can follow a list of steps and knows some facts for sure, the rest only as
             candidates.
   target    the data-constrained corpus of *compressed* documents, written the way papers write them:
-            "Q: 7 ciqx" then "A: 5", the walk left out. Its gold walks live in a separate file
+            "Q: 7 ciqx" then "A: 5 for 7 ciqx", the walk left out. Its gold walks live in a separate file
             (target_gold.jsonl) that only the oracle baseline and the diagnostics read, never the E-step.
   warm      a disjoint set whose latents come from the built-in teacher (GPT-4o-mini's role), in the authors'
             chunks format. Like GPT-4o-mini it is imperfect: it knows the base-known facts and a `teacher`
@@ -25,10 +25,13 @@ Why EM has something to do: a walk is right only if each of its `steps` facts is
 unsure of many. The answer in X is the check: a posterior sample whose guesses are right ends at the stated
 answer and gets the weight, so with K > 1 each E-step keeps more right walks than the model writes on its own,
 and the next M-step learns their facts; with K = 1 nothing is checked. The raw models see only
-"Q: 7 ciqx" -> "A: 5", a composition of permutations they cannot learn from compressed text.
-One problem per document because the E-step and the IW-ELBO condition chunk i on the *raw* text of the
-previous chunks (BOLT.md), a context the M-step models never see in training (there every chunk starts with
-SoL): a second problem's posterior samples were far worse than the first's (README, choices).
+"Q: 7 ciqx" -> "A: 5 for 7 ciqx", a composition of permutations they cannot learn from compressed text.
+One problem per document, and an answer that restates its problem, because the E-step and the IW-ELBO
+condition chunk i on the *raw* text of the previous chunks (BOLT.md), a context the M-step models never see in
+training (there every chunk starts with SoL): a second problem's posterior samples were far worse than the
+first's, and with "A: 5" alone the posterior copied the start digit wrong in 30-42% of the walks it chose at
+iteration 1, which made the next M-step worse than the warm start (README, Results). With the problem in X_i
+the posterior copies it from the chunk it was trained to read.
 Designs that failed (README, Results): a random binary table (its facts did not train in 3,000 steps);
 unlabelled repeated operators (never copied in order); two operators labelled by step with every fact in the
 base (one copy skill that forms abruptly: a warm start knew all or nothing).
@@ -80,8 +83,10 @@ def question_text(problem):
     return f"Q: {problem[0]} {problem[1]}\n"
 
 
-def answer_text(result):
-    return f"A: {result}\n"
+def answer_text(problem, result):
+    """'A: 5 for 7 ciqx': the result first (next to the walk's end), then the problem it answers (module
+    docstring: why the answer restates it)."""
+    return f"A: {result} for {problem[0]} {problem[1]}\n"
 
 
 ANSWER_RE = re.compile(r"A: (\d+)")
@@ -96,7 +101,7 @@ def check_answer(text, answer):
 def problem_chunks(table, problem, with_latent):
     z, result = walk(table, *problem)
     return [{"suffix": question_text(problem), "latent": "" if with_latent else None},
-            {"suffix": answer_text(result), "latent": z if with_latent else None}]
+            {"suffix": answer_text(problem, result), "latent": z if with_latent else None}]
 
 
 def teacher_docs(cfg, table, decoys, rng, problems):

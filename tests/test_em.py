@@ -36,8 +36,9 @@ def test_importance_weights_are_log_p_minus_log_q(monkeypatch, tmp_path):
         return [{"tokens": [tok.encode("z")[0] + i % K, tok.eol], "logprobs": [fake_q[i % K], 0.0],
                  "raw_logprobs": [0.0, 0.0], "stopped": True} for i in range(len(prompts))]
 
-    def fake_score(model, prefixes, conts, batch_size=64):
-        return [{"sum": fake_p[i % K], "logprobs": []} for i in range(len(prefixes))]
+    def fake_score(model, prefixes, conts, batch_size=64):  # SoL, PRIOR (layout marks, not scored), then Z EoL X
+        return [{"sum": -0.7 - 5.0 + fake_p[i % K], "logprobs": [-0.7, -5.0, fake_p[i % K]]}
+                for i in range(len(prefixes))]
 
     monkeypatch.setattr(em, "generate", fake_generate)
     monkeypatch.setattr(em, "score", fake_score)

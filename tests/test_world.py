@@ -78,6 +78,12 @@ def test_target_holds_no_latents_and_warm_holds_teacher_latents():
     assert all(c["latent"] is not None for d in w["warm"] for c in d["chunks"])
 
 
+def problem_of(question):
+    """'Q: 7 ciqx' -> (7, 'ciqx')"""
+    _, start, ops = question.split()
+    return int(start), ops
+
+
 def test_the_teacher_knows_the_known_facts_and_guesses_a_fraction_of_the_others():
     perfect = W.build(W.WorldConfig(**{**SMALL.__dict__, "teacher": 1.0, "n_warm": 60}))
     for d in perfect["warm"]:
@@ -85,7 +91,7 @@ def test_the_teacher_knows_the_known_facts_and_guesses_a_fraction_of_the_others(
         for o, y in steps:
             assert perfect["table"][o][x] == y
             x = y
-        assert d["chunks"][1]["suffix"] == W.answer_text(x)
+        assert d["chunks"][1]["suffix"] == W.answer_text(problem_of(d["chunks"][0]["suffix"]), x)
     w = W.build(W.WorldConfig(**{**SMALL.__dict__, "teacher": 0.0, "n_warm": 60}))
     known, wrong_walks, unknown_said = set(w["known"]), 0, Counter()
     for d in w["warm"]:
@@ -96,17 +102,19 @@ def test_the_teacher_knows_the_known_facts_and_guesses_a_fraction_of_the_others(
             if f not in known:
                 unknown_said[y == w["table"][o][x]] += 1
             x = y
-        wrong_walks += d["chunks"][1]["suffix"] != W.answer_text(x)
+        wrong_walks += d["chunks"][1]["suffix"] != W.answer_text(problem_of(d["chunks"][0]["suffix"]), x)
     assert wrong_walks > 10 and unknown_said[True] > 10 and unknown_said[False] > 10
 
 
 def test_checker_accepts_gold_and_rejects_perturbed_answers():
-    assert W.check_answer("A: 7\n", 7) and W.check_answer("junk A: 7\nQ: 1", 7)
-    assert not W.check_answer("A: 8\n", 7) and not W.check_answer("A: 77\n", 7) and not W.check_answer("7", 7)
+    assert W.check_answer("A: 7 for 3 ab\n", 7) and W.check_answer("junk A: 7\nQ: 1", 7)
+    assert not W.check_answer("A: 8 for 7 ab\n", 7) and not W.check_answer("A: 77\n", 7)
+    assert not W.check_answer("7", 7) and not W.check_answer("A: x for 7", 7)  # no result stated
     w = W.build(SMALL)
     for q in w["questions"]:
-        assert W.check_answer(W.answer_text(q["answer"]), q["answer"])
-        assert not W.check_answer(W.answer_text((q["answer"] + 1) % 10), q["answer"])
+        p = problem_of(q["question"])
+        assert W.check_answer(W.answer_text(p, q["answer"]), q["answer"])
+        assert not W.check_answer(W.answer_text(p, (q["answer"] + 1) % 10), q["answer"])
 
 
 def test_bad_sizes_are_clear_errors():
