@@ -113,11 +113,16 @@ def key_int(*parts):
     return int.from_bytes(hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest(), "big") >> 1
 
 
-def write_json(path, obj):
+def write_text(path, text):
+    """Write then rename: a kill never leaves a half-written file."""
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
+        f.write(text)
     os.replace(tmp, path)
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=1))
 
 
 def read_json(path):
@@ -452,9 +457,7 @@ def check_config(cfg):
 
 def report(cfg, results, seconds, resumed=False):
     """report.md (a table per model), metrics.jsonl, and plot.svg (accuracy and NLL bound per iteration)."""
-    with open(os.path.join(cfg.out, "metrics.jsonl.tmp"), "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in results)
-    os.replace(os.path.join(cfg.out, "metrics.jsonl.tmp"), os.path.join(cfg.out, "metrics.jsonl"))
+    write_text(os.path.join(cfg.out, "metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in results))
     ks = [int(k) for k in cfg.eval_ks.split(",")]
     head = ["model", "accuracy", *[f"NLL K={k}" for k in ks], "bits/byte", "E-step gold match", "ESS", "capped"]
     lines = [f"# BoLT report: `{' '.join(sys.argv)}`", "",
@@ -476,10 +479,8 @@ def report(cfg, results, seconds, resumed=False):
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "![accuracy and NLL per iteration](plot.svg)", ""]
     text = "\n".join(lines)
-    with open(os.path.join(cfg.out, "report.md"), "w") as f:
-        f.write(text)
-    with open(os.path.join(cfg.out, "plot.svg"), "w") as f:
-        f.write(svg_plot(results, f"nll_k{max(ks)}"))
+    write_text(os.path.join(cfg.out, "report.md"), text)
+    write_text(os.path.join(cfg.out, "plot.svg"), svg_plot(results, f"nll_k{max(ks)}"))
     print(text)
 
 
