@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 
 from data import world as W
-from data.corpus import read_docs, write_docs
+from data.corpus import read_docs, write_atomic, write_docs, write_json
 from data.layout import chunk_tokens, encode_doc, estep_prompts, joint_continuation, sequence
 from data.tokenizer import check_tokenizer, get_tokenizer
 from model import load_model
@@ -111,18 +111,6 @@ def device():
 def key_int(*parts):
     """A 63-bit integer from a tuple of keys: request ids and RNG seeds that no rank or batch can change."""
     return int.from_bytes(hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest(), "big") >> 1
-
-
-def write_text(path, text):
-    """Write then rename: a kill never leaves a half-written file."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def write_json(path, obj):
-    write_text(path, json.dumps(obj, indent=1))
 
 
 def read_json(path):
@@ -272,14 +260,14 @@ def evaluate(model, tok, cfg, data, latent):
 
 def run_train(cfg, name, data_path, layout, init, steps, lr=None):
     """One training phase (resumable: a killed phase continues from its last checkpoint)."""
-    out = os.path.join(cfg.out, name)
+    out, lr = os.path.join(cfg.out, name), lr or cfg.lr
     if os.path.exists(os.path.join(out, "DONE")):  # the path is derived, so a moved --out still resumes
         return os.path.join(out, "model", "ckpt")
     tc = TrainConfig(data=data_path, layout=layout, out=out + "/model", init=init or "scratch",
                      tokenizer=cfg.tokenizer, bpe_dir=cfg.bpe_dir, n_layer=cfg.n_layer, n_head=cfg.n_head,
                      n_embd=cfg.n_embd, block_size=cfg.block_size, max_steps=steps,
                      batch_size=cfg.batch_size // rank_world()[1],
-                     total_batch_tokens=cfg.batch_size * cfg.block_size, lr=lr or cfg.lr, min_lr=(lr or cfg.lr) / 10,
+                     total_batch_tokens=cfg.batch_size * cfg.block_size, lr=lr, min_lr=lr / 10,
                      warmup_steps=max(1, steps // 20), seed=key_int(cfg.seed, name) % 2**31,
                      ckpt_every=max(50, steps // 4), log_every=max(1, steps // 5), resume=True)
     print0(f"[{name}] training {steps} steps, layout {layout}, init {tc.init}")
@@ -366,8 +354,9 @@ def run_estep(cfg, tok, data, it, prev_ckpt):
     if data["gold"] is not None:  # diagnostics only: the E-step above never saw these
         gold = {(d["id"], i): c["latent"] for d in data["gold"] for i, c in enumerate(d["chunks"])}
         # chunks with something to think only: an empty gold latent (nothing to derive) would be a free match
-        rows_g = [(r, g) for r in rows for g in [gold[(new[r["doc"]]["id"], r["chunk"])]] if g]
-        hit = [new[r["doc"]]["chunks"][r["chunk"]]["latent"] == g for r, g in rows_g]
+        pairs = [(r, gold[(new[r["doc"]]["id"], r["chunk"])]) for r in rows]
+        rows_g = [(r, g) for r, g in pairs if g]
+        hit = [r["latent"] == g for r, g in rows_g]
         exists = [g in r["samples"] for r, g in rows_g]
         diag["gold_match"] = sum(hit) / max(len(hit), 1)  # the chosen latent is the gold derivation
         diag["gold_exists"] = sum(exists) / max(len(exists), 1)  # some sample among the K is
@@ -457,15 +446,15 @@ def check_config(cfg):
 
 def report(cfg, results, seconds, resumed=False):
     """report.md (a table per model), metrics.jsonl, and plot.svg (accuracy and NLL bound per iteration)."""
-    write_text(os.path.join(cfg.out, "metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in results))
+    write_atomic(os.path.join(cfg.out, "metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in results))
     ks = [int(k) for k in cfg.eval_ks.split(",")]
+    clock = (f"{seconds / 60:.1f} min in this invocation (it resumed phases an earlier run finished; their time is "
+             "not counted)" if resumed else f"total {seconds / 60:.1f} min")
     head = ["model", "accuracy", *[f"NLL K={k}" for k in ks], "bits/byte", "E-step gold match", "ESS", "capped"]
     lines = [f"# BoLT report: `{' '.join(sys.argv)}`", "",
-             f"seed {cfg.seed}, K {cfg.k}, {cfg.iters} iterations, "
-             + (f"{seconds / 60:.1f} min in this invocation (it resumed phases an earlier run finished; their time "
-                "is not counted)" if resumed else f"total {seconds / 60:.1f} min")
-             + ". NLL is per raw text token: exact for raw models, the IW-ELBO_K bound for latent models. E-step gold "
-             "match: chosen latents equal to the gold derivation, over the chunks whose gold latent is not empty.", "",
+             f"seed {cfg.seed}, K {cfg.k}, {cfg.iters} iterations, {clock}. NLL is per raw text token: exact for raw "
+             "models, the IW-ELBO_K bound for latent models. E-step gold match: chosen latents equal to the gold "
+             "derivation, over the chunks whose gold latent is not empty.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         nll = [r.get(f"nll_k{k}", r.get("nll")) for k in ks]
@@ -479,8 +468,8 @@ def report(cfg, results, seconds, resumed=False):
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "![accuracy and NLL per iteration](plot.svg)", ""]
     text = "\n".join(lines)
-    write_text(os.path.join(cfg.out, "report.md"), text)
-    write_text(os.path.join(cfg.out, "plot.svg"), svg_plot(results, f"nll_k{max(ks)}"))
+    write_atomic(os.path.join(cfg.out, "report.md"), text)
+    write_atomic(os.path.join(cfg.out, "plot.svg"), svg_plot(results, f"nll_k{max(ks)}"))
     print(text)
 
 
@@ -536,7 +525,8 @@ def eval_only(cfg, ckpt):
     if not os.path.exists(heldout):
         sys.exit(f"error: no held-out documents: pass --val PATH (or --out of a run that prepared {heldout})")
     q = os.path.join(ddir, "questions.jsonl")
-    data = {"heldout": read_docs(heldout), "questions": W.read_questions(q) if os.path.exists(q) and not cfg.val else []}
+    questions = W.read_questions(q) if os.path.exists(q) and not cfg.val else []
+    data = {"heldout": read_docs(heldout), "questions": questions}
     m = evaluate(model, tok, cfg, data, latent)
     print(json.dumps({"ckpt": ckpt, "latent": latent, **m}, indent=1))
 

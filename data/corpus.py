@@ -180,24 +180,34 @@ def read_docs(path, skip_bad=False, stats=None, **chunk_kw):
     return docs
 
 
-def write_docs(path, docs):
-    """Write docs as JSONL in the authors' chunk format plus an id, atomically (temp file + os.replace)."""
+def write_atomic(path, data):
+    """Write str (UTF-8) or bytes to path atomically: a temp file in the same directory, fsync, os.replace. A kill
+    at any moment leaves the old file or the new one, never half of one."""
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".jsonl")
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
-            for doc in docs:
-                rec = {"id": doc["id"], "chunks": [{"suffix": c["suffix"], "latent": c.get("latent")}
-                                                   for c in doc["chunks"]]}
-                try:  # readable UTF-8; \u escapes only for a string holding a lone surrogate (not encodable)
-                    line = json.dumps(rec, ensure_ascii=False).encode("utf-8")
-                except UnicodeEncodeError:
-                    line = json.dumps(rec).encode("ascii")
-                f.write(line + b"\n")
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def write_json(path, obj):
+    write_atomic(path, json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
+
+
+def write_docs(path, docs):
+    """Write docs as JSONL in the authors' chunk format plus an id, atomically."""
+    lines = []
+    for doc in docs:
+        rec = {"id": doc["id"], "chunks": [{"suffix": c["suffix"], "latent": c.get("latent")} for c in doc["chunks"]]}
+        try:  # readable UTF-8; \u escapes only for a string holding a lone surrogate (not encodable)
+            lines.append(json.dumps(rec, ensure_ascii=False).encode("utf-8"))
+        except UnicodeEncodeError:
+            lines.append(json.dumps(rec).encode("ascii"))
+    write_atomic(path, b"".join(line + b"\n" for line in lines))

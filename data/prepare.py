@@ -14,13 +14,11 @@ output with `write_dataset`.
 """
 import argparse
 import hashlib
-import json
 import os
 import sys
-import tempfile
 
 from data import world
-from data.corpus import read_docs, write_docs
+from data.corpus import read_docs, write_docs, write_json
 from data.tokenizer import TOKENIZERS, get_tokenizer
 
 
@@ -42,26 +40,13 @@ def count_tokens(tok, docs, max_chunk_tokens=None):
     return c
 
 
-def _write_json(path, obj):
-    """Atomic JSON write (temp file in the same directory + os.replace)."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def write_dataset(out, docs, tok, info, max_chunk_tokens=None):
     """Write out/docs.jsonl then out/manifest.json (tokenizer, counts, and the caller's `info`); -> manifest."""
     os.makedirs(out, exist_ok=True)
     write_docs(os.path.join(out, "docs.jsonl"), docs)
     manifest = {"tokenizer": tok.name, "n_vocab": tok.n_vocab, "docs_file": "docs.jsonl",
                 "counts": count_tokens(tok, docs, max_chunk_tokens), **info}
-    _write_json(os.path.join(out, "manifest.json"), manifest)
+    write_json(os.path.join(out, "manifest.json"), manifest)
     return manifest
 
 

@@ -43,7 +43,7 @@ import random
 import re
 from dataclasses import asdict, dataclass
 
-from data.corpus import write_docs
+from data.corpus import write_atomic, write_docs, write_json
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -207,14 +207,10 @@ def write(cfg, out):
     w = build(cfg)
     for name in FILES:
         write_docs(os.path.join(out, f"{name}.jsonl"), w[name])
-    tmp = os.path.join(out, "questions.jsonl.tmp")
-    with open(tmp, "w") as f:
-        f.writelines(json.dumps(q) + "\n" for q in w["questions"])
-    os.replace(tmp, os.path.join(out, "questions.jsonl"))
-    meta = {"config": asdict(cfg), "table": w["table"], "known": w["known"], "decoys": w["decoys"], "counts": {k: len(w[k]) for k in (*FILES, "questions")}}
-    with open(os.path.join(out, "world.json.tmp"), "w") as f:
-        json.dump(meta, f, indent=1)
-    os.replace(os.path.join(out, "world.json.tmp"), os.path.join(out, "world.json"))
+    write_atomic(os.path.join(out, "questions.jsonl"), "".join(json.dumps(q) + "\n" for q in w["questions"]))
+    meta = {"config": asdict(cfg), "table": w["table"], "known": w["known"], "decoys": w["decoys"],
+            "counts": {k: len(w[k]) for k in (*FILES, "questions")}}
+    write_json(os.path.join(out, "world.json"), meta)
     return meta
 
 
