@@ -30,7 +30,7 @@ import torch.distributed as dist
 
 from data import world as W
 from data.corpus import read_docs, write_atomic, write_docs, write_json
-from data.layout import chunk_tokens, encode_doc, estep_prompts, joint_continuation, sequence
+from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, sequence, think_prompt
 from data.tokenizer import check_tokenizer, get_tokenizer
 from model import load_model
 from sample import generate, score
@@ -158,7 +158,7 @@ def sample_latents(model, tok, cfg, edocs, keys, k, temperature=None):
     # training recipe, not text. Scoring them adds one constant to every sample's log w (the pick is unchanged)
     # and a tax to the bound: log 2 at best, up to 5.8 nats per chunk measured where the raw prefix P_i made a
     # model expect the posterior mode, which swamped the differences between models that the bound should show.
-    mode = lambda s: sum(s["logprobs"][:2])
+    mode = lambda s: sum(s["logprobs"][:MODE_MARKS])
     res = []
     for i in range(len(keys)):
         res.append([{"z": zs[i * k + j], "log_q": float(sum(outs[i * k + j]["logprobs"])),
@@ -210,8 +210,8 @@ def eval_questions(model, tok, cfg, questions, latent):
     """Greedy accuracy on held-out questions. A latent model writes its reasoning inside SoL PRIOR ... EoL
     first (the paper's evaluation); a raw model answers directly."""
     # a latent model sees the question laid out as in training, a chunk with an empty thought, then starts one
-    prompts = [[tok.bos] + (chunk_tokens(tok, tok.encode(q["question"]), [], True) + [tok.sol, tok.prior]
-                            if latent else tok.encode(q["question"])) for q in questions]
+    prompts = [think_prompt(tok, tok.encode(q["question"])) if latent else [tok.bos] + tok.encode(q["question"])
+               for q in questions]
     n_new = cfg.max_latent + 8 if latent else 8
     outs = generate(model, prompts, n_new, stop_tokens=(tok.eos, tok.sol) if latent else (tok.eos,),
                     temperature=0.0, seed=cfg.seed, batch_size=cfg.gen_batch)

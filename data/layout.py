@@ -82,3 +82,19 @@ def estep_prompts(tok, xs, i, max_latent, block_size, prefix_budget=None, n_prev
 def joint_continuation(tok, z, x):
     """The scored continuation SoL PRIOR Z EoL X_i (z without its EoL; a capped latent gets EoL here)."""
     return [tok.sol, tok.prior] + list(z) + [tok.eol] + list(x)
+
+
+# The joint continuation starts with the two mode marks SoL PRIOR; MODE_MARKS of its scored tokens encode the
+# layout's training coin, not text. BOLT.md's log p counts them; the mode-conditional log p leaves them out.
+MODE_MARKS = 2
+
+
+def think_prompt(tok, x):
+    """A question laid out as in training, then a thought to write: BOS [SoL PRIOR EoL X] SoL PRIOR.
+    The question chunk carries an empty thought; the model continues with Z, EoL, then the answer text."""
+    return [tok.bos] + chunk_tokens(tok, list(x), [], True) + [tok.sol, tok.prior]
+
+
+def explain_prompt(tok, x):
+    """The posterior prompt for a text with no prefix: BOS SoL EoL X SoL POST (what the E-step asks for chunk 0)."""
+    return [tok.bos, tok.sol, tok.eol] + list(x) + [tok.sol, tok.post]
