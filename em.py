@@ -23,11 +23,13 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.distributed as dist
 
+from data import questions as Q
+from data import report as R
 from data import world as W
 from data.corpus import read_docs, write_atomic, write_docs, write_json
 from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, sequence, think_prompt
@@ -71,6 +73,10 @@ class EMConfig:
     drop_capped: bool = False  # drop latents that hit max_latent instead of keeping them (the authors keep)
     gen_batch: int = 256
     eval_ks: str = "1,2,4"
+    questions: str = ""  # held-out questions JSONL (data/questions.py); default: the world's, none for --corpus
+    answer_regex: str = ""  # overrides every question's answer rule (group 1 if it has one, else the match)
+    raw_prompt_prefix: str = ""  # text file put before each question's "prompt" when a raw model may reason
+    seeds: str = ""  # "0,1,2": one run per seed in out/seed{S}, then a combined report (instead of --seed)
     # the built-in world
     world_target: int = 2000
     world_warm: int = 800
@@ -82,6 +88,9 @@ QUICK = dict(n_layer=2, n_head=2, n_embd=64, batch_size=16, base_steps=150, warm
              world_target=120, world_warm=60, world_heldout=32, world_questions=64, max_latent=32)
 # changing these between runs in the same --out would mix results; iters and report options may change
 RESUMABLE_KEYS = {"iters", "no_baselines", "gen_batch", "out"}
+# evaluation only: changing them re-evaluates (eval.json records an eval_id) and never mixes training results
+EVAL_KEYS = {"eval_ks", "questions", "answer_regex", "raw_prompt_prefix", "seeds"}
+EVAL_VERSION = 2  # 2: questions as data, raw arms asked to reason, the spec's bound; older eval.json re-evaluated
 
 
 # ----------------------------------------------------------------------------- distributed helpers
@@ -154,15 +163,17 @@ def sample_latents(model, tok, cfg, edocs, keys, k, temperature=None):
     zs = [o["tokens"][:-1] if o["stopped"] else o["tokens"] for o in outs]
     scores = score(model, prefixes, [joint_continuation(tok, z, x) for z, x in zip(zs, xs)],
                    batch_size=cfg.gen_batch)
-    # log p scores Z, EoL and X_i but not the leading SoL PRIOR: those mark the layout's mode, a coin of the
-    # training recipe, not text. Scoring them adds one constant to every sample's log w (the pick is unchanged)
-    # and a tax to the bound: log 2 at best, up to 5.8 nats per chunk measured where the raw prefix P_i made a
-    # model expect the posterior mode, which swamped the differences between models that the bound should show.
+    # log p (what the E-step weighs) scores Z, EoL and X_i but not the leading SoL PRIOR: those mark the layout's
+    # mode, a coin of the training recipe, not text. Scoring them adds one constant to every sample's log w (the
+    # pick is unchanged) and a tax to the bound: log 2 at best, up to 5.8 nats per chunk measured where the raw
+    # prefix P_i made a model expect the posterior mode. log_p_all (every token after P_i) is BOLT.md's log p:
+    # the evaluation's headline bound. The pick keeps log_p so rounding can never flip a draw.
     mode = lambda s: sum(s["logprobs"][:MODE_MARKS])
     res = []
     for i in range(len(keys)):
         res.append([{"z": zs[i * k + j], "log_q": float(sum(outs[i * k + j]["logprobs"])),
                      "log_p": scores[i * k + j]["sum"] - mode(scores[i * k + j]),
+                     "log_p_all": scores[i * k + j]["sum"],
                      "capped": not outs[i * k + j]["stopped"],
                      "n_x": len(xs[i * k + j]), "dropped": dropped[i]} for j in range(k)])
     return res
@@ -206,29 +217,49 @@ def estep(model, tok, cfg, docs, it, out_dir, unit=512):
 
 # ----------------------------------------------------------------------------- evaluation
 
-def eval_questions(model, tok, cfg, questions, latent):
-    """Greedy accuracy on held-out questions. A latent model writes its reasoning inside SoL PRIOR ... EoL
-    first (the paper's evaluation); a raw model answers directly."""
-    # a latent model sees the question laid out as in training, a chunk with an empty thought, then starts one
-    prompts = [think_prompt(tok, tok.encode(q["question"])) if latent else [tok.bos] + tok.encode(q["question"])
-               for q in questions]
-    n_new = cfg.max_latent + 8 if latent else 8
-    outs = generate(model, prompts, n_new, stop_tokens=(tok.eos, tok.sol) if latent else (tok.eos,),
+def eval_questions(model, tok, cfg, questions, mode, prefix=""):
+    """Greedy accuracy on held-out questions and one row per question (prompt, generated text, extracted answer,
+    correct). mode 'latent': the model writes its reasoning inside SoL PRIOR ... EoL first (the paper's
+    evaluation) and the rule reads the text after EoL; 'direct': a raw model answers the question in 8 tokens;
+    'reason': a raw model is asked in its training text's format (prefix + the question's "prompt") and may
+    write max_latent + 8 tokens. The answer rule is data/questions.py's (--answer-regex overrides the file's)."""
+    reason = mode == "reason"
+    texts = [prefix + q.get("prompt", q["question"]) if reason else q["question"] for q in questions]
+    n_new = 8 if mode == "direct" else cfg.max_latent + 8
+    # a latent model sees the question laid out as in training, a chunk with an empty thought, then starts one;
+    # a long few-shot prefix loses its oldest tokens so the prompt and the answer fit in the context
+    prompts = [think_prompt(tok, tok.encode(t)) if mode == "latent" else [tok.bos] + tok.encode(t) for t in texts]
+    room = cfg.block_size - n_new
+    prompts = [p if len(p) <= room else [tok.bos] + p[len(p) - room + 1:] for p in prompts]
+    outs = generate(model, prompts, n_new, stop_tokens=(tok.eos, tok.sol) if mode == "latent" else (tok.eos,),
                     temperature=0.0, seed=cfg.seed, batch_size=cfg.gen_batch)
-    correct = []
-    for q, o in zip(questions, outs):
-        toks = o["tokens"]
-        if latent:  # the answer is the text after the thought
-            toks = toks[toks.index(tok.eol) + 1:] if tok.eol in toks else []
-        correct.append(W.check_answer(tok.decode([t for t in toks if t not in tok.special_ids]), q["answer"]))
-    acc = sum(correct) / max(len(correct), 1)
-    return {"acc": acc, "acc_se": math.sqrt(acc * (1 - acc) / max(len(correct), 1)), "n_questions": len(correct)}
+    rows = []
+    for q, t, o in zip(questions, texts, outs):
+        toks, closed = o["tokens"], mode != "latent" or tok.eol in o["tokens"]
+        if mode == "latent":  # the answer is the text after the thought (none if the thought never closed)
+            toks = toks[toks.index(tok.eol) + 1:] if closed else []
+        text = tok.decode([t for t in toks if t not in tok.special_ids])
+        regex = cfg.answer_regex or q.get("prompt_regex" if reason else "answer_regex")
+        got = Q.extract(text, q["answer"], regex) if closed else None
+        rows.append({"mode": mode, "prompt": t, "generated": tok.decode(o["tokens"]), "answer_text": text,
+                     "extracted": got, "answer": q["answer"], "correct": Q.correct(got, q["answer"], regex)})
+    n = max(len(rows), 1)
+    acc = sum(r["correct"] for r in rows) / n
+    tag = "_reason" if reason else ""
+    return {f"acc{tag}": acc, f"acc{tag}_se": math.sqrt(acc * (1 - acc) / n), "n_questions": len(rows)}, rows
+
+
+def elbo(samples, k, key):
+    """log( mean_k exp(log p_k - log q_k) ) over the first k samples of one chunk, log p from samples[j][key]."""
+    return logsumexp([s[key] - s["log_q"] for s in samples[:k]]) - math.log(k)
 
 
 def eval_nll(model, tok, cfg, docs, latent, ks):
     """Held-out NLL per raw X token (and bits per byte). Raw model: exact -log p(X_i | BOS P_i). Latent model:
     -IW-ELBO_K = -(sum_i [logsumexp_k(log p_k - log q_k) - log K]) with fresh samples at temperature 1, for each
-    K in ks (the first K of max(ks) samples), with the same prefix rule (P_i = up to 3 previous chunks)."""
+    K in ks (the first K of max(ks) samples), with the same prefix rule (P_i = up to 3 previous chunks).
+    Two bounds: nll_k{K}, the spec's (log p of every token after P_i, the mode marks SoL PRIOR included: a bound
+    on the raw text's NLL), and nll_mc_k{K}, mode-conditional (the marks left out, as the E-step weighs)."""
     edocs = [encode_doc(tok, d) for d in docs]
     keys = [(d, c, "eval") for d, ed in enumerate(edocs) for c in range(len(ed["x"]))]
     n_bytes = sum(len(ch["suffix"].encode()) for d in docs for ch in d["chunks"])
@@ -240,20 +271,39 @@ def eval_nll(model, tok, cfg, docs, latent, ks):
     res = sample_latents(model, tok, cfg, edocs, keys, max(ks), temperature=1.0)
     n_tok = sum(s[0]["n_x"] for s in res)
     out = {}
-    for k in ks:
-        elbo = sum(logsumexp([s["log_p"] - s["log_q"] for s in samples[:k]]) - math.log(k) for samples in res)
-        out[f"nll_k{k}"], out[f"bpb_k{k}"] = -elbo / n_tok, -elbo / math.log(2) / n_bytes
+    for tag, key in (("", "log_p_all"), ("_mc", "log_p")):
+        for k in ks:
+            e = sum(elbo(samples, k, key) for samples in res)
+            out[f"nll{tag}_k{k}"], out[f"bpb{tag}_k{k}"] = -e / n_tok, -e / math.log(2) / n_bytes
     return out
 
 
 def evaluate(model, tok, cfg, data, latent):
-    """Every metric for one model: accuracy (when questions exist) and NLL / IW-ELBO."""
+    """Every metric for one model -> (metrics, per-question rows): NLL / IW-ELBO, and accuracy when questions
+    exist (a raw model twice: asked directly, and asked to reason in its training text's format)."""
     model.eval()
     ks = [int(k) for k in cfg.eval_ks.split(",")]
-    m = eval_nll(model, tok, cfg, data["heldout"], latent, ks)
-    if data.get("questions"):
-        m.update(eval_questions(model, tok, cfg, data["questions"], latent))
-    return m
+    m, rows = eval_nll(model, tok, cfg, data["heldout"], latent, ks), []
+    qs = data.get("questions") or []
+    if qs:
+        prefix = read_text(cfg.raw_prompt_prefix) if cfg.raw_prompt_prefix else ""
+        for mode in (("latent",) if latent else ("direct", "reason")):
+            mm, rr = eval_questions(model, tok, cfg, qs, mode, prefix)
+            m.update(mm)
+            rows += rr
+    return m, rows
+
+
+def eval_id(cfg, data):
+    """What an eval.json was computed with: a cached one from other questions, rules or code is recomputed."""
+    setup = [EVAL_VERSION, cfg.eval_ks, cfg.answer_regex, data.get("questions") or [],
+             read_text(cfg.raw_prompt_prefix) if cfg.raw_prompt_prefix else ""]
+    return hashlib.blake2b(json.dumps(setup, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()
 
 
 # ----------------------------------------------------------------------------- phases
@@ -279,20 +329,25 @@ def run_train(cfg, name, data_path, layout, init, steps, lr=None):
 
 
 def run_eval(cfg, name, ckpt, tok, data, latent):
+    """Evaluate one phase's model once: eval.json and eval_questions.jsonl under out/name. A cached eval.json
+    computed with other questions, rules or an older evaluation (no or another eval_id) is recomputed."""
     path = os.path.join(cfg.out, name, "eval.json")
-    if os.path.exists(path):
-        return read_json(path)
-    m = None
-    if rank_world()[0] == 0:
+    eid = eval_id(cfg, data)
+    cached = read_json(path) if os.path.exists(path) else {}
+    if cached.get("eval_id") != eid and rank_world()[0] == 0:
         model, meta = load_model(ckpt, tok.n_vocab, device())
         check_tokenizer(meta, tok)
         t0 = time.time()
-        m = evaluate(model, tok, cfg, data, latent)
+        m, rows = evaluate(model, tok, cfg, data, latent)
         m["eval_seconds"] = round(time.time() - t0, 1)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_json(path, m)
+        write_atomic(os.path.join(os.path.dirname(path), "eval_questions.jsonl"),
+                     "".join(json.dumps(r) + "\n" for r in rows))
+        write_json(path, {**m, "eval_id": eid})  # last: its eval_id says both files are complete
     barrier()
-    return read_json(path)
+    m = read_json(path)
+    m.pop("eval_id")
+    return m
 
 
 # ----------------------------------------------------------------------------- data
@@ -327,9 +382,30 @@ def prepare_data(cfg, tok):
     p = lambda name: os.path.join(ddir, name)
     data = {name: read_docs(p(f"{name}.jsonl")) for name in ("target", "warm", "heldout")}
     data["gold"] = read_docs(p("target_gold.jsonl")) if os.path.exists(p("target_gold.jsonl")) else None
-    data["questions"] = W.read_questions(p("questions.jsonl")) if os.path.exists(p("questions.jsonl")) else []
+    data["questions"] = load_questions(cfg, ddir)
     data["paths"] = {name: p(f"{name}.jsonl") for name in ("base", "target", "warm", "target_gold")}
     return data
+
+
+def load_questions(cfg, ddir):
+    """--questions, else the questions prepared under out/data (the world's). A world written before its answer
+    rules were data (an older em.py) gets its questions file rewritten from its recorded config: same questions,
+    now with their rules and the raw reasoning prompt."""
+    if cfg.questions:
+        return Q.read_questions(cfg.questions)
+    path = os.path.join(ddir, "questions.jsonl")
+    if not os.path.exists(path):
+        return []
+    qs = Q.read_questions(path)
+    if qs and "answer_regex" not in qs[0] and os.path.exists(os.path.join(ddir, "world.json")):
+        new = W.build(W.WorldConfig(**read_json(os.path.join(ddir, "world.json"))["config"]))["questions"]
+        if [q["question"] for q in new] != [q["question"] for q in qs]:
+            raise ValueError(f"{path} is not the questions of the world in world.json beside it")
+        if rank_world()[0] == 0:
+            write_atomic(path, "".join(json.dumps(q) + "\n" for q in new))
+        barrier()
+        qs = Q.read_questions(path)
+    return qs
 
 
 def corpus_tokens(tok, docs, layout, seed=0):
@@ -389,7 +465,7 @@ def run(cfg):
         prev = run_train(cfg, f"iter{it}", latents, "random", init, cfg.m_steps)
         results.append({"name": f"BoLT iter {it}", "iter": it, **run_eval(cfg, f"iter{it}", prev, tok, data, True),
                         **{f"estep_{k}": v for k, v in diag.items()}})
-        print0(f"   iter {it}: " + fmt_metrics(results[-1]))
+        print0(f"   iter {it}: " + R.fmt_metrics(results[-1]))
     if not cfg.no_baselines:
         results += run_baselines(cfg, tok, data, base)
     if rank_world()[0] == 0:
@@ -398,13 +474,13 @@ def run(cfg):
 
 
 def run_baselines(cfg, tok, data, base):
-    """Raw data from base, token-matched (same epochs over the target documents as an M-step) and FLOP-matched
+    """The base model as it is; raw data from base, token-matched (same epochs over the target documents as an M-step) and FLOP-matched
     (same steps x tokens as an M-step); and the oracle, trained on teacher latents for the whole corpus."""
     batch_tokens = cfg.batch_size * cfg.block_size
     latent_docs = read_docs(os.path.join(cfg.out, "iter1", "latents.jsonl")) if cfg.iters else data["target"]
     epochs = cfg.m_steps * batch_tokens / corpus_tokens(tok, latent_docs, "random", cfg.seed)
     raw_steps = max(1, round(epochs * corpus_tokens(tok, data["target"], "raw") / batch_tokens))
-    out = []
+    out = [{"name": "base (no target training)", "baseline": "base", **run_eval(cfg, "base", base, tok, data, False)}]
     for name, label, steps in (("raw_tokens", f"raw, token-matched ({epochs:.1f} epochs)", raw_steps),
                                ("raw_flops", "raw, FLOP-matched", cfg.m_steps)):
         ck = run_train(cfg, name, data["paths"]["target"], "raw", base, steps)
@@ -414,25 +490,18 @@ def run_baselines(cfg, tok, data, base):
         out.append({"name": "oracle (teacher latents)", "baseline": "oracle",
                     **run_eval(cfg, "oracle", ck, tok, data, True)})
     for r in out:
-        print0(f"   {r['name']}: " + fmt_metrics(r))
+        print0(f"   {r['name']}: " + R.fmt_metrics(r))
     return out
-
-
-def fmt_metrics(m):
-    s = [f"acc {100 * m['acc']:.1f}% (±{100 * m['acc_se']:.1f})"] if "acc" in m else []
-    s += [f"{k} {v:.4f}" for k, v in m.items() if k.startswith("nll")]
-    if "estep_gold_match" in m:
-        s.append(f"E-step gold match {100 * m['estep_gold_match']:.1f}%")
-    return ", ".join(s)
 
 
 def check_config(cfg):
     """Refuse to mix results: an existing --out must have been made by the same configuration."""
     path = os.path.join(cfg.out, "config.json")
-    mine = asdict(cfg)
+    mine, default = asdict(cfg), asdict(EMConfig())
     if os.path.exists(path):
         old = read_json(path)
-        diff = [k for k in mine if k not in RESUMABLE_KEYS and old.get(k) != mine[k]]
+        # a field an older em.py did not have is compatible at its default (it did what the default does)
+        diff = [k for k in mine if k not in RESUMABLE_KEYS | EVAL_KEYS and old.get(k, default[k]) != mine[k]]
         if diff:
             sys.exit(f"error: {cfg.out} holds a run with another configuration ("
                      + ", ".join(f"{k}: {old.get(k)!r} -> {mine[k]!r}" for k in diff)
@@ -446,70 +515,23 @@ def check_config(cfg):
 
 def report(cfg, results, seconds, resumed=False):
     """report.md (a table per model), metrics.jsonl, and plot.svg (accuracy and NLL bound per iteration)."""
-    write_atomic(os.path.join(cfg.out, "metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in results))
-    ks = [int(k) for k in cfg.eval_ks.split(",")]
     clock = (f"{seconds / 60:.1f} min in this invocation (it resumed phases an earlier run finished; their time is "
              "not counted)" if resumed else f"total {seconds / 60:.1f} min")
-    head = ["model", "accuracy", *[f"NLL K={k}" for k in ks], "bits/byte", "E-step gold match", "ESS", "capped"]
-    lines = [f"# BoLT report: `{' '.join(sys.argv)}`", "",
-             f"seed {cfg.seed}, K {cfg.k}, {cfg.iters} iterations, {clock}. NLL is per raw text token: exact for raw "
-             "models, the IW-ELBO_K bound for latent models. E-step gold match: chosen latents equal to the gold "
-             "derivation, over the chunks whose gold latent is not empty.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in results:
-        nll = [r.get(f"nll_k{k}", r.get("nll")) for k in ks]
-        bpb = r.get(f"bpb_k{max(ks)}", r.get("bpb"))
-        cells = [r["name"], f"{100 * r['acc']:.1f}% ± {100 * r['acc_se']:.1f}" if "acc" in r else "-",
-                 *[f"{v:.4f}" for v in nll], f"{bpb:.4f}",
-                 f"{100 * r['estep_gold_match']:.1f}% (of {100 * r['estep_gold_exists']:.1f}% possible)"
-                 if "estep_gold_match" in r else "-",
-                 f"{r['estep_ess_mean']:.2f}" if "estep_ess_mean" in r else "-",
-                 f"{100 * r['estep_capped_frac']:.1f}%" if "estep_capped_frac" in r else "-"]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "![accuracy and NLL per iteration](plot.svg)", ""]
-    text = "\n".join(lines)
-    write_atomic(os.path.join(cfg.out, "report.md"), text)
-    write_atomic(os.path.join(cfg.out, "plot.svg"), svg_plot(results, f"nll_k{max(ks)}"))
-    print(text)
+    print(R.report(cfg.out, results, [int(k) for k in cfg.eval_ks.split(",")],
+                   f"seed {cfg.seed}, K {cfg.k}, {cfg.iters} iterations, {clock}."))
 
 
-def svg_plot(results, nll_key):
-    """Two panels (accuracy, NLL) against EM iteration; baselines as dashed horizontal lines. Plain SVG."""
-    iters = [r for r in results if "iter" in r]
-    base = [r for r in results if "baseline" in r]
-    colors = {"raw_tokens": "#d62728", "raw_flops": "#ff7f0e", "oracle": "#2ca02c"}
-    W_, H_, pad = 360, 240, 40
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W_}" height="{H_ + 30}" font-size="11" '
-             'font-family="sans-serif">']
-    for p, (title, get) in enumerate((("accuracy", lambda r: r.get("acc")),
-                                      ("NLL per token (bound)", lambda r: r.get(nll_key, r.get("nll"))))):
-        ys = [get(r) for r in iters + base if get(r) is not None]
-        if not ys:
-            continue
-        lo, hi = min(ys), max(ys)
-        lo, hi = lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9)
-        n = max(len(iters) - 1, 1)
-        x = lambda i: p * W_ + pad + (W_ - 2 * pad) * i / n
-        y = lambda v: H_ - pad + 10 - (H_ - 2 * pad) * (v - lo) / (hi - lo)
-        parts.append(f'<text x="{p * W_ + W_ / 2}" y="14" text-anchor="middle">{title} vs EM iteration</text>')
-        parts.append(f'<rect x="{x(0)}" y="{y(hi)}" width="{x(n) - x(0)}" height="{y(lo) - y(hi)}" '
-                     'fill="none" stroke="#999"/>')
-        for v in (lo, hi):
-            parts.append(f'<text x="{x(0) - 3}" y="{y(v) + 4}" text-anchor="end">{v:.3g}</text>')
-        for r in iters:
-            parts.append(f'<text x="{x(r["iter"])}" y="{y(lo) + 14}" text-anchor="middle">{r["iter"]}</text>')
-        for r in base:
-            if get(r) is not None:
-                c = colors.get(r["baseline"], "#777")
-                parts.append(f'<line x1="{x(0)}" x2="{x(n)}" y1="{y(get(r))}" y2="{y(get(r))}" stroke="{c}" '
-                             f'stroke-dasharray="5,3"/><text x="{x(n) - 2}" y="{y(get(r)) - 3}" fill="{c}" '
-                             f'text-anchor="end">{r["name"]}</text>')
-        pts = " ".join(f"{x(r['iter'])},{y(get(r))}" for r in iters if get(r) is not None)
-        parts.append(f'<polyline points="{pts}" fill="none" stroke="#1f77b4" stroke-width="2"/>')
-        parts += [f'<circle cx="{x(r["iter"])}" cy="{y(get(r))}" r="3" fill="#1f77b4"/>'
-                  for r in iters if get(r) is not None]
-    parts.append(f'<text x="{W_}" y="{H_ + 24}" text-anchor="middle">iteration 0 = warm start; blue = BoLT</text>')
-    return "\n".join(parts + ["</svg>"])
+def run_seeds(cfg):
+    """--seeds: one full run per seed in out/seed{S} (in sequence, each resumable), then the combined report."""
+    t0, per = time.time(), {}
+    for s in [int(x) for x in cfg.seeds.split(",")]:
+        print0(f"==== seed {s}")
+        per[s] = run(replace(cfg, seed=s, seeds="", out=os.path.join(cfg.out, f"seed{s}")))
+    if rank_world()[0] == 0:
+        print(R.combined_report(cfg.out, per, [int(k) for k in cfg.eval_ks.split(",")],
+                                f"K {cfg.k}, {cfg.iters} iterations, {(time.time() - t0) / 60:.1f} min in this "
+                                "invocation (phases finished earlier are not counted)."))
+    return per
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -524,11 +546,16 @@ def eval_only(cfg, ckpt):
     heldout = cfg.val or os.path.join(ddir, "heldout.jsonl")
     if not os.path.exists(heldout):
         sys.exit(f"error: no held-out documents: pass --val PATH (or --out of a run that prepared {heldout})")
-    q = os.path.join(ddir, "questions.jsonl")
-    questions = W.read_questions(q) if os.path.exists(q) and not cfg.val else []
+    # the run's questions belong with its held-out docs: another --val gets questions only from --questions
+    questions = load_questions(cfg, ddir) if cfg.questions or not cfg.val else []
     data = {"heldout": read_docs(heldout), "questions": questions}
-    m = evaluate(model, tok, cfg, data, latent)
+    m, rows = evaluate(model, tok, cfg, data, latent)
     print(json.dumps({"ckpt": ckpt, "latent": latent, **m}, indent=1))
+    if rows:  # beside the checkpoint's eval, never over a run's own eval_questions.jsonl
+        path = os.path.join(cfg.out, "eval_only_questions.jsonl")
+        os.makedirs(cfg.out, exist_ok=True)
+        write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+        print(f"per-question outputs: {path}")
 
 
 def parse_args(argv=None):
@@ -552,10 +579,22 @@ def parse_args(argv=None):
         (bool(cfg.corpus) and not cfg.teacher_latents, "--corpus needs --teacher-latents (the warm-start set)"),
         (cfg.max_latent + 8 > cfg.block_size, "--max-latent leaves no room in --block-size"),
         (args.eval and not args.ckpt, "--eval needs --ckpt DIR"),
+        (bool(cfg.seeds) and not all(x.strip().isdigit() for x in cfg.seeds.split(",")),
+         "--seeds must be comma-separated integers >= 0 (e.g. 0,1,2)"),
+        (bool(cfg.seeds) and len(set(cfg.seeds.split(","))) != len(cfg.seeds.split(",")), "--seeds repeats a seed"),
+        (bool(cfg.seeds) and "seed" in given, "pass --seed or --seeds, not both"),
+        (bool(cfg.seeds) and args.eval, "--eval evaluates one --ckpt: drop --seeds"),
     ) if bad]
-    for p in (cfg.corpus, cfg.teacher_latents, cfg.val, cfg.init, args.ckpt):
+    for p in (cfg.corpus, cfg.teacher_latents, cfg.val, cfg.init, args.ckpt, cfg.questions, cfg.raw_prompt_prefix):
         if p and not os.path.exists(p):
             errors.append(f"{p}: no such file or directory")
+    try:  # the questions and the rule are inputs: read them now, not after hours of training
+        if cfg.answer_regex:
+            Q.check_regex(cfg.answer_regex, "--answer-regex")
+        if cfg.questions and os.path.isfile(cfg.questions):
+            Q.read_questions(cfg.questions)
+    except ValueError as e:
+        errors.append(str(e))
     if errors:
         ap.error("; ".join(errors))
     return cfg, args
@@ -568,7 +607,7 @@ def main(argv=None):
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
-        eval_only(cfg, args.ckpt) if args.eval else run(cfg)
+        eval_only(cfg, args.ckpt) if args.eval else run_seeds(cfg) if cfg.seeds else run(cfg)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -17,7 +17,10 @@ walk finds each step's operator in the question by content, not by counting. Its
             fraction of the others, and guesses the rest as the base does, so its walks do not always end at
             the answer. (A perfect teacher needs a set so small, to leave knowledge for EM, that the warm
             start failed to learn the format: 8-19% on 30-100 documents.)
-  heldout   held-out documents for raw NLL / IW-ELBO, and held-out questions with `check_answer`
+  heldout   held-out documents for raw NLL / IW-ELBO, and held-out questions (data/questions.py format) that
+            carry their own answer rules: a latent or directly asked model writes "A: 5 ...", read by
+            ANSWER_RE; a raw model asked to reason gets the base text's format, "7 ciqx:", and writes the walk,
+            whose answer is where it ends (WALK_RE)
 A document is one problem, two chunks: the question (its latent is empty: nothing to think before reading a
 question) and the answer (its latent is the walk). Problems never repeat across the parts.
 
@@ -90,6 +93,14 @@ def answer_text(problem, result):
 
 
 ANSWER_RE = re.compile(r"A: (\d+)")
+WALK_RE = re.compile(r"^\s*\d(?:[a-z]\d)*[a-z](\d)")  # ' 7c8i5q7x5': the digit after the last operator
+
+
+def question_record(table, problem):
+    """One held-out question with its rules as data (data/questions.py): asked directly, or in the walk format."""
+    z, end = walk(table, *problem)
+    return {"question": question_text(problem), "answer": end, "gold": z, "answer_regex": ANSWER_RE.pattern,
+            "prompt": f"{problem[0]} {problem[1]}:", "prompt_regex": WALK_RE.pattern}
 
 
 def check_answer(text, answer):
@@ -182,8 +193,7 @@ def build(cfg):
     cut = lambda n: [problems.pop() for _ in range(n)]
     docs = lambda name, n, with_latent: [{"id": f"{name}-{d}", "chunks": problem_chunks(table, p, with_latent)}
                                          for d, p in enumerate(cut(n))]
-    questions = [{"question": question_text(p), "answer": end, "gold": z}
-                 for p in cut(cfg.n_questions) for z, end in [walk(table, *p)]]
+    questions = [question_record(table, p) for p in cut(cfg.n_questions)]
     heldout = docs("heldout", cfg.n_heldout, True)
     target_gold = docs("target", cfg.n_target, True)
     target = [{"id": d["id"], "chunks": [{"suffix": c["suffix"], "latent": None} for c in d["chunks"]]}

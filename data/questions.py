@@ -1,0 +1,84 @@
+"""Held-out questions as data: a JSONL file and a documented rule that reads an answer out of generated text.
+
+One question per line:
+  {"question": "Q: 7 ciqx\n", "answer": 5}                      required: the text a model is asked, the answer
+  "prompt": "7 ciqx:"             optional: how a *raw* model is asked to reason (default: the question)
+  "answer_regex": "A: (\\d+)"     optional: the rule for text generated after the question (or after the latent)
+  "prompt_regex": "..."           optional: the rule for text generated after "prompt"
+
+The rule (`extract`), applied to the text a model generated (a latent model: the text after its EoL; a raw
+model: the text after its prompt):
+  - a regex (--answer-regex, else the line's own): the first match; its group 1 if it has groups, else the whole
+    match. Correct when that text equals the answer's text (both stripped).
+  - default, when the answer is a number: the first number in the text (integer or decimal, a leading minus
+    allowed). Correct when the two are equal as numbers ("5.0" answers 5).
+  - default, otherwise: the first non-empty line, stripped. Correct when it equals the answer's text.
+  No text (a latent model that never closed its thought), or no match: no answer, scored wrong.
+"""
+import json
+import re
+
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def answer_text(answer):
+    """The answer as the text a model should write (JSON numbers: 5, not 5.0 for an int)."""
+    return answer if isinstance(answer, str) else json.dumps(answer)
+
+
+def is_number(answer):
+    return isinstance(answer, (int, float)) and not isinstance(answer, bool) or \
+        isinstance(answer, str) and NUMBER.fullmatch(answer.strip()) is not None
+
+
+def extract(text, answer, regex=None):
+    """The answer a generated text states under the rule above, or None."""
+    if regex:
+        m = re.search(regex, text)
+        return None if m is None else (m.group(1) if m.re.groups else m.group(0))
+    if is_number(answer):
+        m = NUMBER.search(text)
+        return None if m is None else m.group(0)
+    line = text.strip().split("\n", 1)[0].strip()
+    return line or None
+
+
+def correct(got, answer, regex=None):
+    """Whether an extracted answer (from `extract` with the same regex) is the right one."""
+    if got is None:
+        return False
+    if not regex and is_number(answer):
+        return float(got) == float(answer)
+    return got.strip() == answer_text(answer).strip()
+
+
+def read_questions(path):
+    """Validated question records from a JSONL file; ValueError names the file and line."""
+    out = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                q = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"not JSON ({path}:{n}): {e.msg}") from None
+            bad = (not isinstance(q, dict) or not isinstance(q.get("question"), str) or "answer" not in q
+                   or not isinstance(q["answer"], (str, int, float)) or isinstance(q["answer"], bool))
+            if bad:
+                raise ValueError(f'a question needs a "question" string and an "answer" string or number '
+                                 f"({path}:{n})")
+            for key in ("prompt", "answer_regex", "prompt_regex"):
+                if key in q and not isinstance(q[key], str):
+                    raise ValueError(f'"{key}" must be a string ({path}:{n})')
+                if key.endswith("regex") and key in q:
+                    check_regex(q[key], f"{path}:{n}")
+            out.append(q)
+    return out
+
+
+def check_regex(regex, where):
+    try:
+        re.compile(regex)
+    except re.error as e:
+        raise ValueError(f"bad answer regex {regex!r}: {e} ({where})") from None

@@ -1,0 +1,202 @@
+"""Evaluation: the answer rule (data/questions.py), the two IW-ELBO bounds on a hand-built case, raw arms asked
+to reason, resuming an older run's directory, the combined report over seeds, and accuracy end to end on an
+external corpus with a questions file."""
+import json
+import math
+import os
+
+import pytest
+
+import em
+from data import questions as Q
+from data import report as R
+from data.tokenizer import get_tokenizer
+from tests.test_em import run_em
+
+
+@pytest.mark.parametrize("text, answer, regex, got, ok", [
+    ("A: 5 for 7 ciqx", 5, None, "5", True),            # first number
+    ("x = -3.5, then 2", -3.5, None, "-3.5", True),     # negative decimal
+    ("-12 degrees", "-12", None, "-12", True),          # a number given as a string is still a number
+    ("5.0 apples", 5, None, "5.0", True),               # compared as numbers
+    ("the answer is 55", 5, None, "55", False),         # the whole number, not a prefix
+    ("no digits here", 5, None, None, False),
+    ("\n  Paris \nLondon", "Paris", None, "Paris", True),  # words: the first non-empty line, stripped
+    ("paris", "Paris", None, "paris", False),
+    ("", "Paris", None, None, False),                   # nothing written (e.g. nothing after EoL)
+    ("", 5, None, None, False),
+    ("junk A: 7\nQ: 1", 7, r"A: (\d+)", "7", True),     # regex: group 1
+    ("A: 77", 7, r"A: (\d+)", "77", False),
+    ("A: 05", 5, r"A: (\d+)", "05", False),             # a regex compares text, exactly as the world's checker
+    ("yes, 3", "yes", r"yes|no", "yes", True),          # regex without groups: the whole match
+    (" 7c8i5q7x5\n", 5, r"^\s*\d(?:[a-z]\d)*[a-z](\d)", "5", True),  # the world's walk rule
+])
+def test_answer_extraction(text, answer, regex, got, ok):
+    assert Q.extract(text, answer, regex) == got
+    assert Q.correct(Q.extract(text, answer, regex), answer, regex) is ok
+
+
+def test_questions_file_is_validated_with_its_line(tmp_path):
+    p = tmp_path / "q.jsonl"
+    p.write_text('{"question": "Q: 1", "answer": 2}\n\n{"question": "Q: 2"}\n')
+    with pytest.raises(ValueError, match=r"q.jsonl:3"):
+        Q.read_questions(str(p))
+    p.write_text('{"question": "Q: 1", "answer": 2, "answer_regex": "A: ("}\n')
+    with pytest.raises(ValueError, match="bad answer regex"):
+        Q.read_questions(str(p))
+    r = run_em(["--questions", str(p), "--out", str(tmp_path / "o")])
+    assert r.returncode == 2 and "q.jsonl:1" in r.stderr and "Traceback" not in r.stderr
+    r = run_em(["--seeds", "0,x", "--out", str(tmp_path / "o")])
+    assert r.returncode == 2 and "--seeds" in r.stderr
+
+
+def fake_model(monkeypatch, tok, lq, lp, marks):
+    """generate -> latent 'z' EoL with summed log q lq[j]; score -> per token [marks..., lp[j]] for sample j."""
+    K = len(lq)
+
+    def fake_generate(model, prompts, max_new, stop_tokens=(), ids=None, **kw):
+        return [{"tokens": [tok.encode("z")[0], tok.eol], "logprobs": [lq[i % K], 0.0], "raw_logprobs": [0, 0],
+                 "stopped": True} for i in range(len(prompts))]
+
+    def fake_score(model, prefixes, conts, batch_size=64):
+        return [{"sum": sum(marks) + lp[i % K], "logprobs": [*marks, lp[i % K]]} for i in range(len(prefixes))]
+    monkeypatch.setattr(em, "generate", fake_generate)
+    monkeypatch.setattr(em, "score", fake_score)
+
+
+def test_iw_elbo_both_bounds_by_hand(monkeypatch):
+    """Two samples per chunk, log q = (-1, -2), log p without marks = (-3, -5), marks cost 0.7 + 0.2 nats.
+    Per chunk: K=1 log w = -2 (first sample only); K=2 log((e^-2 + e^-3) / 2). The spec's bound adds the
+    marks' -0.9 to every log p; the mode-conditional one does not."""
+    tok = get_tokenizer("bytes")
+    fake_model(monkeypatch, tok, lq=[-1.0, -2.0], lp=[-3.0, -5.0], marks=[-0.7, -0.2])
+    docs = [{"id": "a", "chunks": [{"suffix": "xy", "latent": None}, {"suffix": "uvw", "latent": None}]}]
+    cfg = em.EMConfig(max_latent=8, block_size=64)
+    m = em.eval_nll(None, tok, cfg, docs, True, [1, 2])
+    n_tok, chunks = 5, 2
+    k1 = -2.0
+    k2 = math.log((math.exp(-2.0) + math.exp(-3.0)) / 2)
+    assert m["nll_mc_k1"] == pytest.approx(-chunks * k1 / n_tok)
+    assert m["nll_mc_k2"] == pytest.approx(-chunks * k2 / n_tok)
+    assert m["nll_k1"] == pytest.approx(-chunks * (k1 - 0.9) / n_tok)
+    assert m["nll_k2"] == pytest.approx(-chunks * (k2 - 0.9) / n_tok)
+    assert m["bpb_k2"] == pytest.approx(-chunks * (k2 - 0.9) / math.log(2) / 5)  # 5 bytes of text
+    # the E-step's weights stay mode-conditional: exactly log p - log q without the marks
+    res = em.sample_latents(None, tok, cfg, [em.encode_doc(tok, docs[0])], [(0, 0, "t")], 2)
+    assert [s["log_p"] - s["log_q"] for s in res[0]] == [-2.0, -3.0]
+
+
+def test_raw_arms_reason_with_the_prompt_and_its_rule(monkeypatch):
+    """A raw model is asked the question directly (8 tokens, answer rule) and, to reason, prefix + "prompt"
+    (max_latent + 8 tokens, prompt rule); a latent model's answer is the text after its EoL."""
+    tok = get_tokenizer("bytes")
+    seen = []
+
+    def fake_generate(model, prompts, max_new, stop_tokens=(), **kw):
+        seen.append((prompts, max_new))
+        text = " 1a2b9\nA: 2" if max_new > 8 else "A: 2 for"
+        return [{"tokens": tok.encode(text), "logprobs": [], "raw_logprobs": [], "stopped": False} for _ in prompts]
+    monkeypatch.setattr(em, "generate", fake_generate)
+    cfg = em.EMConfig(max_latent=16, block_size=64)
+    qs = [{"question": "Q: 1 ab\n", "answer": 9, "prompt": "1 ab:", "answer_regex": r"A: (\d+)",
+           "prompt_regex": r"^\s*\d(?:[a-z]\d)*[a-z](\d)"}]
+    m, rows = em.eval_questions(None, tok, cfg, qs, "reason", prefix="0 cd: 0c1d2\n")
+    assert seen[-1] == ([[tok.bos] + tok.encode("0 cd: 0c1d2\n1 ab:")], 24)
+    assert m["acc_reason"] == 1.0 and rows[0]["extracted"] == "9" and rows[0]["mode"] == "reason"
+    m, rows = em.eval_questions(None, tok, cfg, qs, "direct")
+    assert seen[-1] == ([[tok.bos] + tok.encode("Q: 1 ab\n")], 8)
+    assert m["acc"] == 0.0 and rows[0]["extracted"] == "2" and not rows[0]["correct"]
+    # --answer-regex overrides the file's rules
+    m, _ = em.eval_questions(None, tok, em.EMConfig(max_latent=16, block_size=64, answer_regex=r"(\d)\n"), qs,
+                             "reason")
+    assert m["acc_reason"] == 1.0
+    # a latent model that never closes its thought has no answer, whatever it wrote
+    m, rows = em.eval_questions(None, tok, cfg, [{"question": "Q", "answer": "", "answer_regex": "^()"}], "latent")
+    assert m["acc"] == 0.0 and rows[0]["extracted"] is None
+
+
+def test_an_older_runs_config_and_eval_are_reused_and_recomputed(monkeypatch, tmp_path):
+    """config.json without the eval-only fields is the same run; an eval.json without eval_id is re-evaluated."""
+    cfg = em.EMConfig(out=str(tmp_path), questions="", seeds="")
+    old = {k: v for k, v in em.asdict(cfg).items() if k not in em.EVAL_KEYS}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    em.check_config(em.replace(cfg, answer_regex=r"A: (\d+)"))  # no exit
+    with pytest.raises(SystemExit):
+        em.check_config(em.replace(cfg, k=2))
+    (tmp_path / "warm").mkdir()
+    (tmp_path / "warm/eval.json").write_text(json.dumps({"nll_k1": 1.0, "acc": 0.5}))
+    calls = []
+    monkeypatch.setattr(em, "load_model", lambda *a, **k: (None, {}))
+    monkeypatch.setattr(em, "check_tokenizer", lambda *a: None)
+    monkeypatch.setattr(em, "evaluate", lambda *a: calls.append(1) or ({"nll_k1": 2.0, "nll_mc_k1": 1.0}, [{"q": 1}]))
+    tok, data = get_tokenizer("bytes"), {"questions": [{"question": "Q", "answer": 1}]}
+    m = em.run_eval(cfg, "warm", "ckpt", tok, data, True)
+    assert calls == [1] and m["nll_k1"] == 2.0 and "eval_id" not in m
+    assert (tmp_path / "warm/eval_questions.jsonl").read_text() == '{"q": 1}\n'
+    assert em.run_eval(cfg, "warm", "ckpt", tok, data, True) == m and calls == [1]  # cached now
+    em.run_eval(em.replace(cfg, answer_regex="x"), "warm", "ckpt", tok, data, True)  # another rule: again
+    assert calls == [1, 1]
+
+
+def test_combined_report_mean_and_sd(tmp_path):
+    row = lambda it, acc, nll: {"name": f"BoLT iter {it}", "iter": it, "acc": acc, "acc_se": 0.01,
+                                "nll_k1": nll, "nll_mc_k1": nll - 0.5}
+    raw = lambda acc, reason: {"name": "raw, token-matched (3.0 epochs)", "baseline": "raw_tokens", "nll": 2.0,
+                               "acc": acc, "acc_se": 0.01, "acc_reason": reason, "acc_reason_se": 0.01}
+    per = {0: [row(0, 0.2, 3.0), row(1, 0.4, 2.0), raw(0.1, 0.3)],
+           1: [row(0, 0.3, 3.2), row(1, 0.6, 1.0), {**raw(0.2, 0.1), "name": "raw, token-matched (3.1 epochs)"}]}
+    text = R.combined_report(str(tmp_path), per, [1], "test.")
+    sd = math.sqrt(2 * 0.1 ** 2)  # two seeds 0.4 and 0.6: sample sd
+    assert f"50.0% ± {100 * sd:.1f}" in text and "1.5000 ± 0.7071" in text
+    # the raw arm's accuracy is the mean of each seed's better prompt: (0.3 + 0.2) / 2
+    assert "| raw, token-matched | 25.0% ± 7.1 | 15.0% ± 7.1 / 20.0% ± 14.1 |" in text
+    assert "## seed 1" in text and (tmp_path / "plot.svg").read_text().startswith("<svg")
+    means = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert means[1]["nll_k1"] == pytest.approx(1.5) and means[2]["acc_best"] == pytest.approx(0.25)
+
+
+@pytest.mark.slow
+def test_external_corpus_with_questions_every_arm_gets_accuracy(tmp_path):
+    """--corpus/--teacher-latents/--val/--questions on a tiny corpus: every arm has an accuracy; a question no
+    model can answer is scored wrong everywhere and one every text answers (regex '^()', answer '') right
+    wherever an answer exists; raw arms are also asked with the few-shot prefix."""
+    from train import TrainConfig, train
+    text = ["The cat sat on the mat. ", "It was warm. ", "Then the dog came in. "]
+    write = lambda p, rows: p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write(tmp_path / "corpus.jsonl", [{"id": f"c{i}", "chunks": [{"suffix": t, "latent": "so " + t[:5]}
+                                                                  for t in text]} for i in range(6)])
+    write(tmp_path / "teacher.jsonl", [{"chunks": [{"suffix": t, "latent": "why " + t[:4]} for t in text[::-1]]}
+                                       for _ in range(3)])
+    write(tmp_path / "val.jsonl", [{"chunks": [{"suffix": t, "latent": None} for t in text[:2]]}])
+    write(tmp_path / "q.jsonl", [{"question": "Where? ", "answer": "on the moon, 42 times"},
+                                 {"question": "Who? ", "answer": "", "answer_regex": "^()", "prompt": "Who:",
+                                  "prompt_regex": "^()"}])
+    (tmp_path / "prefix.txt").write_text("Who: the cat\n")
+    base = train(TrainConfig(data=str(tmp_path / "corpus.jsonl"), layout="raw", out=str(tmp_path / "base"),
+                             n_layer=1, n_head=2, n_embd=32, block_size=96, max_steps=2, batch_size=2,
+                             total_batch_tokens=192, warmup_steps=1, log_every=1, ckpt_every=50))["ckpt"]
+    out = tmp_path / "run"
+    r = run_em(["--init", base, "--corpus", str(tmp_path / "corpus.jsonl"), "--teacher-latents",
+                str(tmp_path / "teacher.jsonl"), "--val", str(tmp_path / "val.jsonl"), "--questions",
+                str(tmp_path / "q.jsonl"), "--raw-prompt-prefix", str(tmp_path / "prefix.txt"), "--iters", "1",
+                "--k", "2", "--out", str(out), "--warm-steps", "2", "--m-steps", "2", "--block-size", "96",
+                "--batch-size", "2", "--max-latent", "12", "--n-layer", "1", "--n-head", "2", "--n-embd", "32"],
+               timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = {m.get("baseline", m["name"]): m for m in map(json.loads, open(out / "metrics.jsonl"))}
+    assert set(metrics) == {"warm start", "BoLT iter 1", "base", "raw_tokens", "raw_flops", "oracle"}
+    for name, m in metrics.items():
+        assert m["n_questions"] == 2 and m["acc"] in (0.0, 0.5), name
+        raw = name in ("base", "raw_tokens", "raw_flops")
+        assert ("acc_reason" in m) is raw and ("nll" in m) is raw and ("nll_k1" in m) is not raw
+    for arm in ("warm", "iter1", "base", "raw_tokens", "raw_flops", "oracle"):
+        rows = [json.loads(line) for line in open(out / arm / "eval_questions.jsonl")]
+        assert not any(r["correct"] for r in rows if r["answer"] == "on the moon, 42 times"), arm
+        reason = [r for r in rows if r["mode"] == "reason"]
+        if arm in ("base", "raw_tokens", "raw_flops"):
+            assert metrics[arm]["acc"] == 0.5 and metrics[arm]["acc_reason"] == 0.5
+            assert {r["prompt"] for r in reason} == {"Who: the cat\nWhere? ", "Who: the cat\nWho:"}
+        else:
+            assert not reason
+    report = (out / "report.md").read_text()
+    assert "raw: direct / reasoning" in report and "mode-cond. NLL K=1" in report
