@@ -2,7 +2,8 @@
 
     python em.py --iters 3                      # the built-in world on CPU, baselines and report included
     torchrun --standalone --nproc_per_node=N em.py ...   # E-step sharded over ranks, M-steps with DDP
-    python em.py --eval --ckpt DIR              # evaluate any checkpoint
+    python em.py --eval --ckpt DIR [--questions Q.jsonl]   # evaluate any checkpoint, raw or latent
+    python em.py --iters 3 --seeds 0,1,2 --out DIR          # one run per seed in DIR/seed{S}, combined report
 
 The loop (spec: ../shared/docs/BOLT.md):
   base      pretrain once on the base corpus (or --init: our checkpoint / a Hugging Face GPT-2 directory)
@@ -12,8 +13,11 @@ The loop (spec: ../shared/docs/BOLT.md):
             log p, log w = log p - log q, one latent resampled from softmax(log w) by an RNG keyed by
             (seed, t, doc, chunk)
     M-step  train from the *base* weights on the target corpus with those latents, same budget every iteration
-    eval    accuracy on held-out questions, raw NLL / IW-ELBO_K on held-out documents
-  baselines raw token-matched and FLOP-matched, and the oracle (teacher latents on the whole target corpus)
+    eval    accuracy on held-out questions (data/questions.py: questions and answer rules are data), raw NLL /
+            IW-ELBO_K on held-out documents (the spec's bound, and the mode-conditional one beside it)
+  baselines the base model, raw token-matched and FLOP-matched (raw arms asked directly and asked to reason in
+            their training text's format), and the oracle (teacher latents on the whole target corpus)
+The report (report.md, metrics.jsonl, plot.svg) is written by data/report.py.
 Every phase writes atomically and records completion under --out, so re-running after a kill resumes.
 """
 import argparse
@@ -382,30 +386,9 @@ def prepare_data(cfg, tok):
     p = lambda name: os.path.join(ddir, name)
     data = {name: read_docs(p(f"{name}.jsonl")) for name in ("target", "warm", "heldout")}
     data["gold"] = read_docs(p("target_gold.jsonl")) if os.path.exists(p("target_gold.jsonl")) else None
-    data["questions"] = load_questions(cfg, ddir)
+    data["questions"] = Q.read_questions(cfg.questions) if cfg.questions else Q.load_prepared(ddir)
     data["paths"] = {name: p(f"{name}.jsonl") for name in ("base", "target", "warm", "target_gold")}
     return data
-
-
-def load_questions(cfg, ddir):
-    """--questions, else the questions prepared under out/data (the world's). A world written before its answer
-    rules were data (an older em.py) gets its questions file rewritten from its recorded config: same questions,
-    now with their rules and the raw reasoning prompt."""
-    if cfg.questions:
-        return Q.read_questions(cfg.questions)
-    path = os.path.join(ddir, "questions.jsonl")
-    if not os.path.exists(path):
-        return []
-    qs = Q.read_questions(path)
-    if qs and "answer_regex" not in qs[0] and os.path.exists(os.path.join(ddir, "world.json")):
-        new = W.build(W.WorldConfig(**read_json(os.path.join(ddir, "world.json"))["config"]))["questions"]
-        if [q["question"] for q in new] != [q["question"] for q in qs]:
-            raise ValueError(f"{path} is not the questions of the world in world.json beside it")
-        if rank_world()[0] == 0:
-            write_atomic(path, "".join(json.dumps(q) + "\n" for q in new))
-        barrier()
-        qs = Q.read_questions(path)
-    return qs
 
 
 def corpus_tokens(tok, docs, layout, seed=0):
@@ -547,7 +530,7 @@ def eval_only(cfg, ckpt):
     if not os.path.exists(heldout):
         sys.exit(f"error: no held-out documents: pass --val PATH (or --out of a run that prepared {heldout})")
     # the run's questions belong with its held-out docs: another --val gets questions only from --questions
-    questions = load_questions(cfg, ddir) if cfg.questions or not cfg.val else []
+    questions = Q.read_questions(cfg.questions) if cfg.questions else [] if cfg.val else Q.load_prepared(ddir)
     data = {"heldout": read_docs(heldout), "questions": questions}
     m, rows = evaluate(model, tok, cfg, data, latent)
     print(json.dumps({"ckpt": ckpt, "latent": latent, **m}, indent=1))

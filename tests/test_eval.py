@@ -4,6 +4,8 @@ external corpus with a questions file."""
 import json
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -11,7 +13,7 @@ import em
 from data import questions as Q
 from data import report as R
 from data.tokenizer import get_tokenizer
-from tests.test_em import run_em
+from tests.test_em import ROOT, run_em
 
 
 @pytest.mark.parametrize("text, answer, regex, got, ok", [
@@ -200,3 +202,23 @@ def test_external_corpus_with_questions_every_arm_gets_accuracy(tmp_path):
             assert not reason
     report = (out / "report.md").read_text()
     assert "raw: direct / reasoning" in report and "mode-cond. NLL K=1" in report
+
+
+def test_k_curve_from_finished_runs(tmp_path):
+    """python -m data.report --k-curve: the last iteration of each run, ordered by its config's K."""
+    for k, acc in ((4, 0.6), (1, 0.3)):
+        d = tmp_path / f"k{k}"
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({"k": k}))
+        rows = [{"name": "warm start", "iter": 0, "acc": 0.2, "acc_se": 0.01, "nll_k1": 3.0},
+                {"name": "BoLT iter 1", "iter": 1, "acc": acc / 2, "acc_se": 0.01, "nll_k1": 2.5},
+                {"name": "BoLT iter 2", "iter": 2, "acc": acc, "acc_se": 0.01, "nll_k1": 2.0 + k / 10}]
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = R.k_curve([str(tmp_path / "k4"), str(tmp_path / "k1")], str(tmp_path / "curve"))
+    lines = [line for line in text.splitlines() if line.startswith("| 1 ") or line.startswith("| 4 ")]
+    assert lines[0].startswith("| 1 ") and "| 2 | 30.0% ± 1.0 | 2.1000 | 20.0% |" in lines[0]
+    assert lines[1].startswith("| 4 ") and "60.0%" in lines[1]
+    assert (tmp_path / "curve/kcurve.svg").read_text().startswith("<svg")
+    r = subprocess.run([sys.executable, "-m", "data.report", "--k-curve", str(tmp_path / "nope"), "--out",
+                        str(tmp_path / "c")], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("error:") and "nope" in r.stderr
