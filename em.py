@@ -226,7 +226,7 @@ def eval_questions(model, tok, cfg, questions, mode, prefix=""):
     correct). mode 'latent': the model writes its reasoning inside SoL PRIOR ... EoL first (the paper's
     evaluation) and the rule reads the text after EoL; 'direct': a raw model answers the question in 8 tokens;
     'reason': a raw model is asked in its training text's format (prefix + the question's "prompt") and may
-    write max_latent + 8 tokens. The answer rule is data/questions.py's (--answer-regex overrides the file's)."""
+    write max_latent + 8 tokens (up to a "prompt_stop" token). The answer rule is data/questions.py's (--answer-regex overrides the file's)."""
     reason = mode == "reason"
     texts = [prefix + q.get("prompt", q["question"]) if reason else q["question"] for q in questions]
     n_new = 8 if mode == "direct" else cfg.max_latent + 8
@@ -235,8 +235,13 @@ def eval_questions(model, tok, cfg, questions, mode, prefix=""):
     prompts = [think_prompt(tok, tok.encode(t)) if mode == "latent" else [tok.bos] + tok.encode(t) for t in texts]
     room = cfg.block_size - n_new
     prompts = [p if len(p) <= room else [tok.bos] + p[len(p) - room + 1:] for p in prompts]
-    outs = generate(model, prompts, n_new, stop_tokens=(tok.eos, tok.sol) if mode == "latent" else (tok.eos,),
-                    temperature=0.0, seed=cfg.seed, batch_size=cfg.gen_batch)
+    stops = [tok.eos, tok.sol] if mode == "latent" else [tok.eos]
+    for s in sorted({q["prompt_stop"] for q in questions if "prompt_stop" in q} if reason else ()):
+        if len(tok.encode(s)) != 1:
+            raise ValueError(f"prompt_stop {s!r} is not one token of the {tok.name} tokenizer")
+        stops += tok.encode(s)  # the reasoning ends there: the world's walk is one line, a tenth of the budget
+    outs = generate(model, prompts, n_new, stop_tokens=tuple(stops), temperature=0.0, seed=cfg.seed,
+                    batch_size=cfg.gen_batch)
     rows = []
     for q, t, o in zip(questions, texts, outs):
         toks, closed = o["tokens"], mode != "latent" or tok.eol in o["tokens"]

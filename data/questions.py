@@ -5,6 +5,7 @@ One question per line:
   "prompt": "7 ciqx:"             optional: how a *raw* model is asked to reason (default: the question)
   "answer_regex": "A: (\\d+)"     optional: the rule for text generated after the question (or after the latent)
   "prompt_regex": "..."           optional: the rule for text generated after "prompt"
+  "prompt_stop": "\n"             optional: text (one token) that ends the generation after "prompt"
 
 The rule (`extract`), applied to the text a model generated (a latent model: the text after its EoL; a raw
 model: the text after its prompt):
@@ -71,7 +72,7 @@ def read_questions(path):
             if bad:
                 raise ValueError(f'a question needs a "question" string and an "answer" string or number '
                                  f"({path}:{n})")
-            for key in ("prompt", "answer_regex", "prompt_regex"):
+            for key in ("prompt", "answer_regex", "prompt_regex", "prompt_stop"):
                 if key in q and not isinstance(q[key], str):
                     raise ValueError(f'"{key}" must be a string ({path}:{n})')
                 if key.endswith("regex") and key in q:

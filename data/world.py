@@ -100,7 +100,7 @@ def question_record(table, problem):
     """One held-out question with its rules as data (data/questions.py): asked directly, or in the walk format."""
     z, end = walk(table, *problem)
     return {"question": question_text(problem), "answer": end, "gold": z, "answer_regex": ANSWER_RE.pattern,
-            "prompt": f"{problem[0]} {problem[1]}:", "prompt_regex": WALK_RE.pattern}
+            "prompt": f"{problem[0]} {problem[1]}:", "prompt_regex": WALK_RE.pattern, "prompt_stop": "\n"}
 
 
 def check_answer(text, answer):
