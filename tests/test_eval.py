@@ -169,9 +169,9 @@ def test_external_corpus_with_questions_every_arm_gets_accuracy(tmp_path):
     write = lambda p, rows: p.write_text("".join(json.dumps(r) + "\n" for r in rows))
     write(tmp_path / "corpus.jsonl", [{"id": f"c{i}", "chunks": [{"suffix": t, "latent": "so " + t[:5]}
                                                                   for t in text]} for i in range(6)])
-    write(tmp_path / "teacher.jsonl", [{"chunks": [{"suffix": t, "latent": "why " + t[:4]} for t in text[::-1]]}
-                                       for _ in range(3)])
-    write(tmp_path / "val.jsonl", [{"chunks": [{"suffix": t, "latent": None} for t in text[:2]]}])
+    write(tmp_path / "teacher.jsonl", [{"id": f"t{i}", "chunks": [{"suffix": t, "latent": "why " + t[:4]}
+                                                                   for t in text[::-1]]} for i in range(3)])
+    write(tmp_path / "val.jsonl", [{"id": "v0", "chunks": [{"suffix": t, "latent": None} for t in text[:2]]}])
     write(tmp_path / "q.jsonl", [{"question": "Where? ", "answer": "on the moon, 42 times"},
                                  {"question": "Who? ", "answer": "", "answer_regex": "^()", "prompt": "Who:",
                                   "prompt_regex": "^()"}])
