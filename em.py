@@ -226,7 +226,8 @@ def eval_questions(model, tok, cfg, questions, mode, prefix=""):
     correct). mode 'latent': the model writes its reasoning inside SoL PRIOR ... EoL first (the paper's
     evaluation) and the rule reads the text after EoL; 'direct': a raw model answers the question in 8 tokens;
     'reason': a raw model is asked in its training text's format (prefix + the question's "prompt") and may
-    write max_latent + 8 tokens (up to a "prompt_stop" token). The answer rule is data/questions.py's (--answer-regex overrides the file's)."""
+    write max_latent + 8 tokens (up to a "prompt_stop" token). The answer rule is data/questions.py's
+    (--answer-regex overrides the file's)."""
     reason = mode == "reason"
     texts = [prefix + q.get("prompt", q["question"]) if reason else q["question"] for q in questions]
     n_new = 8 if mode == "direct" else cfg.max_latent + 8
@@ -243,14 +244,14 @@ def eval_questions(model, tok, cfg, questions, mode, prefix=""):
     outs = generate(model, prompts, n_new, stop_tokens=tuple(stops), temperature=0.0, seed=cfg.seed,
                     batch_size=cfg.gen_batch)
     rows = []
-    for q, t, o in zip(questions, texts, outs):
+    for q, asked, o in zip(questions, texts, outs):
         toks, closed = o["tokens"], mode != "latent" or tok.eol in o["tokens"]
         if mode == "latent":  # the answer is the text after the thought (none if the thought never closed)
             toks = toks[toks.index(tok.eol) + 1:] if closed else []
         text = tok.decode([t for t in toks if t not in tok.special_ids])
         regex = cfg.answer_regex or q.get("prompt_regex" if reason else "answer_regex")
         got = Q.extract(text, q["answer"], regex) if closed else None
-        rows.append({"mode": mode, "prompt": t, "generated": tok.decode(o["tokens"]), "answer_text": text,
+        rows.append({"mode": mode, "prompt": asked, "generated": tok.decode(o["tokens"]), "answer_text": text,
                      "extracted": got, "answer": q["answer"], "correct": Q.correct(got, q["answer"], regex)})
     n = max(len(rows), 1)
     acc = sum(r["correct"] for r in rows) / n

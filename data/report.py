@@ -47,8 +47,9 @@ def row_key(r):
 
 # ----------------------------------------------------------------------------- one run
 
-COLUMNS = lambda ks: ["model", "accuracy", "raw: direct / reasoning", *[f"NLL K={k}" for k in ks], "bits/byte",
-                      *[f"mode-cond. NLL K={k}" for k in ks], "E-step gold match", "ESS", "capped"]
+def columns(ks):
+    return ["model", "accuracy", "raw: direct / reasoning", *[f"NLL K={k}" for k in ks], "bits/byte",
+            *[f"mode-cond. NLL K={k}" for k in ks], "E-step gold match", "ESS", "capped"]
 
 
 def cells(r, ks, show=None):
@@ -73,7 +74,7 @@ def cells(r, ks, show=None):
 
 
 def table(rows, ks, cell_fn=cells):
-    head = COLUMNS(ks)
+    head = columns(ks)
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + \
            ["| " + " | ".join(cell_fn(r, ks)) + " |" for r in rows]
 
