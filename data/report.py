@@ -89,8 +89,9 @@ def claims(rows, ks):
     if best_acc(last)[0] is not None and any(best_acc(r)[0] is not None for r in raw):
         top = max((r for r in raw if best_acc(r)[0] is not None), key=lambda r: best_acc(r)[0])
         a, how = best_acc(top)
+        how = {"reasoning": " asked to reason", "direct": " asked directly"}.get(how, " (its better prompt)")
         out.append(f"- Accuracy: {last['name']} {100 * best_acc(last)[0]:.1f}% vs the strongest raw arm, {top['name']}"
-                   f" asked {'to reason' if how == 'reasoning' else how}, {100 * a:.1f}% ({100 * (best_acc(last)[0] - a):+.1f} points).")
+                   f"{how}, {100 * a:.1f}% ({100 * (best_acc(last)[0] - a):+.1f} points).")
     k = max(ks)
     if f"nll_k{k}" in last:
         top = min(raw, key=lambda r: r["nll"])
