@@ -224,3 +224,27 @@ def test_k_curve_from_finished_runs(tmp_path):
     r = subprocess.run([sys.executable, "-m", "data.report", "--k-curve", str(tmp_path / "nope"), "--out",
                         str(tmp_path / "c")], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error:") and "nope" in r.stderr
+
+
+def test_world_questions_carry_their_rules(tmp_path):
+    """The world's rules read its own formats: the answer line after the question, the walk after the prompt
+    (the base text's format); an older world's questions file (no rules) gets them from world.json."""
+    from data import world as W
+    cfg = W.WorldConfig(n_base=5, n_target=5, n_warm=5, n_heldout=5, n_questions=20)
+    W.write(cfg, str(tmp_path))
+    qs = Q.load_prepared(str(tmp_path))
+    for q in qs:
+        start, ops = q["prompt"][:-1].split()
+        problem = (int(start), ops)
+        assert q["question"] == W.question_text(problem)
+        walk = " " + q["gold"] + "\n"  # what the base text writes after "7 ciqx:"
+        assert Q.correct(Q.extract(walk, q["answer"], q["prompt_regex"]), q["answer"], q["prompt_regex"])
+        right, wrong = W.answer_text(problem, q["answer"]), W.answer_text(problem, (q["answer"] + 1) % 10)
+        assert Q.correct(Q.extract(right, q["answer"], q["answer_regex"]), q["answer"], q["answer_regex"])
+        assert not Q.correct(Q.extract(wrong, q["answer"], q["answer_regex"]), q["answer"], q["answer_regex"])
+    old = [{k: q[k] for k in ("question", "answer", "gold")} for q in qs]
+    (tmp_path / "questions.jsonl").write_text("".join(json.dumps(q) + "\n" for q in old))
+    assert Q.load_prepared(str(tmp_path)) == qs
+    (tmp_path / "questions.jsonl").write_text("".join(json.dumps(q) + "\n" for q in old[::-1]))
+    with pytest.raises(ValueError, match="other questions"):
+        Q.load_prepared(str(tmp_path))
