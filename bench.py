@@ -310,6 +310,34 @@ def bench_train():
                       f"  final loss {loss:.4f}" + (f"  (wall {wall:.0f}s)" if wall else ""))
 
 
+# ----------------------------------------------------------------------------- memory
+# (section: memory)
+
+def _memory_corpus(path, n_tokens, doc_tokens=1000, seed=0):
+    """A synthetic corpus of ~n_tokens byte tokens in the authors' {"chunks"} form: documents of ~doc_tokens
+    in chunks of ~100-200 bytes, a latent on half the chunks (some empty), written once and reused."""
+    import json
+    import os
+    import random
+    if os.path.exists(path):
+        return path
+    rng = random.Random(seed)
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 8))) for _ in range(2000)]
+    tmp, n, i = path + ".tmp", 0, 0
+    with open(tmp, "w") as f:
+        while n < n_tokens:
+            chunks, size = [], 0
+            while size < doc_tokens:
+                x = " ".join(rng.choices(words, k=rng.randint(15, 35))) + ". "
+                z = None if rng.random() < 0.5 else " ".join(rng.choices(words, k=rng.randint(0, 20)))
+                chunks.append({"suffix": x, "latent": z})
+                size += len(x) + len(z or "")
+            f.write(json.dumps({"id": f"d{i}", "chunks": chunks}) + "\n")
+            n, i = n + size, i + 1
+    os.replace(tmp, path)
+    return path
+
+
 SECTIONS = {n[len("bench_"):]: f for n, f in list(globals().items()) if n.startswith("bench_")}  # bench_<section>()
 
 if __name__ == "__main__":
