@@ -102,32 +102,23 @@ def _parsed(path, workers, init_args):
     with open(path, "rb") as f, contextlib.ExitStack() as stack:
         if workers > 1:
             pool = stack.enter_context(multiprocessing.Pool(workers, _init_worker, init_args))
-            submit = lambda b: pool.apply_async(_work, (b,))
+            submit, get = (lambda b: pool.apply_async(_work, (b,))), (lambda r: r.get())
         else:
             _init_worker(*init_args)
-            submit = lambda b: _Done(_work(b))
+            submit, get = _work, (lambda r: r)
         pending = collections.deque()
-        batches = _line_batches(f)
-        for b in batches:
+        for b in _line_batches(f):
             pending.append(submit(b))
             if len(pending) < 4 * workers:
                 continue
-            yield from pending.popleft().get()
+            yield from get(pending.popleft())
             done = f.tell()
             if time.time() - last > 10:
                 last, rate = time.time(), done / (time.time() - t0)
                 print(f"prepare: {done / size:4.0%} of {size / 1e6:,.0f} MB | {rate / 1e6:.1f} MB/s | "
                       f"eta {(size - done) / max(rate, 1):.0f}s", file=sys.stderr, flush=True)
         while pending:
-            yield from pending.popleft().get()
-
-
-class _Done:
-    def __init__(self, value):
-        self.value = value
-
-    def get(self):
-        return self.value
+            yield from get(pending.popleft())
 
 
 def _sha256_file(path):

@@ -215,8 +215,12 @@ def open_shards(path):
         raise ValueError(f"{path}: manifest.json describes no {FORMAT} shards (re-run python -m data.prepare)")
     arrays = {}
     for name in ARRAYS:
-        info, fp = sh["files"][name], os.path.join(path, f"{name}.bin")
-        dt = np.dtype(info["dtype"])
+        fp = os.path.join(path, f"{name}.bin")
+        try:
+            info = sh["files"][name]
+            dt = np.dtype(info["dtype"])
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{path}/manifest.json: no valid entry for {name}.bin ({e})") from None
         size = os.path.getsize(fp) if os.path.exists(fp) else -1
         if size != info["count"] * dt.itemsize:
             raise ValueError(f"{fp}: {size} bytes, the manifest says {info['count']} x {dt.name}")
