@@ -4,6 +4,7 @@
   python bench.py sampling    Triton sampler vs a torch sampler (needs CUDA; says so without it)
   python bench.py engine      sample.py E-step-shaped generate+score vs a naive no-cache loop and HF generate
   python bench.py train       train.py tokens/s vs a minimal plain fp32 PyTorch loop, and MFU vs measured peak
+  python bench.py memory      train.py peak RSS and start-up on JSONL vs token shards, 20k docs to 100M tokens
 """
 import argparse
 import sys
@@ -232,6 +233,7 @@ def bench_train():
 
     import train as tr
     from data.layout import encode_doc
+    from data.shards import from_docs
     from data.tokenizer import get_tokenizer
     from model import GPT, GPTConfig
 
@@ -279,7 +281,7 @@ def bench_train():
             for i in range(300):
                 f.write(json.dumps({"id": i, "chunks": [{"suffix": " ".join(rng.choices(words, k=80)) + ".",
                                                          "latent": None}]}) + "\n")
-        edocs = [encode_doc(tok, json.loads(line)) for line in open(data)]
+        edocs = from_docs([encode_doc(tok, json.loads(line)) for line in open(data)], tok)
         for n_embd in (128, 256):
             cfg = tr.TrainConfig(data=data, out=os.path.join(tmp, "out"), n_layer=4, n_head=4, n_embd=n_embd,
                                  block_size=256, batch_size=8, max_steps=12, warmup_steps=5, log_every=0,
@@ -308,6 +310,98 @@ def bench_train():
                 label = "plain fp32 loop (baseline)" if name == "plain" else name
                 print(f"  {label:28s} {tps:9,.0f} tok/s  {tps / base:5.2f}x  MFU {tps * flops / peaks[dt]:5.1%} of {dt}"
                       f"  final loss {loss:.4f}" + (f"  (wall {wall:.0f}s)" if wall else ""))
+
+
+# ----------------------------------------------------------------------------- memory
+# (section: memory)
+
+def _memory_corpus(path, n_tokens=None, n_docs=None, doc_tokens=1000, seed=0):
+    """A synthetic corpus of ~n_tokens byte tokens (or n_docs documents) in the authors' {"chunks"} form:
+    documents of >= doc_tokens in chunks of 15-35 random words, a latent on half the chunks (some empty).
+    Written once (temp file + rename) and reused."""
+    import json
+    import os
+    import random
+    if os.path.exists(path):
+        return path
+    rng = random.Random(seed)
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 8))) for _ in range(2000)]
+    tmp, n, i = path + ".tmp", 0, 0
+    with open(tmp, "w") as f:
+        while (n < n_tokens) if n_docs is None else (i < n_docs):
+            chunks, size = [], 0
+            while size < doc_tokens:
+                x = " ".join(rng.choices(words, k=rng.randint(15, 35))) + ". "
+                z = None if rng.random() < 0.5 else " ".join(rng.choices(words, k=rng.randint(0, 20)))
+                chunks.append({"suffix": x, "latent": z})
+                size += len(x) + len(z or "")
+            f.write(json.dumps({"id": f"d{i}", "chunks": chunks}) + "\n")
+            n, i = n + size, i + 1
+    os.replace(tmp, path)
+    return path
+
+
+def _run_measured(argv, env):
+    """Run a command; -> (peak RSS in MB of that process alone, wall seconds). os.wait4 gives the child's own
+    rusage (RUSAGE_CHILDREN would be the maximum over every child so far)."""
+    import os
+    import subprocess
+    import tempfile
+    import time
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode:
+            err.seek(0)
+            raise RuntimeError(f"{' '.join(argv[:4])} ... failed:\n{err.read().decode()[-2000:]}")
+    return ru.ru_maxrss / 1024, wall  # ru_maxrss is in KiB on Linux
+
+
+def bench_memory():
+    """Peak RSS and wall time (start-up + 2 steps) of `train.py --max-steps 2` with a 1-layer model, each run a
+    fresh subprocess, reading a corpus as JSONL vs as token shards (python -m data.prepare), on synthetic corpora:
+    the issue's 20k / 80k documents and ~1M / ~100M tokens. The baseline is the JSONL path in the same run; the
+    flat-memory claim is the shard path's growth from 1M to 100M tokens. Corpora and shards are built once under
+    $TMPDIR/bolt_bench_memory (the 100M one: ~120 MB of JSONL, ~1 min to write, ~1 min to tokenise on 2 cores)."""
+    import json
+    import os
+    import sys
+    import tempfile
+    import time
+    root = os.path.join(tempfile.gettempdir(), "bolt_bench_memory")
+    os.makedirs(root, exist_ok=True)
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=here)
+    corpora = [("20k docs", dict(n_docs=20_000, doc_tokens=150)), ("80k docs", dict(n_docs=80_000, doc_tokens=150)),
+               ("1M tokens", dict(n_tokens=1_000_000)), ("100M tokens", dict(n_tokens=100_000_000))]
+    train = [sys.executable, os.path.join(here, "train.py"), "--n-layer", "1", "--n-head", "2", "--n-embd", "64",
+             "--block-size", "128", "--batch-size", "4", "--max-steps", "2", "--layout", "random", "--dtype", "fp32",
+             "--log-every", "0", "--eval-every", "0", "--ckpt-every", "0"]
+    print(f"train.py {' '.join(train[2:])} --data <JSONL or shard dir>; OMP_NUM_THREADS=1; load average "
+          f"{os.getloadavg()[0]:.1f}")
+    rows = {}
+    for name, kw in corpora:
+        tag = name.replace(" ", "")
+        jsonl = _memory_corpus(os.path.join(root, f"{tag}.jsonl"), **kw)
+        shard_dir = os.path.join(root, tag)
+        if not os.path.exists(os.path.join(shard_dir, "manifest.json")):
+            t0 = time.perf_counter()
+            _run_measured([sys.executable, "-m", "data.prepare", "--corpus", jsonl, "--out", shard_dir], env)
+            print(f"  {name}: python -m data.prepare took {time.perf_counter() - t0:.0f} s ({os.cpu_count()} workers)")
+        c = json.load(open(os.path.join(shard_dir, "manifest.json")))["counts"]
+        tokens = c["tokens"] + c["latent_tokens"]
+        with tempfile.TemporaryDirectory() as out:
+            jr, jt = _run_measured(train + ["--data", jsonl, "--out", os.path.join(out, "j")], env)
+            sr, st = _run_measured(train + ["--data", shard_dir, "--out", os.path.join(out, "s")], env)
+        rows[name] = (jr, sr)
+        print(f"  {name:12s} {c['docs']:>7,} docs {tokens / 1e6:7.1f}M tokens {os.path.getsize(jsonl) / 1e6:7.1f} MB | "
+              f"JSONL {jr:7,.0f} MB {jt:6.1f} s | shards {sr:5,.0f} MB {st:5.1f} s | RSS JSONL/shards "
+              f"{jr / sr:5.2f}x, time {jt / st:5.2f}x")
+    (j1, s1), (j100, s100) = rows["1M tokens"], rows["100M tokens"]
+    print(f"peak RSS growth 1M -> 100M tokens: shards {s100 / s1 - 1:+.1%} (target < +10%), JSONL {j100 / j1 - 1:+.0%}")
 
 
 SECTIONS = {n[len("bench_"):]: f for n, f in list(globals().items()) if n.startswith("bench_")}  # bench_<section>()

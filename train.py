@@ -5,13 +5,15 @@ meta, argparse flags). Runs three ways with the same code:
   python train.py --data corpus.jsonl                                 one process
   torchrun --standalone --nproc_per_node=2 train.py --data ...        DDP (gloo on CPU, nccl on CUDA)
   from train import TrainConfig, train; train(TrainConfig(...))       em.py (process group optional, never destroyed)
-Data: every document is tokenised once (data/layout.encode_doc); each epoch lays all documents out in --layout
-(data/layout.sequence; the random layout's coins are keyed by (seed, epoch), so they are re-flipped every epoch),
-shuffles their order with a per-epoch seed, concatenates them into one endless stream and cuts consecutive
-block_size windows. A global step takes the next batch_size * world * accum windows; every rank reads the same
-stream and keeps its own share, so the data order does not depend on the number of ranks, and the loss is the
-token sum divided by the global target count (DDP == one process). Checkpoints: out/ckpt/ (model.GPT.save +
-optim.safetensors, one atomic directory); metrics: out/metrics.jsonl.
+Data: --data is a JSONL corpus (tokenised at start-up into in-memory arrays) or a token shard directory from
+`python -m data.prepare` (memmapped: memory and start-up flat in corpus size); both become a data/shards.Shards.
+Each epoch lays all documents out in --layout (data/layout.sequence; the random layout's coins are keyed by
+(seed, epoch), so they are re-flipped every epoch) in an order shuffled with a per-epoch seed, as one endless
+stream built on the fly one document at a time, and cuts consecutive block_size windows. A global step takes the
+next batch_size * world * accum windows; each rank reads only its own share and skips the others' by document
+lengths, so the data order does not depend on the number of ranks, and the loss is the token sum divided by the
+global target count (DDP == one process). Checkpoints: out/ckpt/ (model.GPT.save + optim.safetensors, one atomic
+directory, with the stream's cursor); metrics: out/metrics.jsonl.
 """
 import argparse
 import contextlib
@@ -27,7 +29,8 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from data.corpus import read_docs
-from data.layout import MODES, encode_doc, sequence
+from data.layout import MODES, encode_doc, sequence, sequence_length
+from data.shards import from_docs, is_shard_dir, open_shards
 from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
 from model import GPT, GPTConfig, atomic_dir, load_model, resolve_checkpoint
 
@@ -38,8 +41,10 @@ def opt(default, help, choices=None):
 
 @dataclass
 class TrainConfig:
-    data: str = opt("", "training corpus, JSONL of documents ({'chunks': [{'suffix', 'latent'}]} or {'text'})")
-    val: str = opt("", "held-out JSONL documents: loss on the raw layout and, for latent layouts, on --layout")
+    data: str = opt("", "training corpus: JSONL of documents ({'chunks': [{'suffix', 'latent'}]} or {'text'}), or a "
+                        "token shard directory written by python -m data.prepare (memmapped, any size)")
+    val: str = opt("", "held-out documents (JSONL or shard directory): loss on the raw layout and, for latent "
+                       "layouts, on --layout")
     layout: str = opt("raw", "training layout (data/layout.py)", MODES)
     out: str = opt("out/train", "output directory: ckpt/ and metrics.jsonl")
     init: str = opt("scratch", "'scratch', one of our checkpoints, or a Hugging Face GPT-2 directory")
@@ -83,8 +88,12 @@ def check_flags(cfg):
     if not cfg.data:
         die("--data is required")
     for name in ("data", "val"):
-        if getattr(cfg, name) and not os.path.isfile(getattr(cfg, name)):
-            die(f"--{name} {getattr(cfg, name)}: no such file")
+        path = getattr(cfg, name)
+        if path and not os.path.exists(path):
+            die(f"--{name} {path}: no such file")
+        if path and os.path.isdir(path) and not is_shard_dir(path):
+            die(f"--{name} {path}: a directory without a complete shard manifest (unfinished? run "
+                f"python -m data.prepare --corpus JSONL --out {path})")
     if cfg.init != "scratch" and not os.path.isdir(cfg.init) and not os.path.isdir(cfg.init + ".old"):
         die(f"--init {cfg.init}: neither 'scratch' nor a checkpoint directory")
     for name, choices in (("layout", MODES), ("tokenizer", TOKENIZERS), ("dtype", ("auto", "bf16", "fp32"))):
@@ -145,41 +154,76 @@ def bf16_faster(device, n=512):
 # ----------------------------------------------------------------------------- data
 
 class Stream:
-    """The endless training stream: epoch e = layout sequences of all documents in a permutation seeded by
-    (seed, e), concatenated. The cursor (epoch, pos) is the data position stored in checkpoints."""
+    """The endless training stream: epoch e = the layout sequences of all documents in a permutation seeded by
+    (seed, e), concatenated, built on the fly from a data/shards.Shards corpus one document at a time. Held in
+    memory: the permutations of at most two epochs, (n_docs,) int64 each, and the one document being read.
+    The cursor is (epoch, pos) = token offset in the epoch, and (doc, off) = the doc-th document of the epoch's
+    order and the offset into its sequence; all four are stored in checkpoints (without doc/off, as in older
+    checkpoints, the stream walks the epoch's document lengths up to pos)."""
 
-    def __init__(self, tok, edocs, layout, seed, epoch=0, pos=0):
-        self.tok, self.edocs, self.layout, self.seed = tok, edocs, layout, seed
-        self.epoch, self.pos = epoch, pos
-        self.cache = {}
+    def __init__(self, tok, docs, layout, seed, epoch=0, pos=0, doc=None, off=None):
+        self.tok, self.docs, self.layout, self.seed = tok, docs, layout, seed
+        self.orders, self.seq, self.len = {}, (None, None), (None, None)
+        self.epoch, self.pos, self.doc, self.off = epoch, 0, 0, 0
+        if doc is None:
+            self.skip(pos)
+        else:
+            self.pos, self.doc, self.off = pos, doc, off
 
-    def tokens(self, e):
-        if e not in self.cache:
-            self.cache = {k: v for k, v in self.cache.items() if k >= e - 1}  # keep the current epoch
-            order = np.random.default_rng([self.seed, e]).permutation(len(self.edocs))
-            seqs = [sequence(self.tok, self.edocs[i], self.layout, self.seed, e) for i in order]
-            self.cache[e] = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs])
-        return self.cache[e]
+    def order(self, e):
+        if e not in self.orders:
+            self.orders = {k: v for k, v in self.orders.items() if k >= e - 1}  # keep the current epoch
+            self.orders[e] = np.random.default_rng([self.seed, e]).permutation(len(self.docs))  # (n_docs,) int64
+        return self.orders[e]
+
+    def sequence(self, e, k):
+        """The k-th document of epoch e's order, laid out: (L,) int64."""
+        if self.seq[0] != (e, k):
+            d = self.docs.doc(self.order(e)[k])
+            self.seq = ((e, k), np.asarray(sequence(self.tok, d, self.layout, self.seed, e), dtype=np.int64))
+        return self.seq[1]
+
+    def length(self, e, k):
+        """len(self.sequence(e, k)) from the shard offsets, without reading tokens."""
+        if self.seq[0] == (e, k):
+            return len(self.seq[1])
+        if self.len[0] != (e, k):
+            self.len = ((e, k), sequence_length(*self.docs.lens(self.order(e)[k]), self.layout, self.seed, e))
+        return self.len[1]
+
+    def skip(self, n):
+        """Advance the cursor n tokens, reading document lengths only (how a rank passes others' windows)."""
+        while n > 0:
+            step = min(n, self.length(self.epoch, self.doc) - self.off)
+            self.off, self.pos, n = self.off + step, self.pos + step, n - step
+            if self.off == self.length(self.epoch, self.doc):
+                self.doc, self.off = self.doc + 1, 0
+                if self.doc == len(self.docs):
+                    self.epoch, self.doc, self.pos = self.epoch + 1, 0, 0
 
     def windows(self, n, T):
-        """Next n windows: x, y (n, T) int64 with y = x shifted by one token; advances the cursor n*T."""
-        parts, need, e, p = [], n * T + 1, self.epoch, self.pos
+        """Next n windows: x, y (n, T) int64 with y = x shifted by one token; reads n*T + 1 tokens and advances
+        the cursor n*T."""
+        parts, need, e, k, off = [], n * T + 1, self.epoch, self.doc, self.off
         while need > 0:
-            part = self.tokens(e)[p:p + need]
+            part = self.sequence(e, k)[off:off + need]
             parts.append(part)
-            need, e, p = need - len(part), e + 1, 0
+            need, k, off = need - len(part), k + 1, 0
+            if k == len(self.docs):
+                e, k = e + 1, 0
         buf = torch.from_numpy(np.concatenate(parts))
-        self.pos += n * T
-        while self.pos >= len(self.tokens(self.epoch)):
-            self.pos -= len(self.tokens(self.epoch))
-            self.epoch += 1
+        self.skip(n * T)
         return buf[:-1].view(n, T), buf[1:].view(n, T)
 
+    def cursor(self):
+        return {"epoch": self.epoch, "pos": self.pos, "doc": self.doc, "off": self.off}
 
-def val_windows(tok, edocs, mode, seed, T):
-    """Held-out documents in one layout (epoch 0 coins), concatenated in file order and cut into windows;
-    the last window's missing targets are -1. -> x, y (n, T)."""
-    ids = np.concatenate([np.asarray(sequence(tok, d, mode, seed, 0), dtype=np.int64) for d in edocs])
+
+def val_windows(tok, docs, mode, seed, T):
+    """Held-out documents (a Shards) in one layout (epoch 0 coins), concatenated in file order and cut into
+    windows; the last window's missing targets are -1. -> x, y (n, T). Held in memory: val sets are small."""
+    ids = np.concatenate([np.asarray(sequence(tok, docs.doc(i), mode, seed, 0), dtype=np.int64)
+                          for i in range(len(docs))])
     n = -(-(len(ids) - 1) // T)
     x = np.zeros(n * T, dtype=np.int64)
     y = np.full(n * T, -1, dtype=np.int64)
@@ -188,13 +232,21 @@ def val_windows(tok, edocs, mode, seed, T):
 
 
 def encode_corpus(tok, path):
+    """A corpus -> data/shards.Shards: a shard directory is memmapped (O(1), nothing read); a JSONL file is
+    read, tokenised and packed into in-memory arrays (small corpora)."""
     try:
+        if os.path.isdir(path):
+            docs = open_shards(path)
+            if (docs.tokenizer, docs.n_vocab) != (tok.name, tok.n_vocab):
+                die(f"{path}: shards were tokenised with {docs.tokenizer!r} ({docs.n_vocab} tokens), but --tokenizer "
+                    f"is {tok.name!r} ({tok.n_vocab})")
+            return docs
         docs = read_docs(path)
+        if not docs:
+            die(f"{path}: no documents")
+        return from_docs((encode_doc(tok, d) for d in docs), tok)
     except ValueError as e:
         die(str(e))
-    if not docs:
-        die(f"{path}: no documents")
-    return [encode_doc(tok, d) for d in docs]
 
 
 # ----------------------------------------------------------------------------- model and optimizer
@@ -349,8 +401,8 @@ def _train(cfg, rank, world, local_rank):
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.dtype == "bf16" else contextlib.nullcontext
 
-    edocs = encode_corpus(tok, cfg.data)
-    stream = Stream(tok, edocs, cfg.layout, cfg.seed, **meta["data"])
+    docs = encode_corpus(tok, cfg.data)
+    stream = Stream(tok, docs, cfg.layout, cfg.seed, **meta["data"])
     vals = {}
     if cfg.val:
         vdocs = encode_corpus(tok, cfg.val)
@@ -366,7 +418,7 @@ def _train(cfg, rank, world, local_rank):
     if world > 1:
         fwd = torch.nn.parallel.DistributedDataParallel(fwd, device_ids=[local_rank] if device.type == "cuda" else None)
     log(f"config: {json.dumps(asdict(cfg))}")
-    log(f"model: {model.num_params() / 1e6:.2f}M params | {len(edocs)} docs | world {world} | accum {accum} | "
+    log(f"model: {model.num_params() / 1e6:.2f}M params | {len(docs)} docs | world {world} | accum {accum} | "
         f"{cfg.total_batch_tokens} tokens/step")
     if rank == 0:
         os.makedirs(cfg.out, exist_ok=True)
@@ -388,7 +440,7 @@ def _train(cfg, rank, world, local_rank):
         if rank == 0:
             save_checkpoint(ckpt, model, opt, names, {
                 "tokenizer": tok.name, "train_config": asdict(cfg), "step": step, "train_loss": train_loss,
-                "data": {"epoch": stream.epoch, "pos": stream.pos}})
+                "data": stream.cursor()})
         if world > 1:
             dist.barrier()  # nobody returns (or reads the checkpoint) before it exists
 
@@ -402,12 +454,16 @@ def _train(cfg, rank, world, local_rank):
         lr = lr_at(step, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y = stream.windows(cfg.batch_size * world * accum, T)  # the whole global batch, (n, T)
-        count = int((y != -1).sum())  # global target count: every rank holds the whole global batch
-        x, y = x.view(accum, world, cfg.batch_size, T)[:, rank], y.view(accum, world, cfg.batch_size, T)[:, rank]
-        loss_sum = torch.zeros((), device=device)
+        # the global batch is accum x world x batch_size windows of the stream; this rank reads only its own
+        batch, B = [], cfg.batch_size
         for i in range(accum):
-            xb, yb = x[i].to(device, non_blocking=True), y[i].to(device, non_blocking=True)
+            stream.skip(rank * B * T)
+            batch.append(stream.windows(B, T))  # x, y (B, T)
+            stream.skip((world - 1 - rank) * B * T)
+        count = cfg.total_batch_tokens  # global target count: training windows hold no padding
+        loss_sum = torch.zeros((), device=device)
+        for i, (x, y) in enumerate(batch):
+            xb, yb = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             sync = fwd.no_sync() if world > 1 and i < accum - 1 else contextlib.nullcontext()
             with sync:
                 with ctx():

@@ -150,6 +150,11 @@ def _parse_doc(obj, chunk_kw):
     return {"id": content_id(text) if doc_id is None else str(doc_id), "chunks": chunks}
 
 
+def parse_line(line, **chunk_kw):
+    """One JSONL line (bytes) -> doc dict; ValueError when it is not a document (bad JSON or UTF-8 included)."""
+    return _parse_doc(json.loads(line.decode("utf-8")), chunk_kw)
+
+
 def read_docs(path, skip_bad=False, stats=None, **chunk_kw):
     """Read a JSONL corpus -> list of {'id', 'chunks': [{'suffix', 'latent'}]}. A malformed line (bad JSON or
     UTF-8, not a document, duplicate id) raises ValueError naming the file and line; with skip_bad=True it is
@@ -162,7 +167,7 @@ def read_docs(path, skip_bad=False, stats=None, **chunk_kw):
             if not line.strip():
                 continue
             try:
-                doc = _parse_doc(json.loads(line.decode("utf-8")), chunk_kw)
+                doc = parse_line(line, **chunk_kw)
                 if doc["id"] in seen:
                     raise ValueError(f"duplicate id {doc['id']!r} (first on line {seen[doc['id']]})")
             except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -201,13 +206,15 @@ def write_json(path, obj):
     write_atomic(path, json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
 
 
+def doc_line(doc):
+    """One document as a JSONL line (bytes, with its newline) in the authors' chunk format plus an id."""
+    rec = {"id": doc["id"], "chunks": [{"suffix": c["suffix"], "latent": c.get("latent")} for c in doc["chunks"]]}
+    try:  # readable UTF-8; \u escapes only for a string holding a lone surrogate (not encodable)
+        return json.dumps(rec, ensure_ascii=False).encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        return json.dumps(rec).encode("ascii") + b"\n"
+
+
 def write_docs(path, docs):
     """Write docs as JSONL in the authors' chunk format plus an id, atomically."""
-    lines = []
-    for doc in docs:
-        rec = {"id": doc["id"], "chunks": [{"suffix": c["suffix"], "latent": c.get("latent")} for c in doc["chunks"]]}
-        try:  # readable UTF-8; \u escapes only for a string holding a lone surrogate (not encodable)
-            lines.append(json.dumps(rec, ensure_ascii=False).encode("utf-8"))
-        except UnicodeEncodeError:
-            lines.append(json.dumps(rec).encode("ascii"))
-    write_atomic(path, b"".join(line + b"\n" for line in lines))
+    write_atomic(path, b"".join(doc_line(doc) for doc in docs))

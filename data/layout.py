@@ -56,6 +56,24 @@ def sequence(tok, edoc, mode, seed=0, epoch=0):
     return out + [tok.eos]
 
 
+def sequence_length(doc_id, x_lens, z_lens, mode, seed=0, epoch=0):
+    """len(sequence(tok, doc, mode, seed, epoch)) from chunk lengths alone (z length -1 = no latent): what a
+    reader needs to skip a document without reading its tokens. Mirrors chunk_tokens' marks: a chunk costs
+    2 + |X| without a latent, 3 + |Z| + |X| in prior mode, 5 + |X| + |Z| in posterior mode; + BOS and EOS."""
+    if mode not in MODES:
+        raise ValueError(f"unknown layout {mode!r}; choose one of {', '.join(MODES)}")
+    n = 2 + sum(int(v) for v in x_lens)
+    if mode == "raw":
+        return n
+    for i, nz in enumerate(z_lens):
+        if nz < 0:
+            n += 2
+        else:
+            prior = mode == "prior" or (mode == "random" and coin(seed, epoch, doc_id, i))
+            n += int(nz) + (3 if prior else 5)
+    return n
+
+
 def prefix(tok, xs, i, budget, n_prev=3):
     """BOS + raw tokens of up to n_prev chunks before chunk i, left-truncated to `budget` tokens (BOS kept)."""
     p = [t for x in xs[max(0, i - n_prev):i] for t in x]

@@ -3,51 +3,122 @@
     python -m data.prepare --corpus in.jsonl --out DIR [--tokenizer bytes|gpt2 --bpe-dir D
                            --max-chunk-tokens N --skip-bad]
 
-writes, in the simple inspectable form train.py and em.py read:
-  DIR/docs.jsonl     one chunked document per line, {"id", "chunks": [{"suffix", "latent"}]} (latents kept)
-  DIR/manifest.json  tokenizer, counts of docs/chunks/tokens/latents, chunking parameters, source path
-The manifest is written last, so a directory with a manifest is complete.
+writes
+  DIR/docs.jsonl     one chunked document per line, {"id", "chunks": [{"suffix", "latent"}]} (latents kept): the
+                     inspectable form, what em.py and people read
+  DIR/*.bin          the same documents as token shards (data/shards.py): what `train.py --data DIR` memmaps
+  DIR/manifest.json  tokenizer, counts of docs/chunks/tokens/latents, chunking parameters, source path and hash,
+                     the shards' dtype, per-file sha256 and content hash
+Everything is built in a hidden temporary directory beside DIR and moved in; the manifest is written last, so a
+directory with a manifest is complete and a kill leaves none. Parsing, chunking and tokenising run on --workers
+processes (default: all cores) with a progress line on stderr; memory stays bounded whatever the corpus size.
 
 The data source is one of a mutually exclusive, required group of flags (`--corpus` here); another source
 (e.g. the built-in world) adds its flag to that group in `build_parser` and a branch in `main`, and writes its
 output with `write_dataset`.
 """
 import argparse
+import collections
+import contextlib
 import hashlib
+import multiprocessing
 import os
 import sys
+import time
 
 from data import world
-from data.corpus import read_docs, write_docs, write_json
+from data.corpus import doc_line, parse_line
+from data.layout import encode_doc
+from data.shards import ShardWriter, flatten, token_dtype
 from data.tokenizer import TOKENIZERS, get_tokenizer
 
 
-def count_tokens(tok, docs, max_chunk_tokens=None):
-    """Counts for the manifest: docs, chunks, raw tokens, latents and their tokens, longest chunk, over-budget."""
-    c = {"docs": len(docs), "chunks": 0, "tokens": 0, "latents": 0, "latent_tokens": 0, "max_chunk_tokens": 0}
-    over = 0
-    for d in docs:
-        for ch in d["chunks"]:
-            n = len(tok.encode(ch["suffix"]))
-            c["chunks"] += 1
-            c["tokens"] += n
-            c["max_chunk_tokens"] = max(c["max_chunk_tokens"], n)
-            over += max_chunk_tokens is not None and n > max_chunk_tokens
-            if ch.get("latent") is not None:
-                c["latents"] += 1
-                c["latent_tokens"] += len(tok.encode(ch["latent"]))
-    c["chunks_over_budget"] = over
-    return c
+def _write(out, tok, items, info, max_chunk_tokens=None):
+    """items: (docs.jsonl line, data/shards.flatten tuple) per document, in order -> out/docs.jsonl, the token
+    shards and out/manifest.json (written last, see data/shards.py); -> the manifest."""
+    with ShardWriter(out, tok.name, tok.n_vocab) as w:
+        over = 0
+        with open(os.path.join(w.tmp, "docs.jsonl"), "wb") as f:
+            for line, flat in items:
+                f.write(line)
+                w.add(*flat)
+                over += 0 if max_chunk_tokens is None else int((flat[2] > max_chunk_tokens).sum())
+            f.flush()
+            os.fsync(f.fileno())
+        w.stats["chunks_over_budget"] = over
+        return w.finish({"docs_file": "docs.jsonl", **info})
 
 
 def write_dataset(out, docs, tok, info, max_chunk_tokens=None):
-    """Write out/docs.jsonl then out/manifest.json (tokenizer, counts, and the caller's `info`); -> manifest."""
-    os.makedirs(out, exist_ok=True)
-    write_docs(os.path.join(out, "docs.jsonl"), docs)
-    manifest = {"tokenizer": tok.name, "n_vocab": tok.n_vocab, "docs_file": "docs.jsonl",
-                "counts": count_tokens(tok, docs, max_chunk_tokens), **info}
-    write_json(os.path.join(out, "manifest.json"), manifest)
-    return manifest
+    """Chunked documents in memory -> out/docs.jsonl, token shards, out/manifest.json (tokenizer, counts, the
+    caller's `info`); -> manifest."""
+    if not docs:
+        raise ValueError("no documents to write")
+    dtype = token_dtype(tok.n_vocab)
+    return _write(out, tok, ((doc_line(d), flatten(encode_doc(tok, d), dtype)) for d in docs), info,
+                  max_chunk_tokens)
+
+
+# ----------------------------------------------------------------------------- parallel tokenisation
+
+_worker = {}
+
+
+def _init_worker(tokenizer, bpe_dir, chunk_kw):
+    _worker["tok"] = tok = get_tokenizer(tokenizer, bpe_dir)
+    _worker["kw"], _worker["dtype"] = dict(chunk_kw, tok=tok), token_dtype(tok.n_vocab)
+
+
+def _work(batch):
+    """[(lineno, line bytes)] -> [(lineno, error or None, docs.jsonl line, flatten tuple)]: parse, chunk and
+    encode in a worker process (the slow part; numpy arrays travel back cheaply)."""
+    tok, kw, out = _worker["tok"], _worker["kw"], []
+    for lineno, line in batch:
+        try:
+            doc = parse_line(line, **kw)
+        except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+            out.append((lineno, str(e), None, None))
+            continue
+        out.append((lineno, None, doc_line(doc), flatten(encode_doc(tok, doc), _worker["dtype"])))
+    return out
+
+
+def _line_batches(f, size=256):
+    batch = []
+    for lineno, line in enumerate(f, 1):
+        if line.strip():  # blank lines are ignored, as read_docs does
+            batch.append((lineno, line))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _parsed(path, workers, init_args):
+    """Every line's _work result, in file order, from `workers` processes with a bounded number of batches in
+    flight (Pool.imap would read the whole file ahead into its queue). Progress on stderr every 10 s."""
+    size, t0, last, done = os.path.getsize(path), time.time(), time.time(), 0
+    with open(path, "rb") as f, contextlib.ExitStack() as stack:
+        if workers > 1:
+            pool = stack.enter_context(multiprocessing.Pool(workers, _init_worker, init_args))
+            submit, get = (lambda b: pool.apply_async(_work, (b,))), (lambda r: r.get())
+        else:
+            _init_worker(*init_args)
+            submit, get = _work, (lambda r: r)
+        pending = collections.deque()
+        for b in _line_batches(f):
+            pending.append(submit(b))
+            if len(pending) < 4 * workers:
+                continue
+            yield from get(pending.popleft())
+            done = f.tell()
+            if time.time() - last > 10:
+                last, rate = time.time(), done / (time.time() - t0)
+                print(f"prepare: {done / size:4.0%} of {size / 1e6:,.0f} MB | {rate / 1e6:.1f} MB/s | "
+                      f"eta {(size - done) / max(rate, 1):.0f}s", file=sys.stderr, flush=True)
+        while pending:
+            yield from get(pending.popleft())
 
 
 def _sha256_file(path):
@@ -59,21 +130,40 @@ def _sha256_file(path):
 
 
 def prepare_corpus(corpus, out, tokenizer="bytes", bpe_dir=None, max_chunk_tokens=None, mean_sentences=8,
-                   max_sentences=20, skip_bad=False):
-    """Read and chunk a JSONL corpus and write the dataset directory; -> manifest dict."""
+                   max_sentences=20, skip_bad=False, workers=None):
+    """Read, chunk and tokenise a JSONL corpus on `workers` processes (default: all cores), streaming, and write
+    the dataset directory (docs.jsonl, token shards, manifest.json last); -> manifest dict. Memory: one dict
+    entry per document id (to refuse duplicates), the rest is bounded."""
     tok = get_tokenizer(tokenizer, bpe_dir)
-    stats = {}
-    docs = read_docs(corpus, skip_bad=skip_bad, stats=stats, tok=tok, max_tokens=max_chunk_tokens,
-                     mean_sentences=mean_sentences, max_sentences=max_sentences)
-    if not docs:
-        raise ValueError(f"{corpus} holds no documents")
+    workers = workers or os.cpu_count() or 1
+    chunk_kw = {"max_tokens": max_chunk_tokens, "mean_sentences": mean_sentences, "max_sentences": max_sentences}
+    bad, seen = [], {}
+
+    def items():
+        for lineno, err, line, flat in _parsed(corpus, workers, (tokenizer, bpe_dir, chunk_kw)):
+            if err is None and flat[0] in seen:
+                err = f"duplicate id {flat[0]!r} (first on line {seen[flat[0]]})"
+            if err is not None:
+                if not skip_bad:
+                    raise ValueError(f"{corpus}:{lineno}: {err}")
+                bad.append(lineno)
+                continue
+            seen[flat[0]] = lineno
+            yield line, flat
+        if not seen:
+            raise ValueError(f"{corpus} holds no documents")
+        info["source"]["skipped_lines"] = len(bad)  # before _write's finish copies info into the manifest
+
     info = {"source": {"kind": "corpus", "path": os.path.abspath(corpus), "sha256": _sha256_file(corpus),
-                       "skipped_lines": stats["skipped"]},
+                       "skipped_lines": len(bad)},
             "chunking": {"method": "sentences, 1+Poisson(mean_sentences-1) per chunk, capped; "
                                    "RNG seeded by sha256 of the document text; {\"chunks\"} docs kept as given",
                          "mean_sentences": mean_sentences, "max_sentences": max_sentences,
                          "max_chunk_tokens": max_chunk_tokens}}
-    manifest = write_dataset(out, docs, tok, info, max_chunk_tokens)
+    manifest = _write(out, tok, items(), info, max_chunk_tokens)
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+        print(f"prepare: skipped {len(bad)} malformed line(s) in {corpus} (lines {shown})", file=sys.stderr)
     over = manifest["counts"]["chunks_over_budget"]
     if over:  # only pre-chunked {"chunks"} docs can be over budget: a chunk with a latent is never re-split
         print(f"prepare: warning: {over} pre-chunked chunk(s) exceed --max-chunk-tokens {max_chunk_tokens} "
@@ -97,12 +187,19 @@ def build_parser():
     p.add_argument("--mean-sentences", type=float, default=8, help="lambda: mean sentences per chunk (default 8)")
     p.add_argument("--max-sentences", type=int, default=20, help="cap on sentences per chunk (default 20)")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed lines (counted) instead of stopping")
+    p.add_argument("--workers", type=int, default=0, help="tokenising processes (default 0: all cores)")
     return p
 
 
 def main(argv=None):
     p = build_parser()
     args = p.parse_args(argv)
+    for flag, v, low in (("--workers", args.workers, 0), ("--max-chunk-tokens", args.max_chunk_tokens, 1),
+                         ("--mean-sentences", args.mean_sentences, 1), ("--max-sentences", args.max_sentences, 1)):
+        if v is not None and v < low:  # every flag checked before any work
+            p.exit(1, f"prepare: error: {flag} must be >= {low}, got {v}\n")
+    if args.corpus is not None and not os.path.isfile(args.corpus):
+        p.exit(1, f"prepare: error: --corpus {args.corpus}: no such file\n")
     try:
         if args.world:  # the world's own files (base, target, warm, heldout, questions) + world.json
             meta = world.write(world.WorldConfig(seed=args.seed), args.out)
@@ -110,12 +207,12 @@ def main(argv=None):
             return meta
         if args.corpus is not None:
             m = prepare_corpus(args.corpus, args.out, args.tokenizer, args.bpe_dir, args.max_chunk_tokens,
-                               args.mean_sentences, args.max_sentences, args.skip_bad)
+                               args.mean_sentences, args.max_sentences, args.skip_bad, args.workers)
     except (ValueError, OSError) as e:
         p.exit(1, f"prepare: error: {e}\n")
     c = m["counts"]
     print(f"prepare: wrote {args.out}: {c['docs']} docs, {c['chunks']} chunks, {c['tokens']} tokens, "
-          f"{c['latents']} latents ({m['tokenizer']} tokenizer)")
+          f"{c['latents']} latents ({m['tokenizer']} tokenizer, {m['shards']['files']['x']['dtype']} shards)")
     return m
 
 

@@ -153,6 +153,19 @@ def test_random_layout_coin():
     assert [layout.coin(0, 1, "a", c) for c in range(32)] != [layout.coin(0, 1, "b", c) for c in range(32)]
 
 
+def test_sequence_length_without_tokens():
+    """What a shard reader uses to skip a document: len(sequence) from chunk lengths (-1 = no latent)."""
+    tok = get_tokenizer("bytes")
+    docs = [{"id": "a", "x": [[1, 2], [], [3]], "z": [None, [], [4, 5, 6]]}, {"id": "b", "x": [[7]], "z": [[8]]},
+            {"id": "c", "x": [[9] * 5] * 6, "z": [[1], None] * 3}]
+    for d in docs:
+        lens = ([len(x) for x in d["x"]], [-1 if z is None else len(z) for z in d["z"]])
+        for mode in layout.MODES:
+            for epoch in range(6):
+                want = len(layout.sequence(tok, d, mode, seed=3, epoch=epoch))
+                assert layout.sequence_length(d["id"], *lens, mode, seed=3, epoch=epoch) == want
+
+
 def test_literal_special_strings_stay_text():
     tok = get_tokenizer("bytes")
     doc = {"id": "x", "chunks": [{"suffix": "say <|prior|> and <|endoftext|>", "latent": "<|end_of_latent|>"}]}

@@ -6,18 +6,21 @@ model.GPT.load and survive an interrupted save, a caller-owned process group, HF
 tokens added, and one-line errors for bad flags.
 """
 import json
-from collections import Counter
 import os
 import subprocess
 import sys
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 
 import train as train_mod
+from data.corpus import read_docs
 from data.layout import encode_doc, sequence
+from data.prepare import prepare_corpus
+from data.shards import from_docs
 from data.tokenizer import get_tokenizer
 from model import GPT
 from train import Stream, TrainConfig, main, train
@@ -67,34 +70,83 @@ def losses(out):
 
 # ----------------------------------------------------------------------------- data stream
 
-def test_stream_packs_epochs_continuously_and_reshuffles(corpus):
+def reference_stream(tok, edocs, layout, seed, n):
+    """The first n tokens of the stream as train.py defined it before shards (the spec the lazy Stream must
+    match token for token): epoch e = every document's sequence(seed, e), in the order
+    default_rng([seed, e]).permutation, materialised and concatenated, epoch after epoch."""
+    out, e = [], 0
+    while len(out) < n:
+        for i in np.random.default_rng([seed, e]).permutation(len(edocs)):
+            out += sequence(tok, edocs[i], layout, seed, e)
+        e += 1
+    return out[:n]
+
+
+def write_varied_corpus(path, n=13):
+    """1-4 chunks per document, latents missing, empty or of any length; uneven lengths so windows straddle
+    documents and epochs at every offset."""
+    rng = np.random.default_rng(0)
+    with open(path, "w") as f:
+        for i in range(n):
+            chunks = [{"suffix": "x%d." % k * int(rng.integers(1, 6)),
+                       "latent": [None, "", "think " * int(rng.integers(1, 4))][int(rng.integers(3))]}
+                      for k in range(int(rng.integers(1, 5)))]
+            f.write(json.dumps({"id": f"v{i}", "chunks": chunks}) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def varied(tmp_path_factory):
+    """The same corpus as JSONL and as a shard directory (data.prepare)."""
+    d = tmp_path_factory.mktemp("varied")
+    path = write_varied_corpus(d / "docs.jsonl")
+    prepare_corpus(path, str(d / "shards"), workers=1)
+    return path, str(d / "shards")
+
+
+@pytest.mark.parametrize("layout", ["random", "posterior", "raw"])
+def test_stream_equals_materialised_reference_jsonl_and_shards(varied, layout):
     tok = get_tokenizer("bytes")
-    edocs = [encode_doc(tok, json.loads(line)) for line in open(corpus)]
-    s = Stream(tok, edocs, "random", seed=5)
-    e0, e1 = s.tokens(0).tolist(), s.tokens(1).tolist()
-    # every epoch holds every document's sequence once, in a new order, with the coins re-flipped
-    for e, toks in ((0, e0), (1, e1)):
-        assert Counter(toks) == Counter(t for d in edocs for t in sequence(tok, d, "random", 5, e))
-        assert toks.count(tok.bos) == 2 * len(edocs)  # BOS and EOS share an id
-    assert e0 != e1
-    flips = [sequence(tok, d, "random", 5, 0) != sequence(tok, d, "random", 5, 1) for d in edocs]
-    assert any(flips) and not all(flips)
-    # consecutive windows tile the endless stream across the epoch boundary; y is x shifted by one
-    T, n = 32, 7
-    stream = e0 + e1 + s.tokens(2).tolist()
-    xs, ys = zip(*(s.windows(n, T) for _ in range(len(e0) // (n * T) + 2)))
-    x, y = torch.cat(xs).flatten().tolist(), torch.cat(ys).flatten().tolist()
-    assert s.epoch == 1 and x == stream[:len(x)] and y == stream[1:len(x) + 1]
-    # a stream rebuilt at the saved cursor continues identically (what --resume relies on)
-    t = Stream(tok, edocs, "random", 5, epoch=s.epoch, pos=s.pos)
-    assert all(torch.equal(a, b) for a, b in zip(s.windows(n, T), t.windows(n, T)))
+    path, shard_dir = varied
+    edocs = [encode_doc(tok, d) for d in read_docs(path)]
+    T, n, steps = 16, 3, 100
+    ref = reference_stream(tok, edocs, layout, 5, steps * n * T + 1)
+    for src in (train_mod.encode_corpus(tok, path), train_mod.encode_corpus(tok, shard_dir)):
+        s = Stream(tok, src, layout, seed=5)
+        xs, ys = zip(*(s.windows(n, T) for _ in range(steps)))
+        x, y = torch.cat(xs).flatten().tolist(), torch.cat(ys).flatten().tolist()
+        assert x == ref[:-1] and y == ref[1:]  # token for token, y shifted by one
+        assert s.epoch >= 3  # several epochs (coins re-flipped, documents reshuffled) were compared
+
+
+def test_stream_ranks_skip_and_resume(varied):
+    """Two ranks reading only their own windows (skipping the other's) see the global batch's halves; a stream
+    rebuilt at the saved cursor continues identically, with or without (doc, off)."""
+    tok = get_tokenizer("bytes")
+    docs = train_mod.encode_corpus(tok, varied[1])
+    T, B, world, accum = 16, 2, 2, 3
+    one, ranks = Stream(tok, docs, "random", 5), [Stream(tok, docs, "random", 5) for _ in range(world)]
+    for step in range(12):
+        glob = one.windows(accum * world * B, T)[0].view(accum, world, B, T)
+        for r, s in enumerate(ranks):
+            for i in range(accum):
+                s.skip(r * B * T)
+                assert torch.equal(s.windows(B, T)[0], glob[i, r])
+                s.skip((world - 1 - r) * B * T)
+            assert s.cursor() == one.cursor()
+    c = one.cursor()
+    assert c["epoch"] >= 2 and c["pos"] > 0
+    ahead = one.windows(5, T)
+    for t in (Stream(tok, docs, "random", 5, **c), Stream(tok, docs, "random", 5, c["epoch"], c["pos"])):
+        assert t.cursor() == c  # (doc, off) found again from (epoch, pos), as for an older checkpoint
+        assert all(torch.equal(a, b) for a, b in zip(ahead, t.windows(5, T)))
 
 
 def test_val_windows_pad_targets_with_ignore(corpus):
     tok = get_tokenizer("bytes")
     edocs = [encode_doc(tok, json.loads(line)) for line in open(corpus)][:3]
     ids = [t for d in edocs for t in sequence(tok, d, "raw")]
-    x, y = train_mod.val_windows(tok, edocs, "raw", 0, 32)
+    x, y = train_mod.val_windows(tok, from_docs(edocs, tok), "raw", 0, 32)
     assert x.flatten()[:len(ids) - 1].tolist() == ids[:-1]
     assert (y != -1).sum() == len(ids) - 1 and y.flatten()[:len(ids) - 1].tolist() == ids[1:]
 
@@ -152,6 +204,34 @@ def test_resume_equals_straight_run(tmp_path, corpus, straight):
     assert meta["data"] == ref["data"] and meta["step"] == 6
     # resuming a finished run trains nothing more
     assert train(replace(cfg, resume=True))["steps"] == 6
+
+
+def test_shards_train_like_jsonl_and_resume_exactly(tmp_path, corpus, straight):
+    """--data DIR (shards from data.prepare): the same batches as the JSONL file, step for step, and a run
+    stopped at step 3 and resumed equals the uninterrupted one."""
+    shard_dir = str(tmp_path / "shards")
+    prepare_corpus(corpus, shard_dir, workers=1)
+    cfg = TrainConfig(**TINY, data=shard_dir, layout="random", max_steps=6, out=str(tmp_path / "straight"))
+    whole = train(cfg)
+    assert losses(tmp_path / "straight") == losses(straight)  # JSONL and shards: identical training
+    assert max_diff(weights(whole["ckpt"]), weights(straight / "ckpt")) < 1e-6
+    cfg = replace(cfg, out=str(tmp_path / "resumed"))
+    assert train(replace(cfg, stop_at=3))["steps"] == 3
+    res = train(replace(cfg, resume=True))
+    assert losses(tmp_path / "resumed") == losses(straight)
+    assert max_diff(weights(res["ckpt"]), weights(whole["ckpt"])) < 1e-6
+    assert GPT.load(res["ckpt"])[1]["data"] == GPT.load(whole["ckpt"])[1]["data"]
+
+
+def test_unfinished_shard_dir_is_refused(tmp_path, corpus):
+    (tmp_path / "half").mkdir()  # e.g. what a copy of a killed prepare looks like: arrays but no manifest
+    (tmp_path / "half" / "x.bin").write_bytes(b"\0\0")
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(tmp_path / "half"), "--out", str(tmp_path / "o")])
+    assert "a directory without a complete shard manifest" in str(e.value.code) and "\n" not in str(e.value.code)
+    prepare_corpus(corpus, str(tmp_path / "s"), workers=1)
+    with pytest.raises(SystemExit, match="tokenised with 'bytes'"):
+        train(TrainConfig(**TINY, data=str(tmp_path / "s"), tokenizer="gpt2", out=str(tmp_path / "o")))
 
 
 def test_resume_rejects_changed_settings(tmp_path, corpus):
