@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -64,7 +65,7 @@ class TrainConfig:
     weight_decay: float = opt(0.1, "AdamW weight decay (matrices only)")
     grad_clip: float = opt(1.0, "gradient norm clip; 0 = off")
     dtype: str = opt("auto", "compute dtype: bf16 autocast (fp32 weights and loss) or fp32; auto = bf16 on CUDA "
-                             "and on CPUs where a bf16 matmul measures faster", ("auto", "bf16", "fp32"))
+                             "and on CPUs with native bf16 (AVX512-BF16 / AMX flags)", ("auto", "bf16", "fp32"))
     compile: bool = opt(False, "torch.compile the model (measured: no gain on this CPU at small sizes)")
     device: str = opt("auto", "auto = cuda:LOCAL_RANK if available, else cpu")
     eval_every: int = opt(200, "held-out evaluation every N steps (and at the end); 0 = only at the end")
@@ -134,21 +135,18 @@ def pick_device(cfg, local_rank):
     return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
 
 
-def bf16_faster(device, n=512):
-    """Does a bf16 matmul beat fp32 here? CUDA: yes when supported. CPU: time both (a few ms)."""
+def bf16_native(device):
+    """Does this device do bf16 math natively? CUDA: when supported. CPU: when its flags list AVX512-BF16 or AMX.
+    Read from the flags, never timed: a timed matmul picked fp32 for some phases of a run on this 2-core machine
+    when it was busy and bf16 for others, and the dtype decides every number a run prints."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    best = {}
-    for dt in (torch.float32, torch.bfloat16):
-        a, b = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)
-        a @ b
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - t0)
-        best[dt] = min(times)
-    return best[torch.bfloat16] < 0.8 * best[torch.float32]
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:  # not Linux: fp32, the exact choice
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
 
 
 # ----------------------------------------------------------------------------- data
@@ -393,8 +391,8 @@ def _train(cfg, rank, world, local_rank):
             f"= {cfg.batch_size}*{T}*{world} = {micro}")
     accum = cfg.total_batch_tokens // micro
     if cfg.dtype == "auto":
-        choice = ["bf16" if bf16_faster(device) else "fp32"]
-        if world > 1:  # rank 0's measurement for all: ranks timing a busy CPU could disagree
+        choice = ["bf16" if bf16_native(device) else "fp32"]
+        if world > 1:  # rank 0's choice for all: ranks on different hosts could disagree
             dist.broadcast_object_list(choice, src=0)
         cfg.dtype = choice[0]
     if device.type == "cuda":

@@ -316,3 +316,18 @@ def test_argparse_rejects_unknown_choices(capsys):
         assert e.value.code == 2 and "error:" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--tokenizer 'sentencepiece': choose one of bytes, gpt2"):
         train(TrainConfig(data=__file__, tokenizer="sentencepiece"))
+
+
+def test_bf16_choice_reads_cpu_flags_not_a_clock(monkeypatch):
+    """dtype auto on CPU follows the CPU's bf16 flags, so a busy machine cannot flip it between phases."""
+    import io
+    cpu = torch.device("cpu")
+    for text, want in (("flags\t: fpu avx512f avx512_bf16 sse\n", True), ("flags\t: fpu amx_bf16\n", True),
+                       ("flags\t: fpu avx512f avx2\n", False), ("flags\t: fpu avx512_bf16x\n", False)):
+        monkeypatch.setattr(train_mod, "open", lambda *a, t=text, **k: io.StringIO(t), raising=False)
+        assert train_mod.bf16_native(cpu) is want
+
+    def missing(*a, **k):
+        raise FileNotFoundError("/proc/cpuinfo")
+    monkeypatch.setattr(train_mod, "open", missing, raising=False)
+    assert train_mod.bf16_native(cpu) is False
