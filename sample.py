@@ -201,11 +201,7 @@ def _compact(full, st, req, deadline, tok):
 def hidden_states(model, idx):
     """Final hidden states (B, T, C) of a no-cache forward: GPT.forward without lm_head, so scoring can apply the
     head only where a log-prob is wanted."""
-    tr = model.transformer
-    x = tr.drop(tr.wte(idx) + tr.wpe(torch.arange(idx.size(1), device=idx.device)))
-    for i, block in enumerate(tr.h):
-        x = block(x, i)
-    return tr.ln_f(x)
+    return model.trunk(idx)
 
 
 def head_logprobs(model, h, targets):
