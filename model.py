@@ -75,7 +75,8 @@ def rope_inv_freq(config):
     s = config.rope_scaling
     if not s:
         return inv
-    factor, lo, hi, old = s["factor"], s["low_freq_factor"], s["high_freq_factor"], s["original_max_position_embeddings"]
+    factor, lo, hi = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
+    old = s["original_max_position_embeddings"]  # the context length the model was pretrained at
     wavelen = 2 * math.pi / inv
     scaled = torch.where(wavelen > old / lo, inv / factor, inv)
     smooth = (old / wavelen - lo) / (hi - lo)
@@ -329,8 +330,8 @@ class GPT(nn.Module):
         into config.json beside the model config."""
         if "model" in (meta or {}):
             raise ValueError("meta key 'model' is reserved for the model config")
-        tied = self.config.tie_embeddings
-        sd = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if k != "lm_head.weight" or not tied}
+        skip = "lm_head.weight" if self.config.tie_embeddings else None
+        sd = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if k != skip}
         with atomic_dir(path) as tmp:
             save_file(sd, os.path.join(tmp, "model.safetensors"))
             with open(os.path.join(tmp, "config.json"), "w") as f:

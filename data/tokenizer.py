@@ -189,7 +189,7 @@ def _hf_json_encoding(path):
     try:
         ranks = {bytes(u2b[c] for c in tok): i for tok, i in model["vocab"].items() if i not in special_ids}
     except KeyError as e:
-        raise ValueError(f"{path}: vocabulary is not byte-level (character {e} outside GPT-2's byte alphabet)") from None
+        raise ValueError(f"{path}: vocabulary is not byte-level ({e} is outside GPT-2's byte alphabet)") from None
     if len(ranks) != len(set(ranks.values())) or any(bytes([b]) not in ranks for b in range(256)):
         raise ValueError(f"{path}: the byte-level vocabulary lacks some of the 256 bytes or repeats an id")
     prev = -1
@@ -237,9 +237,13 @@ def _dir_tokenizer(d):
         specials, ranks, pat, nfc = _llama3_model_encoding(path, vocab)
     top = max([*ranks.values(), *specials.values()]) + 1
     base = max(top, vocab or 0)  # the latent tokens go after the checkpoint's (possibly padded) vocabulary
+    holes = sorted(set(range(base)) - set(ranks.values()) - set(specials.values()))  # e.g. Qwen's padded rows
+    specials = {**specials, **{f"<|unused_{i}|>": i for i in holes}}  # a model may sample them: they must decode
     specials = {**specials, **{s: base + i for i, s in enumerate(LATENT_SPECIALS)}}
-    bos = _token_name(tcfg.get("bos_token"), specials, cfg.get("bos_token_id")) or ENDOFTEXT
-    eos = _token_name(tcfg.get("eos_token"), specials, cfg.get("eos_token_id")) or ENDOFTEXT
+    default = next((s for s in ("<|begin_of_text|>", ENDOFTEXT) if s in specials), None)  # Llama 3, GPT-2 style
+    bos = _token_name(tcfg.get("bos_token"), specials, cfg.get("bos_token_id")) or default
+    eos = _token_name(tcfg.get("eos_token"), specials, cfg.get("eos_token_id")) or default
+    eos = "<|end_of_text|>" if eos == "<|begin_of_text|>" and "<|end_of_text|>" in specials else eos
     if bos not in specials or eos not in specials:
         raise ValueError(f"{d}: no BOS/EOS token found (tokenizer_config.json bos_token/eos_token)")
     name = tokenizer_id(d)
