@@ -57,14 +57,13 @@ class GPTConfig:
             raise ValueError(f"GPTConfig sizes must be positive: {self}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
-        if self.arch not in ARCHS:
-            raise ValueError(f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}")
-        if self.n_kv_head < 0 or self.n_head % self.kv_heads:
-            raise ValueError(f"n_head={self.n_head} is not a multiple of n_kv_head={self.n_kv_head}")
-        if self.arch == "llama" and (self.n_embd // self.n_head) % 2:
-            raise ValueError(f"RoPE needs an even head dim, got {self.n_embd // self.n_head}")
-        if self.arch == "gpt2" and (self.kv_heads != self.n_head or not self.tie_embeddings):
-            raise ValueError("the gpt2 layout has n_kv_head = n_head and tied embeddings")
+        for bad, msg in ((self.arch not in ARCHS, f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}"),
+                         (self.n_kv_head < 0 or self.n_head % self.kv_heads, "n_head is not a multiple of n_kv_head"),
+                         (self.arch == "llama" and self.n_embd // self.n_head % 2, "RoPE needs an even head dim"),
+                         (self.arch == "gpt2" and (self.kv_heads != self.n_head or not self.tie_embeddings),
+                          "the gpt2 layout has n_kv_head = n_head and tied embeddings")):
+            if bad:
+                raise ValueError(f"{msg}: {self}")
 
 
 def rope_inv_freq(config):
@@ -163,9 +162,8 @@ class MLP(nn.Module):
 
 
 def norm(config):
-    if config.arch == "llama":
-        return nn.RMSNorm(config.n_embd, eps=config.norm_eps)
-    return nn.LayerNorm(config.n_embd, bias=config.bias)
+    llama = config.arch == "llama"
+    return nn.RMSNorm(config.n_embd, eps=config.norm_eps) if llama else nn.LayerNorm(config.n_embd, bias=config.bias)
 
 
 class Block(nn.Module):
@@ -210,9 +208,8 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def num_params(self):
-        wpe = self.transformer.wpe.weight.numel() if self.config.arch == "gpt2" else 0
-        return sum(p.numel() for p in self.parameters()) - wpe
+    def num_params(self):  # without the learned positions, as nanoGPT counts
+        return sum(p.numel() for n, p in self.named_parameters() if n != "transformer.wpe.weight")
 
     def trunk(self, idx, cache=None, rows=None):
         """Embeddings, blocks, final norm -> hidden states (B, T, C); forward() and sample.score apply lm_head."""
@@ -410,6 +407,11 @@ def _gpt2_state_dict(sd):
     return {k: (v.t() if k.endswith(conv1d) else v) for k, v in sd.items()}
 
 
+LLAMA_KEYS = {"ln_1": ["input_layernorm"], "ln_2": ["post_attention_layernorm"], "attn.c_proj": ["self_attn.o_proj"],
+              "attn.c_attn": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+              "mlp.c_fc": ["mlp.gate_proj", "mlp.up_proj"], "mlp.c_proj": ["mlp.down_proj"]}  # ours: [HF, ...]
+
+
 def _llama_state_dict(sd, n_layer, src):
     """LlamaForCausalLM names -> ours; q, k, v stacked into c_attn and gate, up into c_fc (rows, in that order)."""
     sd = {k.removeprefix("model."): v for k, v in sd.items() if not k.endswith("rotary_emb.inv_freq")}
@@ -423,13 +425,8 @@ def _llama_state_dict(sd, n_layer, src):
     if "lm_head.weight" in sd:
         out["lm_head.weight"] = sd.pop("lm_head.weight")
     for i in range(n_layer):
-        a, m, o = f"layers.{i}.self_attn.", f"layers.{i}.mlp.", f"transformer.h.{i}."
-        out[o + "ln_1.weight"] = take(f"layers.{i}.input_layernorm.weight")
-        out[o + "ln_2.weight"] = take(f"layers.{i}.post_attention_layernorm.weight")
-        out[o + "attn.c_attn.weight"] = take(a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight")
-        out[o + "attn.c_proj.weight"] = take(a + "o_proj.weight")
-        out[o + "mlp.c_fc.weight"] = take(m + "gate_proj.weight", m + "up_proj.weight")
-        out[o + "mlp.c_proj.weight"] = take(m + "down_proj.weight")
+        for ours, theirs in LLAMA_KEYS.items():
+            out[f"transformer.h.{i}.{ours}.weight"] = take(*(f"layers.{i}.{t}.weight" for t in theirs))
     return {**out, **sd}  # leftovers show up as unexpected keys
 
 
@@ -441,16 +438,10 @@ def _read_hf_weights(path):
     if not os.path.isfile(index):
         raise FileNotFoundError(f"not a Hugging Face checkpoint directory: {single} (or {index}) is missing")
     try:
-        weight_map = json.load(open(index))["weight_map"]
-        shards = sorted(set(weight_map.values()))
+        shards = sorted(set(json.load(open(index))["weight_map"].values()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{index}: unreadable shard index ({type(e).__name__}: {e})") from None
-    sd = {}
-    for shard in shards:
-        sd.update(_read_safetensors(os.path.join(path, shard)))
-    if set(sd) != set(weight_map):
-        raise ValueError(f"{index}: the shards hold {len(sd)} tensors, the index names {len(weight_map)}")
-    return sd, index
+    return {k: v for shard in shards for k, v in _read_safetensors(os.path.join(path, shard)).items()}, index
 
 
 def _read_safetensors(p):
