@@ -51,7 +51,7 @@ class Tokenizer:
         self.n_vocab = enc.n_vocab
         self.bos, self.eos = enc.encode_single_token(bos), enc.encode_single_token(eos)
         self.sol, self.eol, self.prior, self.post = (enc.encode_single_token(s) for s in LATENT_SPECIALS)
-        self.special_ids = {self.bos, self.sol, self.eol, self.prior, self.post}
+        self.special_ids = {self.bos, self.eos, self.sol, self.eol, self.prior, self.post}
 
     def encode(self, text):
         """Ordinary text -> ids. Special-token strings inside `text` are encoded as text, never as specials."""

@@ -258,6 +258,7 @@ def test_dir_tokenizer_specials(hf_dir_tok):
     assert (tok.sol, tok.eol, tok.prior, tok.post) == (n, n + 1, n + 2, n + 3) and tok.n_vocab == n + 4
     assert tok.decode([tok.bos, tok.sol, tok.post, tok.eol]) == "<|begin_of_text|>" + T.SOL + T.POST + T.EOL
     assert not set(tok.encode("<|begin_of_text|> " + " ".join(SPECIAL_STRINGS))) & tok.special_ids
+    assert tok.special_ids == {tok.bos, tok.eos, tok.sol, tok.eol, tok.prior, tok.post}  # BOS != EOS here
     assert tok.name.startswith(f"tiny-{style}@")
 
 
