@@ -1,10 +1,12 @@
-"""The GPT: GPT-2 layout (nanoGPT lineage), one set of weights for p(Z, X) and q(Z | X).
+"""The GPT: GPT-2 or Llama layout (nanoGPT lineage), one set of weights for p(Z, X) and q(Z | X).
 
-References: karpathy/nanoGPT model.py (layout, init, from_pretrained), gpt-fast/nanochat (static KV cache).
+References: karpathy/nanoGPT model.py (layout, init, from_pretrained), gpt-fast/nanochat (static KV cache, a
+modern block in a few lines), Hugging Face LlamaForCausalLM (RoPE incl. Llama 3 scaling, GQA, SwiGLU, RMSNorm).
 - forward(idx, targets): training and teacher-forced scoring, logits in fp32.
 - forward(idx, cache=, rows=, lengths=): prefill right-padded ragged prompts into chosen rows of a KVCache.
-- forward(idx, cache=): decode one token for every cache row at its own position.
-- from_pretrained(dir): a Hugging Face GPT-2 directory (config.json + model.safetensors), safetensors only.
+- forward(idx, cache=): decode one token for every cache row at its own position (RoPE uses that position).
+- from_pretrained(dir): a Hugging Face GPT-2 or Llama directory (config.json + model.safetensors, or shards with
+  model.safetensors.index.json), safetensors only.
 - save / load: our checkpoints, model.safetensors + config.json, written atomically (see `atomic_dir`).
 """
 import json
@@ -19,39 +21,85 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from data.tokenizer import tokenizer_id
 from kernels.attention import decode_attn, flash_attn
+
+ARCHS = ("gpt2", "llama")
 
 
 @dataclass
 class GPTConfig:
-    block_size: int = 256  # max sequence length (learned positions)
+    block_size: int = 256  # max sequence length (gpt2: learned positions; llama: RoPE, any length up to this)
     vocab_size: int = 261  # real vocabulary (tokenizer n_vocab); the embedding is padded up to a multiple of 64
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = True
+    arch: str = "gpt2"  # gpt2: LayerNorm, GELU MLP, learned positions | llama: RMSNorm, SwiGLU, RoPE, GQA
+    n_kv_head: int = 0  # key/value heads (grouped-query attention); 0 = n_head
+    n_inner: int = 0  # MLP hidden width; 0 = 4 * n_embd
+    rope_theta: float = 10000.0
+    rope_scaling: dict = None  # Llama 3's {factor, low_freq_factor, high_freq_factor, original_max_position_...}
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = True
 
     @property
     def padded_vocab(self):
         return -(-self.vocab_size // 64) * 64
+
+    @property
+    def kv_heads(self):
+        return self.n_kv_head or self.n_head
 
     def __post_init__(self):
         if min(self.block_size, self.vocab_size, self.n_layer, self.n_head, self.n_embd) <= 0:
             raise ValueError(f"GPTConfig sizes must be positive: {self}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        for bad, msg in ((self.arch not in ARCHS, f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}"),
+                         (self.n_kv_head < 0 or self.n_head % self.kv_heads, "n_head is not a multiple of n_kv_head"),
+                         (self.arch == "llama" and self.n_embd // self.n_head % 2, "RoPE needs an even head dim"),
+                         (self.arch == "gpt2" and (self.kv_heads != self.n_head or not self.tie_embeddings),
+                          "the gpt2 layout has n_kv_head = n_head and tied embeddings")):
+            if bad:
+                raise ValueError(f"{msg}: {self}")
+
+
+def rope_inv_freq(config):
+    """(D/2,) fp32 RoPE frequencies theta^(-2i/D); with Llama 3's rope_scaling the long wavelengths are slowed
+    down by `factor` and the middle band interpolated (as transformers' _compute_llama3_parameters)."""
+    D = config.n_embd // config.n_head
+    inv = 1.0 / (config.rope_theta ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
+    s = config.rope_scaling
+    if not s:
+        return inv
+    factor, lo, hi = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
+    old = s["original_max_position_embeddings"]  # the context length the model was pretrained at
+    wavelen = 2 * math.pi / inv
+    scaled = torch.where(wavelen > old / lo, inv / factor, inv)
+    smooth = (old / wavelen - lo) / (hi - lo)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < old / hi) & ~(wavelen > old / lo)
+    return torch.where(medium, smoothed, scaled)
+
+
+def rotary(x, cos, sin):
+    """Rotate pairs (i, i + D/2) of x (B, T, H, D) by the angles whose cos/sin are (B or 1, T, 1, D/2)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
 class KVCache:
-    """Static cache for batched generation: k, v (L, B, S, H, D) preallocated once; seqlens (B,) int32 on device
-    says how many positions of each row are valid. Rows are independent: a row can be refilled (prefill) while
-    the others keep decoding."""
+    """Static cache for batched generation: k, v (L, B, S, Hkv, D) preallocated once (Hkv key/value heads: GQA
+    caches each shared head once); seqlens (B,) int32 on device says how many positions of each row are valid.
+    Rows are independent: a row can be refilled (prefill) while the others keep decoding."""
 
     def __init__(self, config, batch_size, max_len, device, dtype=torch.float32):
         if max_len > config.block_size:
             raise ValueError(f"cache length {max_len} exceeds block_size {config.block_size}")
-        H, D = config.n_head, config.n_embd // config.n_head
+        H, D = config.kv_heads, config.n_embd // config.n_head
         shape = (config.n_layer, batch_size, max_len, H, D)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
@@ -62,49 +110,72 @@ class KVCache:
 class CausalSelfAttention(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.n_head = config.n_head
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.kv_heads, config.n_embd // config.n_head
+        kv_dim = self.n_kv_head * self.head_dim
+        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * kv_dim, bias=config.bias)  # q, k, v fused
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, layer, cache=None, rows=None):
+    def forward(self, x, layer, cache=None, rows=None, rope=None):
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head).unbind(2)  # each (B, T, H, D)
+        H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
+        q, k, v = self.c_attn(x).split([C, Hkv * D, Hkv * D], dim=-1)
+        q, k, v = q.view(B, T, H, D), k.view(B, T, Hkv, D), v.view(B, T, Hkv, D)  # views of the fused output
+        if rope is not None:  # llama: rotate q and k by their absolute positions (per row when decoding)
+            q, k = rotary(q, *rope), rotary(k, *rope)
         if cache is not None and rows is None:  # decode: one token per cache row, written at its own position
             pos = cache.seqlens.long().clamp(max=cache.max_len - 1)  # (B,) finished rows may sit at the end
             ar = torch.arange(B, device=x.device)
             cache.k[layer, ar, pos] = k[:, 0].to(cache.k.dtype)
             cache.v[layer, ar, pos] = v[:, 0].to(cache.v.dtype)
-            y = decode_attn(q, cache.k[layer], cache.v[layer], (pos + 1).int())
+            k, v = cache.k[layer], cache.v[layer]  # (B, S, Hkv, D)
+            y = decode_attn(q, *_repeat_kv(k, v, H // Hkv), (pos + 1).int())
         else:  # training / prefill: causal attention over the new tokens only (prefilled rows start empty)
             if cache is not None:
                 cache.k[layer, rows, :T] = k.to(cache.k.dtype)
                 cache.v[layer, rows, :T] = v.to(cache.v.dtype)
-            y = flash_attn(q, k, v, causal=True)
+            y = flash_attn(q, *_repeat_kv(k, v, H // Hkv), causal=True)
         return self.resid_dropout(self.c_proj(y.reshape(B, T, C)))
+
+
+def _repeat_kv(k, v, n_rep):
+    """GQA outside the kernels: (B, S, Hkv, D) -> (B, S, Hkv * n_rep, D), query head h reads kv head h // n_rep."""
+    if n_rep == 1:
+        return k, v
+    return k.repeat_interleave(n_rep, dim=2), v.repeat_interleave(n_rep, dim=2)
 
 
 class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.swiglu = config.arch == "llama"
+        hidden = config.n_inner or 4 * config.n_embd
+        self.c_fc = nn.Linear(config.n_embd, (2 if self.swiglu else 1) * hidden, bias=config.bias)  # llama: gate, up
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
+        if self.swiglu:
+            gate, up = self.c_fc(x).chunk(2, dim=-1)
+            return self.dropout(self.c_proj(F.silu(gate) * up))
         return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))  # GPT-2's gelu_new
+
+
+def norm(config):
+    llama = config.arch == "llama"
+    return nn.RMSNorm(config.n_embd, eps=config.norm_eps) if llama else nn.LayerNorm(config.n_embd, bias=config.bias)
 
 
 class Block(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = norm(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = norm(config)
         self.mlp = MLP(config)
 
-    def forward(self, x, layer, cache=None, rows=None):
-        x = x + self.attn(self.ln_1(x), layer, cache, rows)
+    def forward(self, x, layer, cache=None, rows=None, rope=None):
+        x = x + self.attn(self.ln_1(x), layer, cache, rows, rope)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -112,15 +183,19 @@ class GPT(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
+        gpt2 = config.arch == "gpt2"
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.padded_vocab, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
+            **(dict(wpe=nn.Embedding(config.block_size, config.n_embd)) if gpt2 else {}),  # llama: RoPE instead
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+            ln_f=norm(config),
         ))
+        if not gpt2:  # (D/2,) not saved: a function of the config
+            self.register_buffer("inv_freq", rope_inv_freq(config), persistent=False)
         self.lm_head = nn.Linear(config.n_embd, config.padded_vocab, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight  # tied, as in GPT-2
+        if config.tie_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight  # tied, as in GPT-2 (and SmolLM2, Llama 3.2 1B)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer)
             if name.endswith("c_proj.weight"):
@@ -133,16 +208,11 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def num_params(self):
-        return sum(p.numel() for p in self.parameters()) - self.transformer.wpe.weight.numel()
+    def num_params(self):  # without the learned positions, as nanoGPT counts
+        return sum(p.numel() for n, p in self.named_parameters() if n != "transformer.wpe.weight")
 
-    def forward(self, idx, targets=None, cache=None, rows=None, lengths=None, loss_reduction="mean"):
-        """idx (B, T) token ids.
-        No cache: logits (B, T, V) in fp32, and the cross-entropy over targets != -1 ('mean', or 'sum' for
-        callers that normalise by a global token count; an all-ignored batch gives 0, never NaN).
-        cache + rows (B,) + lengths (B,): prefill right-padded prompts into cache rows `rows` from position 0;
-          returns fp32 logits (B, V) at each row's last valid position.
-        cache alone: idx (B, 1) is the next token of every cache row; returns logits (B, V), advances seqlens."""
+    def trunk(self, idx, cache=None, rows=None):
+        """Embeddings, blocks, final norm -> hidden states (B, T, C); forward() and sample.score apply lm_head."""
         B, T = idx.shape
         if cache is not None and rows is None:
             if T != 1 or B != cache.seqlens.numel():
@@ -152,10 +222,26 @@ class GPT(nn.Module):
             if T > self.config.block_size:
                 raise ValueError(f"sequence of length {T} exceeds block_size {self.config.block_size}")
             pos = torch.arange(T, device=idx.device)[None, :]  # (1, T)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        x, rope = self.transformer.wte(idx), None
+        if self.config.arch == "gpt2":
+            x = x + self.transformer.wpe(pos)
+        else:  # angles in fp32 as in transformers; `rotary` casts them to q's dtype
+            freqs = (pos[..., None].float() * self.inv_freq.float())[:, :, None, :]  # (B or 1, T, 1, D/2)
+            rope = (freqs.cos(), freqs.sin())
+        x = self.transformer.drop(x)
         for i, block in enumerate(self.transformer.h):
-            x = block(x, i, cache, rows)
-        x = self.transformer.ln_f(x)
+            x = block(x, i, cache, rows, rope)
+        return self.transformer.ln_f(x)
+
+    def forward(self, idx, targets=None, cache=None, rows=None, lengths=None, loss_reduction="mean"):
+        """idx (B, T) token ids.
+        No cache: logits (B, T, V) in fp32, and the cross-entropy over targets != -1 ('mean', or 'sum' for
+        callers that normalise by a global token count; an all-ignored batch gives 0, never NaN).
+        cache + rows (B,) + lengths (B,): prefill right-padded prompts into cache rows `rows` from position 0;
+          returns fp32 logits (B, V) at each row's last valid position.
+        cache alone: idx (B, 1) is the next token of every cache row; returns logits (B, V), advances seqlens."""
+        B, T = idx.shape
+        x = self.trunk(idx, cache, rows)
         V = self.config.vocab_size
         if cache is not None:
             if rows is None:
@@ -178,59 +264,49 @@ class GPT(nn.Module):
 
     def resize_vocab(self, vocab_size, seed=0):
         """Grow the vocabulary (e.g. GPT-2's 50257 + the 4 latent tokens). New rows ~ N(0, n_embd^-1/2) clamped
-        at 3 sigma (the authors' choice); existing rows are kept."""
+        at 3 sigma (the authors' choice); existing rows are kept. An untied lm_head grows the same way."""
         old_rows = self.config.vocab_size
         if vocab_size < old_rows:
             raise ValueError(f"cannot shrink the vocabulary from {old_rows} to {vocab_size}")
         self.config.vocab_size = vocab_size
-        wte = self.transformer.wte.weight
-        new = torch.empty(self.config.padded_vocab, wte.size(1), dtype=wte.dtype)
-        std = wte.size(1) ** -0.5
-        g = torch.Generator().manual_seed(seed)
-        new.normal_(0.0, std, generator=g).clamp_(-3 * std, 3 * std)
-        new[:old_rows] = wte.detach()[:old_rows].cpu()
-        self.transformer.wte.weight = nn.Parameter(new.to(wte.device))
-        self.lm_head.weight = self.transformer.wte.weight
+        self.transformer.wte.weight = _grown(self.transformer.wte.weight, old_rows, self.config.padded_vocab, seed)
+        if self.config.tie_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight
+        else:
+            self.lm_head.weight = _grown(self.lm_head.weight, old_rows, self.config.padded_vocab, seed + 1)
         return self
 
-    # ------------------------------------------------------------------------- Hugging Face GPT-2
+    # ------------------------------------------------------------------------- Hugging Face checkpoints
 
     @classmethod
     def from_pretrained(cls, path, vocab_size=None, block_size=None):
-        """Load a Hugging Face GPT-2 directory (config.json + model.safetensors) without transformers or pickle.
-        Accepts 'transformer.h.0...' (save_pretrained) and 'h.0...' (the hub's gpt2 files) key styles; Conv1D
-        weights are (in, out) and get transposed; attn.bias / attn.masked_bias buffers are ignored.
-        vocab_size grows the vocabulary (latent tokens); block_size crops the learned positions."""
-        cfg_path, st_path = os.path.join(path, "config.json"), os.path.join(path, "model.safetensors")
-        for p in (cfg_path, st_path):
-            if not os.path.isfile(p):
-                raise FileNotFoundError(f"not a GPT-2 checkpoint directory: {p} is missing")
+        """Load a Hugging Face GPT-2 or Llama directory (config.json + model.safetensors, or shards listed in
+        model.safetensors.index.json) without transformers or pickle. GPT-2: 'transformer.h.0...' and the hub's
+        'h.0...' keys, Conv1D weights transposed, attn.bias buffers ignored. Llama: q/k/v and gate/up fused.
+        vocab_size grows the vocabulary (latent tokens); block_size crops the context."""
+        cfg_path = os.path.join(path, "config.json")
+        if not os.path.isfile(cfg_path):
+            raise FileNotFoundError(f"not a Hugging Face checkpoint directory: {cfg_path} is missing")
         try:
             hf = json.load(open(cfg_path))
-            config = GPTConfig(block_size=hf.get("n_positions", hf.get("n_ctx")), vocab_size=hf["vocab_size"],
-                               n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=hf["n_embd"], bias=True)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            raise ValueError(f"{cfg_path}: unreadable GPT-2 config ({type(e).__name__}: {e})") from None
-        # variants this GPT-2 layout does not implement would load without error and compute something else
-        ok = dict(model_type=("gpt2",), activation_function=("gelu_new",), n_inner=(None, 4 * config.n_embd),
-                  layer_norm_epsilon=(1e-5,), scale_attn_by_inverse_layer_idx=(False,))
-        unsupported = {k: hf[k] for k in ok if k in hf and hf[k] not in ok[k]}
-        if unsupported:
-            raise ValueError(f"{cfg_path}: unsupported GPT-2 variant {unsupported}")
-        sd = _read_safetensors(st_path)
-        sd = {(k if k.startswith(("transformer.", "lm_head.")) else "transformer." + k): v for k, v in sd.items()}
-        sd = {k: v for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
-        sd.pop("lm_head.weight", None)  # tied to wte
-        conv1d = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-        sd = {k: (v.t() if k.endswith(conv1d) else v) for k, v in sd.items()}
-        wte = sd.pop("transformer.wte.weight")
+            llama = hf.get("model_type") == "llama"
+            config = _llama_config(hf, cfg_path) if llama else _gpt2_config(hf, cfg_path)
+        except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{cfg_path}: unreadable config ({type(e).__name__}: {e})") from None
+        sd, src = _read_hf_weights(path)
+        sd = _llama_state_dict(sd, config.n_layer, src) if llama else _gpt2_state_dict(sd)
+        wte, head = sd.pop("transformer.wte.weight", None), sd.pop("lm_head.weight", None)
         model = cls(config)
         missing, unexpected = model.load_state_dict(sd, strict=False)
         missing = [k for k in missing if k not in ("transformer.wte.weight", "lm_head.weight")]
+        missing += [k for k, t in (("transformer.wte.weight", wte), ("lm_head.weight", head))
+                    if t is None and (k != "lm_head.weight" or not config.tie_embeddings)]
         if missing or unexpected:
-            raise ValueError(f"{st_path}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
+            raise ValueError(f"{src}: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
         with torch.no_grad():
             model.transformer.wte.weight[:config.vocab_size] = wte
+            if not config.tie_embeddings:
+                model.lm_head.weight[:config.vocab_size] = head
         if vocab_size is not None and vocab_size != config.vocab_size:
             model.resize_vocab(vocab_size)
         if block_size is not None:
@@ -241,7 +317,8 @@ class GPT(nn.Module):
         if block_size > self.config.block_size:
             raise ValueError(f"block_size {block_size} exceeds the model's {self.config.block_size}")
         self.config.block_size = block_size
-        self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size].detach().clone())
+        if self.config.arch == "gpt2":
+            self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size].detach().clone())
 
     # ------------------------------------------------------------------------- our checkpoints
 
@@ -250,7 +327,8 @@ class GPT(nn.Module):
         into config.json beside the model config."""
         if "model" in (meta or {}):
             raise ValueError("meta key 'model' is reserved for the model config")
-        sd = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if k != "lm_head.weight"}
+        skip = "lm_head.weight" if self.config.tie_embeddings else None
+        sd = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if k != skip}
         with atomic_dir(path) as tmp:
             save_file(sd, os.path.join(tmp, "model.safetensors"))
             with open(os.path.join(tmp, "config.json"), "w") as f:
@@ -270,7 +348,8 @@ class GPT(nn.Module):
         sd = _read_safetensors(os.path.join(path, "model.safetensors"))
         if "transformer.wte.weight" not in sd:
             raise ValueError(f"{path}: weights do not match the config (missing transformer.wte.weight)")
-        sd["lm_head.weight"] = sd["transformer.wte.weight"]
+        if config.tie_embeddings:
+            sd["lm_head.weight"] = sd["transformer.wte.weight"]
         try:
             model.load_state_dict(sd, strict=True)
         except RuntimeError as e:
@@ -279,12 +358,97 @@ class GPT(nn.Module):
         return model.to(device), meta
 
 
+def _grown(w, old_rows, rows, seed):
+    """w (R, C) -> a Parameter (rows, C): the first old_rows kept, the rest ~ N(0, C^-1/2) clamped at 3 sigma."""
+    new = torch.empty(rows, w.size(1), dtype=w.dtype)
+    std = w.size(1) ** -0.5
+    g = torch.Generator().manual_seed(seed)
+    new.normal_(0.0, std, generator=g).clamp_(-3 * std, 3 * std)
+    new[:old_rows] = w.detach()[:old_rows].cpu()
+    return nn.Parameter(new.to(w.device))
+
+
+def _gpt2_config(hf, cfg_path):
+    config = GPTConfig(block_size=hf.get("n_positions", hf.get("n_ctx")), vocab_size=hf["vocab_size"],
+                       n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=hf["n_embd"], bias=True)
+    # variants this GPT-2 layout does not implement would load without error and compute something else
+    ok = dict(model_type=("gpt2",), activation_function=("gelu_new",), n_inner=(None, 4 * config.n_embd),
+              layer_norm_epsilon=(1e-5,), scale_attn_by_inverse_layer_idx=(False,))
+    unsupported = {k: hf[k] for k in ok if k in hf and hf[k] not in ok[k]}
+    if unsupported:
+        raise ValueError(f"{cfg_path}: unsupported variant {unsupported} (supported model_type: gpt2, llama)")
+    return config
+
+
+def _llama_config(hf, cfg_path):
+    rope = {**(hf.get("rope_scaling") or {}), **(hf.get("rope_parameters") or {})}  # transformers 4 | 5 names
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    C, H = hf["hidden_size"], hf["num_attention_heads"]
+    ok = dict(hidden_act="silu", attention_bias=False, mlp_bias=False, head_dim=C // H)
+    bad = {k: hf[k] for k, v in ok.items() if hf.get(k, v) not in (v, None)}
+    if kind not in ("default", "llama3"):
+        bad["rope_type"] = kind
+    if bad:
+        raise ValueError(f"{cfg_path}: unsupported Llama variant {bad}")
+    keys = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+    return GPTConfig(arch="llama", block_size=hf["max_position_embeddings"], vocab_size=hf["vocab_size"],
+                     n_layer=hf["num_hidden_layers"], n_head=H, n_kv_head=hf.get("num_key_value_heads") or H,
+                     n_embd=C, n_inner=hf["intermediate_size"], bias=False,
+                     rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 10000.0))),
+                     rope_scaling={k: rope[k] for k in keys} if kind == "llama3" else None,
+                     norm_eps=hf.get("rms_norm_eps", 1e-6), tie_embeddings=hf.get("tie_word_embeddings", False))
+
+
+def _gpt2_state_dict(sd):
+    sd = {(k if k.startswith(("transformer.", "lm_head.")) else "transformer." + k): v for k, v in sd.items()}
+    sd = {k: v for k, v in sd.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+    sd.pop("lm_head.weight", None)  # tied to wte
+    conv1d = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+    return {k: (v.t() if k.endswith(conv1d) else v) for k, v in sd.items()}
+
+
+LLAMA_KEYS = {"ln_1": ["input_layernorm"], "ln_2": ["post_attention_layernorm"], "attn.c_proj": ["self_attn.o_proj"],
+              "attn.c_attn": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+              "mlp.c_fc": ["mlp.gate_proj", "mlp.up_proj"], "mlp.c_proj": ["mlp.down_proj"]}  # ours: [HF, ...]
+
+
+def _llama_state_dict(sd, n_layer, src):
+    """LlamaForCausalLM names -> ours; q, k, v stacked into c_attn and gate, up into c_fc (rows, in that order)."""
+    sd = {k.removeprefix("model."): v for k, v in sd.items() if not k.endswith("rotary_emb.inv_freq")}
+
+    def take(*names):
+        if any(n not in sd for n in names):
+            raise ValueError(f"{src}: missing keys {[n for n in names if n not in sd][:5]}")
+        return torch.cat([sd.pop(n) for n in names])
+
+    out = {"transformer.wte.weight": take("embed_tokens.weight"), "transformer.ln_f.weight": take("norm.weight")}
+    if "lm_head.weight" in sd:
+        out["lm_head.weight"] = sd.pop("lm_head.weight")
+    for i in range(n_layer):
+        for ours, theirs in LLAMA_KEYS.items():
+            out[f"transformer.h.{i}.{ours}.weight"] = take(*(f"layers.{i}.{t}.weight" for t in theirs))
+    return {**out, **sd}  # leftovers show up as unexpected keys
+
+
+def _read_hf_weights(path):
+    """model.safetensors, or every shard named in model.safetensors.index.json -> ({name: tensor}, source)."""
+    single, index = os.path.join(path, "model.safetensors"), os.path.join(path, "model.safetensors.index.json")
+    if os.path.isfile(single):
+        return _read_safetensors(single), single
+    if not os.path.isfile(index):
+        raise FileNotFoundError(f"not a Hugging Face checkpoint directory: {single} (or {index}) is missing")
+    try:
+        shards = sorted(set(json.load(open(index))["weight_map"].values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{index}: unreadable shard index ({type(e).__name__}: {e})") from None
+    return {k: v for shard in shards for k, v in _read_safetensors(os.path.join(path, shard)).items()}, index
+
+
 def _read_safetensors(p):
     try:
         return load_file(p)
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{p}: not a readable safetensors file ({e})") from None
-
 
 class atomic_dir:
     """`with atomic_dir(path) as tmp:` write files into tmp; on success tmp replaces path. A kill at any moment
@@ -322,8 +486,9 @@ def resolve_checkpoint(path):
 
 
 def load_model(path, vocab_size=None, device="cpu"):
-    """Our checkpoint or a Hugging Face GPT-2 directory -> (model, meta). A GPT-2 directory gets its vocabulary
-    grown to vocab_size (the latent tokens) and meta {'tokenizer': 'gpt2'}."""
+    """Our checkpoint or a Hugging Face GPT-2 / Llama directory -> (model, meta). A HF directory gets its vocabulary
+    grown to vocab_size (the latent tokens) and meta {'tokenizer': 'gpt2'} (GPT-2) or, for Llama, the id of the
+    tokenizer it ships (data/tokenizer.py tokenizer_id; None when it ships none) and 'tokenizer_dir'."""
     cfg = os.path.join(resolve_dir(path), "config.json")
     try:
         is_ours = "model" in json.load(open(cfg))
@@ -331,7 +496,10 @@ def load_model(path, vocab_size=None, device="cpu"):
         raise ValueError(f"{cfg}: unreadable ({e})") from None
     if is_ours:
         return GPT.load(path, device)
-    return GPT.from_pretrained(path, vocab_size=vocab_size).to(device), {"tokenizer": "gpt2", "init": path}
+    model = GPT.from_pretrained(path, vocab_size=vocab_size).to(device)
+    if model.config.arch == "gpt2":
+        return model, {"tokenizer": "gpt2", "init": path}
+    return model, {"tokenizer": tokenizer_id(path), "tokenizer_dir": path, "init": path}
 
 
 def resolve_dir(path):

@@ -201,11 +201,7 @@ def _compact(full, st, req, deadline, tok):
 def hidden_states(model, idx):
     """Final hidden states (B, T, C) of a no-cache forward: GPT.forward without lm_head, so scoring can apply the
     head only where a log-prob is wanted."""
-    tr = model.transformer
-    x = tr.drop(tr.wte(idx) + tr.wpe(torch.arange(idx.size(1), device=idx.device)))
-    for i, block in enumerate(tr.h):
-        x = block(x, i)
-    return tr.ln_f(x)
+    return model.trunk(idx)
 
 
 def head_logprobs(model, h, targets):
@@ -263,8 +259,8 @@ def score(model, prefixes, continuations, batch_size=64):
 # ----------------------------------------------------------------------------- CLI
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Sample from a checkpoint (ours or a Hugging Face GPT-2 directory).")
-    ap.add_argument("--ckpt", required=True, help="checkpoint directory (train.py output or HF GPT-2 dir)")
+    ap = argparse.ArgumentParser(description="Sample from a checkpoint (ours or a Hugging Face directory).")
+    ap.add_argument("--ckpt", required=True, help="checkpoint directory (train.py output or HF GPT-2 / Llama dir)")
     ap.add_argument("--prompt", default="", help="text to continue (BOS is prepended)")
     ap.add_argument("--num-samples", type=int, default=1)
     ap.add_argument("--max-new-tokens", type=int, default=None, help="default: min(128, what fits in block_size)")
@@ -272,14 +268,15 @@ def main(argv=None):
     ap.add_argument("--top-k", type=int, default=0, help="0 = off")
     ap.add_argument("--top-p", type=float, default=1.0, help="1.0 = off")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tokenizer", default=None, help="bytes | gpt2 (default: the checkpoint's; gpt2 for a HF dir)")
+    ap.add_argument("--tokenizer", default=None, help="bytes | gpt2 | a dir with tokenizer.json / tokenizer.model "
+                    "(default: the checkpoint's; gpt2 for a HF GPT-2 dir, the dir itself for a Llama one)")
     ap.add_argument("--bpe-dir", default=None, help="directory with GPT-2's vocab.bpe + encoder.json")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     from data.tokenizer import check_tokenizer, get_tokenizer
     try:
         model, meta = load_model(args.ckpt, device=args.device)
-        tok = get_tokenizer(args.tokenizer or meta.get("tokenizer", "bytes"), args.bpe_dir)
+        tok = get_tokenizer(args.tokenizer or meta.get("tokenizer_dir") or meta.get("tokenizer", "bytes"), args.bpe_dir)
         check_tokenizer(meta, tok)
         if model.config.vocab_size < tok.n_vocab:  # a HF GPT-2 dir: grow the vocabulary to hold the latent tokens
             model.resize_vocab(tok.n_vocab)

