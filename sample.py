@@ -10,7 +10,12 @@ on the batch, batch_size or order. Identical prompts (the K samples of one E-ste
 score(model, prefixes, continuations) is the E-step's log p: teacher-forced log-probs of each continuation,
 with logits materialised only at continuation positions, a slice at a time.
 
+think(), explain(): the two ways to watch a latent model (prompts from data/layout, never a second copy):
   python sample.py --ckpt out/ckpt --prompt "Once upon a time" --num-samples 3 --max-new-tokens 64
+  python sample.py --ckpt out/em/iter3/model/ckpt --think --prompt $'Q: 7 ciqx\n'      # a thought, then text
+  python sample.py --ckpt out/em/iter3/model/ckpt --explain --score --prompt $'A: 5 for 7 ciqx\n' --num-samples 4
+The output shows each thought indented under a `thought:` label (dim on a terminal); --raw prints the tokens as
+they are, special tokens by name.
 """
 import argparse
 import math
@@ -451,10 +456,11 @@ def show(tok, prompt, outs, a):
     """Print the samples: rendered (thought apart from text) or --raw; --explain --score adds the E-step's numbers."""
     dim = sys.stdout.isatty() and not a.raw
     if a.score:
-        print(f"# log q: Z and its EoL under the distribution sampled from. log p: Z EoL X after BOS SoL PRIOR, the "
-              f"E-step's log p, which leaves out the {MODE_MARKS} mode marks SoL PRIOR (log p(SoL PRIOR | BOS) = "
-              f"{outs[0]['log_marks']:.2f} for every sample). log w = log p - log q, the E-step's weight; "
-              f"weight = softmax(log w), its resampling probability.")
+        print(f"# log q: Z and its EoL, under the distribution sampled from\n"
+              f"# log p: Z EoL X after BOS SoL PRIOR, as the E-step scores them: the {MODE_MARKS} mode marks SoL PRIOR "
+              f"are left out (log p(SoL PRIOR | BOS) = {outs[0]['log_marks']:.2f} for every sample)\n"
+              f"# log w = log p - log q, the E-step's importance weight; weight = softmax(log w), the chance the "
+              f"E-step picks that sample")
         w = torch.softmax(torch.tensor([o["log_w"] for o in outs], dtype=torch.float64), 0)
     for i, o in enumerate(outs):
         lq = o["log_q"] if a.explain else sum(o["logprobs"])
