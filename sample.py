@@ -456,11 +456,10 @@ def show(tok, prompt, outs, a):
     """Print the samples: rendered (thought apart from text) or --raw; --explain --score adds the E-step's numbers."""
     dim = sys.stdout.isatty() and not a.raw
     if a.score:
-        print(f"# log q: Z and its EoL, under the distribution sampled from\n"
-              f"# log p: Z EoL X after BOS SoL PRIOR, as the E-step scores them: the {MODE_MARKS} mode marks SoL PRIOR "
-              f"are left out (log p(SoL PRIOR | BOS) = {outs[0]['log_marks']:.2f} for every sample)\n"
-              f"# log w = log p - log q, the E-step's importance weight; weight = softmax(log w), the chance the "
-              f"E-step picks that sample")
+        print(f"# log q: Z and its EoL under the distribution sampled from\n"
+              f"# log p: Z EoL X after BOS SoL PRIOR as the E-step scores it, the {MODE_MARKS} mode marks left out "
+              f"(log p(SoL PRIOR | BOS) = {outs[0]['log_marks']:.2f})\n"
+              f"# log w = log p - log q, the E-step's weight; weight = softmax(log w), its chance to be picked")
         w = torch.softmax(torch.tensor([o["log_w"] for o in outs], dtype=torch.float64), 0)
     for i, o in enumerate(outs):
         lq = o["log_q"] if a.explain else sum(o["logprobs"])
@@ -473,8 +472,7 @@ def show(tok, prompt, outs, a):
     if a.score:
         lw = torch.tensor([o["log_w"] for o in outs], dtype=torch.float64)
         print(f"# ESS = {float(1 / (w * w).sum()):.2f} of K = {len(outs)}; log mean w = "
-              f"{float(torch.logsumexp(lw, 0)) - math.log(len(outs)):.2f} (the IW-ELBO_K of this text, as em.py's "
-              f"held-out bound, mode marks left out)")
+              f"{float(torch.logsumexp(lw, 0)) - math.log(len(outs)):.2f} (this text's IW-ELBO_K, as em.py's bound)")
 
 
 if __name__ == "__main__":
