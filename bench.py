@@ -5,6 +5,9 @@
   python bench.py engine      sample.py E-step-shaped generate+score vs a naive no-cache loop and HF generate
   python bench.py train       train.py tokens/s vs a minimal plain fp32 PyTorch loop, and MFU vs measured peak
   python bench.py memory      train.py peak RSS and start-up on JSONL vs token shards, 20k docs to 100M tokens
+
+  python bench.py engine train --json out/bench.json        # also write every comparison as JSON
+  python bench.py --table out/bench.json --readme README.md  # that JSON -> the README's Performance table
 """
 import argparse
 import sys
@@ -19,11 +22,12 @@ def bench_attention():
     if not torch.cuda.is_available():
         print("attention: needs a CUDA GPU (none found here); nothing measured. The kernels' correctness is "
               "covered by tests/test_attention.py under TRITON_INTERPRET=1.")
-        return
+        return []
     from triton.testing import do_bench
     from kernels.attention import decode_attn_ref, decode_attn_triton, flash_attn_ref, flash_attn_triton
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     print(f"attention on {torch.cuda.get_device_name()}, {dtype}")
+    rows = []
     for B, T, H, D, causal in [(8, 1024, 12, 64, True), (8, 1024, 12, 64, False), (4, 2048, 16, 128, True)]:
         qkv = torch.randn(B, T, 3, H, D, device="cuda", dtype=dtype, requires_grad=True)
         do = torch.randn(B, T, H, D, device="cuda", dtype=dtype)
@@ -39,6 +43,8 @@ def bench_attention():
             print(f"  flash {mode:8s} B{B} T{T} H{H} D{D} causal={causal!s:5s}  triton {ms['triton']:.3f} ms "
                   f"({mult * flops / ms['triton'] * 1e-9:.1f} TFLOPS)  sdpa {ms['sdpa']:.3f} ms  "
                   f"speedup {ms['sdpa'] / ms['triton']:.2f}x")
+            rows.append(_row("attention", f"flash {mode} B{B} T{T} H{H} D{D} causal={causal}", "Triton flash attention",
+                             ms["triton"], "torch SDPA", ms["sdpa"], "ms"))
     for B, S, H, D in [(64, 2048, 12, 64), (256, 1024, 12, 64)]:
         q = torch.randn(B, 1, H, D, device="cuda", dtype=dtype)
         kc, vc = (torch.randn(B, S, H, D, device="cuda", dtype=dtype) for _ in range(2))
@@ -48,6 +54,9 @@ def bench_attention():
         gbytes = 2 * seqlens.sum().item() * H * D * kc.element_size() * 1e-9  # K and V actually needed
         print(f"  decode B{B} S{S} H{H} D{D} ragged  triton {ms['triton']:.3f} ms ({gbytes / ms['triton'] * 1e3:.0f}"
               f" GB/s useful)  sdpa+mask {ms['sdpa']:.3f} ms  speedup {ms['sdpa'] / ms['triton']:.2f}x")
+        rows.append(_row("attention", f"decode B{B} S{S} H{H} D{D} ragged", "Triton split-KV decode", ms["triton"],
+                         "torch SDPA + mask", ms["sdpa"], "ms"))
+    return rows
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -96,6 +105,7 @@ def bench_sampling():
             for _ in range(reps):
                 f()
             return (time.perf_counter() - t0) / reps * 1e3
+    rows = []
     shapes = [(256, 261), (256, 50261)] + ([(1, 50261), (256, 128256)] if cuda else [])
     for B, V in shapes:
         logits = torch.randn(B, V, device=dev) * 3
@@ -108,6 +118,10 @@ def bench_sampling():
             ours = ms.get("triton", ms["ours torch"])
             line = "  ".join(f"{k} {v:.3f} ms" for k, v in ms.items())
             print(f"  B{B} V{V} T,k,p={params}  {line}  speedup over naive {ms['naive torch'] / ours:.2f}x")
+            name = "Triton sampler" if cuda else "kernels.sampling torch path"
+            rows.append(_row("sampling", f"B{B} V{V} T,k,p={params}", name, ours, "vLLM-style torch sampler",
+                             ms["naive torch"], "ms"))
+    return rows
 
 
 # ----------------------------------------------------------------------------- engine
@@ -153,6 +167,7 @@ def bench_engine():
         transformers = None
         print("transformers is not installed: (c) is skipped")
     N, K, M, NAIVE = 64, 4, 48, 4
+    rows = []
     print(f"torch threads {torch.get_num_threads()}; {N} prompts of 32-256 tokens, {M} new tokens")
     for V in (261, 50261):
         torch.manual_seed(0)
@@ -179,6 +194,9 @@ def bench_engine():
         same_b = sum(x[:NAIVE] == y for x, y in zip(out, naive))
         print(f"greedy  (a) engine {a:8.1f} tok/s   (b) naive loop {b:7.1f} tok/s   a/b = {a / b:6.2f}x"
               f"   (same first {NAIVE} tokens: {same_b}/{N} rows)")
+        case = f"generate, vocab {V}, greedy, {N} prompts x {M} tokens"
+        rows.append(_row("engine", case, "sample.generate", a, f"nanoGPT no-cache loop (first {NAIVE} steps)", b,
+                         "tok/s", f"same first {NAIVE} tokens: {same_b}/{N} rows"))
         if hf is not None:
             T = max(map(len, prompts))
             idx, mask = torch.zeros(N, T, dtype=torch.long), torch.zeros(N, T, dtype=torch.long)
@@ -191,6 +209,8 @@ def bench_engine():
                 c = N * M / (time.perf_counter() - t)
             same_c = sum(x == y for x, y in zip(out, r[:, T:].tolist()))
             print(f"greedy  (c) HF generate {c:7.1f} tok/s   a/c = {a / c:6.2f}x   (same tokens: {same_c}/{N} rows)")
+            rows.append(_row("engine", case, "sample.generate", a, "HF generate (KV cache)", c, "tok/s",
+                             f"same tokens: {same_c}/{N} rows"))
 
         es = [p for p in prompts[:N // K] for _ in range(K)]  # K samples of each prompt, distinct request ids
         t = time.perf_counter()
@@ -212,6 +232,10 @@ def bench_engine():
                             eos_token_id=None)
                 c = N * M / (time.perf_counter() - t)
             print(f"E-step  (c) HF generate {c:7.1f} tok/s   a/c = {N * M / tg / c:6.2f}x (generation only)")
+            rows.append(_row("engine", f"E-step sampling, vocab {V}, {N // K} prompts x K={K}, T=1, {M} tokens",
+                             "sample.generate", N * M / tg, "HF generate (do_sample, num_return_sequences)", c,
+                             "tok/s", f"score() of the same pairs: {N * M / ts:.0f} tok/s"))
+    return rows
 
 
 # ----------------------------------------------------------------------------- train
@@ -273,6 +297,7 @@ def bench_train():
     words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 8))) for _ in range(500)]
     tok = get_tokenizer("bytes")
     peaks = {"fp32": peak(torch.float32), "bf16": peak(torch.bfloat16)}
+    rows = []
     print(f"threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}; matmul peak (1024^3): "
           f"fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
     with tempfile.TemporaryDirectory() as tmp:
@@ -310,6 +335,90 @@ def bench_train():
                 label = "plain fp32 loop (baseline)" if name == "plain" else name
                 print(f"  {label:28s} {tps:9,.0f} tok/s  {tps / base:5.2f}x  MFU {tps * flops / peaks[dt]:5.1%} of {dt}"
                       f"  final loss {loss:.4f}" + (f"  (wall {wall:.0f}s)" if wall else ""))
+                if name != "plain":
+                    rows.append(_row("train", f"M-step, 4x{C}, T={T}, {cfg.batch_size * T} tokens/step", name, tps,
+                                     "plain fp32 PyTorch loop", base, "tok/s",
+                                     f"{dt}, MFU {tps * flops / peaks[dt]:.1%}; final loss {loss:.4f} vs "
+                                     f"{best['plain'][2]:.4f}"))
+    return rows
+
+
+# ----------------------------------------------------------------------------- JSON results and the README table
+
+def _row(section, case, ours, ours_value, baseline, baseline_value, unit, note=""):
+    """One comparison measured in this run. speedup > 1 means ours is faster, whatever the unit (tok/s or ms)."""
+    speedup = ours_value / baseline_value if unit == "tok/s" else baseline_value / ours_value
+    return dict(section=section, case=case, ours=ours, ours_value=ours_value, baseline=baseline,
+                baseline_value=baseline_value, unit=unit, speedup=speedup, note=note)
+
+
+def machine():
+    """What the numbers were measured on: CPU model from /proc/cpuinfo, cores, torch threads, load, GPU."""
+    import os
+    import platform
+    import time
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return dict(cpu=cpu, cores=os.cpu_count(), torch_threads=torch.get_num_threads(), torch=torch.__version__,
+                gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                load_average=round(os.getloadavg()[0], 1), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+
+
+def render_table(res):
+    """bench JSON ({'machine', 'command', 'rows'}) -> the README's Performance table (markdown)."""
+    m = res["machine"]
+    if not res["rows"]:
+        raise ValueError("the bench JSON holds no measurements (run the engine / train sections)")
+    on = m["gpu"] or f"{m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch threads, load average " \
+                      f"{m['load_average']} at the start)"
+    lines = [f"Measured {m['date']} on {on}, torch {m['torch']}, by `{res['command']}`.", "",
+             "| benchmark | case | ours | baseline | speedup | notes |", "|---|---|---|---|---|---|"]
+    fmt = lambda v, unit: f"{v:,.0f} tok/s" if unit == "tok/s" else f"{v:.3f} ms"
+    for r in res["rows"]:
+        lines.append(f"| {r['section']} | {r['case']} | {r['ours']}: {fmt(r['ours_value'], r['unit'])} | "
+                     f"{r['baseline']}: {fmt(r['baseline_value'], r['unit'])} | **{r['speedup']:.2f}x** | "
+                     f"{r['note']} |")
+    return "\n".join(lines) + "\n"
+
+
+TABLE_START, TABLE_END = "<!-- bench table: start -->", "<!-- bench table: end -->"
+
+
+def write_readme_table(readme, table):
+    """Replace the text between the two bench-table markers in `readme` with `table`."""
+    text = open(readme).read()
+    if text.count(TABLE_START) != 1 or text.count(TABLE_END) != 1 or text.index(TABLE_START) > text.index(TABLE_END):
+        raise ValueError(f"{readme} needs exactly one {TABLE_START} line followed by one {TABLE_END} line")
+    head, rest = text.split(TABLE_START)
+    tail = rest.split(TABLE_END)[1]
+    with open(readme + ".tmp", "w") as f:
+        f.write(head + TABLE_START + "\n" + table + TABLE_END + tail)
+    import os
+    os.replace(readme + ".tmp", readme)
+
+
+def read_results(path):
+    """A bench JSON file -> dict, checked enough that a wrong file gives one clear error."""
+    import json
+    try:
+        with open(path) as f:
+            res = json.load(f)
+        for key in ("machine", "command", "rows"):
+            res[key]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a bench.py --json file ({type(e).__name__}: {e})") from None
+    return res
+
+
+def fail(msg):
+    """One line on stderr and exit code 2, as every CLI here."""
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
 
 
 # ----------------------------------------------------------------------------- memory
@@ -406,12 +515,48 @@ def bench_memory():
 
 SECTIONS = {n[len("bench_"):]: f for n, f in list(globals().items()) if n.startswith("bench_")}  # bench_<section>()
 
-if __name__ == "__main__":
+
+def main(argv=None):
+    import json
+    import os
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("sections", nargs="*", help=f"which benchmarks to run (default: all)")
-    args = ap.parse_args()
+    ap.add_argument("sections", nargs="*", help=f"which benchmarks to run: {', '.join(SECTIONS)} (default: all)")
+    ap.add_argument("--json", default=None, help="also write every comparison to this JSON file")
+    ap.add_argument("--table", default=None, help="render a --json file as the README Performance table (markdown) "
+                                                  "and run nothing")
+    ap.add_argument("--readme", default=None, help="with --table: write the table between the bench-table markers "
+                                                   "of this file instead of printing it")
+    ap.error = fail
+    args = ap.parse_args(argv)
+    bad = [s for s in args.sections if s not in SECTIONS]
+    errors = [msg for cond, msg in (
+        (bad, f"unknown section {', '.join(bad)}; choose from {', '.join(SECTIONS)} (sections)"),
+        (args.table and (args.sections or args.json), "--table renders a file and runs nothing (--table)"),
+        (args.readme and not args.table, "--readme needs --table JSON (--readme)"),
+        (args.table and not os.path.isfile(args.table or ""), f"no such file {args.table} (--table)"),
+        (args.readme and not os.path.isfile(args.readme or ""), f"no such file {args.readme} (--readme)"),
+        (args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json or "."))),
+         f"no directory for {args.json} (--json)"),
+    ) if cond]
+    if errors:
+        ap.error("; ".join(errors))
+    try:
+        if args.table:
+            table = render_table(read_results(args.table))
+            write_readme_table(args.readme, table) if args.readme else print(table, end="")
+            return
+    except (OSError, ValueError) as e:
+        ap.error(str(e))
+    rows, where = [], machine()  # the load average before this run's own work
     for name in args.sections or list(SECTIONS):
-        if name not in SECTIONS:
-            sys.exit(f"unknown section {name!r}; choose from {', '.join(SECTIONS)}")
         print(f"== {name}")
-        SECTIONS[name]()
+        rows += SECTIONS[name]() or []
+    if args.json:
+        cmd = "python bench.py " + " ".join(args.sections or []) + f" --json {args.json}"
+        with open(args.json, "w") as f:
+            json.dump({"machine": where, "command": " ".join(cmd.split()), "rows": rows}, f, indent=1)
+        print(f"wrote {len(rows)} comparisons to {args.json}")
+
+
+if __name__ == "__main__":
+    main()

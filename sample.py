@@ -10,13 +10,22 @@ on the batch, batch_size or order. Identical prompts (the K samples of one E-ste
 score(model, prefixes, continuations) is the E-step's log p: teacher-forced log-probs of each continuation,
 with logits materialised only at continuation positions, a slice at a time.
 
+think(), explain(): the two ways to watch a latent model (prompts from data/layout, never a second copy):
   python sample.py --ckpt out/ckpt --prompt "Once upon a time" --num-samples 3 --max-new-tokens 64
+  python sample.py --ckpt out/em/iter3/model/ckpt --think --prompt $'Q: 7 ciqx\n'      # a thought, then text
+  python sample.py --ckpt out/em/iter3/model/ckpt --explain --score --prompt $'A: 5 for 7 ciqx\n' --num-samples 4
+The output shows each thought indented under a `thought:` label (dim on a terminal); --raw prints the tokens as
+they are, special tokens by name.
 """
 import argparse
+import math
+import os
 import sys
 
 import torch
 
+from data.layout import MODE_MARKS, explain_prompt, joint_continuation, think_prompt
+from data.tokenizer import check_tokenizer, get_tokenizer
 from kernels.sampling import sample
 from model import KVCache, load_model
 
@@ -256,13 +265,97 @@ def score(model, prefixes, continuations, batch_size=64):
     return out
 
 
+# ----------------------------------------------------------------------------- latent modes (--think, --explain)
+
+def think(model, tok, x, n, max_new_tokens, **sampling):
+    """n samples of the model thinking about text x (ids), laid out as the evaluation lays out a question:
+    think_prompt = BOS [SoL PRIOR EoL X] SoL PRIOR; the model writes Z, EoL, then its text, and stops at EOS or at
+    the SoL that would open the next chunk. Returns (prompt, generate() outputs)."""
+    prompt = think_prompt(tok, x)
+    return prompt, generate(model, [prompt] * n, max_new_tokens, stop_tokens=(tok.eos, tok.sol), **sampling)
+
+
+def explain(model, tok, x, k, max_new_tokens, with_score=False, **sampling):
+    """k posterior latents for text x (ids) from the E-step's prompt for a first chunk, explain_prompt =
+    BOS SoL EoL X SoL POST, each {'z' (without EoL), 'tokens', 'log_q' (incl. EoL, under the distribution sampled
+    from), 'capped'}. with_score adds what em.py's E-step computes from the joint pair (BOS, SoL PRIOR Z EoL X):
+    'log_p' = log p(Z EoL X | BOS SoL PRIOR), without the MODE_MARKS as em.py; 'log_marks' = log p(SoL PRIOR | BOS),
+    the same for every sample; 'log_w' = log_p - log_q, em.py's importance weight."""
+    prompt = explain_prompt(tok, x)
+    outs = generate(model, [prompt] * k, max_new_tokens, stop_tokens=(tok.eol,), **sampling)
+    res = [dict(z=o["tokens"][:-1] if o["stopped"] else o["tokens"], tokens=o["tokens"],
+                log_q=float(sum(o["logprobs"])), capped=not o["stopped"]) for o in outs]
+    if with_score:
+        scores = score(model, [[tok.bos]] * k, [joint_continuation(tok, r["z"], x) for r in res])
+        for r, s in zip(res, scores):
+            r["log_marks"] = float(sum(s["logprobs"][:MODE_MARKS]))
+            r["log_p"] = s["sum"] - r["log_marks"]
+            r["log_w"] = r["log_p"] - r["log_q"]
+    return prompt, res
+
+
+def segments(tok, ids):
+    """A laid-out token sequence -> [(kind, ids, closed)]: kind 'text', 'thought' (SoL PRIOR Z EoL: a thought
+    before its text) or 'thought (posterior)' (SoL POST Z EoL: about the text before it); closed is False for a
+    thought cut before its EoL. BOS/EOS and the empty boundary `SoL EoL` (or a last, stopping SoL) end a text piece
+    and are not shown; empty thoughts (the think prompt's question chunk) are dropped."""
+    out, text, i, n = [], [], 0, len(ids)
+    kinds = {tok.prior: "thought", tok.post: "thought (posterior)"}
+    while i < n:
+        t, nxt = ids[i], ids[i + 1] if i + 1 < n else None
+        if t == tok.sol and nxt in kinds:
+            j = i + 2
+            while j < n and ids[j] != tok.eol:
+                j += 1
+            if j > i + 2 or j == n:
+                out += [("text", text, True)] if text else []
+                out.append((kinds[nxt], ids[i + 2:j], j < n))
+                text = []
+            i = j + 1
+        elif t in (tok.bos, tok.eos) or (t == tok.sol and nxt in (tok.eol, None)):
+            out += [("text", text, True)] if text else []
+            text, i = [], i + (2 if nxt == tok.eol and t == tok.sol else 1)
+        else:
+            text.append(t)  # anything else, a stray special included, prints as decode() spells it
+            i += 1
+    return out + ([("text", text, True)] if text else [])
+
+
+def render(tok, ids, dim=False):
+    """Thought and text apart: text as is, each thought indented under its label; dim (ANSI) for a terminal."""
+    lines = []
+    for kind, piece, closed in segments(tok, ids):
+        text = tok.decode(piece).rstrip("\n")  # a chunk's closing newline: the next piece starts a line anyway
+        if kind == "text":
+            lines.append(text)
+            continue
+        body = "\n".join("    " + ln for ln in text.split("\n"))
+        lines += [f"{kind}:" if closed else f"{kind}, unfinished (no EoL):", f"\033[2m{body}\033[0m" if dim else body]
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- CLI
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description="Sample from a checkpoint (ours or a Hugging Face directory).")
+def fail(msg):
+    """The CLI's only way out on bad input: one line on stderr, exit code 2, no traceback."""
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_args(argv=None):
+    """Flags -> args, every flag checked before the checkpoint is read."""
+    ap = argparse.ArgumentParser(description="Sample from a checkpoint (ours or a Hugging Face GPT-2 / Llama directory); "
+                                 "with a latent model, --think or --explain.")
     ap.add_argument("--ckpt", required=True, help="checkpoint directory (train.py output or HF GPT-2 / Llama dir)")
-    ap.add_argument("--prompt", default="", help="text to continue (BOS is prepended)")
-    ap.add_argument("--num-samples", type=int, default=1)
+    ap.add_argument("--prompt", default="", help="text to continue (BOS is prepended); --think: the question; "
+                    "--explain: the text to explain")
+    ap.add_argument("--think", action="store_true", help="latent model: write a thought (SoL PRIOR Z EoL), then text")
+    ap.add_argument("--explain", action="store_true", help="latent model: sample posterior thoughts Z for --prompt "
+                    "(SoL EoL X SoL POST Z EoL), each with log q")
+    ap.add_argument("--score", action="store_true", help="with --explain: each sample's log p and log w as the "
+                    "E-step computes them, and the resampling weights")
+    ap.add_argument("--raw", action="store_true", help="print the token stream as is (special tokens by name)")
+    ap.add_argument("--num-samples", type=int, default=1, help="samples (--explain: K)")
     ap.add_argument("--max-new-tokens", type=int, default=None, help="default: min(128, what fits in block_size)")
     ap.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
     ap.add_argument("--top-k", type=int, default=0, help="0 = off")
@@ -272,26 +365,110 @@ def main(argv=None):
                     "(default: the checkpoint's; gpt2 for a HF GPT-2 dir, the dir itself for a Llama one)")
     ap.add_argument("--bpe-dir", default=None, help="directory with GPT-2's vocab.bpe + encoder.json")
     ap.add_argument("--device", default="cpu")
-    args = ap.parse_args(argv)
-    from data.tokenizer import check_tokenizer, get_tokenizer
+    ap.error = fail
+    a = ap.parse_args(argv)
+    mode = "--think" if a.think else "--explain"
+    errors = [msg for bad, msg in (
+        (a.think and a.explain, "--think writes a thought then text, --explain thoughts for a given text: pick one "
+                                "(--think, --explain)"),
+        (a.score and not a.explain, "--score scores the samples of --explain (--score)"),
+        ((a.think or a.explain) and not a.prompt.strip(), f"{mode} needs a non-empty --prompt (--prompt)"),
+        (a.num_samples < 1, f"need at least one sample, got {a.num_samples} (--num-samples)"),
+        (a.max_new_tokens is not None and a.max_new_tokens < 1,
+         f"need at least one new token, got {a.max_new_tokens} (--max-new-tokens)"),
+        (not (math.isfinite(a.temperature) and a.temperature >= 0),
+         f"temperature must be a finite number >= 0 (0 = greedy), got {a.temperature} (--temperature)"),
+        (a.top_k < 0, f"top-k must be >= 0 (0 = off), got {a.top_k} (--top-k)"),
+        (not 0 < a.top_p <= 1, f"top-p must be in (0, 1] (1 = off), got {a.top_p} (--top-p)"),
+        (not 0 <= a.seed < 2 ** 63, f"seed must be in [0, 2^63), got {a.seed} (--seed)"),
+        (not os.path.isdir(a.ckpt), f"no checkpoint directory {a.ckpt} (--ckpt)"),
+        (a.bpe_dir is not None and not os.path.isdir(a.bpe_dir), f"no directory {a.bpe_dir} (--bpe-dir)"),
+        (not _device_ok(a.device), f"no such device {a.device} here (--device)"),
+    ) if bad]
+    if errors:
+        fail("; ".join(errors))
+    return a
+
+
+def _device_ok(name):
     try:
-        model, meta = load_model(args.ckpt, device=args.device)
-        tok = get_tokenizer(args.tokenizer or meta.get("tokenizer_dir") or meta.get("tokenizer", "bytes"), args.bpe_dir)
-        check_tokenizer(meta, tok)
-        if model.config.vocab_size < tok.n_vocab:  # a HF GPT-2 dir: grow the vocabulary to hold the latent tokens
-            model.resize_vocab(tok.n_vocab)
-        if model.config.vocab_size != tok.n_vocab:
-            raise ValueError(f"model vocabulary {model.config.vocab_size} != tokenizer {tok.name}'s {tok.n_vocab}")
-        prompt = [tok.bos] + tok.encode(args.prompt)
-        room = model.config.block_size - len(prompt)
-        M = min(128, room) if args.max_new_tokens is None else args.max_new_tokens
-        outs = generate(model, [prompt] * args.num_samples, M, stop_tokens=(tok.eos,), temperature=args.temperature,
-                        top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+        dev = torch.device(name)
+    except RuntimeError:
+        return False
+    return dev.type == "cpu" or (dev.type == "cuda" and torch.cuda.is_available())
+
+
+def check_latent(meta, mode):
+    """Refuse --think / --explain on a model that never saw that layout (raw text, a HF GPT-2 directory)."""
+    need = {"--think": ("prior", "random"), "--explain": ("posterior", "random")}[mode]
+    if "train_config" not in meta:
+        what = "a Hugging Face GPT-2 directory: its vocabulary has no latent tokens" if "init" in meta else \
+            "the checkpoint records no training layout (train_config)"
+        raise ValueError(f"{mode} needs a model trained with latents; {what}")
+    layout = meta["train_config"].get("layout")
+    if layout not in need:
+        raise ValueError(f"{mode} needs a model trained with layout {' or '.join(need)}; this checkpoint's "
+                         f"train_config layout is {layout!r}" + (" (raw text, no latents)" if layout == "raw" else ""))
+
+
+def load(a):
+    """The checkpoint and its tokenizer -> (model, tok), refused if the mode needs latents the model lacks."""
+    model, meta = load_model(a.ckpt, device=a.device)
+    if a.think or a.explain:
+        check_latent(meta, "--think" if a.think else "--explain")
+    tok = get_tokenizer(a.tokenizer or meta.get("tokenizer_dir") or meta.get("tokenizer", "bytes"), a.bpe_dir)
+    check_tokenizer(meta, tok)
+    if model.config.vocab_size < tok.n_vocab:  # a HF GPT-2 dir: grow the vocabulary to hold the latent tokens
+        model.resize_vocab(tok.n_vocab)
+    if model.config.vocab_size != tok.n_vocab:
+        raise ValueError(f"model vocabulary {model.config.vocab_size} != tokenizer {tok.name}'s {tok.n_vocab}")
+    return model, tok
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    try:
+        model, tok = load(a)
     except (OSError, ValueError, KeyError) as e:
-        sys.exit(f"sample.py: error: {e}")
+        fail(f"{e} (--ckpt)")
+    x = tok.encode(a.prompt)
+    prompt = think_prompt(tok, x) if a.think else explain_prompt(tok, x) if a.explain else [tok.bos] + x
+    room = model.config.block_size - len(prompt)
+    if room < 1 or (a.max_new_tokens or 0) > room:
+        fail(f"the prompt takes {len(prompt)} of the model's {model.config.block_size} positions, leaving {room} "
+             f"for new tokens (--prompt, --max-new-tokens)")
+    M = min(128, room) if a.max_new_tokens is None else a.max_new_tokens
+    kw = dict(temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, seed=a.seed)
+    if a.explain:
+        prompt, outs = explain(model, tok, x, a.num_samples, M, with_score=a.score, **kw)
+    elif a.think:
+        prompt, outs = think(model, tok, x, a.num_samples, M, **kw)
+    else:
+        outs = generate(model, [prompt] * a.num_samples, M, stop_tokens=(tok.eos,), **kw)
+    show(tok, prompt, outs, a)
+
+
+def show(tok, prompt, outs, a):
+    """Print the samples: rendered (thought apart from text) or --raw; --explain --score adds the E-step's numbers."""
+    dim = sys.stdout.isatty() and not a.raw
+    if a.score:
+        print(f"# log q: Z and its EoL under the distribution sampled from\n"
+              f"# log p: Z EoL X after BOS SoL PRIOR as the E-step scores it, the {MODE_MARKS} mode marks left out "
+              f"(log p(SoL PRIOR | BOS) = {outs[0]['log_marks']:.2f})\n"
+              f"# log w = log p - log q, the E-step's weight; weight = softmax(log w), its chance to be picked")
+        w = torch.softmax(torch.tensor([o["log_w"] for o in outs], dtype=torch.float64), 0)
     for i, o in enumerate(outs):
-        print(f"--- sample {i} ({len(o['tokens'])} tokens, log q = {sum(o['logprobs']):.2f})")
-        print(tok.decode(prompt + o["tokens"]))
+        lq = o["log_q"] if a.explain else sum(o["logprobs"])
+        head = f"--- sample {i} ({len(o['tokens'])} tokens, log q = {lq:.2f}"
+        if a.score:
+            head += f", log p = {o['log_p']:.2f}, log w = {o['log_w']:.2f}, weight = {float(w[i]):.3f}"
+        print(head + ")")
+        ids = prompt + o["tokens"]
+        print(tok.decode(ids) if a.raw else render(tok, ids, dim))
+    if a.score:
+        lw = torch.tensor([o["log_w"] for o in outs], dtype=torch.float64)
+        print(f"# ESS = {float(1 / (w * w).sum()):.2f} of K = {len(outs)}; log mean w = "
+              f"{float(torch.logsumexp(lw, 0)) - math.log(len(outs)):.2f} (this text's IW-ELBO_K, as em.py's bound)")
 
 
 if __name__ == "__main__":

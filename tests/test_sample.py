@@ -172,7 +172,9 @@ def test_cli_on_our_checkpoint(tmp_path, capsys):
     sample.main(["--ckpt", str(tmp_path / "ck"), "--prompt", "hi there", "--num-samples", "3",
                  "--max-new-tokens", "6", "--seed", "1"])
     out = capsys.readouterr().out
-    assert out.count("--- sample") == 3 and out.count("<|endoftext|>hi there") == 3
+    assert out.count("--- sample") == 3 and out.count("\nhi there") == 3 and "<|endoftext|>" not in out
+    sample.main(["--ckpt", str(tmp_path / "ck"), "--prompt", "hi there", "--max-new-tokens", "6", "--raw"])
+    assert "\n<|endoftext|>hi there" in capsys.readouterr().out  # --raw: the tokens as they are
 
 
 def test_cli_on_hf_gpt2_dir(tmp_path, capsys):
@@ -183,7 +185,7 @@ def test_cli_on_hf_gpt2_dir(tmp_path, capsys):
     sample.main(["--ckpt", str(tmp_path / "hf"), "--prompt", "Hello world", "--max-new-tokens", "4",
                  "--temperature", "0"])
     out = capsys.readouterr().out
-    assert "--- sample 0" in out and "<|endoftext|>Hello world" in out
+    assert "--- sample 0" in out and "\nHello world" in out
 
 
 def test_cli_missing_and_corrupt_checkpoint_one_line(tmp_path):
@@ -194,3 +196,211 @@ def test_cli_missing_and_corrupt_checkpoint_one_line(tmp_path):
     r = run_cli("--ckpt", str(tmp_path / "ck"), "--prompt", "x")
     assert r.returncode != 0 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert "safetensors" in r.stderr
+
+
+# ----------------------------------------------------------------------------- --think / --explain
+
+from data.layout import estep_prompts, explain_prompt, joint_continuation, think_prompt  # noqa: E402
+from data.tokenizer import get_tokenizer  # noqa: E402
+
+TOK = get_tokenizer("bytes")
+
+
+def latent_ckpt(tmp_path, layout="random", name="ck", block=64, seed=0):
+    """A tiny byte-vocabulary model saved as train.py saves one (train_config with its layout)."""
+    m = tiny_model(vocab=TOK.n_vocab, block=block, seed=seed)
+    m.save(str(tmp_path / name), {"tokenizer": "bytes", "train_config": {"layout": layout}})
+    return str(tmp_path / name)
+
+
+def test_think_and_explain_prompts_are_the_layouts(tmp_path, monkeypatch, capsys):
+    x = TOK.encode("Q: 7 ciqx\n")
+    B, S, E, P, Q = TOK.bos, TOK.sol, TOK.eol, TOK.prior, TOK.post
+    seen = []
+
+    def fake_generate(model, prompts, M, stop_tokens=(), **kw):
+        seen.append((prompts, M, stop_tokens, kw))
+        return [dict(tokens=[E], logprobs=[-0.5], raw_logprobs=[-0.5], stopped=True) for _ in prompts]
+
+    monkeypatch.setattr(sample, "generate", fake_generate)
+    ck = latent_ckpt(tmp_path)
+    sample.main(["--ckpt", ck, "--think", "--prompt", "Q: 7 ciqx\n", "--num-samples", "2", "--max-new-tokens", "9"])
+    sample.main(["--ckpt", ck, "--explain", "--prompt", "Q: 7 ciqx\n", "--num-samples", "3", "--seed", "4"])
+    (think_p, M1, stop1, kw1), (expl_p, M2, stop2, kw2) = seen
+    assert think_p == [[B, S, P, E] + x + [S, P]] * 2 == [think_prompt(TOK, x)] * 2  # question chunk, then a thought
+    assert M1 == 9 and set(stop1) == {TOK.eos, TOK.sol}  # the answer ends where the next chunk would start
+    assert expl_p == [[B, S, E] + x + [S, Q]] * 3 == [explain_prompt(TOK, x)] * 3
+    assert expl_p[0] == estep_prompts(TOK, [x], 0, 16, 64)[0]  # the E-step's prompt for a first chunk
+    assert M2 == 64 - len(expl_p[0]) and tuple(stop2) == (E,) and kw2["seed"] == 4 and kw2["temperature"] == 1.0
+
+
+def independent_logprobs(model, ids, start, temperature=1.0):
+    """log p of ids[start:] given what precedes each, from one plain forward at the given temperature."""
+    with torch.no_grad():
+        lp = torch.log_softmax(model(torch.tensor([ids]))[0].double() / temperature, dim=-1)  # (T, V)
+    return [float(lp[t - 1, ids[t]]) for t in range(start, len(ids))]
+
+
+def test_explain_score_equals_independent_computation():
+    m = tiny_model(vocab=TOK.n_vocab, block=64)
+    with torch.no_grad():
+        m.transformer.wte.weight[TOK.eol] *= 6  # a peaked EoL logit: some samples stop, others hit the cap
+    x = TOK.encode("A: 5 for 7 ciqx\n")
+    prompt, res = sample.explain(m, TOK, x, 12, 10, with_score=True, temperature=0.7, seed=3)
+    assert prompt == explain_prompt(TOK, x)
+    assert {r["capped"] for r in res} == {True, False}
+    marks = independent_logprobs(m, [TOK.bos] + joint_continuation(TOK, [], x), 1)[:2]
+    for r in res:
+        assert r["tokens"] == r["z"] + ([] if r["capped"] else [TOK.eol])
+        lq = sum(independent_logprobs(m, prompt + r["tokens"], len(prompt), temperature=0.7))
+        joint = [TOK.bos, TOK.sol, TOK.prior] + r["z"] + [TOK.eol] + x
+        lp = independent_logprobs(m, joint, 1)
+        assert abs(r["log_q"] - lq) < 1e-3
+        assert abs(r["log_marks"] - sum(marks)) < 1e-3 and abs(sum(lp[:2]) - sum(marks)) < 1e-3
+        assert abs(r["log_p"] - sum(lp[2:])) < 1e-3  # Z EoL X, the mode marks SoL PRIOR left out as em.py does
+        assert abs(r["log_w"] - (sum(lp[2:]) - lq)) < 1e-3
+
+
+def test_render_shows_thought_apart_from_text():
+    B, S, E, P, Q = TOK.bos, TOK.sol, TOK.eol, TOK.prior, TOK.post
+    enc = TOK.encode
+    think = think_prompt(TOK, enc("Q: 7 ciqx\n")) + enc("7c8i5q7x5") + [E] + enc("A: 5 for 7 ciqx\n") + [S]
+    assert sample.render(TOK, think) == "Q: 7 ciqx\nthought:\n    7c8i5q7x5\nA: 5 for 7 ciqx"
+    explain = explain_prompt(TOK, enc("A: 5")) + enc("7c8\ni5") + [E]
+    assert sample.render(TOK, explain) == "A: 5\nthought (posterior):\n    7c8\n    i5"
+    assert sample.render(TOK, explain, dim=True) == "A: 5\nthought (posterior):\n\033[2m    7c8\n    i5\033[0m"
+    cut = [B] + enc("hi") + [S, P] + enc("ab") + [B]  # no EoL: an EOS inside the thought, or the length cap
+    assert sample.render(TOK, cut) == "hi\nthought, unfinished (no EoL):\n    ab<|endoftext|>"
+    stray = [B] + enc("a") + [P] + enc("b") + [E, S, E] + enc("c") + [TOK.eos]  # stray specials print by name
+    assert sample.render(TOK, stray) == "a<|prior|>b<|end_of_latent|>\nc"
+
+
+def test_cli_think_output_and_raw(tmp_path, monkeypatch, capsys):
+    out = TOK.encode("7c8i5q7x5") + [TOK.eol] + TOK.encode("A: 5 for 7 ciqx\n") + [TOK.sol]
+    monkeypatch.setattr(sample, "generate", lambda model, prompts, M, **kw: [
+        dict(tokens=out, logprobs=[-0.25] * len(out), raw_logprobs=[0.0] * len(out), stopped=True) for _ in prompts])
+    ck = latent_ckpt(tmp_path)
+    sample.main(["--ckpt", ck, "--think", "--prompt", "Q: 7 ciqx\n"])
+    shown = capsys.readouterr().out
+    assert shown == (f"--- sample 0 ({len(out)} tokens, log q = {-0.25 * len(out):.2f})\n"
+                     "Q: 7 ciqx\nthought:\n    7c8i5q7x5\nA: 5 for 7 ciqx\n")  # captured stdout is no TTY: no ANSI
+    sample.main(["--ckpt", ck, "--think", "--prompt", "Q: 7 ciqx\n", "--raw"])
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "<|endoftext|><|start_of_latent|><|prior|><|end_of_latent|>Q: 7 ciqx",
+        "<|start_of_latent|><|prior|>7c8i5q7x5<|end_of_latent|>A: 5 for 7 ciqx", "<|start_of_latent|>"]
+
+
+def test_cli_explain_score_prints_the_estep_numbers(tmp_path, capsys):
+    ck = latent_ckpt(tmp_path)
+    args = ["--ckpt", ck, "--explain", "--prompt", "A: 5 for 7 ciqx\n", "--num-samples", "3", "--max-new-tokens", "8"]
+    sample.main(args + ["--score"])
+    out = capsys.readouterr().out
+    model, _ = sample.load_model(ck)
+    _, res = sample.explain(model, TOK, TOK.encode("A: 5 for 7 ciqx\n"), 3, 8, with_score=True)
+    w = torch.softmax(torch.tensor([r["log_w"] for r in res], dtype=torch.float64), 0)
+    for i, r in enumerate(res):
+        assert (f"--- sample {i} ({len(r['tokens'])} tokens, log q = {r['log_q']:.2f}, log p = {r['log_p']:.2f}, "
+                f"log w = {r['log_w']:.2f}, weight = {float(w[i]):.3f})") in out
+    assert f"log p(SoL PRIOR | BOS) = {res[0]['log_marks']:.2f}" in out and "# ESS = " in out
+    assert out.count("thought (posterior)") == 3
+
+
+def refused(capsys, *args):
+    """main() with args must exit 2 with one 'error:' line on stderr and print nothing on stdout."""
+    with pytest.raises(SystemExit) as e:
+        sample.main(list(args))
+    cap = capsys.readouterr()
+    assert e.value.code == 2 and cap.out == ""
+    lines = cap.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), cap.err
+    return lines[0]
+
+
+def test_bad_flags_refused_with_one_line(tmp_path, capsys):
+    ck = latent_ckpt(tmp_path)
+    p = ["--ckpt", ck, "--prompt", "Q: 7 ciqx\n"]
+    assert "pick one" in refused(capsys, *p, "--think", "--explain")
+    assert "(--score)" in refused(capsys, *p, "--score")
+    assert "(--score)" in refused(capsys, *p, "--think", "--score")
+    for t in ("nan", "-1", "inf", "-0.5"):
+        assert "(--temperature)" in refused(capsys, *p, "--think", "--temperature", t)
+    assert "(--num-samples)" in refused(capsys, *p, "--explain", "--num-samples", "0")
+    assert "(--max-new-tokens)" in refused(capsys, *p, "--max-new-tokens", "0")
+    for v in ("0", "1.5", "nan"):
+        assert "(--top-p)" in refused(capsys, *p, "--top-p", v)
+    assert "(--top-k)" in refused(capsys, *p, "--top-k", "-3")
+    assert "(--seed)" in refused(capsys, *p, "--seed", "-1")
+    assert "(--prompt)" in refused(capsys, "--ckpt", ck, "--think", "--prompt", "  ")
+    assert "(--prompt, --max-new-tokens)" in refused(capsys, *p, "--think", "--max-new-tokens", "60")
+    assert "(--prompt, --max-new-tokens)" in refused(capsys, "--ckpt", ck, "--explain", "--prompt", "x" * 70)
+    assert "(--ckpt)" in refused(capsys, "--ckpt", str(tmp_path / "nope"), "--think", "--prompt", "x")
+    assert "(--device)" in refused(capsys, *p, "--device", "nonsense")
+    assert "--temperature" in refused(capsys, *p, "--temperature", "warm")  # argparse's own errors: one line too
+    assert "--tokenizer" in refused(capsys, *p, "--tokenizer", "gpt3")
+    two = refused(capsys, *p, "--think", "--explain", "--num-samples", "0")  # every problem, still one line
+    assert "pick one" in two and "(--num-samples)" in two
+
+
+def test_latent_modes_refused_on_models_without_latents(tmp_path, capsys):
+    raw = latent_ckpt(tmp_path, layout="raw", name="raw")
+    post = latent_ckpt(tmp_path, layout="posterior", name="post")
+    prior = latent_ckpt(tmp_path, layout="prior", name="prior")
+    tiny_model(vocab=TOK.n_vocab).save(str(tmp_path / "bare"), {"tokenizer": "bytes"})
+    for mode in ("--think", "--explain"):
+        assert "'raw'" in refused(capsys, "--ckpt", raw, mode, "--prompt", "Q: 7 ciqx\n")
+        assert "train_config" in refused(capsys, "--ckpt", str(tmp_path / "bare"), mode, "--prompt", "x")
+    assert "'posterior'" in refused(capsys, "--ckpt", post, "--think", "--prompt", "x")
+    assert "'prior'" in refused(capsys, "--ckpt", prior, "--explain", "--prompt", "x")
+    sample.main(["--ckpt", raw, "--prompt", "x", "--max-new-tokens", "2"])  # plain sampling is fine on a raw model
+    assert "--- sample 0" in capsys.readouterr().out
+
+
+def test_latent_modes_refused_on_hf_gpt2_dir(tmp_path, capsys):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.GPT2Config(vocab_size=50257, n_positions=32, n_embd=16, n_layer=1, n_head=2)
+    transformers.GPT2LMHeadModel(cfg).save_pretrained(str(tmp_path / "hf"), safe_serialization=True)
+    capsys.readouterr()  # transformers' progress bar
+    assert "no latent tokens" in refused(capsys, "--ckpt", str(tmp_path / "hf"), "--think", "--prompt", "Hi")
+
+
+def test_cli_refusals_in_a_subprocess(tmp_path):
+    ck = latent_ckpt(tmp_path, layout="raw")
+    for args in (["--think", "--explain"], ["--think", "--temperature", "nan"], ["--explain"],  # raw checkpoint
+                 ["--num-samples", "0"], ["--top-p", "x"]):
+        r = run_cli("--ckpt", ck, "--prompt", "Q: 7 ciqx", *args)
+        assert r.returncode == 2 and r.stdout == "" and "Traceback" not in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error: "), (args, r.stderr)
+
+
+# ----------------------------------------------------------------------------- bench.py --json -> README table
+
+def test_bench_json_renders_the_readme_table(tmp_path):
+    import json
+    import bench
+    res = {"machine": {"cpu": "AMD EPYC", "cores": 2, "torch_threads": 2, "torch": "2.13.0", "gpu": None,
+                       "load_average": 3.5, "date": "2026-11-30 09:00 UTC"},
+           "command": "python bench.py engine train --json out/bench.json",
+           "rows": [bench._row("engine", "greedy", "sample.generate", 1500.0, "HF generate", 500.0, "tok/s", "64/64"),
+                    bench._row("sampling", "B256", "torch path", 2.0, "vLLM-style", 3.0, "ms")]}
+    assert res["rows"][0]["speedup"] == 3.0 and res["rows"][1]["speedup"] == 1.5  # ms: baseline / ours
+    (tmp_path / "bench.json").write_text(json.dumps(res))
+    table = bench.render_table(bench.read_results(str(tmp_path / "bench.json")))
+    assert table.splitlines() == [
+        "Measured 2026-11-30 09:00 UTC on AMD EPYC (2 cores, 2 torch threads, load average 3.5 at the start), "
+        "torch 2.13.0, by `python bench.py engine train --json out/bench.json`.",
+        "",
+        "| benchmark | case | ours | baseline | speedup | notes |",
+        "|---|---|---|---|---|---|",
+        "| engine | greedy | sample.generate: 1,500 tok/s | HF generate: 500 tok/s | **3.00x** | 64/64 |",
+        "| sampling | B256 | torch path: 2.000 ms | vLLM-style: 3.000 ms | **1.50x** |  |"]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Performance\n{bench.TABLE_START}\nold table\n{bench.TABLE_END}\nafter\n")
+    bench.main(["--table", str(tmp_path / "bench.json"), "--readme", str(readme)])
+    assert readme.read_text() == f"# x\n\n## Performance\n{bench.TABLE_START}\n{table}{bench.TABLE_END}\nafter\n"
+    (tmp_path / "bad.json").write_text('{"rows": []}')
+    with pytest.raises(ValueError, match="not a bench.py --json file"):
+        bench.read_results(str(tmp_path / "bad.json"))
+    readme.write_text("no markers\n")
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--table", str(tmp_path / "bench.json"), "--readme", str(readme)])
+    assert e.value.code == 2 and readme.read_text() == "no markers\n"
