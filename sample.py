@@ -25,7 +25,7 @@ import sys
 import torch
 
 from data.layout import MODE_MARKS, explain_prompt, joint_continuation, think_prompt
-from data.tokenizer import check_tokenizer, get_tokenizer
+from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
 from kernels.sampling import sample
 from model import KVCache, load_model
 
@@ -382,6 +382,8 @@ def parse_args(argv=None):
         (not 0 < a.top_p <= 1, f"top-p must be in (0, 1] (1 = off), got {a.top_p} (--top-p)"),
         (not 0 <= a.seed < 2 ** 63, f"seed must be in [0, 2^63), got {a.seed} (--seed)"),
         (not os.path.isdir(a.ckpt), f"no checkpoint directory {a.ckpt} (--ckpt)"),
+        (a.tokenizer is not None and a.tokenizer not in TOKENIZERS and not os.path.isdir(a.tokenizer),
+         f"unknown tokenizer {a.tokenizer!r}: {', '.join(TOKENIZERS)} or a tokenizer directory (--tokenizer)"),
         (a.bpe_dir is not None and not os.path.isdir(a.bpe_dir), f"no directory {a.bpe_dir} (--bpe-dir)"),
         (not _device_ok(a.device), f"no such device {a.device} here (--device)"),
     ) if bad]
