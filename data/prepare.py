@@ -13,12 +13,12 @@ The data source is one of a mutually exclusive, required group of flags (`--corp
 output with `write_dataset`.
 """
 import argparse
-import hashlib
+import math
 import os
 import sys
 
 from data import world
-from data.corpus import read_docs, write_docs, write_json
+from data.corpus import out_dir_error, parser_error, read_docs, sha256_file, write_docs, write_json
 from data.tokenizer import TOKENIZERS, get_tokenizer
 
 
@@ -50,14 +50,6 @@ def write_dataset(out, docs, tok, info, max_chunk_tokens=None):
     return manifest
 
 
-def _sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def prepare_corpus(corpus, out, tokenizer="bytes", bpe_dir=None, max_chunk_tokens=None, mean_sentences=8,
                    max_sentences=20, skip_bad=False):
     """Read and chunk a JSONL corpus and write the dataset directory; -> manifest dict."""
@@ -66,8 +58,8 @@ def prepare_corpus(corpus, out, tokenizer="bytes", bpe_dir=None, max_chunk_token
     docs = read_docs(corpus, skip_bad=skip_bad, stats=stats, tok=tok, max_tokens=max_chunk_tokens,
                      mean_sentences=mean_sentences, max_sentences=max_sentences)
     if not docs:
-        raise ValueError(f"{corpus} holds no documents")
-    info = {"source": {"kind": "corpus", "path": os.path.abspath(corpus), "sha256": _sha256_file(corpus),
+        raise ValueError(f"{corpus} holds no documents (--corpus)")
+    info = {"source": {"kind": "corpus", "path": os.path.abspath(corpus), "sha256": sha256_file(corpus),
                        "skipped_lines": stats["skipped"]},
             "chunking": {"method": "sentences, 1+Poisson(mean_sentences-1) per chunk, capped; "
                                    "RNG seeded by sha256 of the document text; {\"chunks\"} docs kept as given",
@@ -100,19 +92,45 @@ def build_parser():
     return p
 
 
+def flag_errors(args):
+    """Every flag checked before any work; -> one-line messages naming the flag."""
+    errors = [out_dir_error(args.out)]
+    if args.corpus is not None and not os.path.isfile(args.corpus):
+        errors.append(f"{args.corpus}: no such file (--corpus)")
+    if args.max_chunk_tokens is not None and args.max_chunk_tokens < 1:
+        errors.append(f"must be >= 1, got {args.max_chunk_tokens} (--max-chunk-tokens)")
+    if not (math.isfinite(args.mean_sentences) and args.mean_sentences >= 1):
+        errors.append(f"must be a number >= 1, got {args.mean_sentences} (--mean-sentences)")
+    if args.max_sentences < 1:
+        errors.append(f"must be >= 1, got {args.max_sentences} (--max-sentences)")
+    if args.world:
+        errors += world.check(world.WorldConfig(seed=args.seed))
+    else:
+        try:
+            get_tokenizer(args.tokenizer, args.bpe_dir)
+        except (ValueError, OSError) as e:
+            errors.append(f"{e} (--tokenizer {args.tokenizer}, --bpe-dir)")
+    return [e for e in errors if e]
+
+
 def main(argv=None):
     p = build_parser()
-    args = p.parse_args(argv)
+    p.error = parser_error  # one line, exit code 2 (below), not argparse's usage block
     try:
+        args = p.parse_args(argv)
+        errors = flag_errors(args)
+        if errors:
+            raise ValueError("; ".join(errors))
         if args.world:  # the world's own files (base, target, warm, heldout, questions) + world.json
             meta = world.write(world.WorldConfig(seed=args.seed), args.out)
             print(f"prepare: wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in meta["counts"].items()))
             return meta
-        if args.corpus is not None:
-            m = prepare_corpus(args.corpus, args.out, args.tokenizer, args.bpe_dir, args.max_chunk_tokens,
-                               args.mean_sentences, args.max_sentences, args.skip_bad)
+        # prepare_corpus reads and checks every line before it writes anything
+        m = prepare_corpus(args.corpus, args.out, args.tokenizer, args.bpe_dir, args.max_chunk_tokens,
+                           args.mean_sentences, args.max_sentences, args.skip_bad)
     except (ValueError, OSError) as e:
-        p.exit(1, f"prepare: error: {e}\n")
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     c = m["counts"]
     print(f"prepare: wrote {args.out}: {c['docs']} docs, {c['chunks']} chunks, {c['tokens']} tokens, "
           f"{c['latents']} latents ({m['tokenizer']} tokenizer)")
