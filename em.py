@@ -558,7 +558,7 @@ def flag_errors(cfg, eval_only=False, ckpt=""):
          "--corpus needs --teacher-latents (the warm-start set)"),
         (cfg.max_latent + 8 > cfg.block_size, f"{cfg.max_latent} leaves no room in --block-size {cfg.block_size} "
                                               "(--max-latent)"),
-        (eval_only and not ckpt, "--eval needs --ckpt DIR"),
+        (eval_only and not ckpt, "--eval needs --ckpt DIR (--ckpt)"),
     ) if bad]
     n = cfg.world_target + cfg.world_warm + cfg.world_heldout + cfg.world_questions
     if not cfg.corpus and n >= W.problem_space(world_config(cfg)):
@@ -663,9 +663,10 @@ def check_inputs(cfg, ckpt="", eval_only=False):
     for name, path in (("init", cfg.init), ("ckpt", ckpt if eval_only else "")):
         if path:
             errors.append(checkpoint_error(path, name, tok, cfg.block_size))
-    fp = data_fingerprint(cfg) if not eval_only else None
-    if not eval_only and not any(errors) and os.path.isdir(cfg.out):
-        errors += out_errors(cfg, fp)
+    fp = None
+    if not eval_only and not any(errors):  # every input is a readable file by now
+        fp = data_fingerprint(cfg)
+        errors += out_errors(cfg, fp) if os.path.isdir(cfg.out) else []
     errors = [e for e in errors if e]
     if errors:
         raise ValueError("; ".join(errors))
