@@ -15,6 +15,10 @@ The loop (spec: ../shared/docs/BOLT.md):
     eval    accuracy on held-out questions, raw NLL / IW-ELBO_K on held-out documents
   baselines raw token-matched and FLOP-matched, and the oracle (teacher latents on the whole target corpus)
 Every phase writes atomically and records completion under --out, so re-running after a kill resumes.
+Every flag of every phase and every input file is checked before anything is written (check_inputs): a bad
+command prints one line `error: <what> (<flag or file:line>)`, exits 2 and leaves --out as it was. The chosen
+latents travel to the M-step as token ids ("latent_ids" beside the text in latents.jsonl), and out/data/DONE
+records a sha256 of every input file, so changed inputs are prepared again (or refused once trained on).
 """
 import argparse
 import hashlib
@@ -559,6 +563,7 @@ def flag_errors(cfg, eval_only=False, ckpt=""):
         (cfg.max_latent + 8 > cfg.block_size, f"{cfg.max_latent} leaves no room in --block-size {cfg.block_size} "
                                               "(--max-latent)"),
         (eval_only and not ckpt, "--eval needs --ckpt DIR (--ckpt)"),
+        (not 0 <= cfg.seed < 2**63, f"must be in [0, 2**63), got {cfg.seed} (--seed)"),
     ) if bad]
     n = cfg.world_target + cfg.world_warm + cfg.world_heldout + cfg.world_questions
     if not cfg.corpus and n >= W.problem_space(world_config(cfg)):
