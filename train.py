@@ -334,6 +334,8 @@ def keep_metrics(path, step, stop):
                 row = json.loads(line)
             except ValueError:
                 continue
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                continue
             if row["step"] < step or (row["step"] == step and ("loss" in row or step < stop)):
                 kept.append(line if line.endswith("\n") else line + "\n")
     write_atomic(path, "".join(kept))

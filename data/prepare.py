@@ -60,7 +60,7 @@ def prepare_corpus(corpus, out, tokenizer="bytes", bpe_dir=None, max_chunk_token
     if not docs:
         raise ValueError(f"{corpus} holds no documents (--corpus)")
     info = {"source": {"kind": "corpus", "path": os.path.abspath(corpus), "sha256": sha256_file(corpus),
-                       "skipped_lines": stats["skipped"]},
+                       "skipped_lines": stats["skipped"], "repeated_docs": stats["repeated"]},
             "chunking": {"method": "sentences, 1+Poisson(mean_sentences-1) per chunk, capped; "
                                    "RNG seeded by sha256 of the document text; {\"chunks\"} docs kept as given",
                          "mean_sentences": mean_sentences, "max_sentences": max_sentences,
