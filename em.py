@@ -39,7 +39,7 @@ from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuatio
 from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
 from model import load_model
 from sample import generate, score
-from train import TrainConfig, train
+from train import TrainConfig, train, value_errors as train_value_errors
 
 
 @dataclass
@@ -266,22 +266,27 @@ def evaluate(model, tok, cfg, data, latent):
 
 def run_train(cfg, name, data_path, layout, init, steps, lr=None):
     """One training phase (resumable: a killed phase continues from its last checkpoint)."""
-    out, lr = os.path.join(cfg.out, name), lr or cfg.lr
+    out = os.path.join(cfg.out, name)
     if os.path.exists(os.path.join(out, "DONE")):  # the path is derived, so a moved --out still resumes
         return os.path.join(out, "model", "ckpt")
-    tc = TrainConfig(data=data_path, layout=layout, out=out + "/model", init=init or "scratch",
-                     tokenizer=cfg.tokenizer, bpe_dir=cfg.bpe_dir, n_layer=cfg.n_layer, n_head=cfg.n_head,
-                     n_embd=cfg.n_embd, block_size=cfg.block_size, max_steps=steps,
-                     batch_size=cfg.batch_size // rank_world()[1],
-                     total_batch_tokens=cfg.batch_size * cfg.block_size, lr=lr, min_lr=lr / 10,
-                     warmup_steps=max(1, steps // 20), seed=key_int(cfg.seed, name) % 2**31,
-                     ckpt_every=max(50, steps // 4), log_every=max(1, steps // 5), resume=True)
+    tc = train_config(cfg, name, data_path, layout, init, steps, lr)
     print0(f"[{name}] training {steps} steps, layout {layout}, init {tc.init}")
     res = train(tc)
     if rank_world()[0] == 0:
         write_json(os.path.join(out, "DONE"), {k: v for k, v in res.items() if isinstance(v, (int, float, str))})
     barrier()
     return res["ckpt"]
+
+
+def train_config(cfg, name, data_path, layout, init, steps, lr=None, world=None):
+    """The train.py configuration of one phase (check_inputs checks these before any phase runs)."""
+    lr, world = lr or cfg.lr, world or rank_world()[1]
+    return TrainConfig(data=data_path, layout=layout, out=os.path.join(cfg.out, name, "model"),
+                       init=init or "scratch", tokenizer=cfg.tokenizer, bpe_dir=cfg.bpe_dir, n_layer=cfg.n_layer,
+                       n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.block_size, max_steps=steps,
+                       batch_size=cfg.batch_size // world, total_batch_tokens=cfg.batch_size * cfg.block_size, lr=lr,
+                       min_lr=lr / 10, warmup_steps=max(1, steps // 20), seed=key_int(cfg.seed, name) % 2**31,
+                       ckpt_every=max(50, steps // 4), log_every=max(1, steps // 5), resume=True)
 
 
 def run_eval(cfg, name, ckpt, tok, data, latent):
@@ -565,6 +570,12 @@ def flag_errors(cfg, eval_only=False, ckpt=""):
         (eval_only and not ckpt, "--eval needs --ckpt DIR (--ckpt)"),
         (not 0 <= cfg.seed < 2**63, f"must be in [0, 2**63), got {cfg.seed} (--seed)"),
     ) if bad]
+    if not errors:  # a safety net: em.py's own checks above should leave train.py nothing to refuse
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        for name, steps, lr in (("base", cfg.base_steps, cfg.base_lr), ("warm", cfg.warm_steps, None),
+                                ("iter1", cfg.m_steps, None))[1 if cfg.init else 0:]:
+            errors += [f"phase {name} would give train.py {e}" for e in
+                       train_value_errors(train_config(cfg, name, "", "random", "", steps, lr, world))]
     n = cfg.world_target + cfg.world_warm + cfg.world_heldout + cfg.world_questions
     if not cfg.corpus and n >= W.problem_space(world_config(cfg)):
         errors.append(f"the built-in world has {W.problem_space(world_config(cfg))} problems, fewer than {n} "

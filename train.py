@@ -85,6 +85,13 @@ def flag_errors(cfg):
             errors.append(f"{getattr(cfg, name)}: no such file ({f(name)})")
     if cfg.init != "scratch" and not os.path.isdir(cfg.init) and not os.path.isdir(cfg.init + ".old"):
         errors.append(f"{cfg.init}: neither 'scratch' nor a checkpoint directory (--init)")
+    return errors + value_errors(cfg) + [e for e in (device_error(cfg.device), out_dir_error(cfg.out)) if e]
+
+
+def value_errors(cfg):
+    """The checks on values alone (no file is looked at): em.py runs them on every phase's config up front."""
+    f = lambda name: "--" + name.replace("_", "-")
+    errors = []
     for name, choices in (("layout", MODES), ("tokenizer", TOKENIZERS), ("dtype", ("auto", "bf16", "fp32"))):
         if getattr(cfg, name) not in choices:
             errors.append(f"{getattr(cfg, name)!r}: choose one of {', '.join(choices)} ({f(name)})")
@@ -99,9 +106,7 @@ def flag_errors(cfg):
         errors.append(f"{cfg.min_lr} exceeds --lr {cfg.lr} (--min-lr)")
     if cfg.n_head > 0 and cfg.n_embd % cfg.n_head:
         errors.append(f"{cfg.n_embd} is not divisible by --n-head {cfg.n_head} (--n-embd)")
-    errors.append(device_error(cfg.device))
-    errors.append(out_dir_error(cfg.out))
-    return [e for e in errors if e]
+    return errors
 
 
 def device_error(name):

@@ -354,3 +354,11 @@ def test_changed_corpus_is_prepared_again_or_refused(tmp_path, inputs):
         em.check_inputs(cfg)
     corpus.write_text("".join(json.dumps({"text": f"New {i}."}) + "\n" for i in range(6)))  # put back: resumes
     assert len(em.prepare_data(cfg, tok, em.check_inputs(cfg))["target"]) == 5
+
+
+def test_every_phase_config_is_checked_by_train_up_front(monkeypatch):
+    """The safety net: a rule em.py forgot is still caught before any phase runs, by train.py's own checks on
+    the base, warm-start and M-step configurations em.py will pass it."""
+    monkeypatch.setattr(em, "MINIMUM", {k: v for k, v in em.MINIMUM.items() if k != "m_steps"})
+    cfg = em.EMConfig(m_steps=0)
+    assert em.flag_errors(cfg) == ["phase iter1 would give train.py must be positive, got 0 (--max-steps)"]
