@@ -626,6 +626,11 @@ def out_errors(cfg, fp):
     inputs give now (else the corrected or changed command would silently mix results)."""
     path, done = os.path.join(cfg.out, "config.json"), os.path.join(cfg.out, "data", "DONE")
     errors = []
+    for p in filter(os.path.isfile, (path, done)):
+        try:
+            read_json(p)
+        except (ValueError, OSError) as e:
+            return [f"{p} is unreadable ({e}); use another --out or delete it (--out)"]
     if os.path.isfile(path):
         old, mine = read_json(path), asdict(cfg)
         diff = [k for k in mine if k not in RESUMABLE_KEYS and old.get(k) != mine[k]]
@@ -673,7 +678,7 @@ def check_inputs(cfg, ckpt="", eval_only=False):
             errors.append(err)
     if cfg.corpus and not cfg.val and not eval_only and 0 < len(docs["corpus"]) < 2:
         errors.append(f"{cfg.corpus} holds one document: a target corpus and held-out docs need 2 (--corpus)")
-    if cfg.teacher_latents and docs["teacher_latents"] and \
+    if docs.get("teacher_latents") and \
             not any(c["latent"] for d in docs["teacher_latents"] for c in d["chunks"]):
         errors.append(f"{cfg.teacher_latents} holds no latents: the warm start needs them (--teacher-latents)")
     for name, path in (("init", cfg.init), ("ckpt", ckpt if eval_only else "")):

@@ -285,6 +285,11 @@ def test_other_configuration_in_out_is_refused_before_writing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and "another configuration (k: 4 -> 2)" in err and err.count("\n") == 1
     assert (out / "config.json").read_bytes() == before and os.listdir(out) == ["config.json"]
+    (out / "config.json").write_text("{half a fil")  # not a file em.py writes (they are atomic): refused too
+    with pytest.raises(SystemExit) as e:
+        em.main(["--quick", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "config.json is unreadable" in err and err.count("\n") == 1
 
 
 @pytest.mark.slow
