@@ -165,8 +165,9 @@ def test_real_model_path_hf_gpt2_dir_gpt2_tokenizer_authors_format(tmp_path):
 # ----------------------------------------------------------------------------- validation before any work
 
 def tiny_ckpt(path, block_size=128):
+    import torch
     from model import GPT, GPTConfig
-    torch_seed = __import__("torch").manual_seed(0)  # noqa: F841 (a fixed init)
+    torch.manual_seed(0)  # a fixed init
     GPT(GPTConfig(block_size=block_size, vocab_size=get_tokenizer("bytes").n_vocab, n_layer=1, n_head=2,
                   n_embd=16)).save(str(path), {"tokenizer": "bytes"})
     return str(path)
