@@ -19,12 +19,17 @@ The loop (spec: ../shared/docs/BOLT.md):
             their training text's format), and the oracle (teacher latents on the whole target corpus)
 The report (report.md, metrics.jsonl, plot.svg) is written by data/report.py.
 Every phase writes atomically and records completion under --out, so re-running after a kill resumes.
+Every flag of every phase and every input file is checked before anything is written (check_inputs): a bad
+command prints one line `error: <what> (<flag or file:line>)`, exits 2 and leaves --out as it was. The chosen
+latents travel to the M-step as token ids ("latent_ids" beside the text in latents.jsonl), and out/data/DONE
+records a sha256 of every input file, so changed inputs are prepared again (or refused once trained on).
 """
 import argparse
 import hashlib
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, fields, replace
@@ -35,12 +40,12 @@ import torch.distributed as dist
 from data import questions as Q
 from data import report as R
 from data import world as W
-from data.corpus import read_docs, write_atomic, write_docs, write_json
+from data.corpus import out_dir_error, parser_error, read_docs, sha256_file, write_atomic, write_docs, write_json
 from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, sequence, think_prompt
-from data.tokenizer import check_tokenizer, get_tokenizer
+from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
 from model import load_model
 from sample import generate, score
-from train import TrainConfig, train
+from train import TrainConfig, train, value_errors as train_value_errors
 
 
 @dataclass
@@ -195,7 +200,7 @@ def estep(model, tok, cfg, docs, it, out_dir, unit=512):
     t0, mine = time.time(), [u for u in range(len(units)) if u % world == rank]
     for n, u in enumerate(mine):
         path = os.path.join(out_dir, f"unit{u:05d}.json")
-        if os.path.exists(path):
+        if os.path.exists(path) and all("latent_ids" in r for r in read_json(path)):  # older units: text only
             continue
         res = sample_latents(model, tok, cfg, edocs, units[u], cfg.k)
         rows = []
@@ -206,6 +211,7 @@ def estep(model, tok, cfg, docs, it, out_dir, unit=512):
             rows.append({"doc": d, "chunk": c, "log_w": [s["log_p"] - s["log_q"] for s in samples],
                          "ess": ess(log_w) if ok else 0.0, "capped": sum(s["capped"] for s in samples),
                          "pick": pick, "latent": tok.decode(samples[pick]["z"]) if ok else None,
+                         "latent_ids": list(samples[pick]["z"]) if ok else None,  # what was scored, exactly
                          "samples": [tok.decode(s["z"]) for s in samples]})
         write_json(path, rows)
         el = time.time() - t0
@@ -214,8 +220,8 @@ def estep(model, tok, cfg, docs, it, out_dir, unit=512):
     barrier()
     rows = [r for u in range(len(units)) for r in read_json(os.path.join(out_dir, f"unit{u:05d}.json"))]
     new = [{"id": d["id"], "chunks": [dict(c) for c in d["chunks"]]} for d in docs]
-    for r in rows:
-        new[r["doc"]]["chunks"][r["chunk"]]["latent"] = r["latent"]
+    for r in rows:  # the text is for reading; the M-step trains on latent_ids (layout.encode_doc)
+        new[r["doc"]]["chunks"][r["chunk"]].update(latent=r["latent"], latent_ids=r["latent_ids"])
     return new, rows
 
 
@@ -320,22 +326,27 @@ def read_text(path):
 
 def run_train(cfg, name, data_path, layout, init, steps, lr=None):
     """One training phase (resumable: a killed phase continues from its last checkpoint)."""
-    out, lr = os.path.join(cfg.out, name), lr or cfg.lr
+    out = os.path.join(cfg.out, name)
     if os.path.exists(os.path.join(out, "DONE")):  # the path is derived, so a moved --out still resumes
         return os.path.join(out, "model", "ckpt")
-    tc = TrainConfig(data=data_path, layout=layout, out=out + "/model", init=init or "scratch",
-                     tokenizer=cfg.tokenizer, bpe_dir=cfg.bpe_dir, n_layer=cfg.n_layer, n_head=cfg.n_head,
-                     n_embd=cfg.n_embd, block_size=cfg.block_size, max_steps=steps,
-                     batch_size=cfg.batch_size // rank_world()[1],
-                     total_batch_tokens=cfg.batch_size * cfg.block_size, lr=lr, min_lr=lr / 10,
-                     warmup_steps=max(1, steps // 20), seed=key_int(cfg.seed, name) % 2**31,
-                     ckpt_every=max(50, steps // 4), log_every=max(1, steps // 5), resume=True)
+    tc = train_config(cfg, name, data_path, layout, init, steps, lr)
     print0(f"[{name}] training {steps} steps, layout {layout}, init {tc.init}")
     res = train(tc)
     if rank_world()[0] == 0:
         write_json(os.path.join(out, "DONE"), {k: v for k, v in res.items() if isinstance(v, (int, float, str))})
     barrier()
     return res["ckpt"]
+
+
+def train_config(cfg, name, data_path, layout, init, steps, lr=None, world=None):
+    """The train.py configuration of one phase (check_inputs checks these before any phase runs)."""
+    lr, world = lr or cfg.lr, world or rank_world()[1]
+    return TrainConfig(data=data_path, layout=layout, out=os.path.join(cfg.out, name, "model"),
+                       init=init or "scratch", tokenizer=cfg.tokenizer, bpe_dir=cfg.bpe_dir, n_layer=cfg.n_layer,
+                       n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.block_size, max_steps=steps,
+                       batch_size=cfg.batch_size // world, total_batch_tokens=cfg.batch_size * cfg.block_size, lr=lr,
+                       min_lr=lr / 10, warmup_steps=max(1, steps // 20), seed=key_int(cfg.seed, name) % 2**31,
+                       ckpt_every=max(50, steps // 4), log_every=max(1, steps // 5), resume=True)
 
 
 def run_eval(cfg, name, ckpt, tok, data, latent):
@@ -362,14 +373,23 @@ def run_eval(cfg, name, ckpt, tok, data, latent):
 
 # ----------------------------------------------------------------------------- data
 
-def prepare_data(cfg, tok):
-    """The target corpus (latents stripped), warm-start set, held-out docs and questions, under out/data."""
-    ddir = os.path.join(cfg.out, "data")
-    if rank_world()[0] == 0 and not os.path.exists(os.path.join(ddir, "DONE")):
+def prepare_data(cfg, tok, checked=None):
+    """The target corpus (latents stripped), warm-start set, held-out docs and questions, under out/data.
+    out/data/DONE records what shaped them (data_fingerprint); data prepared from other inputs or flags is
+    prepared again (check_inputs has refused that already if a phase trained on it). `checked`: check_inputs'
+    result, whose documents are reused rather than read twice."""
+    checked = checked or check_inputs(cfg)
+    ddir, docs_in, fp = os.path.join(cfg.out, "data"), checked["docs"], checked["fingerprint"]
+    done = os.path.join(ddir, "DONE")
+    stale = os.path.exists(done) and read_json(done).get("fingerprint", fp) != fp  # no fingerprint: older run
+    if rank_world()[0] == 0 and (stale or not os.path.exists(done)):
+        if stale:
+            print0(f"data: {ddir} was prepared from other inputs or flags; preparing it again")
+            shutil.rmtree(ddir)  # none of it may survive: a stale target_gold.jsonl would feed the oracle
         if cfg.corpus:
-            docs = read_docs(cfg.corpus, tok=tok, max_tokens=cfg.block_size // 4)
+            docs = docs_in["corpus"]
             if cfg.val:
-                heldout = read_docs(cfg.val, tok=tok, max_tokens=cfg.block_size // 4)
+                heldout = docs_in["val"]
             else:  # no --val: the last 5% of the corpus is held out (at least one document)
                 n = max(1, len(docs) // 20)
                 docs, heldout = docs[:-n], docs[-n:]
@@ -381,13 +401,12 @@ def prepare_data(cfg, tok):
             write_docs(os.path.join(ddir, "target.jsonl"), strip(docs))
             write_docs(os.path.join(ddir, "heldout.jsonl"), heldout)
         else:
-            W.write(W.WorldConfig(seed=cfg.seed, n_target=cfg.world_target, n_warm=cfg.world_warm,
-                                  n_heldout=cfg.world_heldout, n_questions=cfg.world_questions), ddir)
+            W.write(world_config(cfg), ddir)
             if cfg.val:
-                write_docs(os.path.join(ddir, "heldout.jsonl"), read_docs(cfg.val))
+                write_docs(os.path.join(ddir, "heldout.jsonl"), docs_in["val"])
         if cfg.teacher_latents:
-            write_docs(os.path.join(ddir, "warm.jsonl"), read_docs(cfg.teacher_latents))
-        write_json(os.path.join(ddir, "DONE"), {"corpus": cfg.corpus or "built-in world"})
+            write_docs(os.path.join(ddir, "warm.jsonl"), docs_in["teacher_latents"])
+        write_json(done, {"corpus": cfg.corpus or "built-in world", "fingerprint": fp})
     barrier()
     p = lambda name: os.path.join(ddir, name)
     data = {name: read_docs(p(f"{name}.jsonl")) for name in ("target", "warm", "heldout")}
@@ -433,14 +452,15 @@ def run_estep(cfg, tok, data, it, prev_ckpt):
     return path, diag
 
 
-def run(cfg):
-    tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
-    os.makedirs(cfg.out, exist_ok=True)
-    check_config(cfg)
+def run(cfg, checked=None):
+    """The whole loop. `checked`: check_inputs' result (main validates before anything is written)."""
+    checked = checked or check_inputs(cfg)
+    tok = checked["tok"]
+    save_config(cfg)
     t_start = time.time()
     # a resumed run's clock misses the phases an earlier run finished: the report says so instead of a total
     resumed = any(os.path.exists(os.path.join(cfg.out, name, "DONE")) for name in ("base", "warm", "iter1"))
-    data = prepare_data(cfg, tok)
+    data = prepare_data(cfg, tok, checked)
     print0(f"data: {len(data['target'])} target docs, {len(data['warm'])} warm-start docs, "
            f"{len(data['heldout'])} held-out docs, {len(data['questions'])} questions")
     base = cfg.init or run_train(cfg, "base", data["paths"]["base"], "raw", "", cfg.base_steps, cfg.base_lr)
@@ -483,21 +503,12 @@ def run_baselines(cfg, tok, data, base):
     return out
 
 
-def check_config(cfg):
-    """Refuse to mix results: an existing --out must have been made by the same configuration."""
-    path = os.path.join(cfg.out, "config.json")
-    mine, default = asdict(cfg), asdict(EMConfig())
-    if os.path.exists(path):
-        old = read_json(path)
-        # a field an older em.py did not have is compatible at its default (it did what the default does)
-        diff = [k for k in mine if k not in RESUMABLE_KEYS | EVAL_KEYS and old.get(k, default[k]) != mine[k]]
-        if diff:
-            sys.exit(f"error: {cfg.out} holds a run with another configuration ("
-                     + ", ".join(f"{k}: {old.get(k)!r} -> {mine[k]!r}" for k in diff)
-                     + "); use another --out or delete it")
+def save_config(cfg):
+    """config.json, written only after check_inputs passed (a refused command leaves --out as it was)."""
+    os.makedirs(cfg.out, exist_ok=True)
     if rank_world()[0] == 0:
-        write_json(path, mine)
-    print0("config: " + json.dumps(mine))
+        write_json(os.path.join(cfg.out, "config.json"), asdict(cfg))
+    print0("config: " + json.dumps(asdict(cfg)))
 
 
 # ----------------------------------------------------------------------------- report
@@ -510,17 +521,193 @@ def report(cfg, results, seconds, resumed=False):
                    f"seed {cfg.seed}, K {cfg.k}, {cfg.iters} iterations, {clock}."))
 
 
-def run_seeds(cfg):
-    """--seeds: one full run per seed in out/seed{S} (in sequence, each resumable), then the combined report."""
+def run_seeds(cfg, checked=None):
+    """--seeds: one full run per seed in out/seed{S} (in sequence, each resumable), then the combined report.
+    Every seed's --out and data are checked before the first seed starts."""
     t0, per = time.time(), {}
-    for s in [int(x) for x in cfg.seeds.split(",")]:
+    runs = {s: replace(cfg, seed=s, seeds="", out=os.path.join(cfg.out, f"seed{s}"))
+            for s in [int(x) for x in cfg.seeds.split(",")]}
+    checks = {s: check_inputs(c) for s, c in runs.items()}
+    for s, c in runs.items():
         print0(f"==== seed {s}")
-        per[s] = run(replace(cfg, seed=s, seeds="", out=os.path.join(cfg.out, f"seed{s}")))
+        per[s] = run(c, checks[s])
     if rank_world()[0] == 0:
         print(R.combined_report(cfg.out, per, [int(k) for k in cfg.eval_ks.split(",")],
                                 f"K {cfg.k}, {cfg.iters} iterations, {(time.time() - t0) / 60:.1f} min in this "
                                 "invocation (phases finished earlier are not counted)."))
     return per
+
+
+# ----------------------------------------------------------------------------- validation (before any work)
+
+# the flags that shape out/data besides its input files; data/DONE records them (data_fingerprint)
+DATA_FLAGS = ("tokenizer", "block_size", "seed", "world_target", "world_warm", "world_heldout", "world_questions")
+# smallest value of each integer flag; base_steps is checked apart (unused with --init)
+MINIMUM = dict(iters=0, k=1, n_layer=1, n_head=1, n_embd=1, block_size=1, batch_size=1, warm_steps=1, m_steps=1,
+               max_latent=1, top_k=0, gen_batch=1, world_target=1, world_warm=1, world_heldout=1, world_questions=0)
+
+
+def flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def flag_errors(cfg, eval_only=False, ckpt=""):
+    """Every range and cross-flag rule for every phase em.py will run (base, warm, M-steps, oracle, baselines,
+    E-step, evaluation), named as em.py's flags. -> list of one-line messages."""
+    errors = [f"must be >= {lo}, got {getattr(cfg, k)} ({flag(k)})" for k, lo in MINIMUM.items()
+              if getattr(cfg, k) < lo]
+    positive = lambda v: math.isfinite(v) and v > 0
+    ks = cfg.eval_ks.split(",")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    errors += [msg for bad, msg in (
+        (not cfg.init and cfg.base_steps < 1, f"must be >= 1 without --init, got {cfg.base_steps} (--base-steps)"),
+        (not positive(cfg.lr), f"must be a positive number, got {cfg.lr} (--lr)"),
+        (not positive(cfg.base_lr), f"must be a positive number, got {cfg.base_lr} (--base-lr)"),
+        # temperature 0 is greedy: K identical samples whose weights say nothing, so only K = 1 may use it
+        (not (math.isfinite(cfg.temperature) and cfg.temperature >= 0),
+         f"must be a number >= 0, got {cfg.temperature} (--temperature)"),
+        (cfg.temperature == 0 and cfg.k > 1, "0 (greedy) draws K identical latents: use --k 1 or a temperature > 0 "
+                                             "(--temperature)"),
+        (not 0 < cfg.top_p <= 1, f"must be in (0, 1], got {cfg.top_p} (--top-p)"),
+        (cfg.n_head >= 1 and cfg.n_embd % cfg.n_head != 0, f"{cfg.n_embd} is not divisible by --n-head "
+                                                           f"{cfg.n_head} (--n-embd)"),
+        (cfg.batch_size % world != 0, f"{cfg.batch_size} is not divisible by the {world} ranks (--batch-size)"),
+        (not all(k.strip().isdigit() and int(k) >= 1 for k in ks), f"must be a comma list of integers >= 1, got "
+                                                                  f"{cfg.eval_ks!r} (--eval-ks)"),
+        (cfg.tokenizer not in TOKENIZERS and not os.path.isdir(cfg.tokenizer),
+         f"{cfg.tokenizer!r}: choose one of {', '.join(TOKENIZERS)} or a tokenizer directory (--tokenizer)"),
+        (cfg.m_step not in ("fresh", "continue"), "must be fresh or continue (--m-step)"),
+        (bool(cfg.corpus) and not cfg.init and not eval_only, "--corpus needs --init (base weights for that corpus)"),
+        (bool(cfg.corpus) and not cfg.teacher_latents and not eval_only,
+         "--corpus needs --teacher-latents (the warm-start set)"),
+        (cfg.max_latent + 8 > cfg.block_size, f"{cfg.max_latent} leaves no room in --block-size {cfg.block_size} "
+                                              "(--max-latent)"),
+        (eval_only and not ckpt, "--eval needs --ckpt DIR (--ckpt)"),
+        (not 0 <= cfg.seed < 2**63, f"must be in [0, 2**63), got {cfg.seed} (--seed)"),
+    ) if bad]
+    if not errors:  # a safety net: em.py's own checks above should leave train.py nothing to refuse
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        for name, steps, lr in (("base", cfg.base_steps, cfg.base_lr), ("warm", cfg.warm_steps, None),
+                                ("iter1", cfg.m_steps, None))[1 if cfg.init else 0:]:
+            errors += [f"phase {name} would give train.py {e}" for e in
+                       train_value_errors(train_config(cfg, name, "", "random", "", steps, lr, world))]
+    n = cfg.world_target + cfg.world_warm + cfg.world_heldout + cfg.world_questions
+    if not cfg.corpus and n >= W.problem_space(world_config(cfg)):
+        errors.append(f"the built-in world has {W.problem_space(world_config(cfg))} problems, fewer than {n} "
+                      "(--world-target + --world-warm + --world-heldout + --world-questions)")
+    return errors
+
+
+def world_config(cfg):
+    return W.WorldConfig(seed=cfg.seed, n_target=cfg.world_target, n_warm=cfg.world_warm,
+                         n_heldout=cfg.world_heldout, n_questions=cfg.world_questions)
+
+
+def read_input(path, name, **kw):
+    """Read one input corpus whole (every line checked); -> (docs, error or None)."""
+    try:
+        docs = read_docs(path, **kw)
+    except ValueError as e:  # read_docs names the file and line
+        return [], str(e)
+    except OSError as e:
+        return [], f"{path}: {e.strerror or e} ({flag(name)})"
+    return docs, None if docs else f"{path} holds no documents ({flag(name)})"
+
+
+def checkpoint_error(path, name, tok, block_size):
+    """Why `path` cannot be loaded as a model for this run (None when it can): files, config, weights,
+    tokenizer, vocabulary and context length are all checked by loading it once on the CPU."""
+    try:
+        model, meta = load_model(path, tok.n_vocab)
+        check_tokenizer(meta, tok)
+    except (ValueError, OSError) as e:  # FileNotFoundError: a missing file
+        return f"{e} ({flag(name)})"
+    if model.config.vocab_size != tok.n_vocab:
+        return f"{path}: vocabulary {model.config.vocab_size} is not tokenizer {tok.name}'s {tok.n_vocab} ({flag(name)})"
+    if block_size > model.config.block_size:
+        return f"--block-size {block_size} exceeds the model's block_size {model.config.block_size} ({flag(name)})"
+    return None
+
+
+def data_fingerprint(cfg):
+    """What shaped out/data: a sha256 of every input file and the flags that chunk or build the documents."""
+    return {"inputs": {name: sha256_file(getattr(cfg, name)) for name in ("corpus", "teacher_latents", "val")
+                       if getattr(cfg, name)},
+            "flags": {k: getattr(cfg, k) for k in DATA_FLAGS}}
+
+
+def out_errors(cfg, fp):
+    """An existing --out must hold this configuration, and data that phases trained on must be what the
+    inputs give now (else the corrected or changed command would silently mix results)."""
+    path, done = os.path.join(cfg.out, "config.json"), os.path.join(cfg.out, "data", "DONE")
+    errors = []
+    for p in filter(os.path.isfile, (path, done)):
+        try:
+            read_json(p)
+        except (ValueError, OSError) as e:
+            return [f"{p} is unreadable ({e}); use another --out or delete it (--out)"]
+    if os.path.isfile(path):
+        old, mine, default = read_json(path), asdict(cfg), asdict(EMConfig())
+        # a field an older em.py did not have is compatible at its default (it did what the default does)
+        diff = [k for k in mine if k not in RESUMABLE_KEYS | EVAL_KEYS and old.get(k, default[k]) != mine[k]]
+        if diff:
+            errors.append(f"{cfg.out} holds a run with another configuration ("
+                          + ", ".join(f"{k}: {old.get(k)!r} -> {mine[k]!r}" for k in diff)
+                          + "); use another --out or delete it (--out)")
+    if os.path.isfile(done):
+        old = read_json(done).get("fingerprint")
+        if old is None:
+            print0(f"warning: {done} predates content hashes: its data is reused unchecked")
+        elif old != fp:
+            changed = [flag(k) for k in fp["inputs"].keys() | old["inputs"].keys()
+                       if fp["inputs"].get(k) != old["inputs"].get(k)]
+            changed += [flag(k) for k in fp["flags"] if fp["flags"][k] != old["flags"].get(k)]
+            trained = sorted(n for n in os.listdir(cfg.out) if n != "data" and os.path.isdir(os.path.join(cfg.out, n)))
+            if trained:
+                errors.append(f"{', '.join(changed)} changed since {cfg.out} prepared its data, and {trained[0]} "
+                              f"trained on the old data; use another --out or delete it ({', '.join(changed)})")
+    return errors
+
+
+def check_inputs(cfg, ckpt="", eval_only=False):
+    """One validation pass before anything is written or trained: flags, tokenizer, --out, every input file
+    read whole, every checkpoint loaded once, and an existing --out's configuration and data. Raises ValueError
+    with every problem on one line; -> {'tok', 'docs': {flag name: documents}, 'fingerprint'}."""
+    errors = flag_errors(cfg, eval_only, ckpt)
+    if errors:  # the files below are read with these flags: they must make sense first
+        raise ValueError("; ".join(errors))
+    try:
+        tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{e} (--tokenizer {cfg.tokenizer})") from None
+    budget = dict(tok=tok, max_tokens=cfg.block_size // 4)  # what prepare_data chunks {"text"} documents with
+    heldout = cfg.val or os.path.join(cfg.out, "data", "heldout.jsonl")
+    reads = ({"val": (heldout, {})} if eval_only else
+             {"corpus": (cfg.corpus, budget), "val": (cfg.val, budget if cfg.corpus else {}),
+              "teacher_latents": (cfg.teacher_latents, {})})
+    docs, errors = {}, [] if eval_only else [out_dir_error(cfg.out)]
+    if eval_only and not os.path.isfile(heldout):
+        errors.append(f"no held-out documents: pass --val PATH (or --out of a run that prepared {heldout})")
+    for name, (path, kw) in reads.items():
+        if path and not (eval_only and not os.path.isfile(path)):
+            docs[name], err = read_input(path, name, **kw)
+            errors.append(err)
+    if cfg.corpus and not cfg.val and not eval_only and 0 < len(docs["corpus"]) < 2:
+        errors.append(f"{cfg.corpus} holds one document: a target corpus and held-out docs need 2 (--corpus)")
+    if docs.get("teacher_latents") and \
+            not any(c["latent"] for d in docs["teacher_latents"] for c in d["chunks"]):
+        errors.append(f"{cfg.teacher_latents} holds no latents: the warm start needs them (--teacher-latents)")
+    for name, path in (("init", cfg.init), ("ckpt", ckpt if eval_only else "")):
+        if path:
+            errors.append(checkpoint_error(path, name, tok, cfg.block_size))
+    fp = None
+    if not eval_only and not any(errors):  # every input is a readable file by now
+        fp = data_fingerprint(cfg)
+        errors += out_errors(cfg, fp) if os.path.isdir(cfg.out) else []
+    errors = [e for e in errors if e]
+    if errors:
+        raise ValueError("; ".join(errors))
+    return {"tok": tok, "docs": docs, "fingerprint": fp}
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -532,9 +719,7 @@ def eval_only(cfg, ckpt):
     check_tokenizer(meta, tok)
     latent = meta.get("train_config", {}).get("layout", "random") != "raw"
     ddir = os.path.join(cfg.out, "data")
-    heldout = cfg.val or os.path.join(ddir, "heldout.jsonl")
-    if not os.path.exists(heldout):
-        sys.exit(f"error: no held-out documents: pass --val PATH (or --out of a run that prepared {heldout})")
+    heldout = cfg.val or os.path.join(ddir, "heldout.jsonl")  # check_inputs has read it
     # the run's questions belong with its held-out docs: another --val gets questions only from --questions
     questions = Q.read_questions(cfg.questions) if cfg.questions else [] if cfg.val else Q.load_prepared(ddir)
     data = {"heldout": read_docs(heldout), "questions": questions}
@@ -548,35 +733,33 @@ def eval_only(cfg, ckpt):
 
 
 def parse_args(argv=None):
+    """Flags -> (EMConfig, args); raises ValueError (argparse's own errors included) with every problem."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.error = parser_error  # one line via main(), not argparse's usage block
     for f in fields(EMConfig):
-        flag = "--" + f.name.replace("_", "-")
         if f.type is bool or f.type == "bool":
-            ap.add_argument(flag, action="store_true")
+            ap.add_argument(flag(f.name), action="store_true")
         else:
-            ap.add_argument(flag, type=type(f.default), default=None, help=f"default {f.default!r}")
+            ap.add_argument(flag(f.name), type=type(f.default), default=None, help=f"default {f.default!r}")
     ap.add_argument("--eval", action="store_true", help="evaluate --ckpt only")
     ap.add_argument("--ckpt", default="", help="checkpoint for --eval")
     args = ap.parse_args(argv)
     given = {f.name: getattr(args, f.name) for f in fields(EMConfig)
              if getattr(args, f.name) is not None and getattr(args, f.name) is not False}  # 0 is a value
     cfg = EMConfig(**{**(QUICK if given.get("quick") else {}), **given})
-    errors = [msg for bad, msg in (
-        (cfg.iters < 0, "--iters must be >= 0"), (cfg.k < 1, "--k must be >= 1"),
-        (cfg.m_step not in ("fresh", "continue"), "--m-step must be fresh or continue"),
-        (bool(cfg.corpus) and not cfg.init, "--corpus needs --init (base weights for that corpus)"),
-        (bool(cfg.corpus) and not cfg.teacher_latents, "--corpus needs --teacher-latents (the warm-start set)"),
-        (cfg.max_latent + 8 > cfg.block_size, "--max-latent leaves no room in --block-size"),
-        (args.eval and not args.ckpt, "--eval needs --ckpt DIR"),
+    errors = flag_errors(cfg, args.eval, args.ckpt)
+    errors += [msg for bad, msg in (
         (bool(cfg.seeds) and not all(x.strip().isdigit() for x in cfg.seeds.split(",")),
-         "--seeds must be comma-separated integers >= 0 (e.g. 0,1,2)"),
-        (bool(cfg.seeds) and len(set(cfg.seeds.split(","))) != len(cfg.seeds.split(",")), "--seeds repeats a seed"),
-        (bool(cfg.seeds) and "seed" in given, "pass --seed or --seeds, not both"),
-        (bool(cfg.seeds) and args.eval, "--eval evaluates one --ckpt: drop --seeds"),
+         "must be comma-separated integers >= 0, e.g. 0,1,2 (--seeds)"),
+        (bool(cfg.seeds) and len(set(cfg.seeds.split(","))) != len(cfg.seeds.split(",")), "repeats a seed (--seeds)"),
+        (bool(cfg.seeds) and "seed" in given, "pass --seed or --seeds, not both (--seeds)"),
+        (bool(cfg.seeds) and args.eval, "--eval evaluates one --ckpt: drop --seeds (--seeds)"),
     ) if bad]
-    for p in (cfg.corpus, cfg.teacher_latents, cfg.val, cfg.init, args.ckpt, cfg.questions, cfg.raw_prompt_prefix):
+    for name, p in (("corpus", cfg.corpus), ("teacher_latents", cfg.teacher_latents), ("val", cfg.val),
+                    ("init", cfg.init), ("ckpt", args.ckpt), ("questions", cfg.questions),
+                    ("raw_prompt_prefix", cfg.raw_prompt_prefix)):
         if p and not os.path.exists(p):
-            errors.append(f"{p}: no such file or directory")
+            errors.append(f"{p}: no such file or directory ({flag(name)})")
     try:  # the questions and the rule are inputs: read them now, not after hours of training
         if cfg.answer_regex:
             Q.check_regex(cfg.answer_regex, "--answer-regex")
@@ -585,18 +768,26 @@ def parse_args(argv=None):
     except ValueError as e:
         errors.append(str(e))
     if errors:
-        ap.error("; ".join(errors))
+        raise ValueError("; ".join(errors))
     return cfg, args
 
 
 def main(argv=None):
-    cfg, args = parse_args(argv)
+    try:
+        cfg, args = parse_args(argv)
+        checked = check_inputs(cfg, args.ckpt, args.eval)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     if "RANK" in os.environ and not dist.is_initialized():  # torchrun
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
-        eval_only(cfg, args.ckpt) if args.eval else run_seeds(cfg) if cfg.seeds else run(cfg)
+        eval_only(cfg, args.ckpt) if args.eval else run_seeds(cfg, checked) if cfg.seeds else run(cfg, checked)
+    except (ValueError, OSError) as e:  # a problem no validation could see (a full disk, a file changed meanwhile)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

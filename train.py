@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -29,7 +30,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from data.corpus import read_docs
+from data.corpus import out_dir_error, parser_error, read_docs, write_atomic
 from data.layout import MODES, encode_doc, sequence, sequence_length
 from data.shards import from_docs, is_shard_dir, open_shards
 from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
@@ -80,37 +81,64 @@ RESUME_SAME = ("data", "layout", "init", "tokenizer", "n_layer", "n_head", "n_em
                "total_batch_tokens", "lr", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "dtype", "seed")
 
 
-def die(msg):
-    raise SystemExit(f"train.py: error: {msg}")
-
-
-def check_flags(cfg):
-    """Cheap checks before anything starts; every failure is one line."""
-    if not cfg.data:
-        die("--data is required")
+def flag_errors(cfg):
+    """Every flag checked before anything starts (files exist, values in range); -> one-line messages, each
+    naming its flag. The corpus and --init are read in full before training (encode_corpus, build_model)."""
+    f = lambda name: "--" + name.replace("_", "-")
+    errors = [] if cfg.data else ["a training corpus is required (--data)"]
     for name in ("data", "val"):
         path = getattr(cfg, name)
         if path and not os.path.exists(path):
-            die(f"--{name} {path}: no such file")
-        if path and os.path.isdir(path) and not is_shard_dir(path):
-            die(f"--{name} {path}: a directory without a complete shard manifest (unfinished? run "
-                f"python -m data.prepare --corpus JSONL --out {path})")
+            errors.append(f"{path}: no such file ({f(name)})")
+        elif path and os.path.isdir(path) and not is_shard_dir(path):
+            errors.append(f"{path}: a directory without a complete shard manifest (unfinished? run python -m "
+                          f"data.prepare --corpus JSONL --out {path}) ({f(name)})")
     if cfg.init != "scratch" and not os.path.isdir(cfg.init) and not os.path.isdir(cfg.init + ".old"):
-        die(f"--init {cfg.init}: neither 'scratch' nor a checkpoint directory")
+        errors.append(f"{cfg.init}: neither 'scratch' nor a checkpoint directory (--init)")
+    return errors + value_errors(cfg) + [e for e in (device_error(cfg.device), out_dir_error(cfg.out)) if e]
+
+
+def value_errors(cfg):
+    """The checks on values alone (no file is looked at): em.py runs them on every phase's config up front."""
+    f = lambda name: "--" + name.replace("_", "-")
+    errors = []
     for name, choices in (("layout", MODES), ("tokenizer", TOKENIZERS), ("dtype", ("auto", "bf16", "fp32"))):
         if getattr(cfg, name) not in choices and not (name == "tokenizer" and os.path.isdir(cfg.tokenizer)):
-            die(f"--{name} {getattr(cfg, name)!r}: choose one of {', '.join(choices)}")
+            errors.append(f"{getattr(cfg, name)!r}: choose one of {', '.join(choices)}"
+                          + (" or a tokenizer directory" if name == "tokenizer" else "") + f" ({f(name)})")
     positive = ("n_layer", "n_head", "n_embd", "max_steps", "batch_size", "lr")
     non_negative = ("block_size", "stop_at", "total_batch_tokens", "min_lr", "warmup_steps", "weight_decay",
                     "grad_clip", "eval_every", "ckpt_every", "log_every")
     for name in positive + non_negative:
         v = getattr(cfg, name)
         if (v <= 0 if name in positive else v < 0) or (isinstance(v, float) and not math.isfinite(v)):
-            die(f"--{name.replace('_', '-')} must be {'positive' if name in positive else '>= 0'}, got {v}")
+            errors.append(f"must be {'positive' if name in positive else '>= 0'}, got {v} ({f(name)})")
     if cfg.min_lr > cfg.lr:
-        die(f"--min-lr {cfg.min_lr} exceeds --lr {cfg.lr}")
-    if cfg.n_embd % cfg.n_head:
-        die(f"--n-embd {cfg.n_embd} is not divisible by --n-head {cfg.n_head}")
+        errors.append(f"{cfg.min_lr} exceeds --lr {cfg.lr} (--min-lr)")
+    if cfg.n_head > 0 and cfg.n_embd % cfg.n_head:
+        errors.append(f"{cfg.n_embd} is not divisible by --n-head {cfg.n_head} (--n-embd)")
+    return errors
+
+
+def device_error(name):
+    if name == "auto":
+        return None
+    try:
+        d = torch.device(name)
+    except RuntimeError:
+        return f"{name!r} is not a device: auto, cpu, cuda or cuda:N (--device)"
+    if d.type not in ("cpu", "cuda"):
+        return f"{name!r}: train.py runs on auto, cpu, cuda or cuda:N (--device)"
+    if d.type == "cuda" and (not torch.cuda.is_available() or (d.index or 0) >= torch.cuda.device_count()):
+        return f"{name!r}: no such CUDA device here (--device)"
+    return None
+
+
+def check_flags(cfg):
+    """Raise ValueError with every flag problem on one line (main() prints it; em.py validates its own flags)."""
+    errors = flag_errors(cfg)
+    if errors:
+        raise ValueError("; ".join(errors))
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -231,20 +259,17 @@ def val_windows(tok, docs, mode, seed, T):
 
 def encode_corpus(tok, path):
     """A corpus -> data/shards.Shards: a shard directory is memmapped (O(1), nothing read); a JSONL file is
-    read, tokenised and packed into in-memory arrays (small corpora)."""
-    try:
-        if os.path.isdir(path):
-            docs = open_shards(path)
-            if (docs.tokenizer, docs.n_vocab) != (tok.name, tok.n_vocab):
-                die(f"{path}: shards were tokenised with {docs.tokenizer!r} ({docs.n_vocab} tokens), but --tokenizer "
-                    f"is {tok.name!r} ({tok.n_vocab})")
-            return docs
-        docs = read_docs(path)
-        if not docs:
-            die(f"{path}: no documents")
-        return from_docs((encode_doc(tok, d) for d in docs), tok)
-    except ValueError as e:
-        die(str(e))
+    read, tokenised and packed into in-memory arrays (small corpora). Raises ValueError naming file:line."""
+    if os.path.isdir(path):
+        docs = open_shards(path)
+        if (docs.tokenizer, docs.n_vocab) != (tok.name, tok.n_vocab):
+            raise ValueError(f"{path}: shards were tokenised with {docs.tokenizer!r} ({docs.n_vocab} tokens), but "
+                             f"--tokenizer is {tok.name!r} ({tok.n_vocab})")
+        return docs
+    docs = read_docs(path)
+    if not docs:
+        raise ValueError(f"{path} holds no documents")
+    return from_docs((encode_doc(tok, d) for d in docs), tok)
 
 
 # ----------------------------------------------------------------------------- model and optimizer
@@ -259,9 +284,10 @@ def build_model(cfg, tok):
         model, meta = load_model(cfg.init)
         check_tokenizer(meta, tok)  # a HF GPT-2 directory counts as tokenizer 'gpt2'
     except (ValueError, FileNotFoundError) as e:
-        die(f"--init: {e}")
+        raise ValueError(f"{e} (--init)") from None
     if model.config.vocab_size > tok.n_vocab:
-        die(f"--init {cfg.init}: vocabulary {model.config.vocab_size} is larger than tokenizer {tok.name}'s")
+        raise ValueError(f"{cfg.init}: vocabulary {model.config.vocab_size} is larger than tokenizer {tok.name}'s "
+                         "(--init)")
     if model.config.vocab_size < tok.n_vocab:  # GPT-2's 50257 + the 4 latent tokens
         model.resize_vocab(tok.n_vocab, seed=cfg.seed)
     return model
@@ -277,12 +303,13 @@ def resume_state(cfg, ckpt):
         model, meta = GPT.load(path)
         saved = meta["train_config"]
     except (ValueError, KeyError) as e:
-        die(f"--resume: {path} is not a train.py checkpoint ({e})")
+        raise ValueError(f"{path} is not a train.py checkpoint ({e}) (--resume)") from None
     for k in RESUME_SAME:
         mine = getattr(cfg, k)
         unset = (k in ("block_size", "total_batch_tokens") and mine == 0) or (k == "dtype" and mine == "auto")
         if not unset and mine != saved[k]:
-            die(f"--resume: --{k.replace('_', '-')} {mine!r} differs from the checkpoint's {saved[k]!r}")
+            raise ValueError(f"{mine!r} differs from the checkpoint's {saved[k]!r} (--{k.replace('_', '-')}, "
+                             "--resume)")
         setattr(cfg, k, saved[k])
     return model, meta, path
 
@@ -350,6 +377,26 @@ def evaluate(model, windows, batch_size, rank, world, ctx, device):
     return (tot[0] / tot[1].clamp(min=1)).item()
 
 
+def keep_metrics(path, step, stop):
+    """Before a resumed run appends to metrics.jsonl: keep the rows its checkpoint (at `step`) had seen. The rows
+    a killed run wrote after it are logged again, as is the closing held-out evaluation when the checkpoint is
+    already at `stop`; a half-written last line goes too."""
+    if not os.path.exists(path):
+        return
+    kept = []
+    with open(path) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                continue
+            if row["step"] < step or (row["step"] == step and ("loss" in row or step < stop)):
+                kept.append(line if line.endswith("\n") else line + "\n")
+    write_atomic(path, "".join(kept))
+
+
 # ----------------------------------------------------------------------------- the loop
 
 def train(cfg):
@@ -371,7 +418,7 @@ def _train(cfg, rank, world, local_rank):
     try:
         tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
     except (ValueError, FileNotFoundError) as e:
-        die(str(e))
+        raise ValueError(f"{e} (--tokenizer)") from None
     ckpt = os.path.join(cfg.out, "ckpt")
     state = resume_state(cfg, ckpt) if cfg.resume else None
     if state is None:
@@ -383,12 +430,12 @@ def _train(cfg, rank, world, local_rank):
     cfg.n_layer, cfg.n_head, cfg.n_embd = model.config.n_layer, model.config.n_head, model.config.n_embd
     T = cfg.block_size = cfg.block_size or model.config.block_size
     if T > model.config.block_size:
-        die(f"--block-size {T} exceeds the model's block_size {model.config.block_size}")
+        raise ValueError(f"{T} exceeds the model's block_size {model.config.block_size} (--block-size)")
     micro = cfg.batch_size * T * world
     cfg.total_batch_tokens = cfg.total_batch_tokens or micro
     if cfg.total_batch_tokens % micro:
-        die(f"--total-batch-tokens {cfg.total_batch_tokens} is not a multiple of batch_size*block_size*world "
-            f"= {cfg.batch_size}*{T}*{world} = {micro}")
+        raise ValueError(f"{cfg.total_batch_tokens} is not a multiple of batch_size*block_size*world = "
+                         f"{cfg.batch_size}*{T}*{world} = {micro} (--total-batch-tokens)")
     accum = cfg.total_batch_tokens // micro
     if cfg.dtype == "auto":
         choice = ["bf16" if bf16_native(device) else "fp32"]
@@ -420,7 +467,12 @@ def _train(cfg, rank, world, local_rank):
         f"{cfg.total_batch_tokens} tokens/step")
     if rank == 0:
         os.makedirs(cfg.out, exist_ok=True)
-    metrics = open(os.path.join(cfg.out, "metrics.jsonl"), "a" if cfg.resume else "w") if rank == 0 else None
+    step = start = meta["step"]
+    stop = min(cfg.max_steps, cfg.stop_at or cfg.max_steps)
+    mpath = os.path.join(cfg.out, "metrics.jsonl")
+    if rank == 0 and cfg.resume:
+        keep_metrics(mpath, start, stop)
+    metrics = open(mpath, "a" if cfg.resume else "w") if rank == 0 else None
 
     def write(rec):
         if metrics:
@@ -442,8 +494,6 @@ def _train(cfg, rank, world, local_rank):
         if world > 1:
             dist.barrier()  # nobody returns (or reads the checkpoint) before it exists
 
-    step = start = meta["step"]
-    stop = min(cfg.max_steps, cfg.stop_at or cfg.max_steps)
     train_loss, res = meta.get("train_loss"), {}
     busy, n_busy, win, n_win = 0.0, 0, 0.0, 0  # step times (no eval/checkpoint): whole run, log window
     while step < stop:
@@ -525,8 +575,13 @@ def tokenizer_arg(s):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    res = train(TrainConfig(**vars(args)))
+    p = build_parser()
+    p.error = parser_error  # one line, exit code 2 (below), not argparse's usage block
+    try:
+        res = train(TrainConfig(**vars(p.parse_args(argv))))
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     if int(os.environ.get("RANK", 0)) == 0:
         print(json.dumps({k: v for k, v in res.items() if k != "config"}))
 

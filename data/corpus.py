@@ -4,7 +4,10 @@ A corpus is JSONL, one document per line, in either form (unknown fields are ign
   {"id": ..., "text": "..."}                                    chunked here by `chunk_text`
   {"id": ..., "chunks": [{"suffix": X_i, "latent": Z_i}, ...]}  the authors' released format (latent optional)
 and is returned as {"id": str, "chunks": [{"suffix": X_i, "latent": Z_i or None}, ...]}, the input of
-data/layout.encode_doc. Without an "id" a document gets a stable one from a sha256 of its content.
+data/layout.encode_doc. Without an "id" a document gets a stable one from a sha256 of its content. A repeated
+id (the same document twice, as real corpora have) is kept as a distinct document "<id>#2", "<id>#3", ... and
+the repeats are counted on stderr. A chunk may also carry "latent_ids", the latent's exact token ids (em.py's
+E-step writes them beside the text, which a decode cannot always round-trip); layout.encode_doc uses them.
 
 The chunker follows the authors' recipe (1 + Poisson(lambda - 1) sentences per chunk, capped at 20) without NLTK:
 sentences keep their trailing whitespace, so the chunks concatenate back to the text byte for byte, and the RNG
@@ -135,7 +138,14 @@ def _parse_doc(obj, chunk_kw):
             z = c.get("latent")
             if z is not None and not isinstance(z, str):
                 raise ValueError(f'chunk {k}: "latent" must be a string or null')
-            chunks.append({"suffix": c["suffix"], "latent": z})
+            ids = c.get("latent_ids")
+            if ids is not None:
+                if z is None or not isinstance(ids, list) or \
+                        not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in ids):
+                    raise ValueError(f'chunk {k}: "latent_ids" must be a list of token ids beside a "latent"')
+                chunks.append({"suffix": c["suffix"], "latent": z, "latent_ids": ids})
+            else:
+                chunks.append({"suffix": c["suffix"], "latent": z})
         text = "".join(c["suffix"] for c in chunks)
     elif "text" in obj:
         if not isinstance(obj["text"], str) or not obj["text"]:
@@ -155,12 +165,26 @@ def parse_line(line, **chunk_kw):
     return _parse_doc(json.loads(line.decode("utf-8")), chunk_kw)
 
 
+def unique_id(doc_id, ids, occurrences):
+    """A repeated document keeps its place under the next free "<id>#n" (n >= 2), so its coins and RNG keys are
+    its own; -> (id, whether it was a repeat). `ids` (all ids so far) and `occurrences` are updated."""
+    repeat = doc_id in ids
+    if repeat:
+        base, n = doc_id, occurrences.get(doc_id, 1)
+        while f"{base}#{n}" in ids or n == 1:
+            n += 1
+        occurrences[base], doc_id = n, f"{base}#{n}"
+    ids.add(doc_id)
+    return doc_id, repeat
+
+
 def read_docs(path, skip_bad=False, stats=None, **chunk_kw):
     """Read a JSONL corpus -> list of {'id', 'chunks': [{'suffix', 'latent'}]}. A malformed line (bad JSON or
-    UTF-8, not a document, duplicate id) raises ValueError naming the file and line; with skip_bad=True it is
-    skipped and the count reported on stderr (and in stats['skipped'] if a dict is passed). Blank lines are
-    ignored. chunk_kw (tok, max_tokens, mean_sentences, max_sentences) go to chunk_text for {"text"} lines."""
-    docs, seen, bad = [], {}, []
+    UTF-8, not a document) raises ValueError naming the file and line; with skip_bad=True it is skipped and the
+    count reported on stderr (and in stats['skipped'] if a dict is passed). A repeated id is kept under
+    "<id>#<occurrence>" and counted (stats['repeated']). Blank lines are ignored. chunk_kw (tok, max_tokens,
+    mean_sentences, max_sentences) go to chunk_text for {"text"} lines."""
+    docs, ids, occurrences, bad, repeated = [], set(), {}, [], 0
     with open(path, "rb") as f:
         # split on b"\n" only: str.splitlines would also break at U+2028 etc. inside a JSON string
         for lineno, line in enumerate(f, 1):
@@ -168,21 +192,55 @@ def read_docs(path, skip_bad=False, stats=None, **chunk_kw):
                 continue
             try:
                 doc = parse_line(line, **chunk_kw)
-                if doc["id"] in seen:
-                    raise ValueError(f"duplicate id {doc['id']!r} (first on line {seen[doc['id']]})")
             except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
                 if not skip_bad:
-                    raise ValueError(f"{path}:{lineno}: {e}") from None
+                    raise ValueError(f"{e} ({path}:{lineno})") from None
                 bad.append(lineno)
                 continue
-            seen[doc["id"]] = lineno
+            doc["id"], new = unique_id(doc["id"], ids, occurrences)
+            repeated += new
             docs.append(doc)
     if stats is not None:
-        stats["skipped"], stats["skipped_lines"] = len(bad), bad
+        stats["skipped"], stats["skipped_lines"], stats["repeated"] = len(bad), bad, repeated
     if bad:
         shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
         print(f"read_docs: skipped {len(bad)} malformed line(s) in {path} (lines {shown})", file=sys.stderr)
+    if repeated:
+        print(f"read_docs: {repeated} repeated document(s) in {path} kept as distinct documents (id#2, id#3, ...)",
+              file=sys.stderr)
     return docs
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def out_dir_error(path, flag="--out"):
+    """Why `path` cannot be an output directory (None when it can): it must be a writable directory or one that
+    makedirs can create. Nothing is created here: validation runs before any work."""
+    if not path:
+        return f"an output directory is required ({flag})"
+    p = os.path.abspath(path)
+    if os.path.exists(p) and not os.path.isdir(p):
+        return f"{path} exists and is not a directory ({flag})"
+    while not os.path.exists(p):
+        p = os.path.dirname(p)
+    if not os.path.isdir(p):
+        return f"{p} is not a directory, so {path} cannot be created ({flag})"
+    if not os.access(p, os.W_OK | os.X_OK):
+        return f"{p} is not writable ({flag})"
+    return None
+
+
+def parser_error(message):
+    """argparse's error hook for every CLI: 'argument --k: invalid int value' -> ValueError('invalid int value
+    (--k)'), which main() prints as one line and exit code 2 (argparse would print its usage block first)."""
+    m = re.match(r"argument (\S+?)(?:/\S+)?: (.*)", message, re.S)
+    raise ValueError(f"{m[2]} ({m[1]})" if m else message)
 
 
 def write_atomic(path, data):
@@ -192,6 +250,7 @@ def write_atomic(path, data):
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an ordinary file gets 0666 minus the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
@@ -202,13 +261,21 @@ def write_atomic(path, data):
         raise
 
 
+def _umask():
+    mask = os.umask(0o22)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def write_json(path, obj):
     write_atomic(path, json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
 
 
 def doc_line(doc):
     """One document as a JSONL line (bytes, with its newline) in the authors' chunk format plus an id."""
-    rec = {"id": doc["id"], "chunks": [{"suffix": c["suffix"], "latent": c.get("latent")} for c in doc["chunks"]]}
+    rec = {"id": doc["id"], "chunks": [{"suffix": c["suffix"], "latent": c.get("latent"),
+                                        **({"latent_ids": c["latent_ids"]} if c.get("latent_ids") is not None
+                                           else {})} for c in doc["chunks"]]}
     try:  # readable UTF-8; \u escapes only for a string holding a lone surrogate (not encodable)
         return json.dumps(rec, ensure_ascii=False).encode("utf-8") + b"\n"
     except UnicodeEncodeError:

@@ -20,11 +20,24 @@ MODES = ("raw", "prior", "posterior", "random")
 
 
 def encode_doc(tok, doc):
-    """{'id', 'chunks': [{'suffix': X, 'latent': Z or None}]} -> {'id', 'x': [ids], 'z': [ids or None]}."""
+    """{'id', 'chunks': [{'suffix': X, 'latent': Z or None}]} -> {'id', 'x': [ids], 'z': [ids or None]}.
+    A chunk's 'latent_ids' (the E-step's sampled tokens) are used as they are: decoding a sample is lossy (a
+    split UTF-8 character, a special token) and re-encoding its text would train on tokens nobody scored."""
     chunks = doc["chunks"]
-    return {"id": doc["id"],
-            "x": [tok.encode(c["suffix"]) for c in chunks],
-            "z": [None if c.get("latent") is None else tok.encode(c["latent"]) for c in chunks]}
+    return {"id": doc["id"], "x": [tok.encode(c["suffix"]) for c in chunks],
+            "z": [latent_tokens(tok, c) for c in chunks]}
+
+
+def latent_tokens(tok, chunk):
+    """A chunk's latent as token ids: its 'latent_ids' when present (checked against the text), else the text."""
+    ids = chunk.get("latent_ids")
+    if ids is None:
+        return None if chunk.get("latent") is None else tok.encode(chunk["latent"])
+    if any(not 0 <= t < tok.n_vocab for t in ids):
+        raise ValueError(f"latent_ids outside the {tok.name} vocabulary [0, {tok.n_vocab})")
+    if tok.decode(ids) != chunk.get("latent"):  # stale ids, or another tokenizer's
+        raise ValueError(f"latent_ids do not decode to their latent {chunk.get('latent')!r:.60} ({tok.name})")
+    return list(ids)
 
 
 def coin(seed, epoch, doc_id, chunk):

@@ -20,14 +20,15 @@ output with `write_dataset`.
 import argparse
 import collections
 import contextlib
-import hashlib
+import json
+import math
 import multiprocessing
 import os
 import sys
 import time
 
 from data import world
-from data.corpus import doc_line, parse_line
+from data.corpus import doc_line, out_dir_error, parse_line, parser_error, sha256_file, unique_id
 from data.layout import encode_doc
 from data.shards import ShardWriter, flatten, token_dtype
 from data.tokenizer import TOKENIZERS, get_tokenizer
@@ -121,14 +122,6 @@ def _parsed(path, workers, init_args):
             yield from get(pending.popleft())
 
 
-def _sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def prepare_corpus(corpus, out, tokenizer="bytes", bpe_dir=None, max_chunk_tokens=None, mean_sentences=8,
                    max_sentences=20, skip_bad=False, workers=None):
     """Read, chunk and tokenise a JSONL corpus on `workers` processes (default: all cores), streaming, and write
@@ -137,25 +130,30 @@ def prepare_corpus(corpus, out, tokenizer="bytes", bpe_dir=None, max_chunk_token
     tok = get_tokenizer(tokenizer, bpe_dir)
     workers = workers or os.cpu_count() or 1
     chunk_kw = {"max_tokens": max_chunk_tokens, "mean_sentences": mean_sentences, "max_sentences": max_sentences}
-    bad, seen = [], {}
+    bad, ids, occurrences, repeated = [], set(), {}, [0]
 
     def items():
         for lineno, err, line, flat in _parsed(corpus, workers, (tokenizer, bpe_dir, chunk_kw)):
-            if err is None and flat[0] in seen:
-                err = f"duplicate id {flat[0]!r} (first on line {seen[flat[0]]})"
             if err is not None:
                 if not skip_bad:
-                    raise ValueError(f"{corpus}:{lineno}: {err}")
+                    raise ValueError(f"{err} ({corpus}:{lineno})")
                 bad.append(lineno)
                 continue
-            seen[flat[0]] = lineno
+            doc_id, repeat = unique_id(flat[0], ids, occurrences)
+            if repeat:  # kept under its new id, in docs.jsonl and in the shards alike (data/corpus.py)
+                rec = json.loads(line)
+                rec["id"] = doc_id
+                line, flat, repeated[0] = doc_line(rec), (doc_id, *flat[1:]), repeated[0] + 1
             yield line, flat
-        if not seen:
-            raise ValueError(f"{corpus} holds no documents")
-        info["source"]["skipped_lines"] = len(bad)  # before _write's finish copies info into the manifest
+        if not ids:
+            raise ValueError(f"{corpus} holds no documents (--corpus)")
+        if repeated[0]:
+            print(f"prepare: kept {repeated[0]} repeated document(s) under ids <id>#n", file=sys.stderr)
+        # before _write's finish copies info into the manifest
+        info["source"]["skipped_lines"], info["source"]["repeated_docs"] = len(bad), repeated[0]
 
-    info = {"source": {"kind": "corpus", "path": os.path.abspath(corpus), "sha256": _sha256_file(corpus),
-                       "skipped_lines": len(bad)},
+    info = {"source": {"kind": "corpus", "path": os.path.abspath(corpus), "sha256": sha256_file(corpus),
+                       "skipped_lines": len(bad), "repeated_docs": 0},
             "chunking": {"method": "sentences, 1+Poisson(mean_sentences-1) per chunk, capped; "
                                    "RNG seeded by sha256 of the document text; {\"chunks\"} docs kept as given",
                          "mean_sentences": mean_sentences, "max_sentences": max_sentences,
@@ -191,25 +189,47 @@ def build_parser():
     return p
 
 
+def flag_errors(args):
+    """Every flag checked before any work; -> one-line messages naming the flag."""
+    errors = [out_dir_error(args.out)]
+    if args.corpus is not None and not os.path.isfile(args.corpus):
+        errors.append(f"{args.corpus}: no such file (--corpus)")
+    if args.max_chunk_tokens is not None and args.max_chunk_tokens < 1:
+        errors.append(f"must be >= 1, got {args.max_chunk_tokens} (--max-chunk-tokens)")
+    if not (math.isfinite(args.mean_sentences) and args.mean_sentences >= 1):
+        errors.append(f"must be a number >= 1, got {args.mean_sentences} (--mean-sentences)")
+    if args.max_sentences < 1:
+        errors.append(f"must be >= 1, got {args.max_sentences} (--max-sentences)")
+    if args.workers < 0:
+        errors.append(f"must be >= 0 (0 = all cores), got {args.workers} (--workers)")
+    if args.world:
+        errors += world.check(world.WorldConfig(seed=args.seed))
+    else:
+        try:
+            get_tokenizer(args.tokenizer, args.bpe_dir)
+        except (ValueError, OSError) as e:
+            errors.append(f"{e} (--tokenizer {args.tokenizer}, --bpe-dir)")
+    return [e for e in errors if e]
+
+
 def main(argv=None):
     p = build_parser()
-    args = p.parse_args(argv)
-    for flag, v, low in (("--workers", args.workers, 0), ("--max-chunk-tokens", args.max_chunk_tokens, 1),
-                         ("--mean-sentences", args.mean_sentences, 1), ("--max-sentences", args.max_sentences, 1)):
-        if v is not None and v < low:  # every flag checked before any work
-            p.exit(1, f"prepare: error: {flag} must be >= {low}, got {v}\n")
-    if args.corpus is not None and not os.path.isfile(args.corpus):
-        p.exit(1, f"prepare: error: --corpus {args.corpus}: no such file\n")
+    p.error = parser_error  # one line, exit code 2 (below), not argparse's usage block
     try:
+        args = p.parse_args(argv)
+        errors = flag_errors(args)
+        if errors:
+            raise ValueError("; ".join(errors))
         if args.world:  # the world's own files (base, target, warm, heldout, questions) + world.json
             meta = world.write(world.WorldConfig(seed=args.seed), args.out)
             print(f"prepare: wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in meta["counts"].items()))
             return meta
-        if args.corpus is not None:
-            m = prepare_corpus(args.corpus, args.out, args.tokenizer, args.bpe_dir, args.max_chunk_tokens,
-                               args.mean_sentences, args.max_sentences, args.skip_bad, args.workers)
+        # prepare_corpus checks every line as it streams; the manifest, written last, marks a complete directory
+        m = prepare_corpus(args.corpus, args.out, args.tokenizer, args.bpe_dir, args.max_chunk_tokens,
+                           args.mean_sentences, args.max_sentences, args.skip_bad, args.workers)
     except (ValueError, OSError) as e:
-        p.exit(1, f"prepare: error: {e}\n")
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     c = m["counts"]
     print(f"prepare: wrote {args.out}: {c['docs']} docs, {c['chunks']} chunks, {c['tokens']} tokens, "
           f"{c['latents']} latents ({m['tokenizer']} tokenizer, {m['shards']['files']['x']['dtype']} shards)")

@@ -44,9 +44,10 @@ import json
 import os
 import random
 import re
+import sys
 from dataclasses import asdict, dataclass
 
-from data.corpus import write_atomic, write_docs, write_json
+from data.corpus import out_dir_error, parser_error, write_atomic, write_docs, write_json
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -140,12 +141,34 @@ def step_ops(cfg, j):
     return LETTERS[j * m:(j + 1) * m]
 
 
+def problem_space(cfg):
+    """How many distinct problems the world has: start digits x one operator per step from its block."""
+    return cfg.digits * (cfg.ops // cfg.steps) ** cfg.steps
+
+
+def check(cfg):
+    """Every reason `cfg` cannot build a world, as one-line messages naming data.world's flags (before any work)."""
+    f = lambda k: "--" + k.replace("_", "-")
+    errors = [f"must be >= {lo}, got {getattr(cfg, k)} ({f(k)})" for k, lo in
+              (("digits", 1), ("ops", 1), ("steps", 1), ("decoys", 0), ("n_base", 0), ("walks_per_base_doc", 1),
+               ("n_target", 0), ("n_warm", 0), ("n_heldout", 0), ("n_questions", 0)) if getattr(cfg, k) < lo]
+    errors += [f"must be in [0, 1], got {getattr(cfg, k)} ({f(k)})" for k in ("known", "teacher")
+               if not 0 <= getattr(cfg, k) <= 1]  # a NaN fails too
+    errors += [msg for bad, msg in (
+        (cfg.digits > 10, f"must be <= 10 (one character per value), got {cfg.digits} (--digits)"),
+        (cfg.ops > len(LETTERS), f"must be <= {len(LETTERS)} (one letter each), got {cfg.ops} (--ops)"),
+        (cfg.steps > cfg.ops, f"{cfg.steps} exceeds --ops {cfg.ops} (--steps)"),
+        (cfg.decoys >= cfg.digits, f"must be < --digits {cfg.digits}, got {cfg.decoys} (--decoys)")) if bad]
+    if not errors:
+        n = cfg.n_questions + cfg.n_heldout + cfg.n_target + cfg.n_warm
+        if n >= problem_space(cfg):  # >=: the base text needs problems of its own
+            errors.append(f"the world needs {n} distinct problems but only {problem_space(cfg)} exist; raise --ops "
+                          "or --digits, or shrink the corpora (--n-target)")
+    return errors
+
+
 def _problems(cfg, rng, n):
     """n distinct problems (start digit, one operator letter per step), in a seeded order."""
-    space = cfg.digits * (cfg.ops // cfg.steps) ** cfg.steps
-    if n >= space:  # >=: the base text needs problems of its own
-        raise ValueError(f"the world needs {n} distinct problems but only {space} exist; "
-                         f"raise --ops or --digits, or shrink the corpora")
     seen, out = set(), []
     while len(out) < n:  # rejection sampling: fine while n stays well below the space
         p = random_problem(cfg, rng)
@@ -175,10 +198,9 @@ def base_line(cfg, table, decoys, taken, rng):
 
 def build(cfg):
     """-> dict of name -> list of docs / records (see the module docstring)."""
-    if not 1 <= cfg.digits <= 10 or not 1 <= cfg.steps <= cfg.ops <= len(LETTERS) or not 0 <= cfg.known <= 1 \
-            or not 0 <= cfg.decoys < cfg.digits:
-        raise ValueError("the world needs 1 <= digits <= 10, 1 <= steps <= ops <= 26, 0 <= known <= 1 and "
-                         "0 <= decoys < digits")
+    errors = check(cfg)
+    if errors:
+        raise ValueError("; ".join(errors))
     rng = random.Random(cfg.seed)
     table = make_table(cfg, rng)
     facts = [(o, x) for o in table for x in range(cfg.digits)]
@@ -213,8 +235,8 @@ FILES = ("base", "target", "target_gold", "warm", "heldout")
 
 def write(cfg, out):
     """Write the world under out/ (docs as chunked JSONL, questions.jsonl, world.json last = complete)."""
+    w = build(cfg)  # first: a bad config is refused before the directory exists
     os.makedirs(out, exist_ok=True)
-    w = build(cfg)
     for name in FILES:
         write_docs(os.path.join(out, f"{name}.jsonl"), w[name])
     write_atomic(os.path.join(out, "questions.jsonl"), "".join(json.dumps(q) + "\n" for q in w["questions"]))
@@ -231,12 +253,20 @@ def read_questions(path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Write the built-in table world (see data/world.py).")
+    ap.error = parser_error  # one line, exit code 2 (below), not argparse's usage block
     ap.add_argument("--out", default="out/world", help="output directory")
     for k, v in asdict(WorldConfig()).items():
-        ap.add_argument("--" + k.replace("_", "-"), type=type(v), default=v)
-    args = ap.parse_args(argv)
-    cfg = WorldConfig(**{k: getattr(args, k) for k in asdict(WorldConfig())})
-    meta = write(cfg, args.out)
+        ap.add_argument("--" + k.replace("_", "-"), type=type(v), default=v, help=f"default {v!r}")
+    try:
+        args = ap.parse_args(argv)
+        cfg = WorldConfig(**{k: getattr(args, k) for k in asdict(WorldConfig())})
+        errors = [e for e in (*check(cfg), out_dir_error(args.out)) if e]
+        if errors:
+            raise ValueError("; ".join(errors))
+        meta = write(cfg, args.out)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in meta["counts"].items()))
 
 

@@ -254,14 +254,15 @@ def test_read_formats_and_ids(tmp_path):
 BAD = [("not json", "Expecting value"), ("[1, 2]", "JSON object"), ('{"title": "x"}', '"text" or "chunks"'),
        ('{"text": ""}', "non-empty"), ('{"chunks": "abc"}', "non-empty list"), ('{"chunks": [{"latent": "z"}]}',
        'string "suffix"'), ('{"chunks": [{"suffix": "a", "latent": 3}]}', "latent"), (b'{"text": "\xff"}', "utf-8"),
-       ('{"id": "g1", "text": "dup"}', "duplicate id 'g1' \\(first on line 1\\)")]
+       ('{"chunks": [{"suffix": "a", "latent_ids": [1]}]}', "latent_ids"),
+       ('{"chunks": [{"suffix": "a", "latent": "z", "latent_ids": [-1]}]}', "latent_ids")]
 
 
 @pytest.mark.parametrize("bad,msg", BAD)
 def test_malformed_line_reported(tmp_path, bad, msg):
     p = tmp_path / "c.jsonl"
     write_lines(p, ['{"id": "g1", "text": "Good. Doc."}', '{"text": "Another good one."}', bad])
-    with pytest.raises(ValueError, match=f"c.jsonl:3: .*{msg}"):
+    with pytest.raises(ValueError, match=f"{msg}.*\\(.*c.jsonl:3\\)$"):
         read_docs(p)
 
 
@@ -285,7 +286,8 @@ def test_prepare_cli(tmp_path, capsys):
     out = tmp_path / "ds"
     with pytest.raises(SystemExit) as e:
         prepare_main(["--corpus", str(src), "--out", str(out)])
-    assert e.value.code == 1 and "in.jsonl:2" in capsys.readouterr().err and not out.exists()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and "in.jsonl:2" in err and not out.exists()
     m = prepare_main(["--corpus", str(src), "--out", str(out), "--skip-bad", "--max-chunk-tokens", "40"])
     docs = read_docs(out / "docs.jsonl")
     assert docs == read_docs(src, skip_bad=True, tok=get_tokenizer("bytes"), max_tokens=40)
@@ -297,3 +299,70 @@ def test_prepare_cli(tmp_path, capsys):
     assert c["max_chunk_tokens"] <= 40 and c["chunks_over_budget"] == 0
     assert m["tokenizer"] == "bytes" and m["source"]["skipped_lines"] == 1
     assert m["chunking"]["max_chunk_tokens"] == 40 and m["source"]["path"] == str(src)
+
+
+def test_repeated_documents_are_kept_with_distinct_ids(tmp_path, capsys):
+    """Real corpora repeat documents: each repeat is kept under '<id>#<occurrence>' and the repeats are counted."""
+    p = tmp_path / "c.jsonl"
+    write_lines(p, ['{"text": "Same doc."}', '{"id": "a", "text": "One."}', '{"id": "a#2", "text": "Taken id."}',
+                    '{"text": "Same doc."}', '{"id": "a", "text": "One."}', '{"text": "Same doc."}'])
+    stats = {}
+    docs = read_docs(p, stats=stats)
+    h = content_id("Same doc.")
+    assert [d["id"] for d in docs] == [h, "a", "a#2", f"{h}#2", "a#3", f"{h}#3"]  # a#2 was taken: a#3
+    assert [d["chunks"][0]["suffix"] for d in docs[3:]] == ["Same doc.", "One.", "Same doc."]
+    assert stats["repeated"] == 3 and "3 repeated document(s)" in capsys.readouterr().err
+    write_docs(tmp_path / "out.jsonl", docs)  # written with their ids, they read back as they are
+    assert read_docs(tmp_path / "out.jsonl") == docs
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_outputs_honour_the_umask(tmp_path, mask):
+    from data.corpus import write_atomic
+    old = os.umask(mask)
+    try:
+        write_atomic(tmp_path / "f.txt", "x")
+        open(tmp_path / "plain.txt", "w").close()
+    finally:
+        os.umask(old)
+    mode = os.stat(tmp_path / "f.txt").st_mode & 0o777
+    assert mode == 0o666 & ~mask == os.stat(tmp_path / "plain.txt").st_mode & 0o777
+
+
+def test_latent_ids_are_used_exactly_and_checked(tmp_path):
+    """A latent's token ids survive a write and a read and are what encode_doc gives, even where its text does
+    not round-trip (half a UTF-8 character, a special token); stale ids are refused."""
+    tok = get_tokenizer("bytes")
+    ids = [tok.encode("é")[0], tok.prior] + tok.encode("ok")  # the first byte of 'é' alone, then <|prior|>
+    text = tok.decode(ids)
+    assert tok.encode(text) != ids  # the text alone would train on other tokens
+    doc = {"id": "d", "chunks": [{"suffix": "X.", "latent": text, "latent_ids": ids}, {"suffix": "Y.", "latent": None}]}
+    write_docs(tmp_path / "l.jsonl", [doc])
+    back = read_docs(tmp_path / "l.jsonl")
+    assert back == [doc] and layout.encode_doc(tok, back[0])["z"] == [ids, None]
+    with pytest.raises(ValueError, match="do not decode"):
+        layout.encode_doc(tok, {"id": "d", "chunks": [{"suffix": "X", "latent": "other", "latent_ids": ids}]})
+    with pytest.raises(ValueError, match="outside"):
+        layout.encode_doc(tok, {"id": "d", "chunks": [{"suffix": "X", "latent": "?", "latent_ids": [10**6]}]})
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--corpus", "EMPTY"], "holds no documents (--corpus)"),
+    (["--corpus", "/nonexistent.jsonl"], "no such file (--corpus)"),
+    (["--corpus", "GOOD", "--max-chunk-tokens", "0"], "(--max-chunk-tokens)"),
+    (["--corpus", "GOOD", "--mean-sentences", "nan"], "(--mean-sentences)"),
+    (["--corpus", "GOOD", "--max-sentences", "0"], "(--max-sentences)"),
+    (["--corpus", "GOOD", "--tokenizer", "gpt2", "--bpe-dir", "/nonexistent"], "(--tokenizer gpt2, --bpe-dir)"),
+    (["--corpus", "GOOD", "--world"], "not allowed with argument"),
+    (["--corpus", "GOOD", "--out", "FILE"], "exists and is not a directory (--out)"),
+])
+def test_prepare_refuses_bad_input_before_writing(tmp_path, capsys, argv, msg):
+    files = {"EMPTY": tmp_path / "e.jsonl", "GOOD": tmp_path / "g.jsonl", "FILE": tmp_path / "g.jsonl"}
+    files["EMPTY"].write_text("\n")
+    files["GOOD"].write_text('{"text": "Fine."}\n')
+    out = tmp_path / "ds"
+    with pytest.raises(SystemExit) as e:
+        prepare_main(["--out", str(out), *[str(files.get(a, a)) for a in argv]])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and msg in err and err.count("\n") == 1, err
+    assert not out.exists()

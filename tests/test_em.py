@@ -64,10 +64,11 @@ def test_logsumexp_matches_math():
 
 
 def test_bad_flags_are_one_line_errors(tmp_path):
-    r = run_em(["--k", "0", "--out", str(tmp_path)])
-    assert r.returncode == 2 and "--k must be >= 1" in r.stderr and "Traceback" not in r.stderr
+    r = run_em(["--k", "0", "--out", str(tmp_path / "o")])
+    assert r.returncode == 2 and r.stderr == "error: must be >= 1, got 0 (--k)\n" and not (tmp_path / "o").exists()
     r = run_em(["--corpus", str(tmp_path / "missing.jsonl")])
-    assert r.returncode == 2 and "missing.jsonl" in r.stderr
+    assert r.returncode == 2 and "missing.jsonl: no such file or directory (--corpus)" in r.stderr
+    assert len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr
 
 
 @pytest.mark.slow
@@ -159,3 +160,211 @@ def test_real_model_path_hf_gpt2_dir_gpt2_tokenizer_authors_format(tmp_path):
     assert {m["name"] for m in metrics} >= {"warm start", "BoLT iter 1", "oracle (teacher latents)"}
     assert all(math.isfinite(m.get("nll_k1", m.get("nll", float("nan")))) for m in metrics)
     assert "report" in (out / "report.md").read_text().lower()
+
+
+# ----------------------------------------------------------------------------- validation before any work
+
+def tiny_ckpt(path, block_size=128):
+    import torch
+    from model import GPT, GPTConfig
+    torch.manual_seed(0)  # a fixed init
+    GPT(GPTConfig(block_size=block_size, vocab_size=get_tokenizer("bytes").n_vocab, n_layer=1, n_head=2,
+                  n_embd=16)).save(str(path), {"tokenizer": "bytes"})
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Files the bad-input table names by key: a tiny checkpoint (good and broken), a corpus, teacher latents,
+    and corpora broken in the ways a new user breaks them."""
+    d = tmp_path_factory.mktemp("inputs")
+    f = {"CKPT": tiny_ckpt(d / "ckpt"), "FILE": str(d / "a_file")}
+    (d / "a_file").write_text("x")
+    for name, damage in (("TRUNC", "weights"), ("BADCFG", "config")):
+        shutil.copytree(d / "ckpt", d / name)
+        p = d / name / ("model.safetensors" if damage == "weights" else "config.json")
+        p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 2])
+        f[name] = str(d / name)
+    os.makedirs(d / "EMPTYDIR")
+    f["EMPTYDIR"] = str(d / "EMPTYDIR")
+    lines = {"GOOD": "".join(json.dumps({"text": f"Doc {i}. It has words in it."}) + "\n" for i in range(6)),
+             "TEACH": "".join(json.dumps({"chunks": [{"suffix": f"T{i}. ", "latent": "why"}]}) + "\n" for i in range(3)),
+             "NOLATENT": json.dumps({"text": "No latents here."}) + "\n", "ONE": json.dumps({"text": "Only one."}) + "\n",
+             "MALFORMED": '{"text": "a"\n', "LIST": "[1, 2]\n", "TEXTINT": '{"text": 123}\n', "NOCHUNKS": '{"chunks": []}\n',
+             "SUFFIXINT": '{"chunks": [{"suffix": 5}]}\n', "EMPTY": "", "BLANK": "\n\n"}
+    for name, text in lines.items():
+        (d / f"{name}.jsonl").write_text(text)
+        f[name] = str(d / f"{name}.jsonl")
+    for name, raw in (("BINARY", b"\x00\x01\x02\xff\n"), ("BADUTF8", b'{"text": "\xc3("}\n')):
+        (d / f"{name}.jsonl").write_bytes(raw)
+        f[name] = str(d / f"{name}.jsonl")
+    return f
+
+
+CORPUS = ["--init", "CKPT", "--teacher-latents", "TEACH", "--corpus"]
+BAD_INPUTS = [  # (flags after --quick --out OUT, what the one line must say, the corrected flags)
+    (["--m-steps", "0"], "got 0 (--m-steps)", ["--m-steps", "5"]),
+    (["--warm-steps", "0"], "(--warm-steps)", []),
+    (["--base-steps", "-1"], "(--base-steps)", []),
+    (["--iters", "-1"], "(--iters)", []),
+    (["--lr", "nan"], "got nan (--lr)", []),
+    (["--lr", "-1"], "(--lr)", []),
+    (["--base-lr", "inf"], "(--base-lr)", []),
+    (["--batch-size", "0"], "(--batch-size)", []),
+    (["--n-embd", "30", "--n-head", "4"], "30 is not divisible by --n-head 4 (--n-embd)", ["--n-embd", "32"]),
+    (["--n-head", "0"], "(--n-head)", []),
+    (["--temperature", "-1"], "(--temperature)", []),
+    (["--temperature", "nan"], "(--temperature)", []),
+    (["--temperature", "0"], "use --k 1 or a temperature > 0 (--temperature)", ["--temperature", "0", "--k", "1"]),
+    (["--max-latent", "0"], "(--max-latent)", []),
+    (["--max-latent", "200"], "leaves no room in --block-size 128 (--max-latent)", []),
+    (["--block-size", "0"], "(--block-size)", []),
+    (["--top-p", "1.5"], "(--top-p)", []),
+    (["--top-p", "0"], "(--top-p)", []),
+    (["--top-k", "-3"], "(--top-k)", []),
+    (["--k", "abc"], "invalid int value: 'abc' (--k)", []),
+    (["--gen-batch", "0"], "(--gen-batch)", []),
+    (["--eval-ks", "1,0"], "(--eval-ks)", []),
+    (["--eval-ks", "x"], "(--eval-ks)", []),
+    (["--tokenizer", "nosuch"], "(--tokenizer)", []),
+    (["--m-step", "sideways"], "(--m-step)", []),
+    (["--world-target", "20000"], "(--world-target + --world-warm", []),
+    (["--world-heldout", "0"], "(--world-heldout)", []),
+    (["--nosuch", "1"], "unrecognized arguments", []),
+    (["--out", "FILE"], "exists and is not a directory (--out)", None),
+    (["--out", "FILE/sub"], "cannot be created (--out)", None),
+    ([*CORPUS, "MALFORMED"], "MALFORMED.jsonl:1)", [*CORPUS, "GOOD"]),
+    ([*CORPUS, "LIST"], "expected a JSON object, got list (", [*CORPUS, "GOOD"]),
+    ([*CORPUS, "TEXTINT"], '"text" must be a non-empty string (', [*CORPUS, "GOOD"]),
+    ([*CORPUS, "NOCHUNKS"], '"chunks" must be a non-empty list (', [*CORPUS, "GOOD"]),
+    ([*CORPUS, "SUFFIXINT"], 'string "suffix" (', [*CORPUS, "GOOD"]),
+    ([*CORPUS, "BINARY"], "can't decode byte 0xff", [*CORPUS, "GOOD"]),
+    ([*CORPUS, "BADUTF8"], "can't decode byte 0xc3", [*CORPUS, "GOOD"]),
+    ([*CORPUS, "EMPTY"], "holds no documents (--corpus)", [*CORPUS, "GOOD"]),
+    ([*CORPUS, "BLANK"], "holds no documents (--corpus)", [*CORPUS, "GOOD"]),
+    ([*CORPUS, "ONE"], "need 2 (--corpus)", [*CORPUS, "ONE", "--val", "GOOD"]),
+    ([*CORPUS, "EMPTYDIR"], "(--corpus)", [*CORPUS, "GOOD"]),
+    ([*CORPUS, "GOOD", "--val", "EMPTY"], "holds no documents (--val)", [*CORPUS, "GOOD"]),
+    (["--init", "CKPT", "--corpus", "GOOD"], "--corpus needs --teacher-latents", [*CORPUS, "GOOD"]),
+    (["--teacher-latents", "TEACH", "--corpus", "GOOD"], "--corpus needs --init", [*CORPUS, "GOOD"]),
+    (["--init", "CKPT", "--corpus", "GOOD", "--teacher-latents", "NOLATENT"], "holds no latents: the warm start needs them (--teacher-latents)",
+     [*CORPUS, "GOOD"]),
+    (["--init", "TRUNC"], "not a readable safetensors file", ["--init", "CKPT"]),
+    (["--init", "BADCFG"], "unreadable", ["--init", "CKPT"]),
+    (["--init", "EMPTYDIR"], "no checkpoint at", ["--init", "CKPT"]),
+    (["--init", "CKPT", "--block-size", "256", "--max-latent", "8"], "exceeds the model's block_size 128 (--init)",
+     ["--init", "CKPT", "--max-latent", "8"]),
+    (["--eval", "--ckpt", "TRUNC", "--val", "GOOD"], "(--ckpt)", None),
+    (["--eval", "--ckpt", "CKPT"], "no held-out documents", None),
+    (["--eval", "--val", "GOOD"], "--eval needs --ckpt", None),
+]
+
+
+@pytest.mark.parametrize("bad, msg, fixed", BAD_INPUTS, ids=[" ".join(b) for b, _, _ in BAD_INPUTS])
+def test_bad_input_refused_at_once_and_out_stays_usable(tmp_path, capsys, inputs, bad, msg, fixed):
+    """Each bad input: exit code 2, one line naming the flag or file:line, nothing written to --out; and the
+    corrected command passes the same validation into the same --out."""
+    out = str(tmp_path / "out")
+    argv = lambda flags: ["--quick", "--out", out, *[inputs.get(a, a) for a in flags]]
+    bad = [inputs["FILE"] + "/sub" if a == "FILE/sub" else a for a in bad]
+    with pytest.raises(SystemExit) as e:
+        em.main(argv(bad))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1 and msg in err, err
+    assert not os.path.exists(out)
+    if fixed is not None:
+        cfg, args = em.parse_args(argv(fixed))
+        em.check_inputs(cfg, args.ckpt, args.eval)  # raises if the corrected command would be refused
+
+
+def test_other_configuration_in_out_is_refused_before_writing(tmp_path, capsys):
+    out = tmp_path / "out"
+    em.save_config(em.EMConfig(**{**em.QUICK, "quick": True, "out": str(out)}))
+    before = (out / "config.json").read_bytes()
+    with pytest.raises(SystemExit) as e:
+        em.main(["--quick", "--k", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "another configuration (k: 4 -> 2)" in err and err.count("\n") == 1
+    assert (out / "config.json").read_bytes() == before and os.listdir(out) == ["config.json"]
+    (out / "config.json").write_text("{half a fil")  # not a file em.py writes (they are atomic): refused too
+    with pytest.raises(SystemExit) as e:
+        em.main(["--quick", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "config.json is unreadable" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_corrected_command_runs_into_the_same_out(tmp_path, inputs):
+    """The issue's case: a bad flag, then the corrected command into the same --out runs to its report (a real
+    E-step and M-step on a tiny checkpoint, so the latent ids travel through files)."""
+    out = str(tmp_path / "run")
+    args = ["--init", inputs["CKPT"], "--corpus", inputs["GOOD"], "--teacher-latents", inputs["TEACH"],
+            "--iters", "1", "--k", "2", "--warm-steps", "2", "--block-size", "64", "--max-latent", "8",
+            "--batch-size", "2", "--gen-batch", "8", "--no-baselines", "--eval-ks", "1,2", "--out", out]
+    r = run_em([*args, "--m-steps", "0"])
+    assert r.returncode == 2 and r.stderr.strip().endswith("(--m-steps)") and not os.path.exists(out)
+    r = run_em([*args, "--m-steps", "2"], timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    docs = [json.loads(line) for line in open(os.path.join(out, "iter1", "latents.jsonl"))]
+    tok = get_tokenizer("bytes")
+    assert all(tok.decode(c["latent_ids"]) == c["latent"] for d in docs for c in d["chunks"])
+
+
+def test_estep_latent_ids_are_what_training_sees(monkeypatch, tmp_path):
+    """A sampled latent holding half of a UTF-8 character and a special token: the M-step's training sequence
+    holds exactly the tokens the E-step scored (its decoded text would re-encode to other tokens)."""
+    import train
+    from data.corpus import read_docs, write_docs
+    from data.layout import encode_doc, sequence
+    tok = get_tokenizer("bytes")
+    z = [tok.encode("é")[0], tok.prior, ord("a")]  # 0xC3 alone, <|prior|>, 'a'
+    assert tok.encode(tok.decode(z)) != z
+    scored = []
+    monkeypatch.setattr(em, "generate", lambda model, prompts, n, **kw: [
+        {"tokens": z + [tok.eol], "logprobs": [-1.0] * 4, "raw_logprobs": [-1.0] * 4, "stopped": True} for _ in prompts])
+
+    def fake_score(model, prefixes, conts, batch_size=64):
+        scored.extend(conts)
+        return [{"sum": -3.0, "logprobs": [-1.0] * len(c)} for c in conts]
+
+    monkeypatch.setattr(em, "score", fake_score)
+    docs = [{"id": "d0", "chunks": [{"suffix": "Q.", "latent": None}, {"suffix": "A.", "latent": None}]}]
+    new, rows = em.estep(None, tok, em.EMConfig(k=2, max_latent=8, block_size=64), docs, 1, str(tmp_path / "u"))
+    write_docs(tmp_path / "latents.jsonl", new)  # what run_estep writes and the M-step reads
+    for edoc in (train.encode_corpus(tok, str(tmp_path / "latents.jsonl"))[0],
+                 encode_doc(tok, read_docs(tmp_path / "latents.jsonl")[0])):
+        assert edoc["z"] == [z, z]
+        assert sequence(tok, edoc, "prior")[1:] == [tok.sol, tok.prior, *z, tok.eol, *tok.encode("Q."),
+                                                    tok.sol, tok.prior, *z, tok.eol, *tok.encode("A."), tok.eos]
+    assert all(c[:2 + len(z) + 1] == [tok.sol, tok.prior, *z, tok.eol] for c in scored)  # the scored tokens
+
+
+def test_changed_corpus_is_prepared_again_or_refused(tmp_path, inputs):
+    """out/data/DONE records a sha256 of every input and the data flags: a changed corpus is prepared again
+    while no phase has trained on the old data, and refused once one has."""
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"Old {i}."}) + "\n" for i in range(4)))
+    cfg = em.EMConfig(out=str(tmp_path / "out"), corpus=str(corpus), init=inputs["CKPT"],
+                      teacher_latents=inputs["TEACH"], max_latent=8)
+    tok = get_tokenizer("bytes")
+    data = em.prepare_data(cfg, tok, em.check_inputs(cfg))
+    assert [d["chunks"][0]["suffix"] for d in data["target"]] == ["Old 0.", "Old 1.", "Old 2."]
+    done = json.load(open(tmp_path / "out" / "data" / "DONE"))
+    assert done["fingerprint"]["inputs"]["corpus"] == em.sha256_file(str(corpus))
+    corpus.write_text("".join(json.dumps({"text": f"New {i}."}) + "\n" for i in range(6)))
+    data = em.prepare_data(cfg, tok, em.check_inputs(cfg))  # nothing trained yet: prepared again
+    assert [d["chunks"][0]["suffix"] for d in data["target"]] == [f"New {i}." for i in range(5)]
+    os.makedirs(tmp_path / "out" / "warm")  # a phase trained on this data
+    corpus.write_text(json.dumps({"text": "Newer."}) + "\n" + json.dumps({"text": "Newest."}) + "\n")
+    with pytest.raises(ValueError, match=r"--corpus changed since .* warm trained on the old data"):
+        em.check_inputs(cfg)
+    corpus.write_text("".join(json.dumps({"text": f"New {i}."}) + "\n" for i in range(6)))  # put back: resumes
+    assert len(em.prepare_data(cfg, tok, em.check_inputs(cfg))["target"]) == 5
+
+
+def test_every_phase_config_is_checked_by_train_up_front(monkeypatch):
+    """The safety net: a rule em.py forgot is still caught before any phase runs, by train.py's own checks on
+    the base, warm-start and M-step configurations em.py will pass it."""
+    monkeypatch.setattr(em, "MINIMUM", {k: v for k, v in em.MINIMUM.items() if k != "m_steps"})
+    cfg = em.EMConfig(m_steps=0)
+    assert em.flag_errors(cfg) == ["phase iter1 would give train.py must be positive, got 0 (--max-steps)"]

@@ -237,7 +237,7 @@ def test_unfinished_shard_dir_is_refused(tmp_path, corpus):
 def test_resume_rejects_changed_settings(tmp_path, corpus):
     cfg = dict(TINY, data=corpus, max_steps=2, out=str(tmp_path))
     train(TrainConfig(**cfg))
-    with pytest.raises(SystemExit, match=r"--lr 0\.1 differs from the checkpoint's 0\.003"):
+    with pytest.raises(ValueError, match=r"0\.1 differs from the checkpoint's 0\.003 \(--lr, --resume\)"):
         train(TrainConfig(**{**cfg, "lr": 0.1, "resume": True}))
 
 
@@ -285,28 +285,40 @@ def test_init_from_hf_gpt2_adds_latent_tokens(tmp_path, corpus):
     model, meta = GPT.load(res["ckpt"])
     assert model.config.vocab_size == 50261 and model.config.block_size == 64 and meta["tokenizer"] == "gpt2"
     assert res["config"]["n_layer"] == 1 and res["config"]["n_embd"] == 32  # resolved from the init model
-    with pytest.raises(SystemExit, match="tokenizer 'gpt2', but 'bytes'"):
+    with pytest.raises(ValueError, match="tokenizer 'gpt2', but 'bytes'"):
         train(TrainConfig(**cfg, tokenizer="bytes"))
-    with pytest.raises(SystemExit, match="--block-size 128 exceeds the model's block_size 64"):
+    with pytest.raises(ValueError, match=r"128 exceeds the model's block_size 64 \(--block-size\)"):
         train(TrainConfig(**{**cfg, "block_size": 128}, tokenizer="gpt2"))
 
 
 # ----------------------------------------------------------------------------- flags
 
 @pytest.mark.parametrize("argv, msg", [
-    (["--lr", "-1"], "--lr must be positive, got -1.0"),
-    (["--data", "/nonexistent/x.jsonl"], "--data /nonexistent/x.jsonl: no such file"),
-    (["--min-lr", "1"], "--min-lr 1.0 exceeds --lr"),
-    (["--init", "/nonexistent/ckpt"], "--init /nonexistent/ckpt: neither 'scratch' nor a checkpoint"),
-    (["--total-batch-tokens", "100"], "--total-batch-tokens 100 is not a multiple of"),
-    (["--n-embd", "30", "--n-head", "4"], "--n-embd 30 is not divisible by --n-head 4"),
+    (["--lr", "-1"], "must be positive, got -1.0 (--lr)"),
+    (["--lr", "nan"], "must be positive, got nan (--lr)"),
+    (["--data", "/nonexistent/x.jsonl"], "/nonexistent/x.jsonl: no such file (--data)"),
+    (["--min-lr", "1"], "1.0 exceeds --lr 0.001 (--min-lr)"),
+    (["--init", "/nonexistent/ckpt"], "/nonexistent/ckpt: neither 'scratch' nor a checkpoint directory (--init)"),
+    (["--total-batch-tokens", "100"], "100 is not a multiple of"),
+    (["--n-embd", "30", "--n-head", "4"], "30 is not divisible by --n-head 4 (--n-embd)"),
+    (["--device", "tpu:0"], "(--device)"),
+    (["--device", "cuda:7"], "no such CUDA device here (--device)"),
+    (["--out", __file__], "exists and is not a directory (--out)"),
+    (["--tokenizer", "sentencepiece"], "invalid choice: 'sentencepiece'"),
+    (["--max-steps", "x"], "invalid int value: 'x' (--max-steps)"),
+    (["--data", "EMPTY"], "holds no documents"),
+    (["--data", "BADLINE"], "expected a JSON object, got list ("),
 ])
-def test_bad_flags_stop_with_one_line(tmp_path, corpus, argv, msg):
+def test_bad_flags_stop_with_one_line(tmp_path, corpus, capsys, argv, msg):
+    files = {"EMPTY": tmp_path / "empty.jsonl", "BADLINE": tmp_path / "bad.jsonl"}
+    files["EMPTY"].write_text("")
+    files["BADLINE"].write_text('{"text": "Fine."}\n[1]\n')
+    argv = [str(files.get(a, a)) for a in argv]
     with pytest.raises(SystemExit) as e:
-        main(["--data", corpus, "--out", str(tmp_path), "--block-size", "32", *argv])
-    text = str(e.value.code)
-    assert text.startswith("train.py: error: ") and msg in text and "\n" not in text
-    assert not os.path.exists(tmp_path / "metrics.jsonl")  # stopped before training started
+        main(["--data", corpus, "--out", str(tmp_path / "o"), "--block-size", "32", *argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and msg in err and err.count("\n") == 1, err
+    assert not os.path.exists(tmp_path / "o")  # stopped before anything was written
 
 
 def test_argparse_rejects_unknown_choices(capsys):
@@ -314,7 +326,7 @@ def test_argparse_rejects_unknown_choices(capsys):
         with pytest.raises(SystemExit) as e:
             main(["--data", "x", *argv])
         assert e.value.code == 2 and "error:" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="--tokenizer 'sentencepiece': choose one of bytes, gpt2"):
+    with pytest.raises(ValueError, match=r"'sentencepiece': choose one of bytes, gpt2 \(--tokenizer\)"):
         train(TrainConfig(data=__file__, tokenizer="sentencepiece"))
 
 
@@ -331,3 +343,21 @@ def test_bf16_choice_reads_cpu_flags_not_a_clock(monkeypatch):
         raise FileNotFoundError("/proc/cpuinfo")
     monkeypatch.setattr(train_mod, "open", missing, raising=False)
     assert train_mod.bf16_native(cpu) is False
+
+
+def test_resume_does_not_duplicate_metric_rows(tmp_path, corpus):
+    """A run killed after its checkpoint had logged more rows: the resumed run drops them (it logs them again),
+    and a half-written last line, so every step appears once."""
+    val = write_corpus(tmp_path / "val.jsonl", n=4)
+    cfg = TrainConfig(**TINY, data=corpus, val=val, max_steps=6, stop_at=3, out=str(tmp_path / "o"))
+    train(cfg)  # checkpoint at step 3
+    path = tmp_path / "o" / "metrics.jsonl"
+    with open(path, "a") as f:  # what a kill after step 5 leaves behind, cut mid-line
+        f.write(json.dumps({"step": 4, "loss": 9.0}) + "\n" + json.dumps({"step": 5, "loss": 9.0}) + '\n{"step": 6, "lo')
+    train(replace(cfg, stop_at=0, resume=True))
+    rows = [json.loads(line) for line in open(path)]
+    loss_steps = [r["step"] for r in rows if "loss" in r]
+    assert loss_steps == [1, 2, 3, 4, 5, 6] and all(r.get("loss") != 9.0 for r in rows)
+    assert [r["step"] for r in rows if "val_loss" in r] == [3, 6]
+    train(replace(cfg, stop_at=0, resume=True))  # resuming a finished run logs its closing evaluation once
+    assert [json.loads(line) for line in open(path)] == rows

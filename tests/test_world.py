@@ -129,3 +129,16 @@ def test_write_is_complete_and_readable(tmp_path):
     assert meta["counts"]["questions"] == 40
     assert json.load(open(tmp_path / "world.json"))["table"] == W.build(SMALL)["table"]
     assert len(W.read_questions(str(tmp_path / "questions.jsonl"))) == 40
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--n-target", "99999"], "distinct problems"), (["--known", "nan"], "got nan (--known)"),
+    (["--teacher", "1.5"], "(--teacher)"), (["--digits", "11"], "(--digits)"), (["--steps", "0"], "(--steps)"),
+    (["--n-warm", "-1"], "(--n-warm)"), (["--seed", "x"], "invalid int value: 'x' (--seed)"),
+    (["--out", __file__], "exists and is not a directory (--out)")])
+def test_cli_refuses_bad_flags_before_writing(tmp_path, capsys, argv, msg):
+    with pytest.raises(SystemExit) as e:
+        W.main(["--out", str(tmp_path / "w"), *argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and msg in err and err.count("\n") == 1, err
+    assert not (tmp_path / "w").exists()
