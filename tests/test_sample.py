@@ -262,7 +262,7 @@ def test_explain_score_equals_independent_computation():
 
 
 def test_render_shows_thought_apart_from_text():
-    S, E = TOK.sol, TOK.eol
+    B, S, E, P = TOK.bos, TOK.sol, TOK.eol, TOK.prior
     enc = TOK.encode
     think = think_prompt(TOK, enc("Q: 7 ciqx\n")) + enc("7c8i5q7x5") + [E] + enc("A: 5 for 7 ciqx\n") + [S]
     assert sample.render(TOK, think) == "Q: 7 ciqx\nthought:\n    7c8i5q7x5\nA: 5 for 7 ciqx"
