@@ -223,24 +223,26 @@ def svg_plot(results, nll_key, runs=(), x_key="iter", x_label="EM iteration",
 
 # ----------------------------------------------------------------------------- K curve
 
-def k_curve(dirs, out):
-    """The last BoLT iteration of each run dir (its config.json gives K) -> out/kcurve.md and out/kcurve.svg."""
+def k_curve(dirs, out, iteration=None):
+    """One BoLT iteration (default: the last) of each run dir (its config.json gives K) -> out/kcurve.md and
+    out/kcurve.svg. A fixed `iteration` compares runs of different lengths at the same point."""
     rows = []
     for d in dirs:
         with open(os.path.join(d, "config.json")) as f:
             k = json.load(f)["k"]
         with open(os.path.join(d, "metrics.jsonl")) as f:
             ms = [json.loads(line) for line in f if line.strip()]
-        last = [m for m in ms if m.get("iter")]
+        last = [m for m in ms if m.get("iter") and iteration in (None, m["iter"])]
         if not last:
-            raise ValueError(f"no BoLT iteration in its metrics.jsonl ({d})")
+            raise ValueError(f"no BoLT iteration {iteration or ''} in its metrics.jsonl ({d})")
         warm = next((m for m in ms if m.get("iter") == 0), None)
         rows.append({**last[-1], "name": f"K={k}", "k": k, "dir": d,
                      "warm_acc": warm.get("acc") if warm else None})
     rows.sort(key=lambda r: r["k"])
     ks = sorted({int(x[len("nll_k"):]) for r in rows for x in r if x.startswith("nll_k")})
     head = ["E-step K", "run", "iteration", "accuracy", *[f"NLL K={k}" for k in ks], "warm start accuracy"]
-    lines = ["# BoLT: more E-step samples (K) at the last iteration", "",
+    at = "the last iteration" if iteration is None else f"iteration {iteration}"
+    lines = [f"# BoLT: more E-step samples (K) at {at}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([str(r["k"]), r["dir"], str(r["iter"]),
@@ -253,7 +255,7 @@ def k_curve(dirs, out):
     write_atomic(os.path.join(out, "kcurve.md"), text)
     nll = f"nll_k{max(ks)}" if ks else "nll"
     write_atomic(os.path.join(out, "kcurve.svg"), svg_plot(rows, nll, x_key="k", x_label="E-step K",
-                                                           foot="each point: the last BoLT iteration of one run"))
+                                                           foot=f"each point: {at} of one run"))
     return text
 
 
@@ -261,13 +263,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--k-curve", nargs="+", required=True, metavar="DIR", help="finished em.py runs, one per K")
     ap.add_argument("--out", required=True, help="where kcurve.md and kcurve.svg go")
+    ap.add_argument("--iter", type=int, default=None, help="compare this iteration (default: each run's last)")
     args = ap.parse_args(argv)
     missing = [d for d in args.k_curve if not os.path.exists(os.path.join(d, "metrics.jsonl"))
                or not os.path.exists(os.path.join(d, "config.json"))]
     if missing:
         ap.exit(2, f"error: no finished run (metrics.jsonl, config.json) in {', '.join(missing)} (--k-curve)\n")
     try:
-        print(k_curve(args.k_curve, args.out))
+        print(k_curve(args.k_curve, args.out, args.iter))
     except (ValueError, KeyError) as e:
         ap.exit(2, f"error: {e} (--k-curve)\n")
 

@@ -220,6 +220,10 @@ def test_k_curve_from_finished_runs(tmp_path):
     assert lines[0].startswith("| 1 ") and "| 2 | 30.0% ± 1.0 | 2.1000 | 20.0% |" in lines[0]
     assert lines[1].startswith("| 4 ") and "60.0%" in lines[1]
     assert (tmp_path / "curve/kcurve.svg").read_text().startswith("<svg")
+    at1 = R.k_curve([str(tmp_path / "k4"), str(tmp_path / "k1")], str(tmp_path / "c1"), iteration=1)
+    assert "at iteration 1" in at1 and "| 1 | 15.0% ± 1.0 | 2.5000 |" in at1 and "| 1 | 30.0% ± 1.0 | 2.5000 |" in at1
+    with pytest.raises(ValueError):
+        R.k_curve([str(tmp_path / "k4")], str(tmp_path / "c3"), iteration=3)
     r = subprocess.run([sys.executable, "-m", "data.report", "--k-curve", str(tmp_path / "nope"), "--out",
                         str(tmp_path / "c")], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error:") and "nope" in r.stderr
