@@ -521,7 +521,7 @@ def report(cfg, results, seconds, resumed=False):
                    f"seed {cfg.seed}, K {cfg.k}, {cfg.iters} iterations, {clock}."))
 
 
-def run_seeds(cfg, checked=None):
+def run_seeds(cfg):
     """--seeds: one full run per seed in out/seed{S} (in sequence, each resumable), then the combined report.
     Every seed's --out and data are checked before the first seed starts."""
     t0, per = time.time(), {}
@@ -784,7 +784,7 @@ def main(argv=None):
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
-        eval_only(cfg, args.ckpt) if args.eval else run_seeds(cfg, checked) if cfg.seeds else run(cfg, checked)
+        eval_only(cfg, args.ckpt) if args.eval else run_seeds(cfg) if cfg.seeds else run(cfg, checked)
     except (ValueError, OSError) as e:  # a problem no validation could see (a full disk, a file changed meanwhile)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -251,3 +251,22 @@ def test_world_questions_carry_their_rules(tmp_path):
     (tmp_path / "questions.jsonl").write_text("".join(json.dumps(q) + "\n" for q in old[::-1]))
     with pytest.raises(ValueError, match="other questions"):
         Q.load_prepared(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_seeds_run_each_seed_apart_then_a_combined_report(tmp_path):
+    """--seeds 0,1: one resumable run per seed in out/seed{S}, then out/report.md with mean ± sd over the seeds;
+    a second invocation trains nothing and writes the same combined numbers."""
+    out = tmp_path / "s"
+    args = ["--quick", "--iters", "1", "--no-baselines", "--seeds", "0,1", "--out", str(out)]
+    r = run_em(args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    per = {s: [json.loads(line) for line in open(out / f"seed{s}" / "metrics.jsonl")] for s in (0, 1)}
+    assert per[0] != per[1]  # two seeds, two different runs
+    assert json.load(open(out / "seed1" / "config.json"))["seed"] == 1
+    text = (out / "report.md").read_text()
+    a, b = per[0][1]["nll_k1"], per[1][1]["nll_k1"]
+    assert f"{(a + b) / 2:.4f} ± {math.sqrt((a - b) ** 2 / 2):.4f}" in text
+    again = run_em(args)
+    assert again.returncode == 0 and "] training " not in again.stdout  # no phase trains again
+    assert [json.loads(line) for line in open(out / "seed0" / "metrics.jsonl")] == per[0]
