@@ -331,7 +331,7 @@ def test_estep_latent_ids_are_what_training_sees(monkeypatch, tmp_path):
     docs = [{"id": "d0", "chunks": [{"suffix": "Q.", "latent": None}, {"suffix": "A.", "latent": None}]}]
     new, rows = em.estep(None, tok, em.EMConfig(k=2, max_latent=8, block_size=64), docs, 1, str(tmp_path / "u"))
     write_docs(tmp_path / "latents.jsonl", new)  # what run_estep writes and the M-step reads
-    for edoc in (train.encode_corpus(tok, str(tmp_path / "latents.jsonl"))[0],
+    for edoc in (train.encode_corpus(tok, str(tmp_path / "latents.jsonl")).doc(0),
                  encode_doc(tok, read_docs(tmp_path / "latents.jsonl")[0])):
         assert edoc["z"] == [z, z]
         assert sequence(tok, edoc, "prior")[1:] == [tok.sol, tok.prior, *z, tok.eol, *tok.encode("Q."),

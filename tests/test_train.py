@@ -223,14 +223,15 @@ def test_shards_train_like_jsonl_and_resume_exactly(tmp_path, corpus, straight):
     assert GPT.load(res["ckpt"])[1]["data"] == GPT.load(whole["ckpt"])[1]["data"]
 
 
-def test_unfinished_shard_dir_is_refused(tmp_path, corpus):
+def test_unfinished_shard_dir_is_refused(tmp_path, corpus, capsys):
     (tmp_path / "half").mkdir()  # e.g. what a copy of a killed prepare looks like: arrays but no manifest
     (tmp_path / "half" / "x.bin").write_bytes(b"\0\0")
     with pytest.raises(SystemExit) as e:
         main(["--data", str(tmp_path / "half"), "--out", str(tmp_path / "o")])
-    assert "a directory without a complete shard manifest" in str(e.value.code) and "\n" not in str(e.value.code)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "a directory without a complete shard manifest" in err and err.count("\n") == 1
     prepare_corpus(corpus, str(tmp_path / "s"), workers=1)
-    with pytest.raises(SystemExit, match="tokenised with 'bytes'"):
+    with pytest.raises(ValueError, match="tokenised with 'bytes'"):
         train(TrainConfig(**TINY, data=str(tmp_path / "s"), tokenizer="gpt2", out=str(tmp_path / "o")))
 
 
@@ -304,7 +305,7 @@ def test_init_from_hf_gpt2_adds_latent_tokens(tmp_path, corpus):
     (["--device", "tpu:0"], "(--device)"),
     (["--device", "cuda:7"], "no such CUDA device here (--device)"),
     (["--out", __file__], "exists and is not a directory (--out)"),
-    (["--tokenizer", "sentencepiece"], "invalid choice: 'sentencepiece'"),
+    (["--tokenizer", "sentencepiece"], "'sentencepiece': choose one of bytes, gpt2 or a tokenizer directory"),
     (["--max-steps", "x"], "invalid int value: 'x' (--max-steps)"),
     (["--data", "EMPTY"], "holds no documents"),
     (["--data", "BADLINE"], "expected a JSON object, got list ("),
@@ -326,7 +327,7 @@ def test_argparse_rejects_unknown_choices(capsys):
         with pytest.raises(SystemExit) as e:
             main(["--data", "x", *argv])
         assert e.value.code == 2 and "error:" in capsys.readouterr().err
-    with pytest.raises(ValueError, match=r"'sentencepiece': choose one of bytes, gpt2 \(--tokenizer\)"):
+    with pytest.raises(ValueError, match=r"'sentencepiece': choose one of bytes, gpt2 or a tokenizer dir"):
         train(TrainConfig(data=__file__, tokenizer="sentencepiece"))
 
 
