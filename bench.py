@@ -535,8 +535,7 @@ def main(argv=None):
         (args.readme and not args.table, "--readme needs --table JSON (--readme)"),
         (args.table and not os.path.isfile(args.table or ""), f"no such file {args.table} (--table)"),
         (args.readme and not os.path.isfile(args.readme or ""), f"no such file {args.readme} (--readme)"),
-        (args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json or "."))),
-         f"no directory for {args.json} (--json)"),
+        (args.json and os.path.isdir(args.json or ""), f"{args.json} is a directory, not a file (--json)"),
     ) if cond]
     if errors:
         ap.error("; ".join(errors))
@@ -553,6 +552,7 @@ def main(argv=None):
         rows += SECTIONS[name]() or []
     if args.json:
         cmd = "python bench.py " + " ".join(args.sections or []) + f" --json {args.json}"
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)  # out/ may not exist yet
         with open(args.json, "w") as f:
             json.dump({"machine": where, "command": " ".join(cmd.split()), "rows": rows}, f, indent=1)
         print(f"wrote {len(rows)} comparisons to {args.json}")

@@ -404,3 +404,6 @@ def test_bench_json_renders_the_readme_table(tmp_path):
     with pytest.raises(SystemExit) as e:
         bench.main(["--table", str(tmp_path / "bench.json"), "--readme", str(readme)])
     assert e.value.code == 2 and readme.read_text() == "no markers\n"
+    with pytest.raises(SystemExit) as e:  # --json names a file; its directory (e.g. out/) is made when missing
+        bench.main(["engine", "--json", str(tmp_path)])
+    assert e.value.code == 2
