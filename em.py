@@ -763,10 +763,13 @@ def parse_args(argv=None):
     try:  # the questions and the rule are inputs: read them now, not after hours of training
         if cfg.answer_regex:
             Q.check_regex(cfg.answer_regex, "--answer-regex")
+    except ValueError as e:
+        errors.append(str(e))
+    try:
         if cfg.questions and os.path.isfile(cfg.questions):
             Q.read_questions(cfg.questions)
     except ValueError as e:
-        errors.append(str(e))
+        errors.append(f"{e} (--questions)")
     if errors:
         raise ValueError("; ".join(errors))
     return cfg, args

@@ -59,12 +59,14 @@ def correct(got, answer, regex=None):
 def read_questions(path):
     """Validated question records from a JSONL file; ValueError names the file and line."""
     out = []
-    with open(path) as f:
+    with open(path, "rb") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                q = json.loads(line)
+                q = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise ValueError(f"not UTF-8 ({path}:{n})") from None
             except json.JSONDecodeError as e:
                 raise ValueError(f"not JSON ({path}:{n}): {e.msg}") from None
             bad = (not isinstance(q, dict) or not isinstance(q.get("question"), str) or "answer" not in q
@@ -78,6 +80,8 @@ def read_questions(path):
                 if key.endswith("regex") and key in q:
                     check_regex(q[key], f"{path}:{n}")
             out.append(q)
+    if not out:  # an empty file would run every arm and report no accuracy at all
+        raise ValueError(f"{path} holds no questions")
     return out
 
 

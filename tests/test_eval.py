@@ -48,6 +48,12 @@ def test_questions_file_is_validated_with_its_line(tmp_path):
         Q.read_questions(str(p))
     r = run_em(["--questions", str(p), "--out", str(tmp_path / "o")])
     assert r.returncode == 2 and "q.jsonl:1" in r.stderr and "Traceback" not in r.stderr
+    p.write_text("\n")
+    with pytest.raises(ValueError, match="holds no questions"):
+        Q.read_questions(str(p))
+    p.write_bytes(b'{"question": "\xff", "answer": 1}\n')
+    with pytest.raises(ValueError, match=r"not UTF-8 \(.*q.jsonl:1\)"):
+        Q.read_questions(str(p))
     r = run_em(["--seeds", "0,x", "--out", str(tmp_path / "o")])
     assert r.returncode == 2 and "--seeds" in r.stderr
 
