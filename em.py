@@ -40,7 +40,8 @@ import torch.distributed as dist
 from data import questions as Q
 from data import report as R
 from data import world as W
-from data.corpus import out_dir_error, parser_error, read_docs, sha256_file, write_atomic, write_docs, write_json
+from data.corpus import (out_dir_error, parser_error, read_docs, read_json, sha256_file, write_atomic, write_docs,
+                         write_json)
 from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, sequence, think_prompt
 from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
 from model import load_model
@@ -129,11 +130,6 @@ def device():
 def key_int(*parts):
     """A 63-bit integer from a tuple of keys: request ids and RNG seeds that no rank or batch can change."""
     return int.from_bytes(hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest(), "big") >> 1
-
-
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 def logsumexp(xs):

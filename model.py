@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from data.corpus import read_json
 from data.tokenizer import tokenizer_id
 from kernels.attention import decode_attn, flash_attn
 
@@ -288,7 +289,7 @@ class GPT(nn.Module):
         if not os.path.isfile(cfg_path):
             raise FileNotFoundError(f"not a Hugging Face checkpoint directory: {cfg_path} is missing")
         try:
-            hf = json.load(open(cfg_path))
+            hf = read_json(cfg_path)
             llama = hf.get("model_type") == "llama"
             config = _llama_config(hf, cfg_path) if llama else _gpt2_config(hf, cfg_path)
         except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
@@ -339,7 +340,7 @@ class GPT(nn.Module):
         """Our checkpoint -> (model, meta). Falls back to the previous copy if a save was interrupted."""
         path = resolve_checkpoint(path)
         try:
-            meta = json.load(open(os.path.join(path, "config.json")))
+            meta = read_json(os.path.join(path, "config.json"))
             known = {f.name for f in fields(GPTConfig)}
             config = GPTConfig(**{k: v for k, v in meta.pop("model").items() if k in known})
         except (OSError, ValueError, KeyError, TypeError) as e:
@@ -438,7 +439,7 @@ def _read_hf_weights(path):
     if not os.path.isfile(index):
         raise FileNotFoundError(f"not a Hugging Face checkpoint directory: {single} (or {index}) is missing")
     try:
-        shards = sorted(set(json.load(open(index))["weight_map"].values()))
+        shards = sorted(set(read_json(index)["weight_map"].values()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{index}: unreadable shard index ({type(e).__name__}: {e})") from None
     return {k: v for shard in shards for k, v in _read_safetensors(os.path.join(path, shard)).items()}, index
@@ -491,7 +492,7 @@ def load_model(path, vocab_size=None, device="cpu"):
     tokenizer it ships (data/tokenizer.py tokenizer_id; None when it ships none) and 'tokenizer_dir'."""
     cfg = os.path.join(resolve_dir(path), "config.json")
     try:
-        is_ours = "model" in json.load(open(cfg))
+        is_ours = "model" in read_json(cfg)
     except (OSError, ValueError) as e:
         raise ValueError(f"{cfg}: unreadable ({e})") from None
     if is_ours:

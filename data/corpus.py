@@ -267,6 +267,11 @@ def _umask():
     return mask
 
 
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def write_json(path, obj):
     write_atomic(path, json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
 

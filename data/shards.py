@@ -27,7 +27,7 @@ import tempfile
 
 import numpy as np
 
-from data.corpus import write_json
+from data.corpus import read_json, write_json
 
 FORMAT = "bolt-shards-1"
 ARRAYS = ("x", "z", "doc_off", "x_off", "z_off", "has_z", "id", "id_off")
@@ -231,7 +231,7 @@ def open_shards(path):
 
 def verify_shards(path):
     """Re-hash every array against the manifest (reads the whole corpus once); ValueError on a mismatch."""
-    m = json.load(open(os.path.join(path, "manifest.json")))
+    m = read_json(os.path.join(path, "manifest.json"))
     for name, info in m["shards"]["files"].items():
         h = hashlib.sha256()
         with open(os.path.join(path, f"{name}.bin"), "rb") as f:

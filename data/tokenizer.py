@@ -129,7 +129,8 @@ def _read_json(p, default=None):
     if not os.path.isfile(p):
         return default
     try:
-        return json.load(open(p, encoding="utf-8"))
+        with open(p, encoding="utf-8") as f:
+            return json.load(f)
     except (OSError, ValueError) as e:
         raise ValueError(f"{p}: unreadable ({e})") from None
 
