@@ -29,24 +29,21 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
-import torch.distributed as dist
 
 from data import questions as Q
 from data import report as R
-from data import world as W
-from data.corpus import (out_dir_error, parser_error, read_docs, read_json, sha256_file, write_atomic, write_docs,
-                         write_json)
-from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, sequence, think_prompt
-from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
+from data import rundir as D
+from data.corpus import add_flags, parser_error, read_docs, read_json, write_atomic, write_docs, write_json
+from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, raw_pair, sequence, think_prompt
+from data.tokenizer import check_tokenizer
 from model import load_model
 from sample import generate, score
-from train import TrainConfig, train, value_errors as train_value_errors
+from train import TrainConfig, barrier, pick_device, print0, rank_world, setup_dist, train, value_errors
 
 
 @dataclass
@@ -96,357 +93,10 @@ class EMConfig:
 
 QUICK = dict(n_layer=2, n_head=2, n_embd=64, batch_size=16, base_steps=150, warm_steps=60, m_steps=60,
              world_target=120, world_warm=60, world_heldout=32, world_questions=64, max_latent=32)
-# changing these between runs in the same --out would mix results; iters and report options may change
-RESUMABLE_KEYS = {"iters", "no_baselines", "gen_batch", "out"}
-# evaluation only: changing them re-evaluates (eval.json records an eval_id) and never mixes training results
-EVAL_KEYS = {"eval_ks", "questions", "answer_regex", "raw_prompt_prefix", "seeds"}
 EVAL_VERSION = 2  # 2: questions as data, raw arms asked to reason, the spec's bound; older eval.json re-evaluated
 
 
-# ----------------------------------------------------------------------------- distributed helpers
-
-def rank_world():
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
-
-def print0(*a):
-    if rank_world()[0] == 0:
-        print(*a, flush=True)
-
-
-def barrier():
-    if dist.is_initialized():
-        dist.barrier()
-
-
-def device():
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    return "cpu"
-
-
-# ----------------------------------------------------------------------------- small utilities
-
-def key_int(*parts):
-    """A 63-bit integer from a tuple of keys: request ids and RNG seeds that no rank or batch can change."""
-    return int.from_bytes(hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest(), "big") >> 1
-
-
-def logsumexp(xs):
-    m = max(xs)
-    return m + math.log(sum(math.exp(x - m) for x in xs))
-
-
-def choose(log_w, key):
-    """Resample one index from softmax(log_w) with an RNG keyed by `key` (never by rank or batch)."""
-    g = torch.Generator().manual_seed(key_int(*key))
-    p = torch.softmax(torch.tensor(log_w, dtype=torch.float64), 0)
-    return int(torch.multinomial(p, 1, generator=g))
-
-
-def ess(log_w):
-    """Effective sample size of normalised importance weights, in [1, K]."""
-    p = torch.softmax(torch.tensor(log_w, dtype=torch.float64), 0)
-    return float(1.0 / (p * p).sum())
-
-
-# ----------------------------------------------------------------------------- E-step
-
-def sample_latents(model, tok, cfg, edocs, keys, k, temperature=None):
-    """For each (doc, chunk) in keys: k posterior samples with log q and their joint scores log p.
-    Returns per key a list of k dicts {z, log_q, log_p, capped} (z: latent token ids without EoL)."""
-    prompts, prefixes, xs, ids, dropped = [], [], [], [], []
-    for (d, c, tag) in keys:
-        prompt, prefix, x, drop = estep_prompts(tok, edocs[d]["x"], c, cfg.max_latent, cfg.block_size)
-        for j in range(k):
-            prompts.append(prompt); prefixes.append(prefix); xs.append(x)
-            ids.append(key_int(cfg.seed, tag, edocs[d]["id"], c, j))
-        dropped.append(drop)
-    outs = generate(model, prompts, cfg.max_latent, stop_tokens=(tok.eol,),
-                    temperature=cfg.temperature if temperature is None else temperature,
-                    top_k=cfg.top_k, top_p=cfg.top_p, seed=cfg.seed, ids=ids, batch_size=cfg.gen_batch)
-    zs = [o["tokens"][:-1] if o["stopped"] else o["tokens"] for o in outs]
-    scores = score(model, prefixes, [joint_continuation(tok, z, x) for z, x in zip(zs, xs)],
-                   batch_size=cfg.gen_batch)
-    # log p (what the E-step weighs) scores Z, EoL and X_i but not the leading SoL PRIOR: those mark the layout's
-    # mode, a coin of the training recipe, not text. Scoring them adds one constant to every sample's log w (the
-    # pick is unchanged) and a tax to the bound: log 2 at best, up to 5.8 nats per chunk measured where the raw
-    # prefix P_i made a model expect the posterior mode. log_p_all (every token after P_i) is BOLT.md's log p:
-    # the evaluation's headline bound. The pick keeps log_p so rounding can never flip a draw.
-    mode = lambda s: sum(s["logprobs"][:MODE_MARKS])
-    res = []
-    for i in range(len(keys)):
-        res.append([{"z": zs[i * k + j], "log_q": float(sum(outs[i * k + j]["logprobs"])),
-                     "log_p": scores[i * k + j]["sum"] - mode(scores[i * k + j]),
-                     "log_p_all": scores[i * k + j]["sum"],
-                     "capped": not outs[i * k + j]["stopped"],
-                     "n_x": len(xs[i * k + j]), "dropped": dropped[i]} for j in range(k)])
-    return res
-
-
-def estep(model, tok, cfg, docs, it, out_dir, unit=512):
-    """Sample, weight and resample one latent for every chunk of `docs`; returns docs with latents + diagnostics.
-    Work is cut into units of `unit` chunks; unit u runs on rank u % world and is saved atomically, so a killed
-    E-step resumes and any number of ranks produce the same latents (ids and RNG are keyed, not positional)."""
-    rank, world = rank_world()
-    edocs = [encode_doc(tok, d) for d in docs]
-    keys = [(d, c, f"estep{it}") for d, ed in enumerate(edocs) for c in range(len(ed["x"]))]
-    units = [keys[i:i + unit] for i in range(0, len(keys), unit)]
-    os.makedirs(out_dir, exist_ok=True)
-    t0, mine = time.time(), [u for u in range(len(units)) if u % world == rank]
-    for n, u in enumerate(mine):
-        path = os.path.join(out_dir, f"unit{u:05d}.json")
-        if os.path.exists(path) and all("latent_ids" in r for r in read_json(path)):  # older units: text only
-            continue
-        res = sample_latents(model, tok, cfg, edocs, units[u], cfg.k)
-        rows = []
-        for (d, c, _), samples in zip(units[u], res):
-            ok = [j for j, s in enumerate(samples) if not (cfg.drop_capped and s["capped"])]
-            log_w = [samples[j]["log_p"] - samples[j]["log_q"] for j in ok]
-            pick = ok[choose(log_w, (cfg.seed, it, edocs[d]["id"], c))] if ok else None
-            rows.append({"doc": d, "chunk": c, "log_w": [s["log_p"] - s["log_q"] for s in samples],
-                         "ess": ess(log_w) if ok else 0.0, "capped": sum(s["capped"] for s in samples),
-                         "pick": pick, "latent": tok.decode(samples[pick]["z"]) if ok else None,
-                         "latent_ids": list(samples[pick]["z"]) if ok else None,  # what was scored, exactly
-                         "samples": [tok.decode(s["z"]) for s in samples]})
-        write_json(path, rows)
-        el = time.time() - t0
-        print(f"  E-step {it}: unit {n + 1}/{len(mine)} on rank {rank}, {el:.0f}s, "
-              f"ETA {el / (n + 1) * (len(mine) - n - 1):.0f}s", flush=True)
-    barrier()
-    rows = [r for u in range(len(units)) for r in read_json(os.path.join(out_dir, f"unit{u:05d}.json"))]
-    new = [{"id": d["id"], "chunks": [dict(c) for c in d["chunks"]]} for d in docs]
-    for r in rows:  # the text is for reading; the M-step trains on latent_ids (layout.encode_doc)
-        new[r["doc"]]["chunks"][r["chunk"]].update(latent=r["latent"], latent_ids=r["latent_ids"])
-    return new, rows
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-def eval_questions(model, tok, cfg, questions, mode, prefix=""):
-    """Greedy accuracy on held-out questions and one row per question (prompt, generated text, extracted answer,
-    correct). mode 'latent': the model writes its reasoning inside SoL PRIOR ... EoL first (the paper's
-    evaluation) and the rule reads the text after EoL; 'direct': a raw model answers the question in 8 tokens;
-    'reason': a raw model is asked in its training text's format (prefix + the question's "prompt") and may
-    write max_latent + 8 tokens (up to a "prompt_stop" token). The answer rule is data/questions.py's
-    (--answer-regex overrides the file's)."""
-    reason = mode == "reason"
-    texts = [prefix + q.get("prompt", q["question"]) if reason else q["question"] for q in questions]
-    n_new = 8 if mode == "direct" else cfg.max_latent + 8
-    # a latent model sees the question laid out as in training, a chunk with an empty thought, then starts one;
-    # a long few-shot prefix loses its oldest tokens so the prompt and the answer fit in the context
-    prompts = [think_prompt(tok, tok.encode(t)) if mode == "latent" else [tok.bos] + tok.encode(t) for t in texts]
-    room = cfg.block_size - n_new
-    prompts = [p if len(p) <= room else [tok.bos] + p[len(p) - room + 1:] for p in prompts]
-    stops = [tok.eos, tok.sol] if mode == "latent" else [tok.eos]
-    for s in sorted({q["prompt_stop"] for q in questions if "prompt_stop" in q} if reason else ()):
-        if len(tok.encode(s)) != 1:
-            raise ValueError(f"prompt_stop {s!r} is not one token of the {tok.name} tokenizer")
-        stops += tok.encode(s)  # the reasoning ends there: the world's walk is one line, a tenth of the budget
-    outs = generate(model, prompts, n_new, stop_tokens=tuple(stops), temperature=0.0, seed=cfg.seed,
-                    batch_size=cfg.gen_batch)
-    rows = []
-    for q, asked, o in zip(questions, texts, outs):
-        toks, closed = o["tokens"], mode != "latent" or tok.eol in o["tokens"]
-        if mode == "latent":  # the answer is the text after the thought (none if the thought never closed)
-            toks = toks[toks.index(tok.eol) + 1:] if closed else []
-        text = tok.decode([t for t in toks if t not in tok.special_ids])
-        regex = cfg.answer_regex or q.get("prompt_regex" if reason else "answer_regex")
-        got = Q.extract(text, q["answer"], regex) if closed else None
-        rows.append({"mode": mode, "prompt": asked, "generated": tok.decode(o["tokens"]), "answer_text": text,
-                     "extracted": got, "answer": q["answer"], "correct": Q.correct(got, q["answer"], regex)})
-    n = max(len(rows), 1)
-    acc = sum(r["correct"] for r in rows) / n
-    tag = "_reason" if reason else ""
-    return {f"acc{tag}": acc, f"acc{tag}_se": math.sqrt(acc * (1 - acc) / n), "n_questions": len(rows)}, rows
-
-
-def elbo(samples, k, key):
-    """log( mean_k exp(log p_k - log q_k) ) over the first k samples of one chunk, log p from samples[j][key]."""
-    return logsumexp([s[key] - s["log_q"] for s in samples[:k]]) - math.log(k)
-
-
-def eval_nll(model, tok, cfg, docs, latent, ks):
-    """Held-out NLL per raw X token (and bits per byte). Raw model: exact -log p(X_i | BOS P_i). Latent model:
-    -IW-ELBO_K = -(sum_i [logsumexp_k(log p_k - log q_k) - log K]) with fresh samples at temperature 1, for each
-    K in ks (the first K of max(ks) samples), with the same prefix rule (P_i = up to 3 previous chunks).
-    Two bounds: nll_k{K}, the spec's (log p of every token after P_i, the mode marks SoL PRIOR included: a bound
-    on the raw text's NLL), and nll_mc_k{K}, mode-conditional (the marks left out, as the E-step weighs)."""
-    edocs = [encode_doc(tok, d) for d in docs]
-    keys = [(d, c, "eval") for d, ed in enumerate(edocs) for c in range(len(ed["x"]))]
-    n_bytes = sum(len(ch["suffix"].encode()) for d in docs for ch in d["chunks"])
-    if not latent:
-        pairs = [estep_prompts(tok, edocs[d]["x"], c, cfg.max_latent, cfg.block_size)[1:3] for d, c, _ in keys]
-        lp = sum(s["sum"] for s in score(model, [p for p, _ in pairs], [x for _, x in pairs], cfg.gen_batch))
-        n_tok = sum(len(x) for _, x in pairs)
-        return {"nll": -lp / n_tok, "bpb": -lp / math.log(2) / n_bytes}
-    res = sample_latents(model, tok, cfg, edocs, keys, max(ks), temperature=1.0)
-    n_tok = sum(s[0]["n_x"] for s in res)
-    out = {}
-    for tag, key in (("", "log_p_all"), ("_mc", "log_p")):
-        for k in ks:
-            e = sum(elbo(samples, k, key) for samples in res)
-            out[f"nll{tag}_k{k}"], out[f"bpb{tag}_k{k}"] = -e / n_tok, -e / math.log(2) / n_bytes
-    return out
-
-
-def evaluate(model, tok, cfg, data, latent):
-    """Every metric for one model -> (metrics, per-question rows): NLL / IW-ELBO, and accuracy when questions
-    exist (a raw model twice: asked directly, and asked to reason in its training text's format)."""
-    model.eval()
-    ks = [int(k) for k in cfg.eval_ks.split(",")]
-    m, rows = eval_nll(model, tok, cfg, data["heldout"], latent, ks), []
-    qs = data.get("questions") or []
-    if qs:
-        prefix = read_text(cfg.raw_prompt_prefix) if cfg.raw_prompt_prefix else ""
-        for mode in (("latent",) if latent else ("direct", "reason")):
-            mm, rr = eval_questions(model, tok, cfg, qs, mode, prefix)
-            m.update(mm)
-            rows += rr
-    return m, rows
-
-
-def eval_id(cfg, data):
-    """What an eval.json was computed with: a cached one from other questions, rules or code is recomputed."""
-    setup = [EVAL_VERSION, cfg.eval_ks, cfg.answer_regex, data.get("questions") or [],
-             read_text(cfg.raw_prompt_prefix) if cfg.raw_prompt_prefix else ""]
-    return hashlib.blake2b(json.dumps(setup, sort_keys=True).encode(), digest_size=8).hexdigest()
-
-
-def read_text(path):
-    with open(path) as f:
-        return f.read()
-
-
-# ----------------------------------------------------------------------------- phases
-
-def run_train(cfg, name, data_path, layout, init, steps, lr=None):
-    """One training phase (resumable: a killed phase continues from its last checkpoint)."""
-    out = os.path.join(cfg.out, name)
-    if os.path.exists(os.path.join(out, "DONE")):  # the path is derived, so a moved --out still resumes
-        return os.path.join(out, "model", "ckpt")
-    tc = train_config(cfg, name, data_path, layout, init, steps, lr)
-    print0(f"[{name}] training {steps} steps, layout {layout}, init {tc.init}")
-    res = train(tc)
-    if rank_world()[0] == 0:
-        write_json(os.path.join(out, "DONE"), {k: v for k, v in res.items() if isinstance(v, (int, float, str))})
-    barrier()
-    return res["ckpt"]
-
-
-def train_config(cfg, name, data_path, layout, init, steps, lr=None, world=None):
-    """The train.py configuration of one phase (check_inputs checks these before any phase runs)."""
-    lr, world = lr or cfg.lr, world or rank_world()[1]
-    return TrainConfig(data=data_path, layout=layout, out=os.path.join(cfg.out, name, "model"),
-                       init=init or "scratch", tokenizer=cfg.tokenizer, bpe_dir=cfg.bpe_dir, n_layer=cfg.n_layer,
-                       n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=cfg.block_size, max_steps=steps,
-                       batch_size=cfg.batch_size // world, total_batch_tokens=cfg.batch_size * cfg.block_size, lr=lr,
-                       min_lr=lr / 10, warmup_steps=max(1, steps // 20), seed=key_int(cfg.seed, name) % 2**31,
-                       ckpt_every=max(50, steps // 4), log_every=max(1, steps // 5), resume=True)
-
-
-def run_eval(cfg, name, ckpt, tok, data, latent):
-    """Evaluate one phase's model once: eval.json and eval_questions.jsonl under out/name. A cached eval.json
-    computed with other questions, rules or an older evaluation (no or another eval_id) is recomputed."""
-    path = os.path.join(cfg.out, name, "eval.json")
-    eid = eval_id(cfg, data)
-    cached = read_json(path) if os.path.exists(path) else {}
-    if cached.get("eval_id") != eid and rank_world()[0] == 0:
-        model, meta = load_model(ckpt, tok.n_vocab, device())
-        check_tokenizer(meta, tok)
-        t0 = time.time()
-        m, rows = evaluate(model, tok, cfg, data, latent)
-        m["eval_seconds"] = round(time.time() - t0, 1)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_atomic(os.path.join(os.path.dirname(path), "eval_questions.jsonl"),
-                     "".join(json.dumps(r) + "\n" for r in rows))
-        write_json(path, {**m, "eval_id": eid})  # last: its eval_id says both files are complete
-    barrier()
-    m = read_json(path)
-    m.pop("eval_id")
-    return m
-
-
-# ----------------------------------------------------------------------------- data
-
-def prepare_data(cfg, tok, checked=None):
-    """The target corpus (latents stripped), warm-start set, held-out docs and questions, under out/data.
-    out/data/DONE records what shaped them (data_fingerprint); data prepared from other inputs or flags is
-    prepared again (check_inputs has refused that already if a phase trained on it). `checked`: check_inputs'
-    result, whose documents are reused rather than read twice."""
-    checked = checked or check_inputs(cfg)
-    ddir, docs_in, fp = os.path.join(cfg.out, "data"), checked["docs"], checked["fingerprint"]
-    done = os.path.join(ddir, "DONE")
-    stale = os.path.exists(done) and read_json(done).get("fingerprint", fp) != fp  # no fingerprint: older run
-    if rank_world()[0] == 0 and (stale or not os.path.exists(done)):
-        if stale:
-            print0(f"data: {ddir} was prepared from other inputs or flags; preparing it again")
-            shutil.rmtree(ddir)  # none of it may survive: a stale target_gold.jsonl would feed the oracle
-        if cfg.corpus:
-            docs = docs_in["corpus"]
-            if cfg.val:
-                heldout = docs_in["val"]
-            else:  # no --val: the last 5% of the corpus is held out (at least one document)
-                n = max(1, len(docs) // 20)
-                docs, heldout = docs[:-n], docs[-n:]
-            os.makedirs(ddir, exist_ok=True)
-            if any(c["latent"] is not None for d in docs for c in d["chunks"]):
-                write_docs(os.path.join(ddir, "target_gold.jsonl"), docs)  # the oracle's teacher latents
-            strip = lambda ds: [{"id": d["id"], "chunks": [{"suffix": c["suffix"], "latent": None}
-                                                            for c in d["chunks"]]} for d in ds]
-            write_docs(os.path.join(ddir, "target.jsonl"), strip(docs))
-            write_docs(os.path.join(ddir, "heldout.jsonl"), heldout)
-        else:
-            W.write(world_config(cfg), ddir)
-            if cfg.val:
-                write_docs(os.path.join(ddir, "heldout.jsonl"), docs_in["val"])
-        if cfg.teacher_latents:
-            write_docs(os.path.join(ddir, "warm.jsonl"), docs_in["teacher_latents"])
-        write_json(done, {"corpus": cfg.corpus or "built-in world", "fingerprint": fp})
-    barrier()
-    p = lambda name: os.path.join(ddir, name)
-    data = {name: read_docs(p(f"{name}.jsonl")) for name in ("target", "warm", "heldout")}
-    data["gold"] = read_docs(p("target_gold.jsonl")) if os.path.exists(p("target_gold.jsonl")) else None
-    data["questions"] = Q.read_questions(cfg.questions) if cfg.questions else Q.load_prepared(ddir)
-    data["paths"] = {name: p(f"{name}.jsonl") for name in ("base", "target", "warm", "target_gold")}
-    return data
-
-
-def corpus_tokens(tok, docs, layout, seed=0):
-    return sum(len(sequence(tok, encode_doc(tok, d), layout, seed, 0)) for d in docs)
-
-
-# ----------------------------------------------------------------------------- the loop
-
-def run_estep(cfg, tok, data, it, prev_ckpt):
-    idir = os.path.join(cfg.out, f"iter{it}")
-    path = os.path.join(idir, "latents.jsonl")
-    if os.path.exists(os.path.join(idir, "estep.json")):
-        return path, read_json(os.path.join(idir, "estep.json"))
-    model, meta = load_model(prev_ckpt, tok.n_vocab, device())
-    check_tokenizer(meta, tok)
-    model.eval()
-    t0 = time.time()
-    new, rows = estep(model, tok, cfg, data["target"], it, os.path.join(idir, "estep_units"))
-    diag = {"chunks": len(rows), "ess_mean": sum(r["ess"] for r in rows) / max(len(rows), 1),
-            "capped_frac": sum(r["capped"] for r in rows) / max(len(rows) * cfg.k, 1),
-            "dropped": sum(r["latent"] is None for r in rows), "seconds": round(time.time() - t0, 1)}
-    if data["gold"] is not None:  # diagnostics only: the E-step above never saw these
-        gold = {(d["id"], i): c["latent"] for d in data["gold"] for i, c in enumerate(d["chunks"])}
-        # chunks with something to think only: an empty gold latent (nothing to derive) would be a free match
-        pairs = [(r, gold[(new[r["doc"]]["id"], r["chunk"])]) for r in rows]
-        rows_g = [(r, g) for r, g in pairs if g]
-        hit = [r["latent"] == g for r, g in rows_g]
-        exists = [g in r["samples"] for r, g in rows_g]
-        diag["gold_match"] = sum(hit) / max(len(hit), 1)  # the chosen latent is the gold derivation
-        diag["gold_exists"] = sum(exists) / max(len(exists), 1)  # some sample among the K is
-        diag["gold_chunks"] = len(rows_g)
-    if rank_world()[0] == 0:
-        write_docs(path, new)
-        write_json(os.path.join(idir, "estep.json"), diag)
-    barrier()
-    return path, diag
-
+# ----------------------------------------------------------------------------- the loop (BOLT.md)
 
 def run(cfg, checked=None):
     """The whole loop. `checked`: check_inputs' result (main validates before anything is written)."""
@@ -499,24 +149,6 @@ def run_baselines(cfg, tok, data, base):
     return out
 
 
-def save_config(cfg):
-    """config.json, written only after check_inputs passed (a refused command leaves --out as it was)."""
-    os.makedirs(cfg.out, exist_ok=True)
-    if rank_world()[0] == 0:
-        write_json(os.path.join(cfg.out, "config.json"), asdict(cfg))
-    print0("config: " + json.dumps(asdict(cfg)))
-
-
-# ----------------------------------------------------------------------------- report
-
-def report(cfg, results, seconds, resumed=False):
-    """report.md (a table per model), metrics.jsonl, and plot.svg (accuracy and NLL bound per iteration)."""
-    clock = (f"{seconds / 60:.1f} min in this invocation (it resumed phases an earlier run finished; their time is "
-             "not counted)" if resumed else f"total {seconds / 60:.1f} min")
-    print(R.report(cfg.out, results, [int(k) for k in cfg.eval_ks.split(",")],
-                   f"seed {cfg.seed}, K {cfg.k}, {cfg.iters} iterations, {clock}."))
-
-
 def run_seeds(cfg):
     """--seeds: one full run per seed in out/seed{S} (in sequence, each resumable), then the combined report.
     Every seed's --out and data are checked before the first seed starts."""
@@ -528,197 +160,371 @@ def run_seeds(cfg):
         print0(f"==== seed {s}")
         per[s] = run(c, checks[s])
     if rank_world()[0] == 0:
-        print(R.combined_report(cfg.out, per, [int(k) for k in cfg.eval_ks.split(",")],
+        print(R.combined_report(cfg.out, per, D.eval_ks(cfg),
                                 f"K {cfg.k}, {cfg.iters} iterations, {(time.time() - t0) / 60:.1f} min in this "
                                 "invocation (phases finished earlier are not counted)."))
     return per
 
 
-# ----------------------------------------------------------------------------- validation (before any work)
+# ----------------------------------------------------------------------------- E-step: the mathematics (BOLT.md)
+# Pure functions of one batch of chunks: what the E-step and the IW-ELBO evaluation compute, nothing about files,
+# ranks or units. BOLT.md "E-step", for chunk i with prefix P_i and text X_i, K samples k = 1..K:
 
-# the flags that shape out/data besides its input files; data/DONE records them (data_fingerprint)
-DATA_FLAGS = ("tokenizer", "block_size", "seed", "world_target", "world_warm", "world_heldout", "world_questions")
-# smallest value of each integer flag; base_steps is checked apart (unused with --init)
-MINIMUM = dict(iters=0, k=1, n_layer=1, n_head=1, n_embd=1, block_size=1, batch_size=1, warm_steps=1, m_steps=1,
-               max_latent=1, top_k=0, gen_batch=1, world_target=1, world_warm=1, world_heldout=1, world_questions=0)
+def posterior_samples(model, tok, cfg, prompts, ids, temperature=None):
+    """Step 1: Z^(k) ~ q(Z | P_i, X_i), the model's own posterior prompt (data/layout.estep_prompts), up to
+    cfg.max_latent tokens ending at EoL. ids: one keyed request id per sample (sample.generate), so no batch or
+    rank changes a draw. -> (zs: token ids without EoL, log_q: summed sampling log-probs, capped: hit the cap)."""
+    outs = generate(model, prompts, cfg.max_latent, stop_tokens=(tok.eol,),
+                    temperature=cfg.temperature if temperature is None else temperature,
+                    top_k=cfg.top_k, top_p=cfg.top_p, seed=cfg.seed, ids=ids, batch_size=cfg.gen_batch)
+    zs = [o["tokens"][:-1] if o["stopped"] else o["tokens"] for o in outs]
+    return zs, [float(sum(o["logprobs"])) for o in outs], [not o["stopped"] for o in outs]
 
 
-def flag(name):
-    return "--" + name.replace("_", "-")
+def joint_scores(model, tok, cfg, prefixes, zs, xs):
+    """Step 2: log p(Z^(k), X_i | P_i) on the joint pair (data/layout.joint_continuation: SoL PRIOR Z EoL X_i).
+    -> (log_p: every token after P_i, BOLT.md's, the evaluation's headline bound; log_p_mc: mode-conditional,
+    without the leading SoL PRIOR). Those marks are a coin of the training recipe, not text: scoring them adds
+    one constant to every sample's log w (the pick is unchanged) and a tax to the bound, log 2 at best and up to
+    5.8 nats per chunk measured where the raw prefix P_i made a model expect the posterior mode. The E-step
+    weighs log_p_mc, so rounding can never flip a draw."""
+    scores = score(model, prefixes, [joint_continuation(tok, z, x) for z, x in zip(zs, xs)],
+                   batch_size=cfg.gen_batch)
+    return [s["sum"] for s in scores], [s["sum"] - sum(s["logprobs"][:MODE_MARKS]) for s in scores]
 
 
-def flag_errors(cfg, eval_only=False, ckpt=""):
-    """Every range and cross-flag rule for every phase em.py will run (base, warm, M-steps, oracle, baselines,
-    E-step, evaluation), named as em.py's flags. -> list of one-line messages."""
-    errors = [f"must be >= {lo}, got {getattr(cfg, k)} ({flag(k)})" for k, lo in MINIMUM.items()
-              if getattr(cfg, k) < lo]
-    positive = lambda v: math.isfinite(v) and v > 0
-    ks = cfg.eval_ks.split(",")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    errors += [msg for bad, msg in (
-        (not cfg.init and cfg.base_steps < 1, f"must be >= 1 without --init, got {cfg.base_steps} (--base-steps)"),
-        (not positive(cfg.lr), f"must be a positive number, got {cfg.lr} (--lr)"),
-        (not positive(cfg.base_lr), f"must be a positive number, got {cfg.base_lr} (--base-lr)"),
-        # temperature 0 is greedy: K identical samples whose weights say nothing, so only K = 1 may use it
-        (not (math.isfinite(cfg.temperature) and cfg.temperature >= 0),
-         f"must be a number >= 0, got {cfg.temperature} (--temperature)"),
-        (cfg.temperature == 0 and cfg.k > 1, "0 (greedy) draws K identical latents: use --k 1 or a temperature > 0 "
-                                             "(--temperature)"),
-        (not 0 < cfg.top_p <= 1, f"must be in (0, 1], got {cfg.top_p} (--top-p)"),
-        (cfg.n_head >= 1 and cfg.n_embd % cfg.n_head != 0, f"{cfg.n_embd} is not divisible by --n-head "
-                                                           f"{cfg.n_head} (--n-embd)"),
-        (cfg.batch_size % world != 0, f"{cfg.batch_size} is not divisible by the {world} ranks (--batch-size)"),
-        (not all(k.strip().isdigit() and int(k) >= 1 for k in ks), f"must be a comma list of integers >= 1, got "
-                                                                  f"{cfg.eval_ks!r} (--eval-ks)"),
-        (cfg.tokenizer not in TOKENIZERS and not os.path.isdir(cfg.tokenizer),
-         f"{cfg.tokenizer!r}: choose one of {', '.join(TOKENIZERS)} or a tokenizer directory (--tokenizer)"),
-        (cfg.m_step not in ("fresh", "continue"), "must be fresh or continue (--m-step)"),
-        (bool(cfg.corpus) and not cfg.init and not eval_only, "--corpus needs --init (base weights for that corpus)"),
-        (bool(cfg.corpus) and not cfg.teacher_latents and not eval_only,
-         "--corpus needs --teacher-latents (the warm-start set)"),
-        (cfg.max_latent + 8 > cfg.block_size, f"{cfg.max_latent} leaves no room in --block-size {cfg.block_size} "
-                                              "(--max-latent)"),
-        (eval_only and not ckpt, "--eval needs --ckpt DIR (--ckpt)"),
-        (not 0 <= cfg.seed < 2**63, f"must be in [0, 2**63), got {cfg.seed} (--seed)"),
-    ) if bad]
-    if not errors:  # a safety net: em.py's own checks above should leave train.py nothing to refuse
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        for name, steps, lr in (("base", cfg.base_steps, cfg.base_lr), ("warm", cfg.warm_steps, None),
-                                ("iter1", cfg.m_steps, None))[1 if cfg.init else 0:]:
-            errors += [f"phase {name} would give train.py {e}" for e in
-                       train_value_errors(train_config(cfg, name, "", "random", "", steps, lr, world))]
-    n = cfg.world_target + cfg.world_warm + cfg.world_heldout + cfg.world_questions
-    if not cfg.corpus and n >= W.problem_space(world_config(cfg)):
-        errors.append(f"the built-in world has {W.problem_space(world_config(cfg))} problems, fewer than {n} "
-                      "(--world-target + --world-warm + --world-heldout + --world-questions)")
+def importance_weights(log_p, log_q):
+    """Step 3: log w^(k) = log p(Z^(k), X_i | P_i) - log q(Z^(k) | P_i, X_i)."""
+    return [p - q for p, q in zip(log_p, log_q)]
+
+
+def resample(log_w, key):
+    """Step 4: one index drawn from softmax(log w) by an RNG keyed by `key` = (seed, t, doc, chunk), never by
+    rank or batch, so any number of ranks picks the same latents."""
+    g = torch.Generator().manual_seed(key_int(*key))
+    p = torch.softmax(torch.tensor(log_w, dtype=torch.float64), 0)
+    return int(torch.multinomial(p, 1, generator=g))
+
+
+def ess(log_w):
+    """Effective sample size of the normalised importance weights, in [1, K]: 1 / sum_k w_k^2."""
+    p = torch.softmax(torch.tensor(log_w, dtype=torch.float64), 0)
+    return float(1.0 / (p * p).sum())
+
+
+def iw_elbo(log_w):
+    """IW-ELBO_K of one chunk: log (1/K sum_k exp(log w^(k))) <= log p(X_i | P_i), K = len(log_w)."""
+    return float(torch.logsumexp(torch.tensor(log_w, dtype=torch.float64), 0)) - math.log(len(log_w))
+
+
+def key_int(*parts):
+    """A 63-bit integer from a tuple of keys: request ids and RNG seeds that no rank or batch can change."""
+    return int.from_bytes(hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest(), "big") >> 1
+
+
+# ----------------------------------------------------------------------------- E-step: per chunk
+
+def sample_latents(model, tok, cfg, edocs, keys, k, temperature=None):
+    """Steps 1-2 for each (doc, chunk, tag) in keys, all chunks in one batch: per key a list of k dicts
+    {z, log_q, log_p (mode-conditional, what the E-step weighs), log_p_all (BOLT.md's), capped, n_x, dropped}."""
+    prompts, prefixes, xs, ids, dropped = [], [], [], [], []
+    for d, c, tag in keys:
+        prompt, prefix, x, drop = estep_prompts(tok, edocs[d]["x"], c, cfg.max_latent, cfg.block_size)
+        prompts += [prompt] * k
+        prefixes += [prefix] * k
+        xs += [x] * k
+        ids += [key_int(cfg.seed, tag, edocs[d]["id"], c, j) for j in range(k)]
+        dropped.append(drop)
+    zs, log_q, capped = posterior_samples(model, tok, cfg, prompts, ids, temperature)
+    log_p, log_p_mc = joint_scores(model, tok, cfg, prefixes, zs, xs)
+    flat = [{"z": z, "log_q": lq, "log_p": lm, "log_p_all": lp, "capped": cp, "n_x": len(x)}
+            for z, lq, lm, lp, cp, x in zip(zs, log_q, log_p_mc, log_p, capped, xs)]
+    return [[{**s, "dropped": dropped[i]} for s in flat[i * k:(i + 1) * k]] for i in range(len(keys))]
+
+
+def pick_latent(tok, cfg, samples, key):
+    """Steps 3-4 for one chunk -> its row in the E-step's units: log w of every sample, ESS, the pick and its
+    latent (text for reading, ids for training). --drop-capped leaves capped samples out of the draw."""
+    ok = [j for j, s in enumerate(samples) if not (cfg.drop_capped and s["capped"])]
+    log_w = importance_weights([samples[j]["log_p"] for j in ok], [samples[j]["log_q"] for j in ok])
+    pick = ok[resample(log_w, key)] if ok else None
+    return {"log_w": importance_weights([s["log_p"] for s in samples], [s["log_q"] for s in samples]),
+            "ess": ess(log_w) if ok else 0.0, "capped": sum(s["capped"] for s in samples),
+            "pick": pick, "latent": tok.decode(samples[pick]["z"]) if ok else None,
+            "latent_ids": list(samples[pick]["z"]) if ok else None,  # what was scored, exactly
+            "samples": [tok.decode(s["z"]) for s in samples]}
+
+
+# ----------------------------------------------------------------------------- E-step: mechanics
+# Not the method: chunks cut into units, units sharded over ranks, each saved atomically (a killed E-step
+# resumes), progress and ETA, the latents written next to the chunks, diagnostics.
+
+def estep(model, tok, cfg, docs, it, out_dir, unit=512):
+    """Sample, weight and resample one latent for every chunk of `docs`; returns docs with latents + diagnostics.
+    Work is cut into units of `unit` chunks; unit u runs on rank u % world and is saved atomically, so a killed
+    E-step resumes and any number of ranks produce the same latents (ids and RNG are keyed, not positional)."""
+    rank, world = rank_world()
+    edocs = [encode_doc(tok, d) for d in docs]
+    keys = [(d, c, f"estep{it}") for d, ed in enumerate(edocs) for c in range(len(ed["x"]))]
+    units = [keys[i:i + unit] for i in range(0, len(keys), unit)]
+    os.makedirs(out_dir, exist_ok=True)
+    t0, mine = time.time(), [u for u in range(len(units)) if u % world == rank]
+    for n, u in enumerate(mine):
+        path = os.path.join(out_dir, f"unit{u:05d}.json")
+        if os.path.exists(path) and all("latent_ids" in r for r in read_json(path)):  # older units: text only
+            continue
+        res = sample_latents(model, tok, cfg, edocs, units[u], cfg.k)
+        write_json(path, [{"doc": d, "chunk": c, **pick_latent(tok, cfg, samples, (cfg.seed, it, edocs[d]["id"], c))}
+                          for (d, c, _), samples in zip(units[u], res)])
+        el = time.time() - t0
+        print(f"  E-step {it}: unit {n + 1}/{len(mine)} on rank {rank}, {el:.0f}s, "
+              f"ETA {el / (n + 1) * (len(mine) - n - 1):.0f}s", flush=True)
+    barrier()
+    rows = [r for u in range(len(units)) for r in read_json(os.path.join(out_dir, f"unit{u:05d}.json"))]
+    new = [{"id": d["id"], "chunks": [dict(c) for c in d["chunks"]]} for d in docs]
+    for r in rows:  # the text is for reading; the M-step trains on latent_ids (layout.encode_doc)
+        new[r["doc"]]["chunks"][r["chunk"]].update(latent=r["latent"], latent_ids=r["latent_ids"])
+    return new, rows
+
+
+def gold_diagnostics(rows, new, gold_docs):
+    """How often the E-step found the teacher's latent (diagnostics only: the E-step never saw it), on chunks
+    with something to think only (an empty gold latent would be a free match)."""
+    gold = {(d["id"], i): c["latent"] for d in gold_docs for i, c in enumerate(d["chunks"])}
+    pairs = [(r, gold[(new[r["doc"]]["id"], r["chunk"])]) for r in rows]
+    rows_g = [(r, g) for r, g in pairs if g]
+    hit = [r["latent"] == g for r, g in rows_g]
+    exists = [g in r["samples"] for r, g in rows_g]
+    return {"gold_match": sum(hit) / max(len(hit), 1),  # the chosen latent is the gold derivation
+            "gold_exists": sum(exists) / max(len(exists), 1),  # some sample among the K is
+            "gold_chunks": len(rows_g)}
+
+
+def run_estep(cfg, tok, data, it, prev_ckpt):
+    """Iteration `it`'s E-step with the previous model, once: iter{it}/latents.jsonl and estep.json."""
+    idir = os.path.join(cfg.out, f"iter{it}")
+    path = os.path.join(idir, "latents.jsonl")
+    if os.path.exists(os.path.join(idir, "estep.json")):
+        return path, read_json(os.path.join(idir, "estep.json"))
+    model, _ = load_checked(prev_ckpt, tok)
+    t0 = time.time()
+    new, rows = estep(model, tok, cfg, data["target"], it, os.path.join(idir, "estep_units"))
+    diag = {"chunks": len(rows), "ess_mean": sum(r["ess"] for r in rows) / max(len(rows), 1),
+            "capped_frac": sum(r["capped"] for r in rows) / max(len(rows) * cfg.k, 1),
+            "dropped": sum(r["latent"] is None for r in rows), "seconds": round(time.time() - t0, 1)}
+    if data["gold"] is not None:
+        diag.update(gold_diagnostics(rows, new, data["gold"]))
+    if rank_world()[0] == 0:
+        write_docs(path, new)
+        write_json(os.path.join(idir, "estep.json"), diag)
+    barrier()
+    return path, diag
+
+
+def load_checked(ckpt, tok):
+    """-> (model on this rank's device in eval mode, meta), its tokenizer checked against `tok`."""
+    model, meta = load_model(ckpt, tok.n_vocab, pick_device())
+    check_tokenizer(meta, tok)
+    return model.eval(), meta
+
+
+# ----------------------------------------------------------------------------- M-step (and every training phase)
+
+# the model fields a phase takes from EMConfig as they are (the rest are derived in train_config)
+MODEL_FIELDS = ("tokenizer", "bpe_dir", "n_layer", "n_head", "n_embd", "block_size")
+
+
+def schedule(lr, steps):
+    """The one learning-rate schedule of every phase (base, warm, M-steps, baselines, oracle), so each M-step
+    gets the same budget: warmup over the first 5% of the steps (at least 1), then cosine decay from lr to
+    lr / 10; a checkpoint every quarter (at most every 50 steps) and a progress line every fifth."""
+    return dict(lr=lr, min_lr=lr / 10, warmup_steps=max(1, steps // 20), ckpt_every=max(50, steps // 4),
+                log_every=max(1, steps // 5))
+
+
+def train_config(cfg, name, data_path, layout, init, steps, lr=None, world=None):
+    """The train.py configuration of one phase (check_inputs checks these before any phase runs)."""
+    world = world or rank_world()[1]
+    return TrainConfig(data=data_path, layout=layout, out=os.path.join(cfg.out, name, "model"),
+                       init=init or "scratch", **{k: getattr(cfg, k) for k in MODEL_FIELDS}, max_steps=steps,
+                       batch_size=cfg.batch_size // world, total_batch_tokens=cfg.batch_size * cfg.block_size,
+                       seed=key_int(cfg.seed, name) % 2**31, resume=True, **schedule(lr or cfg.lr, steps))
+
+
+def phase_errors(cfg):
+    """What train.py would refuse in the phases' configs (a safety net under rundir.flag_errors)."""
+    world, errors = int(os.environ.get("WORLD_SIZE", "1")), []
+    for name, steps, lr in (("base", cfg.base_steps, cfg.base_lr), ("warm", cfg.warm_steps, None),
+                            ("iter1", cfg.m_steps, None))[1 if cfg.init else 0:]:
+        errors += [f"phase {name} would give train.py {e}" for e in
+                   value_errors(train_config(cfg, name, "", "random", "", steps, lr, world))]
     return errors
 
 
-def world_config(cfg):
-    return W.WorldConfig(seed=cfg.seed, n_target=cfg.world_target, n_warm=cfg.world_warm,
-                         n_heldout=cfg.world_heldout, n_questions=cfg.world_questions)
+def run_train(cfg, name, data_path, layout, init, steps, lr=None):
+    """One training phase (resumable: a killed phase continues from its last checkpoint)."""
+    out = os.path.join(cfg.out, name)
+    if os.path.exists(os.path.join(out, "DONE")):  # the path is derived, so a moved --out still resumes
+        return os.path.join(out, "model", "ckpt")
+    tc = train_config(cfg, name, data_path, layout, init, steps, lr)
+    print0(f"[{name}] training {steps} steps, layout {layout}, init {tc.init}")
+    res = train(tc)
+    if rank_world()[0] == 0:
+        write_json(os.path.join(out, "DONE"), {k: v for k, v in res.items() if isinstance(v, (int, float, str))})
+    barrier()
+    return res["ckpt"]
 
 
-def read_input(path, name, **kw):
-    """Read one input corpus whole (every line checked); -> (docs, error or None)."""
-    try:
-        docs = read_docs(path, **kw)
-    except ValueError as e:  # read_docs names the file and line
-        return [], str(e)
-    except OSError as e:
-        return [], f"{path}: {e.strerror or e} ({flag(name)})"
-    return docs, None if docs else f"{path} holds no documents ({flag(name)})"
+# ----------------------------------------------------------------------------- evaluation
+
+def eval_questions(model, tok, cfg, questions, mode, prefix=""):
+    """Greedy accuracy on held-out questions and one row per question (prompt, generated text, extracted answer,
+    correct). mode 'latent': the model writes its reasoning inside SoL PRIOR ... EoL first (the paper's
+    evaluation) and the rule reads the text after EoL; 'direct': a raw model answers the question in 8 tokens;
+    'reason': a raw model is asked in its training text's format (prefix + the question's "prompt") and may
+    write max_latent + 8 tokens (up to a "prompt_stop" token). The answer rule is data/questions.py's
+    (--answer-regex overrides the file's)."""
+    reason = mode == "reason"
+    texts = [prefix + q.get("prompt", q["question"]) if reason else q["question"] for q in questions]
+    n_new = 8 if mode == "direct" else cfg.max_latent + 8
+    # a latent model sees the question laid out as in training, a chunk with an empty thought, then starts one;
+    # a long few-shot prefix loses its oldest tokens so the prompt and the answer fit in the context
+    prompts = [think_prompt(tok, tok.encode(t)) if mode == "latent" else [tok.bos] + tok.encode(t) for t in texts]
+    room = cfg.block_size - n_new
+    prompts = [p if len(p) <= room else [tok.bos] + p[len(p) - room + 1:] for p in prompts]
+    stops = [tok.eos, tok.sol] if mode == "latent" else [tok.eos]
+    for s in sorted({q["prompt_stop"] for q in questions if "prompt_stop" in q} if reason else ()):
+        if len(tok.encode(s)) != 1:
+            raise ValueError(f"prompt_stop {s!r} is not one token of the {tok.name} tokenizer")
+        stops += tok.encode(s)  # the reasoning ends there: the world's walk is one line, a tenth of the budget
+    outs = generate(model, prompts, n_new, stop_tokens=tuple(stops), temperature=0.0, seed=cfg.seed,
+                    batch_size=cfg.gen_batch)
+    rows = []
+    for q, asked, o in zip(questions, texts, outs):
+        toks, closed = o["tokens"], mode != "latent" or tok.eol in o["tokens"]
+        if mode == "latent":  # the answer is the text after the thought (none if the thought never closed)
+            toks = toks[toks.index(tok.eol) + 1:] if closed else []
+        text = tok.decode([t for t in toks if t not in tok.special_ids])
+        regex = cfg.answer_regex or q.get("prompt_regex" if reason else "answer_regex")
+        got = Q.extract(text, q["answer"], regex) if closed else None
+        rows.append({"mode": mode, "prompt": asked, "generated": tok.decode(o["tokens"]), "answer_text": text,
+                     "extracted": got, "answer": q["answer"], "correct": Q.correct(got, q["answer"], regex)})
+    n = max(len(rows), 1)
+    acc = sum(r["correct"] for r in rows) / n
+    tag = "_reason" if reason else ""
+    return {f"acc{tag}": acc, f"acc{tag}_se": math.sqrt(acc * (1 - acc) / n), "n_questions": len(rows)}, rows
 
 
-def checkpoint_error(path, name, tok, block_size):
-    """Why `path` cannot be loaded as a model for this run (None when it can): files, config, weights,
-    tokenizer, vocabulary and context length are all checked by loading it once on the CPU."""
-    try:
-        model, meta = load_model(path, tok.n_vocab)
-        check_tokenizer(meta, tok)
-    except (ValueError, OSError) as e:  # FileNotFoundError: a missing file
-        return f"{e} ({flag(name)})"
-    if model.config.vocab_size != tok.n_vocab:
-        return f"{path}: vocabulary {model.config.vocab_size} is not tokenizer {tok.name}'s {tok.n_vocab} ({flag(name)})"
-    if block_size > model.config.block_size:
-        return f"--block-size {block_size} exceeds the model's block_size {model.config.block_size} ({flag(name)})"
-    return None
+def eval_nll(model, tok, cfg, docs, latent, ks):
+    """Held-out NLL per raw X token (and bits per byte). Raw model: exact -log p(X_i | BOS P_i). Latent model:
+    -IW-ELBO_K = -(sum_i [logsumexp_k(log p_k - log q_k) - log K]) with fresh samples at temperature 1, for each
+    K in ks (the first K of max(ks) samples), with the same prefix rule (P_i = up to 3 previous chunks).
+    Two bounds: nll_k{K}, the spec's (log p of every token after P_i, the mode marks SoL PRIOR included: a bound
+    on the raw text's NLL), and nll_mc_k{K}, mode-conditional (the marks left out, as the E-step weighs)."""
+    edocs = [encode_doc(tok, d) for d in docs]
+    keys = [(d, c, "eval") for d, ed in enumerate(edocs) for c in range(len(ed["x"]))]
+    n_bytes = sum(len(ch["suffix"].encode()) for d in docs for ch in d["chunks"])
+    if not latent:
+        pairs = [raw_pair(tok, edocs[d]["x"], c, cfg.max_latent, cfg.block_size) for d, c, _ in keys]
+        lp = sum(s["sum"] for s in score(model, [p for p, _ in pairs], [x for _, x in pairs], cfg.gen_batch))
+        n_tok = sum(len(x) for _, x in pairs)
+        return {"nll": -lp / n_tok, "bpb": -lp / math.log(2) / n_bytes}
+    res = sample_latents(model, tok, cfg, edocs, keys, max(ks), temperature=1.0)
+    n_tok = sum(s[0]["n_x"] for s in res)
+    out = {}
+    for tag, key in (("", "log_p_all"), ("_mc", "log_p")):
+        for k in ks:
+            e = sum(iw_elbo(importance_weights([s[key] for s in samples[:k]], [s["log_q"] for s in samples[:k]]))
+                    for samples in res)
+            out[f"nll{tag}_k{k}"], out[f"bpb{tag}_k{k}"] = -e / n_tok, -e / math.log(2) / n_bytes
+    return out
 
 
-def data_fingerprint(cfg):
-    """What shaped out/data: a sha256 of every input file and the flags that chunk or build the documents."""
-    return {"inputs": {name: sha256_file(getattr(cfg, name)) for name in ("corpus", "teacher_latents", "val")
-                       if getattr(cfg, name)},
-            "flags": {k: getattr(cfg, k) for k in DATA_FLAGS}}
+def evaluate(model, tok, cfg, data, latent):
+    """Every metric for one model -> (metrics, per-question rows): NLL / IW-ELBO, and accuracy when questions
+    exist (a raw model twice: asked directly, and asked to reason in its training text's format)."""
+    model.eval()
+    m, rows = eval_nll(model, tok, cfg, data["heldout"], latent, D.eval_ks(cfg)), []
+    qs = data.get("questions") or []
+    if qs:
+        prefix = D.read_text(cfg.raw_prompt_prefix) if cfg.raw_prompt_prefix else ""
+        for mode in (("latent",) if latent else ("direct", "reason")):
+            mm, rr = eval_questions(model, tok, cfg, qs, mode, prefix)
+            m.update(mm)
+            rows += rr
+    return m, rows
 
 
-def out_errors(cfg, fp):
-    """An existing --out must hold this configuration, and data that phases trained on must be what the
-    inputs give now (else the corrected or changed command would silently mix results)."""
-    path, done = os.path.join(cfg.out, "config.json"), os.path.join(cfg.out, "data", "DONE")
-    errors = []
-    for p in filter(os.path.isfile, (path, done)):
-        try:
-            read_json(p)
-        except (ValueError, OSError) as e:
-            return [f"{p} is unreadable ({e}); use another --out or delete it (--out)"]
-    if os.path.isfile(path):
-        old, mine, default = read_json(path), asdict(cfg), asdict(EMConfig())
-        # a field an older em.py did not have is compatible at its default (it did what the default does)
-        diff = [k for k in mine if k not in RESUMABLE_KEYS | EVAL_KEYS and old.get(k, default[k]) != mine[k]]
-        if diff:
-            errors.append(f"{cfg.out} holds a run with another configuration ("
-                          + ", ".join(f"{k}: {old.get(k)!r} -> {mine[k]!r}" for k in diff)
-                          + "); use another --out or delete it (--out)")
-    if os.path.isfile(done):
-        old = read_json(done).get("fingerprint")
-        if old is None:
-            print0(f"warning: {done} predates content hashes: its data is reused unchecked")
-        elif old != fp:
-            changed = [flag(k) for k in fp["inputs"].keys() | old["inputs"].keys()
-                       if fp["inputs"].get(k) != old["inputs"].get(k)]
-            changed += [flag(k) for k in fp["flags"] if fp["flags"][k] != old["flags"].get(k)]
-            trained = sorted(n for n in os.listdir(cfg.out) if n != "data" and os.path.isdir(os.path.join(cfg.out, n)))
-            if trained:
-                errors.append(f"{', '.join(changed)} changed since {cfg.out} prepared its data, and {trained[0]} "
-                              f"trained on the old data; use another --out or delete it ({', '.join(changed)})")
-    return errors
+def run_eval(cfg, name, ckpt, tok, data, latent):
+    """Evaluate one phase's model once: eval.json and eval_questions.jsonl under out/name. A cached eval.json
+    computed with other questions, rules or an older evaluation (no or another eval_id) is recomputed."""
+    path = os.path.join(cfg.out, name, "eval.json")
+    setup = [EVAL_VERSION, cfg.eval_ks, cfg.answer_regex, data.get("questions") or [],
+             D.read_text(cfg.raw_prompt_prefix) if cfg.raw_prompt_prefix else ""]
+    eid = hashlib.blake2b(json.dumps(setup, sort_keys=True).encode(), digest_size=8).hexdigest()
+    cached = read_json(path) if os.path.exists(path) else {}
+    if cached.get("eval_id") != eid and rank_world()[0] == 0:
+        t0 = time.time()
+        m, rows = evaluate(load_checked(ckpt, tok)[0], tok, cfg, data, latent)
+        m["eval_seconds"] = round(time.time() - t0, 1)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_atomic(os.path.join(os.path.dirname(path), "eval_questions.jsonl"),
+                     "".join(json.dumps(r) + "\n" for r in rows))
+        write_json(path, {**m, "eval_id": eid})  # last: its eval_id says both files are complete
+    barrier()
+    m = read_json(path)
+    m.pop("eval_id")
+    return m
 
+
+# ----------------------------------------------------------------------------- run directory and report
 
 def check_inputs(cfg, ckpt="", eval_only=False):
-    """One validation pass before anything is written or trained: flags, tokenizer, --out, every input file
-    read whole, every checkpoint loaded once, and an existing --out's configuration and data. Raises ValueError
-    with every problem on one line; -> {'tok', 'docs': {flag name: documents}, 'fingerprint'}."""
-    errors = flag_errors(cfg, eval_only, ckpt)
-    if errors:  # the files below are read with these flags: they must make sense first
-        raise ValueError("; ".join(errors))
-    try:
-        tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
-    except (ValueError, OSError) as e:
-        raise ValueError(f"{e} (--tokenizer {cfg.tokenizer})") from None
-    budget = dict(tok=tok, max_tokens=cfg.block_size // 4)  # what prepare_data chunks {"text"} documents with
-    heldout = cfg.val or os.path.join(cfg.out, "data", "heldout.jsonl")
-    reads = ({"val": (heldout, {})} if eval_only else
-             {"corpus": (cfg.corpus, budget), "val": (cfg.val, budget if cfg.corpus else {}),
-              "teacher_latents": (cfg.teacher_latents, {})})
-    docs, errors = {}, [] if eval_only else [out_dir_error(cfg.out)]
-    if eval_only and not os.path.isfile(heldout):
-        errors.append(f"no held-out documents: pass --val PATH (or --out of a run that prepared {heldout})")
-    for name, (path, kw) in reads.items():
-        if path and not (eval_only and not os.path.isfile(path)):
-            docs[name], err = read_input(path, name, **kw)
-            errors.append(err)
-    if cfg.corpus and not cfg.val and not eval_only and 0 < len(docs["corpus"]) < 2:
-        errors.append(f"{cfg.corpus} holds one document: a target corpus and held-out docs need 2 (--corpus)")
-    if docs.get("teacher_latents") and \
-            not any(c["latent"] for d in docs["teacher_latents"] for c in d["chunks"]):
-        errors.append(f"{cfg.teacher_latents} holds no latents: the warm start needs them (--teacher-latents)")
-    for name, path in (("init", cfg.init), ("ckpt", ckpt if eval_only else "")):
-        if path:
-            errors.append(checkpoint_error(path, name, tok, cfg.block_size))
-    fp = None
-    if not eval_only and not any(errors):  # every input is a readable file by now
-        fp = data_fingerprint(cfg)
-        errors += out_errors(cfg, fp) if os.path.isdir(cfg.out) else []
-    errors = [e for e in errors if e]
-    if errors:
-        raise ValueError("; ".join(errors))
-    return {"tok": tok, "docs": docs, "fingerprint": fp}
+    """data/rundir.check_inputs with train.py's word on every phase: one validation pass before any work."""
+    return D.check_inputs(cfg, ckpt, eval_only, phase_errors)
+
+
+def prepare_data(cfg, tok, checked=None):
+    """out/data (data/rundir.write_data, on rank 0) and what every rank reads back from it. `checked`:
+    check_inputs' result, whose documents and questions are reused rather than read twice."""
+    checked = checked or check_inputs(cfg)
+    ddir = os.path.join(cfg.out, "data")
+    if rank_world()[0] == 0:
+        D.write_data(cfg, checked, ddir)
+    barrier()
+    return D.read_data(cfg, checked, ddir)
+
+
+def corpus_tokens(tok, docs, layout, seed=0):
+    return sum(len(sequence(tok, encode_doc(tok, d), layout, seed, 0)) for d in docs)
+
+
+def save_config(cfg):
+    """config.json, written only after check_inputs passed (a refused command leaves --out as it was)."""
+    os.makedirs(cfg.out, exist_ok=True)
+    if rank_world()[0] == 0:
+        write_json(os.path.join(cfg.out, "config.json"), asdict(cfg))
+    print0("config: " + json.dumps(asdict(cfg)))
+
+
+def report(cfg, results, seconds, resumed=False):
+    """report.md (a table per model), metrics.jsonl, and plot.svg (accuracy and NLL bound per iteration)."""
+    clock = (f"{seconds / 60:.1f} min in this invocation (it resumed phases an earlier run finished; their time is "
+             "not counted)" if resumed else f"total {seconds / 60:.1f} min")
+    print(R.report(cfg.out, results, D.eval_ks(cfg), f"seed {cfg.seed}, K {cfg.k}, {cfg.iters} iterations, {clock}."))
 
 
 # ----------------------------------------------------------------------------- CLI
 
-def eval_only(cfg, ckpt):
+def eval_only(cfg, ckpt, checked):
     """`--eval --ckpt DIR`: every metric for one checkpoint (latent or raw, from its training layout)."""
-    tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
-    model, meta = load_model(ckpt, tok.n_vocab, device())
-    check_tokenizer(meta, tok)
+    tok = checked["tok"]
+    model, meta = load_checked(ckpt, tok)
     latent = meta.get("train_config", {}).get("layout", "random") != "raw"
     ddir = os.path.join(cfg.out, "data")
-    heldout = cfg.val or os.path.join(ddir, "heldout.jsonl")  # check_inputs has read it
     # the run's questions belong with its held-out docs: another --val gets questions only from --questions
-    questions = Q.read_questions(cfg.questions) if cfg.questions else [] if cfg.val else Q.load_prepared(ddir)
-    data = {"heldout": read_docs(heldout), "questions": questions}
+    questions = checked["questions"] if cfg.questions else [] if cfg.val else Q.load_prepared(ddir)
+    data = {"heldout": checked["docs"]["val"], "questions": questions}  # --val, else the run's held-out docs
     m, rows = evaluate(model, tok, cfg, data, latent)
     print(json.dumps({"ckpt": ckpt, "latent": latent, **m}, indent=1))
     if rows:  # beside the checkpoint's eval, never over a run's own eval_questions.jsonl
@@ -732,40 +538,13 @@ def parse_args(argv=None):
     """Flags -> (EMConfig, args); raises ValueError (argparse's own errors included) with every problem."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.error = parser_error  # one line via main(), not argparse's usage block
-    for f in fields(EMConfig):
-        if f.type is bool or f.type == "bool":
-            ap.add_argument(flag(f.name), action="store_true")
-        else:
-            ap.add_argument(flag(f.name), type=type(f.default), default=None, help=f"default {f.default!r}")
+    add_flags(ap, EMConfig, given_only=True)
     ap.add_argument("--eval", action="store_true", help="evaluate --ckpt only")
     ap.add_argument("--ckpt", default="", help="checkpoint for --eval")
     args = ap.parse_args(argv)
-    given = {f.name: getattr(args, f.name) for f in fields(EMConfig)
-             if getattr(args, f.name) is not None and getattr(args, f.name) is not False}  # 0 is a value
-    cfg = EMConfig(**{**(QUICK if given.get("quick") else {}), **given})
-    errors = flag_errors(cfg, args.eval, args.ckpt)
-    errors += [msg for bad, msg in (
-        (bool(cfg.seeds) and not all(x.strip().isdigit() for x in cfg.seeds.split(",")),
-         "must be comma-separated integers >= 0, e.g. 0,1,2 (--seeds)"),
-        (bool(cfg.seeds) and len(set(cfg.seeds.split(","))) != len(cfg.seeds.split(",")), "repeats a seed (--seeds)"),
-        (bool(cfg.seeds) and "seed" in given, "pass --seed or --seeds, not both (--seeds)"),
-        (bool(cfg.seeds) and args.eval, "--eval evaluates one --ckpt: drop --seeds (--seeds)"),
-    ) if bad]
-    for name, p in (("corpus", cfg.corpus), ("teacher_latents", cfg.teacher_latents), ("val", cfg.val),
-                    ("init", cfg.init), ("ckpt", args.ckpt), ("questions", cfg.questions),
-                    ("raw_prompt_prefix", cfg.raw_prompt_prefix)):
-        if p and not os.path.exists(p):
-            errors.append(f"{p}: no such file or directory ({flag(name)})")
-    try:  # the questions and the rule are inputs: read them now, not after hours of training
-        if cfg.answer_regex:
-            Q.check_regex(cfg.answer_regex, "--answer-regex")
-    except ValueError as e:
-        errors.append(str(e))
-    try:
-        if cfg.questions and os.path.isfile(cfg.questions):
-            Q.read_questions(cfg.questions)
-    except ValueError as e:
-        errors.append(f"{e} (--questions)")
+    given = {k: v for k, v in vars(args).items() if k in asdict(EMConfig()) and v is not None and v is not False}
+    cfg = EMConfig(**{**(QUICK if given.get("quick") else {}), **given})  # 0 is a value, None is "not given"
+    errors = D.flag_errors(cfg, args.eval, args.ckpt, phase_errors) + D.arg_errors(cfg, given, args.eval, args.ckpt)
     if errors:
         raise ValueError("; ".join(errors))
     return cfg, args
@@ -774,22 +553,20 @@ def parse_args(argv=None):
 def main(argv=None):
     try:
         cfg, args = parse_args(argv)
-        checked = check_inputs(cfg, args.ckpt, args.eval)
+        # --seeds: each seed's run is checked (run_seeds), every one before the first starts
+        checked = None if cfg.seeds else check_inputs(cfg, args.ckpt, args.eval)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    if "RANK" in os.environ and not dist.is_initialized():  # torchrun
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    owned = setup_dist()[3]  # torchrun: E-step sharded over ranks, M-steps with DDP
     try:
-        eval_only(cfg, args.ckpt) if args.eval else run_seeds(cfg) if cfg.seeds else run(cfg, checked)
+        eval_only(cfg, args.ckpt, checked) if args.eval else run_seeds(cfg) if cfg.seeds else run(cfg, checked)
     except (ValueError, OSError) as e:  # a problem no validation could see (a full disk, a file changed meanwhile)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        if owned:
+            torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

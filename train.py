@@ -23,14 +23,14 @@ import os
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from data.corpus import out_dir_error, parser_error, read_docs, write_atomic
+from data.corpus import add_flags, out_dir_error, parser_error, read_docs, write_atomic
 from data.layout import MODES, encode_doc, sequence, sequence_length
 from data.shards import from_docs, is_shard_dir, open_shards
 from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
@@ -141,15 +141,15 @@ def check_flags(cfg):
         raise ValueError("; ".join(errors))
 
 
-# ----------------------------------------------------------------------------- distributed
+# ----------------------------------------------------------------------------- distributed (em.py uses these too)
 
-def setup_dist(cfg):
+def setup_dist(device="auto"):
     """-> (rank, world, local_rank, owned). Joins a caller's process group, or starts one under torchrun."""
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size(), local_rank, False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda")
+        cuda = torch.cuda.is_available() and device in ("auto", "cuda")
         if cuda:
             torch.cuda.set_device(local_rank)
         dist.init_process_group("nccl" if cuda else "gloo")
@@ -157,10 +157,26 @@ def setup_dist(cfg):
     return 0, 1, 0, False
 
 
-def pick_device(cfg, local_rank):
-    if cfg.device != "auto":
-        return torch.device(cfg.device)
+def pick_device(device="auto", local_rank=None):
+    """'auto': cuda:LOCAL_RANK when CUDA is there, else the CPU."""
+    if device != "auto":
+        return torch.device(device)
+    local_rank = int(os.environ.get("LOCAL_RANK", 0)) if local_rank is None else local_rank
     return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+
+
+def rank_world():
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def print0(*a):
+    if rank_world()[0] == 0:
+        print(*a, flush=True)
+
+
+def barrier():
+    if dist.is_initialized():
+        dist.barrier()
 
 
 def bf16_native(device):
@@ -404,7 +420,7 @@ def train(cfg):
     'tok_per_s', 'config'}. Initialises (and later destroys) a process group only if it started one."""
     cfg = replace(cfg)  # the caller's config stays as given
     check_flags(cfg)
-    rank, world, local_rank, owned = setup_dist(cfg)
+    rank, world, local_rank, owned = setup_dist(cfg.device)
     try:
         return _train(cfg, rank, world, local_rank)
     finally:
@@ -413,7 +429,7 @@ def train(cfg):
 
 
 def _train(cfg, rank, world, local_rank):
-    device = pick_device(cfg, local_rank)
+    device = pick_device(cfg.device, local_rank)
     log = print if rank == 0 else (lambda *a, **k: None)
     try:
         tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
@@ -556,16 +572,8 @@ def _train(cfg, rank, world, local_rank):
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in fields(TrainConfig):
-        flag, h = "--" + f.name.replace("_", "-"), f.metadata["help"]
-        if f.type is bool:
-            p.add_argument(flag, action="store_true", help=h)
-        elif f.name == "tokenizer":  # a name or a directory: rejected by argparse like a bad choice
-            p.add_argument(flag, type=tokenizer_arg, default=f.default, help=h + " (default: %(default)s)")
-        else:
-            p.add_argument(flag, type=f.type, default=f.default, choices=f.metadata["choices"],
-                           help=h + " (default: %(default)s)")
-    return p
+    # --tokenizer: a name or a directory, rejected by argparse like a bad choice
+    return add_flags(p, TrainConfig, types={"tokenizer": tokenizer_arg})
 
 
 def tokenizer_arg(s):

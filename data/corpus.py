@@ -15,6 +15,7 @@ is seeded by a hashlib hash of the text (never Python's salted hash()), so bound
 iteration, process and machine. With a token budget, an over-long sentence is split at word boundaries (inside
 a word only when one word alone is over budget) and no chunk exceeds the budget.
 """
+import dataclasses
 import hashlib
 import json
 import math
@@ -241,6 +242,23 @@ def parser_error(message):
     (--k)'), which main() prints as one line and exit code 2 (argparse would print its usage block first)."""
     m = re.match(r"argument (\S+?)(?:/\S+)?: (.*)", message, re.S)
     raise ValueError(f"{m[2]} ({m[1]})" if m else message)
+
+
+def add_flags(ap, config, given_only=False, types=None):
+    """One argparse flag per field of the dataclass `config` (em.py, train.py and data/world.py build their CLIs
+    with it): --name-with-dashes, typed by the field (or types[name]), help from the field's metadata "help"
+    plus its default, choices from metadata "choices"; a bool is a store_true switch. given_only: every flag
+    defaults to None, so the caller sees which flags were typed."""
+    for f in dataclasses.fields(config):
+        flag, meta = "--" + f.name.replace("_", "-"), f.metadata or {}
+        h = (meta.get("help", "") + f" (default: {f.default!r})").strip().replace("%", "%%")
+        if f.type is bool or f.type == "bool":
+            ap.add_argument(flag, action="store_true", help=h)
+        else:
+            kind = (types or {}).get(f.name) or (f.type if isinstance(f.type, type) else type(f.default))
+            ap.add_argument(flag, type=kind, default=None if given_only else f.default, choices=meta.get("choices"),
+                            help=h)
+    return ap
 
 
 def write_atomic(path, data):

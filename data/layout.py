@@ -110,6 +110,13 @@ def estep_prompts(tok, xs, i, max_latent, block_size, prefix_budget=None, n_prev
     return prompt, p, x_cut, (full - (len(p) - 1), len(x) - len(x_cut))
 
 
+def raw_pair(tok, xs, i, max_latent, block_size):
+    """A raw model's scored pair for chunk i, (P_i, X_i), cut by the E-step's budgets: raw NLL scores exactly the
+    tokens the latent bound does."""
+    _, p, x, _ = estep_prompts(tok, xs, i, max_latent, block_size)
+    return p, x
+
+
 def joint_continuation(tok, z, x):
     """The scored continuation SoL PRIOR Z EoL X_i (z without its EoL; a capped latent gets EoL here)."""
     return [tok.sol, tok.prior] + list(z) + [tok.eol] + list(x)

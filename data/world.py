@@ -47,7 +47,7 @@ import re
 import sys
 from dataclasses import asdict, dataclass
 
-from data.corpus import out_dir_error, parser_error, write_atomic, write_docs, write_json
+from data.corpus import add_flags, out_dir_error, parser_error, write_atomic, write_docs, write_json
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -255,8 +255,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="Write the built-in table world (see data/world.py).")
     ap.error = parser_error  # one line, exit code 2 (below), not argparse's usage block
     ap.add_argument("--out", default="out/world", help="output directory")
-    for k, v in asdict(WorldConfig()).items():
-        ap.add_argument("--" + k.replace("_", "-"), type=type(v), default=v, help=f"default {v!r}")
+    add_flags(ap, WorldConfig)
     try:
         args = ap.parse_args(argv)
         cfg = WorldConfig(**{k: getattr(args, k) for k in asdict(WorldConfig())})

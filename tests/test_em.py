@@ -12,6 +12,8 @@ import time
 import pytest
 
 import em
+from data import rundir
+from data.corpus import sha256_file
 from data.tokenizer import get_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,15 +54,15 @@ def test_importance_weights_are_log_p_minus_log_q(monkeypatch, tmp_path):
         assert r["pick"] == 1
     assert all(c["latent"] == tok.decode([tok.encode("z")[0] + 1]) for d in new for c in d["chunks"])
     # ties: picks spread over all samples, and are a pure function of the key
-    picks = [em.choose([0.0, 0.0, 0.0], (0, 1, "doc", c)) for c in range(300)]
+    picks = [em.resample([0.0, 0.0, 0.0], (0, 1, "doc", c)) for c in range(300)]
     assert {picks.count(j) for j in range(3)} and min(picks.count(j) for j in range(3)) > 60
-    assert picks == [em.choose([0.0, 0.0, 0.0], (0, 1, "doc", c)) for c in range(300)]
+    assert picks == [em.resample([0.0, 0.0, 0.0], (0, 1, "doc", c)) for c in range(300)]
     assert em.ess([0.0, 0.0, 0.0]) == pytest.approx(3.0) and em.ess([0.0, -100.0]) == pytest.approx(1.0)
 
 
-def test_logsumexp_matches_math():
+def test_iw_elbo_logsumexp_matches_math():
     xs = [-1000.0, -1001.0, -999.5]
-    assert em.logsumexp(xs) == pytest.approx(math.log(sum(math.exp(x + 1000) for x in xs)) - 1000)
+    assert em.iw_elbo(xs) + math.log(3) == pytest.approx(math.log(sum(math.exp(x + 1000) for x in xs)) - 1000)
 
 
 def test_bad_flags_are_one_line_errors(tmp_path):
@@ -350,7 +352,7 @@ def test_changed_corpus_is_prepared_again_or_refused(tmp_path, inputs):
     data = em.prepare_data(cfg, tok, em.check_inputs(cfg))
     assert [d["chunks"][0]["suffix"] for d in data["target"]] == ["Old 0.", "Old 1.", "Old 2."]
     done = json.load(open(tmp_path / "out" / "data" / "DONE"))
-    assert done["fingerprint"]["inputs"]["corpus"] == em.sha256_file(str(corpus))
+    assert done["fingerprint"]["inputs"]["corpus"] == sha256_file(str(corpus))
     corpus.write_text("".join(json.dumps({"text": f"New {i}."}) + "\n" for i in range(6)))
     data = em.prepare_data(cfg, tok, em.check_inputs(cfg))  # nothing trained yet: prepared again
     assert [d["chunks"][0]["suffix"] for d in data["target"]] == [f"New {i}." for i in range(5)]
@@ -365,6 +367,7 @@ def test_changed_corpus_is_prepared_again_or_refused(tmp_path, inputs):
 def test_every_phase_config_is_checked_by_train_up_front(monkeypatch):
     """The safety net: a rule em.py forgot is still caught before any phase runs, by train.py's own checks on
     the base, warm-start and M-step configurations em.py will pass it."""
-    monkeypatch.setattr(em, "MINIMUM", {k: v for k, v in em.MINIMUM.items() if k != "m_steps"})
+    monkeypatch.setattr(rundir, "MINIMUM", {k: v for k, v in rundir.MINIMUM.items() if k != "m_steps"})
     cfg = em.EMConfig(m_steps=0)
-    assert em.flag_errors(cfg) == ["phase iter1 would give train.py must be positive, got 0 (--max-steps)"]
+    assert rundir.flag_errors(cfg, phase_errors=em.phase_errors) == [
+        "phase iter1 would give train.py must be positive, got 0 (--max-steps)"]

@@ -11,6 +11,7 @@ import pytest
 
 import em
 from data import questions as Q
+from data import rundir
 from data import report as R
 from data.tokenizer import get_tokenizer
 from tests.test_em import ROOT, run_em
@@ -128,15 +129,14 @@ def test_raw_arms_reason_with_the_prompt_and_its_rule(monkeypatch):
 def test_an_older_runs_config_and_eval_are_reused_and_recomputed(monkeypatch, tmp_path):
     """config.json without the eval-only fields is the same run; an eval.json without eval_id is re-evaluated."""
     cfg = em.EMConfig(out=str(tmp_path), questions="", seeds="")
-    old = {k: v for k, v in em.asdict(cfg).items() if k not in em.EVAL_KEYS}
+    old = {k: v for k, v in em.asdict(cfg).items() if k not in rundir.EVAL_KEYS}
     (tmp_path / "config.json").write_text(json.dumps(old))
-    assert em.out_errors(em.replace(cfg, answer_regex=r"A: (\d+)"), None) == []  # the same run
-    assert "another configuration" in em.out_errors(em.replace(cfg, k=2), None)[0]
+    assert rundir.out_errors(em.replace(cfg, answer_regex=r"A: (\d+)"), None) == []  # the same run
+    assert "another configuration" in rundir.out_errors(em.replace(cfg, k=2), None)[0]
     (tmp_path / "warm").mkdir()
     (tmp_path / "warm/eval.json").write_text(json.dumps({"nll_k1": 1.0, "acc": 0.5}))
     calls = []
-    monkeypatch.setattr(em, "load_model", lambda *a, **k: (None, {}))
-    monkeypatch.setattr(em, "check_tokenizer", lambda *a: None)
+    monkeypatch.setattr(em, "load_checked", lambda *a: (None, {}))
     monkeypatch.setattr(em, "evaluate", lambda *a: calls.append(1) or ({"nll_k1": 2.0, "nll_mc_k1": 1.0}, [{"q": 1}]))
     tok, data = get_tokenizer("bytes"), {"questions": [{"question": "Q", "answer": 1}]}
     m = em.run_eval(cfg, "warm", "ckpt", tok, data, True)

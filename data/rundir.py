@@ -1,0 +1,289 @@
+"""em.py's run directory: every check before any work, and the data a run prepares under --out/data.
+
+Not the method (that is em.py): the mechanics that make a run refusable in one line and resumable.
+  check_inputs   one pass over every flag, input file and checkpoint before anything is written or trained:
+                 raises ValueError with every problem on one line, each naming its flag or file:line
+  out_errors     an existing --out must hold the same configuration, and data a phase trained on must still be
+                 what the inputs give (data_fingerprint: a sha256 of every input file and the data flags)
+  write_data     the target corpus (latents stripped), warm-start set, held-out docs and questions, atomically
+No torch here: checkpoint_error imports model.py only when a checkpoint is to be checked. `cfg` is em.py's
+EMConfig (read by field name; this module never imports em.py).
+"""
+import math
+import os
+import shutil
+from dataclasses import asdict
+
+from data import questions as Q
+from data import world as W
+from data.corpus import out_dir_error, read_docs, read_json, sha256_file, write_docs, write_json
+from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
+
+# the flags that shape out/data besides its input files; data/DONE records them (data_fingerprint)
+DATA_FLAGS = ("tokenizer", "block_size", "seed", "world_target", "world_warm", "world_heldout", "world_questions")
+# smallest value of each integer flag; base_steps is checked apart (unused with --init)
+MINIMUM = dict(iters=0, k=1, n_layer=1, n_head=1, n_embd=1, block_size=1, batch_size=1, warm_steps=1, m_steps=1,
+               max_latent=1, top_k=0, gen_batch=1, world_target=1, world_warm=1, world_heldout=1, world_questions=0)
+# changing these between runs in the same --out would mix results; iters and report options may change
+RESUMABLE_KEYS = {"iters", "no_baselines", "gen_batch", "out"}
+# evaluation only: changing them re-evaluates (eval.json records an eval_id) and never mixes training results
+EVAL_KEYS = {"eval_ks", "questions", "answer_regex", "raw_prompt_prefix", "seeds"}
+
+
+def flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def eval_ks(cfg):
+    """--eval-ks "1,2,4" -> [1, 2, 4] (flag_errors has checked it)."""
+    return [int(k) for k in cfg.eval_ks.split(",")]
+
+
+def world_config(cfg):
+    return W.WorldConfig(seed=cfg.seed, n_target=cfg.world_target, n_warm=cfg.world_warm,
+                         n_heldout=cfg.world_heldout, n_questions=cfg.world_questions)
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
+# ----------------------------------------------------------------------------- flags
+
+def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
+    """Every range and cross-flag rule for every phase em.py will run (base, warm, M-steps, oracle, baselines,
+    E-step, evaluation), named as em.py's flags. phase_errors(cfg) -> what train.py would refuse in the phases'
+    configs, asked only when the flags themselves pass. -> list of one-line messages."""
+    errors = [f"must be >= {lo}, got {getattr(cfg, k)} ({flag(k)})" for k, lo in MINIMUM.items()
+              if getattr(cfg, k) < lo]
+    positive = lambda v: math.isfinite(v) and v > 0
+    ks = cfg.eval_ks.split(",")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    errors += [msg for bad, msg in (
+        (not cfg.init and cfg.base_steps < 1, f"must be >= 1 without --init, got {cfg.base_steps} (--base-steps)"),
+        (not positive(cfg.lr), f"must be a positive number, got {cfg.lr} (--lr)"),
+        (not positive(cfg.base_lr), f"must be a positive number, got {cfg.base_lr} (--base-lr)"),
+        # temperature 0 is greedy: K identical samples whose weights say nothing, so only K = 1 may use it
+        (not (math.isfinite(cfg.temperature) and cfg.temperature >= 0),
+         f"must be a number >= 0, got {cfg.temperature} (--temperature)"),
+        (cfg.temperature == 0 and cfg.k > 1, "0 (greedy) draws K identical latents: use --k 1 or a temperature > 0 "
+                                             "(--temperature)"),
+        (not 0 < cfg.top_p <= 1, f"must be in (0, 1], got {cfg.top_p} (--top-p)"),
+        (cfg.n_head >= 1 and cfg.n_embd % cfg.n_head != 0, f"{cfg.n_embd} is not divisible by --n-head "
+                                                           f"{cfg.n_head} (--n-embd)"),
+        (cfg.batch_size % world != 0, f"{cfg.batch_size} is not divisible by the {world} ranks (--batch-size)"),
+        (not all(k.strip().isdigit() and int(k) >= 1 for k in ks), f"must be a comma list of integers >= 1, got "
+                                                                  f"{cfg.eval_ks!r} (--eval-ks)"),
+        (cfg.tokenizer not in TOKENIZERS and not os.path.isdir(cfg.tokenizer),
+         f"{cfg.tokenizer!r}: choose one of {', '.join(TOKENIZERS)} or a tokenizer directory (--tokenizer)"),
+        (cfg.m_step not in ("fresh", "continue"), "must be fresh or continue (--m-step)"),
+        (bool(cfg.corpus) and not cfg.init and not eval_only, "--corpus needs --init (base weights for that corpus)"),
+        (bool(cfg.corpus) and not cfg.teacher_latents and not eval_only,
+         "--corpus needs --teacher-latents (the warm-start set)"),
+        (cfg.max_latent + 8 > cfg.block_size, f"{cfg.max_latent} leaves no room in --block-size {cfg.block_size} "
+                                              "(--max-latent)"),
+        (eval_only and not ckpt, "--eval needs --ckpt DIR (--ckpt)"),
+        (not 0 <= cfg.seed < 2**63, f"must be in [0, 2**63), got {cfg.seed} (--seed)"),
+    ) if bad]
+    if not errors and phase_errors:  # a safety net: the checks above should leave train.py nothing to refuse
+        errors += phase_errors(cfg)
+    n = cfg.world_target + cfg.world_warm + cfg.world_heldout + cfg.world_questions
+    if not cfg.corpus and n >= W.problem_space(world_config(cfg)):
+        errors.append(f"the built-in world has {W.problem_space(world_config(cfg))} problems, fewer than {n} "
+                      "(--world-target + --world-warm + --world-heldout + --world-questions)")
+    return errors
+
+
+def arg_errors(cfg, given, eval_only, ckpt):
+    """The command line's own rules: --seeds against --seed and --eval (`given`: the flags typed), every named
+    path exists, --answer-regex compiles."""
+    seeds = cfg.seeds.split(",")
+    errors = [msg for bad, msg in (
+        (bool(cfg.seeds) and not all(x.strip().isdigit() for x in seeds),
+         "must be comma-separated integers >= 0, e.g. 0,1,2 (--seeds)"),
+        (bool(cfg.seeds) and len(set(seeds)) != len(seeds), "repeats a seed (--seeds)"),
+        (bool(cfg.seeds) and "seed" in given, "pass --seed or --seeds, not both (--seeds)"),
+        (bool(cfg.seeds) and eval_only, "--eval evaluates one --ckpt: drop --seeds (--seeds)"),
+    ) if bad]
+    for name, p in (("corpus", cfg.corpus), ("teacher_latents", cfg.teacher_latents), ("val", cfg.val),
+                    ("init", cfg.init), ("ckpt", ckpt), ("questions", cfg.questions),
+                    ("raw_prompt_prefix", cfg.raw_prompt_prefix)):
+        if p and not os.path.exists(p):
+            errors.append(f"{p}: no such file or directory ({flag(name)})")
+    try:
+        if cfg.answer_regex:
+            Q.check_regex(cfg.answer_regex, "--answer-regex")
+    except ValueError as e:
+        errors.append(str(e))
+    return errors
+
+
+# ----------------------------------------------------------------------------- input files and --out
+
+def read_input(path, name, **kw):
+    """Read one input corpus whole (every line checked); -> (docs, error or None)."""
+    try:
+        docs = read_docs(path, **kw)
+    except ValueError as e:  # read_docs names the file and line
+        return [], str(e)
+    except OSError as e:
+        return [], f"{path}: {e.strerror or e} ({flag(name)})"
+    return docs, None if docs else f"{path} holds no documents ({flag(name)})"
+
+
+def read_questions(cfg):
+    """--questions read whole, once (the questions and the rules are inputs: refused now, not after hours of
+    training); -> (questions or None, error or None)."""
+    if not cfg.questions or not os.path.isfile(cfg.questions):
+        return None, None
+    try:
+        return Q.read_questions(cfg.questions), None
+    except ValueError as e:
+        return None, f"{e} (--questions)"
+
+
+def checkpoint_error(path, name, tok, block_size):
+    """Why `path` cannot be loaded as a model for this run (None when it can): files, config, weights,
+    tokenizer, vocabulary and context length are all checked by loading it once on the CPU."""
+    from model import load_model  # torch only when there is a checkpoint to check
+    try:
+        model, meta = load_model(path, tok.n_vocab)
+        check_tokenizer(meta, tok)
+    except (ValueError, OSError) as e:  # FileNotFoundError: a missing file
+        return f"{e} ({flag(name)})"
+    if model.config.vocab_size != tok.n_vocab:
+        return f"{path}: vocabulary {model.config.vocab_size} is not tokenizer {tok.name}'s {tok.n_vocab} ({flag(name)})"
+    if block_size > model.config.block_size:
+        return f"--block-size {block_size} exceeds the model's block_size {model.config.block_size} ({flag(name)})"
+    return None
+
+
+def data_fingerprint(cfg):
+    """What shaped out/data: a sha256 of every input file and the flags that chunk or build the documents."""
+    return {"inputs": {name: sha256_file(getattr(cfg, name)) for name in ("corpus", "teacher_latents", "val")
+                       if getattr(cfg, name)},
+            "flags": {k: getattr(cfg, k) for k in DATA_FLAGS}}
+
+
+def out_errors(cfg, fp):
+    """An existing --out must hold this configuration, and data that phases trained on must be what the
+    inputs give now (else the corrected or changed command would silently mix results)."""
+    path, done = os.path.join(cfg.out, "config.json"), os.path.join(cfg.out, "data", "DONE")
+    errors = []
+    for p in filter(os.path.isfile, (path, done)):
+        try:
+            read_json(p)
+        except (ValueError, OSError) as e:
+            return [f"{p} is unreadable ({e}); use another --out or delete it (--out)"]
+    if os.path.isfile(path):
+        old, mine, default = read_json(path), asdict(cfg), asdict(type(cfg)())
+        # a field an older em.py did not have is compatible at its default (it did what the default does)
+        diff = [k for k in mine if k not in RESUMABLE_KEYS | EVAL_KEYS and old.get(k, default[k]) != mine[k]]
+        if diff:
+            errors.append(f"{cfg.out} holds a run with another configuration ("
+                          + ", ".join(f"{k}: {old.get(k)!r} -> {mine[k]!r}" for k in diff)
+                          + "); use another --out or delete it (--out)")
+    if os.path.isfile(done):
+        old = read_json(done).get("fingerprint")
+        if old is None:
+            if int(os.environ.get("RANK", "0")) == 0:
+                print(f"warning: {done} predates content hashes: its data is reused unchecked", flush=True)
+        elif old != fp:
+            changed = [flag(k) for k in fp["inputs"].keys() | old["inputs"].keys()
+                       if fp["inputs"].get(k) != old["inputs"].get(k)]
+            changed += [flag(k) for k in fp["flags"] if fp["flags"][k] != old["flags"].get(k)]
+            trained = sorted(n for n in os.listdir(cfg.out) if n != "data" and os.path.isdir(os.path.join(cfg.out, n)))
+            if trained:
+                errors.append(f"{', '.join(changed)} changed since {cfg.out} prepared its data, and {trained[0]} "
+                              f"trained on the old data; use another --out or delete it ({', '.join(changed)})")
+    return errors
+
+
+def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
+    """One validation pass before anything is written or trained: flags, tokenizer, --out, every input file
+    read whole, every checkpoint loaded once, and an existing --out's configuration and data. Raises ValueError
+    with every problem on one line; -> {'tok', 'docs': {flag name: documents}, 'questions', 'fingerprint'}."""
+    errors = flag_errors(cfg, eval_only, ckpt, phase_errors)
+    if errors:  # the files below are read with these flags: they must make sense first
+        raise ValueError("; ".join(errors))
+    try:
+        tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{e} (--tokenizer {cfg.tokenizer})") from None
+    budget = dict(tok=tok, max_tokens=cfg.block_size // 4)  # what write_data chunks {"text"} documents with
+    heldout = cfg.val or os.path.join(cfg.out, "data", "heldout.jsonl")
+    reads = ({"val": (heldout, {})} if eval_only else
+             {"corpus": (cfg.corpus, budget), "val": (cfg.val, budget if cfg.corpus else {}),
+              "teacher_latents": (cfg.teacher_latents, {})})
+    questions, q_error = read_questions(cfg)
+    docs, errors = {}, [q_error] if eval_only else [q_error, out_dir_error(cfg.out)]
+    if eval_only and not os.path.isfile(heldout):
+        errors.append(f"no held-out documents: pass --val PATH (or --out of a run that prepared {heldout})")
+    for name, (path, kw) in reads.items():
+        if path and not (eval_only and not os.path.isfile(path)):
+            docs[name], err = read_input(path, name, **kw)
+            errors.append(err)
+    if cfg.corpus and not cfg.val and not eval_only and 0 < len(docs["corpus"]) < 2:
+        errors.append(f"{cfg.corpus} holds one document: a target corpus and held-out docs need 2 (--corpus)")
+    if docs.get("teacher_latents") and \
+            not any(c["latent"] for d in docs["teacher_latents"] for c in d["chunks"]):
+        errors.append(f"{cfg.teacher_latents} holds no latents: the warm start needs them (--teacher-latents)")
+    for name, path in (("init", cfg.init), ("ckpt", ckpt if eval_only else "")):
+        if path:
+            errors.append(checkpoint_error(path, name, tok, cfg.block_size))
+    fp = None
+    if not eval_only and not any(errors):  # every input is a readable file by now
+        fp = data_fingerprint(cfg)
+        errors += out_errors(cfg, fp) if os.path.isdir(cfg.out) else []
+    errors = [e for e in errors if e]
+    if errors:
+        raise ValueError("; ".join(errors))
+    return {"tok": tok, "docs": docs, "questions": questions, "fingerprint": fp}
+
+
+# ----------------------------------------------------------------------------- out/data
+
+def write_data(cfg, checked, ddir):
+    """Write out/data from check_inputs' documents (rank 0 only): the target corpus with its latents stripped
+    (and target_gold.jsonl, the oracle's teacher latents, when it has some), the held-out docs (--val, else the
+    corpus' last 5%, at least one document), the warm-start set; or the built-in world. DONE last, recording
+    the fingerprint. Data prepared from other inputs or flags is removed first: none of it may survive."""
+    docs_in, done = checked["docs"], os.path.join(ddir, "DONE")
+    if os.path.exists(done) and read_json(done).get("fingerprint", checked["fingerprint"]) != checked["fingerprint"]:
+        print(f"data: {ddir} was prepared from other inputs or flags; preparing it again", flush=True)
+        shutil.rmtree(ddir)  # a stale target_gold.jsonl would feed the oracle
+    if os.path.exists(done):
+        return
+    if cfg.corpus:
+        docs = docs_in["corpus"]
+        if cfg.val:
+            heldout = docs_in["val"]
+        else:
+            n = max(1, len(docs) // 20)
+            docs, heldout = docs[:-n], docs[-n:]
+        os.makedirs(ddir, exist_ok=True)
+        if any(c["latent"] is not None for d in docs for c in d["chunks"]):
+            write_docs(os.path.join(ddir, "target_gold.jsonl"), docs)
+        strip = lambda ds: [{"id": d["id"], "chunks": [{"suffix": c["suffix"], "latent": None}
+                                                        for c in d["chunks"]]} for d in ds]
+        write_docs(os.path.join(ddir, "target.jsonl"), strip(docs))
+        write_docs(os.path.join(ddir, "heldout.jsonl"), heldout)
+    else:
+        W.write(world_config(cfg), ddir)
+        if cfg.val:
+            write_docs(os.path.join(ddir, "heldout.jsonl"), docs_in["val"])
+    if cfg.teacher_latents:
+        write_docs(os.path.join(ddir, "warm.jsonl"), docs_in["teacher_latents"])
+    write_json(done, {"corpus": cfg.corpus or "built-in world", "fingerprint": checked["fingerprint"]})
+
+
+def read_data(cfg, checked, ddir):
+    """What every rank reads back from out/data: target, warm, heldout, gold (None without teacher latents),
+    questions (--questions, else the world's) and the training files' paths."""
+    p = lambda name: os.path.join(ddir, name)
+    data = {name: read_docs(p(f"{name}.jsonl")) for name in ("target", "warm", "heldout")}
+    data["gold"] = read_docs(p("target_gold.jsonl")) if os.path.exists(p("target_gold.jsonl")) else None
+    data["questions"] = checked["questions"] if cfg.questions else Q.load_prepared(ddir)
+    data["paths"] = {name: p(f"{name}.jsonl") for name in ("base", "target", "warm", "target_gold")}
+    return data
