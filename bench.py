@@ -24,7 +24,8 @@ def bench_attention():
               "covered by tests/test_attention.py under TRITON_INTERPRET=1.")
         return []
     from triton.testing import do_bench
-    from kernels.attention import decode_attn_ref, decode_attn_triton, flash_attn_ref, flash_attn_triton
+    from kernels.attention import decode_attn_ref, flash_attn_ref
+    from kernels.attention_triton import decode_attn_triton, flash_attn_triton
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     print(f"attention on {torch.cuda.get_device_name()}, {dtype}")
     rows = []
@@ -96,7 +97,7 @@ def bench_sampling():
     dev = "cuda" if cuda else "cpu"
     if cuda:
         from triton.testing import do_bench
-        from kernels.sampling import sample_triton
+        from kernels.sampling_triton import sample_triton
         timer = lambda f: do_bench(f, warmup=10, rep=50)
     else:
         def timer(f, reps=3):

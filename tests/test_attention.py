@@ -9,7 +9,9 @@ import sys
 import pytest
 import torch
 
+import kernels
 from kernels import attention as A
+from kernels import attention_triton as AT
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(fwd=(16, 16, 4, 2), dkdv=(16, 32, 4, 2), dq=(32, 16, 4, 2))  # block sizes that split T=100 into many blocks (all loop regions run)
@@ -42,8 +44,8 @@ def run_kernels(q, k, v, do, causal, blocks=None):
     B, T, H, D = q.shape
     o, dq, dk, dv = (torch.full((B, T, H, D), float("nan"), dtype=q.dtype) for _ in range(4))
     lse = torch.full((B, H, T), float("nan"))
-    A._fwd(q, k, v, o, lse, causal, blocks)
-    A._bwd(q, k, v, o, lse, do, dq, dk, dv, causal, blocks)
+    AT._fwd(q, k, v, o, lse, causal, blocks)
+    AT._bwd(q, k, v, o, lse, do, dq, dk, dv, causal, blocks)
     return o, lse, dq, dk, dv
 
 
@@ -96,7 +98,7 @@ def test_flash_fp16(causal):
 
 def test_flash_autograd_dispatch(monkeypatch):
     """flash_attn with BOLT_KERNELS=triton through autograd: gradients reach the fused qkv leaf as in model.py."""
-    monkeypatch.setenv("BOLT_KERNELS", "triton")
+    monkeypatch.setattr(kernels, "CHOICE", "triton")
     B, T, H, D = 2, 45, 2, 16
     qkv = torch.randn(B, T, 3, H, D, requires_grad=True)
     do = torch.randn(B, T, H, D)
@@ -122,10 +124,10 @@ def test_decode(dtype, tol, block_n, num_splits):
     q, kc, vc, seqlens = ragged_cache(dtype)
     out = torch.full(q.shape, float("nan"), dtype=dtype)
     B, _, H, D = q.shape
-    n, _ = A._split_plan(B, H, kc.size(1), block_n, num_splits)
+    n, _ = AT._split_plan(B, H, kc.size(1), block_n, num_splits)
     assert n == (num_splits or 1)  # B*H=12 -> ~21 splits wanted, capped by S=40 to one 64-key block
-    parts = (torch.full((B * H * n * A._block_d(D),), float("nan")), torch.full((B * H * n,), float("nan")))
-    A._decode(q, kc, vc, seqlens, out, block_n, num_splits, parts)
+    parts = (torch.full((B * H * n * AT._block_d(D),), float("nan")), torch.full((B * H * n,), float("nan")))
+    AT._decode(q, kc, vc, seqlens, out, block_n, num_splits, parts)
     ref = A.decode_attn_ref(q.double(), kc.double(), vc.double(), seqlens)
     assert rel(out, ref) < tol
     # the garbage past each row's length must not matter
@@ -133,13 +135,13 @@ def test_decode(dtype, tol, block_n, num_splits):
     for b, n_valid in enumerate(seqlens.tolist()):
         kc2[b, n_valid:], vc2[b, n_valid:] = 1e4, float("nan")
     out2 = torch.empty_like(out)
-    A._decode(q, kc2, vc2, seqlens, out2, block_n, num_splits)
+    AT._decode(q, kc2, vc2, seqlens, out2, block_n, num_splits)
     assert torch.equal(out, out2)
 
 
 def test_decode_matches_flash_last_row(monkeypatch):
     """Decoding the last token of a sequence = the last row of causal attention over it."""
-    monkeypatch.setenv("BOLT_KERNELS", "triton")
+    monkeypatch.setattr(kernels, "CHOICE", "triton")
     q, k, v = qkv_views(2, 30, 2, 16, torch.float32)
     full = A.flash_attn(q, k, v, causal=True)
     step = A.decode_attn(q[:, -1:], k, v, torch.full((2,), 30, dtype=torch.int32))
@@ -154,8 +156,8 @@ def test_tiny_gpt_same_logits_both_backends(monkeypatch):
     idx = torch.randint(0, 50, (3, 20))
     lengths = torch.tensor([20, 5, 12])
 
-    def run(kernels):
-        monkeypatch.setenv("BOLT_KERNELS", kernels)
+    def run(choice):
+        monkeypatch.setattr(kernels, "CHOICE", choice)
         cache = model.KVCache(gpt.config, 3, 32, "cpu")
         with torch.no_grad():
             outs = [gpt(idx)[0], gpt(idx, cache=cache, rows=torch.arange(3), lengths=lengths)]
@@ -170,8 +172,8 @@ def test_tiny_gpt_same_logits_both_backends(monkeypatch):
 def test_import_without_interpreter():
     """No autotune or driver lookup at import: a CPU-only machine imports model.py with TRITON_INTERPRET unset."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["BOLT_KERNELS"] = "torch"
-    code = ("import os, torch, model\nfrom kernels.attention import flash_attn\nos.environ['BOLT_KERNELS'] = 'triton'\n"
+    env["BOLT_KERNELS"] = "triton"  # read once, at import: kernels.CHOICE
+    code = ("import os, torch, model\nfrom kernels.attention import flash_attn\n"
             "try:\n    flash_attn(*torch.randn(3, 1, 4, 2, 16))\nexcept RuntimeError as e:\n    print(e)")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+import kernels
 from model import GPT, GPTConfig, KVCache, load_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -542,8 +543,8 @@ def test_llama_kv_cache_and_triton_path(monkeypatch):
     model = small_model(seed=17, arch="llama", n_kv_head=2, n_inner=80, bias=False, tie_embeddings=False)
     rows = [2, 0, 1]  # prompt i goes to cache row rows[i]
 
-    def run(kernels):
-        monkeypatch.setenv("BOLT_KERNELS", kernels)
+    def run(choice):
+        monkeypatch.setattr(kernels, "CHOICE", choice)
         g = torch.Generator().manual_seed(18)
         seqs = [torch.randint(0, 261, (n,), generator=g).tolist() for n in (3, 11, 6)]
         cache = KVCache(model.config, 3, 24, "cpu")

@@ -8,7 +8,9 @@ import sys
 import pytest
 import torch
 
-from kernels.sampling import _thresholds, mix32, row_keys, sample, sample_ref, sample_triton
+import kernels
+from kernels.sampling import _thresholds, mix32, row_keys, sample, sample_ref
+from kernels.sampling_triton import sample_triton
 
 pytestmark = pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")  # log(0) of padded rows (interpreter)
 
@@ -223,19 +225,19 @@ def test_dispatch_and_import_without_interpreter():
             "i = torch.arange(3); a = sample(x, 1.0, 0, 1.0, 0, i, i); b = sample_ref(x, 1.0, 0, 1.0, 0, i, i); "
             "assert torch.equal(a[0], b[0])")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for kernels in ("", "torch"):
+    for choice in ("", "torch"):
         r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                           env={**env, "BOLT_KERNELS": kernels})
+                           env={**env, "BOLT_KERNELS": choice})
         assert r.returncode == 0, r.stderr
 
 
 def test_dispatch_env(monkeypatch):
     x = torch.randn(4, 64)
     ids, steps = ids_steps(4)
-    for kernels in ("torch", "triton"):
-        monkeypatch.setenv("BOLT_KERNELS", kernels)
+    for choice in ("torch", "triton"):
+        monkeypatch.setattr(kernels, "CHOICE", choice)
         tok, logprob, _ = sample(x, 0.9, 8, 0.9, 2, ids, steps)
-        assert torch.equal(tok, BACKENDS[kernels](x, 0.9, 8, 0.9, 2, ids, steps)[0])
-    monkeypatch.setenv("BOLT_KERNELS", "cuda")
+        assert torch.equal(tok, BACKENDS[choice](x, 0.9, 8, 0.9, 2, ids, steps)[0])
+    monkeypatch.setattr(kernels, "CHOICE", "cuda")
     with pytest.raises(ValueError):
         sample(x, 1.0, 0, 1.0, 0, ids, steps)
