@@ -18,6 +18,7 @@ The output shows each thought indented under a `thought:` label (dim on a termin
 they are, special tokens by name.
 """
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -35,6 +36,31 @@ LOGIT_ELEMS = 1 << 24  # fp32 logits materialised at once when scoring (64 MB; ~
 CHECK_EVERY = 4  # decode steps between looks at which rows have stopped (a host sync on GPU)
 
 
+# ----------------------------------------------------------------------------- batching (generation and scoring)
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """The model in eval mode inside the block and back in its own mode after (a caller may be training it)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def padded_batches(seqs, order, max_tokens, max_rows, dev):
+    """Yield (group, idx) over `order` (indices into seqs, longest first): groups of at most max_rows sequences
+    and max_tokens padded tokens, idx (g, T) the group right-padded with 0 to its longest, T. Length-sorted, so
+    ragged lengths waste little padding."""
+    start = 0
+    while start < len(order):
+        T = len(seqs[order[start]])
+        group = order[start:start + max(1, min(max_rows, max_tokens // T))]
+        start += len(group)
+        yield group, torch.tensor([seqs[i] + [0] * (T - len(seqs[i])) for i in group], device=dev)
+
+
 # ----------------------------------------------------------------------------- generation
 
 def _prefill(model, cache, rows, prompts):
@@ -47,12 +73,7 @@ def _prefill(model, cache, rows, prompts):
         src.append(first.setdefault(tuple(p), i))
     uniq = sorted(set(src), key=lambda i: -len(prompts[i]))
     logits = torch.empty(len(prompts), model.config.vocab_size, device=dev)
-    start = 0
-    while start < len(uniq):
-        T = len(prompts[uniq[start]])
-        group = uniq[start:start + max(1, PREFILL_TOKENS // T)]
-        start += len(group)
-        idx = torch.tensor([prompts[i] + [0] * (T - len(prompts[i])) for i in group], device=dev)  # (g, T)
+    for group, idx in padded_batches(prompts, uniq, PREFILL_TOKENS, len(uniq), dev):  # idx (g, T)
         lengths = torch.tensor([len(prompts[i]) for i in group], device=dev)
         g = torch.tensor(group, device=dev)
         logits[g] = model(idx, cache=cache, rows=torch.tensor([rows[i] for i in group], device=dev), lengths=lengths)
@@ -100,13 +121,9 @@ def generate(model, prompts, max_new_tokens, stop_tokens=(), temperature=1.0, to
     _check_prompts(model, prompts, max_new_tokens, ids)
     if not prompts or max_new_tokens == 0:
         return [dict(tokens=[], logprobs=[], raw_logprobs=[], stopped=False) for _ in prompts]
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return _generate(model, prompts, max_new_tokens, tuple(stop_tokens), (temperature, top_k, top_p), seed,
                          ids, batch_size)
-    finally:
-        model.train(was_training)
 
 
 def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size):
@@ -236,18 +253,11 @@ def score(model, prefixes, continuations, batch_size=64):
             raise ValueError(f"prefix {i} is empty (start it with BOS)")
         if len(s) > model.config.block_size:
             raise ValueError(f"pair {i} has {len(s)} tokens, more than block_size {model.config.block_size}")
-    was_training = model.training
-    model.eval()
     dev = next(model.parameters()).device
     out = [None] * len(seqs)
     order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
-    start = 0
-    try:
-        while start < len(order):
-            T = len(seqs[order[start]])
-            group = order[start:start + max(1, min(batch_size, SCORE_TOKENS // T))]
-            start += len(group)
-            idx = torch.tensor([seqs[i] + [0] * (T - len(seqs[i])) for i in group], device=dev)  # (g, T)
+    with eval_mode(model):
+        for group, idx in padded_batches(seqs, order, SCORE_TOKENS, batch_size, dev):  # idx (g, T)
             pos = torch.tensor([[len(prefixes[i]) - 1 + j, r] for r, i in enumerate(group)
                                 for j in range(len(continuations[i]))], dtype=torch.int64, device=dev)
             lp = torch.empty(0, device=dev)
@@ -260,8 +270,6 @@ def score(model, prefixes, continuations, batch_size=64):
                 n = len(continuations[i])
                 out[i] = dict(sum=float(sum(lp[k:k + n])), logprobs=lp[k:k + n])
                 k += n
-    finally:
-        model.train(was_training)
     return out
 
 
