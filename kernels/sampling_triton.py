@@ -13,6 +13,7 @@ from kernels.sampling import _rows, row_keys
 # unbounded (128k and more). Thresholds live in "key" space: the fp32 bit pattern mapped to an int32 with the same
 # order, so a binary search over keys finds an exact logit threshold in <= 32 passes and never sorts.
 
+
 @triton.jit
 def _mix32(x):  # uint32 -> uint32, the same steps as sampling.mix32 (uint32 multiply wraps by itself)
     x ^= x >> 16
@@ -22,11 +23,13 @@ def _mix32(x):  # uint32 -> uint32, the same steps as sampling.mix32 (uint32 mul
     x ^= x >> 15
     return x
 
+
 @triton.jit
 def _key(s):  # order-preserving int32 key of fp32 values; -0.0 (key -1) is folded onto +0.0 (key 0)
     b = s.to(tl.int32, bitcast=True)
     k = b ^ ((b >> 31) & 0x7FFFFFFF)
     return tl.where(k == -1, 0, k)
+
 
 @triton.jit
 def _tile(logits_ptr, stride, rows, rmask, start, V, scale, BLOCK: tl.constexpr):
@@ -37,6 +40,7 @@ def _tile(logits_ptr, stride, rows, rmask, start, V, scale, BLOCK: tl.constexpr)
                 other=float("-inf")).to(tl.float32)
     return cols, valid, x, x * scale[:, None]
 
+
 @triton.jit
 def _gumbel_tile(s, cols, rkey):
     """s + Gumbel noise for every token of the tile; bits = mix32(row key ^ mix32(token + salt))."""
@@ -44,6 +48,7 @@ def _gumbel_tile(s, cols, rkey):
     h = _mix32(rkey[:, None] ^ t[None, :])  # (ROWS, BLOCK)
     u = ((h >> 8).to(tl.float32) + 0.5) * 5.9604644775390625e-08  # (bits + 0.5) / 2^24, in (0, 1)
     return s - tl.log(-tl.log(u))
+
 
 @triton.jit
 def _online_lse(m, l, s):
@@ -53,6 +58,7 @@ def _online_lse(m, l, s):
     l = l * tl.exp(m - m_safe) + tl.sum(tl.exp(s - m_safe[:, None]), 1)
     return m_new, l
 
+
 @triton.jit
 def _argmax_update(best, idx, val, cols):
     """Running (max, first index of it) per row; strict > keeps the earliest tile on ties, like torch."""
@@ -60,6 +66,7 @@ def _argmax_update(best, idx, val, cols):
     tidx = tl.min(tl.where(val == tmax[:, None], cols[None, :], 2147483647), 1)
     take = tmax > best
     return tl.where(take, tmax, best), tl.where(take, tidx, idx)
+
 
 @triton.jit
 def _support_pass(logits_ptr, stride, rows, rmask, V, scale, rkey, thr, R: tl.constexpr, BLOCK: tl.constexpr):
@@ -74,6 +81,7 @@ def _support_pass(logits_ptr, stride, rows, rmask, V, scale, rkey, thr, R: tl.co
         m, l = _online_lse(m, l, s)
         best, tok = _argmax_update(best, tok, _gumbel_tile(s, cols, rkey), cols)
     return m + tl.log(l), tok
+
 
 @triton.jit
 def _sample_kernel(logits_ptr, stride, B, V, inv_t_ptr, top_k_ptr, top_p_ptr, rkey_ptr,
