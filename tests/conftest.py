@@ -1,10 +1,38 @@
-"""Test-session setup: Triton kernels run in the interpreter on CPU tensors (no GPU on any of our machines).
-Set before anything imports triton, since @triton.jit reads it when a kernel is defined."""
+"""Test-session setup and the helpers every test file shares.
+
+Triton kernels run in the interpreter on CPU tensors (no GPU on any of our machines): set before anything
+imports triton, since @triton.jit reads it when a kernel is defined. Tests use tiny tensors: one thread avoids
+OpenMP spin-waiting, which costs 100x on a busy 2-core machine (and up to 8x for two threads, measured).
+
+Shared (import them: `from conftest import ROOT, run_py, tiny_gpt`):
+  ROOT      the repository root (the cwd of every subprocess)
+  run_py    python ARGS in a fresh process at ROOT, output captured as text
+  tiny_gpt  a tiny GPT whose init is fixed by its seed
+"""
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import torch  # noqa: E402
 
-# Tests use tiny tensors: one thread avoids OpenMP spin-waiting, which costs 100x on a busy 2-core machine.
 torch.set_num_threads(1)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_GPT = dict(block_size=64, vocab_size=261, n_layer=2, n_head=2, n_embd=32)
+
+
+def run_py(args, env=None, unset=(), **kw):
+    """`python *args` in a fresh process at ROOT -> CompletedProcess (stdout/stderr as text). env: variables
+    added to this process's environment; unset: variables removed from it."""
+    full = {k: v for k, v in os.environ.items() if k not in unset}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**full, **(env or {})}, **kw)
+
+
+def tiny_gpt(seed=0, **config):
+    """A GPT with TINY_GPT's shape unless `config` overrides it; torch.manual_seed(seed) fixes its init."""
+    from model import GPT, GPTConfig
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(**{**TINY_GPT, **config}))

@@ -2,9 +2,6 @@
 the torch references, run in the Triton interpreter (tests/conftest.py sets TRITON_INTERPRET=1).
 bf16 flash attention is not checked: the interpreter has no bf16 tl.dot. Decode (no dot) is checked in bf16."""
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -12,8 +9,8 @@ import torch
 import kernels
 from kernels import attention as A
 from kernels import attention_triton as AT
+from conftest import run_py, tiny_gpt
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(fwd=(16, 16, 4, 2), dkdv=(16, 32, 4, 2), dq=(32, 16, 4, 2))  # block sizes that split T=100 into many blocks (all loop regions run)
 
 
@@ -151,8 +148,7 @@ def test_decode_matches_flash_last_row(monkeypatch):
 def test_tiny_gpt_same_logits_both_backends(monkeypatch):
     """model.py with BOLT_KERNELS=triton vs torch: full-sequence logits, ragged prefill and cached decode."""
     import model
-    torch.manual_seed(0)
-    gpt = model.GPT(model.GPTConfig(block_size=32, vocab_size=50, n_layer=2, n_head=2, n_embd=32)).eval()
+    gpt = tiny_gpt(0, block_size=32, vocab_size=50).eval()
     idx = torch.randint(0, 50, (3, 20))
     lengths = torch.tensor([20, 5, 12])
 
@@ -170,11 +166,13 @@ def test_tiny_gpt_same_logits_both_backends(monkeypatch):
 
 
 def test_import_without_interpreter():
-    """No autotune or driver lookup at import: a CPU-only machine imports model.py with TRITON_INTERPRET unset."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["BOLT_KERNELS"] = "triton"  # read once, at import: kernels.CHOICE
-    code = ("import os, torch, model\nfrom kernels.attention import flash_attn\n"
+    """No autotune or driver lookup at import: a CPU-only machine imports model.py with TRITON_INTERPRET unset
+    (BOLT_KERNELS=torch) and runs a forward through it; forcing Triton on CPU then is a clear error."""
+    code = ("import torch, kernels; from model import GPT, GPTConfig; from kernels.attention import flash_attn\n"
+            "print(tuple(GPT(GPTConfig(n_layer=1))(torch.zeros(1, 3, dtype=torch.long)).shape))\n"
+            "kernels.CHOICE = 'triton'\n"
             "try:\n    flash_attn(*torch.randn(3, 1, 4, 2, 16))\nexcept RuntimeError as e:\n    print(e)")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    r = run_py(["-c", code], env={"BOLT_KERNELS": "torch"}, unset=("TRITON_INTERPRET",), timeout=300)
     assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "(1, 3, 261)"
     assert "needs TRITON_INTERPRET=1" in r.stdout  # forcing Triton on CPU without the interpreter: a clear error

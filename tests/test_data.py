@@ -2,17 +2,15 @@
 (data/prepare.py), and the BoLT token layouts (data/layout.py) against ../shared/docs/BOLT.md. CPU, seconds."""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
+from conftest import run_py
 from data import layout
 from data.corpus import chunk_text, content_id, read_docs, split_sentences, write_docs
 from data.prepare import main as prepare_main
 from data.tokenizer import get_tokenizer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEXTS = [
     "Plain sentence one. Sentence two! Is this three? Yes.  Double space.\tTab after.\n\nNew paragraph here.",
     "Ünïcödé façade. Ça va? Grüße aus Köln… Noch ein Satz. 日本語の文。次の文！最後？ Emoji 🙂 here. Done.",
@@ -75,9 +73,7 @@ def test_deterministic_across_processes():
     texts = TEXTS + [many_sentences(100)]
     outs = []
     for seed in ("0", "1", "12345"):
-        env = dict(os.environ, PYTHONHASHSEED=seed)
-        r = subprocess.run([sys.executable, "-c", code], input=json.dumps(texts), capture_output=True,
-                           text=True, cwd=ROOT, env=env, timeout=120, check=True)
+        r = run_py(["-c", code], env={"PYTHONHASHSEED": seed}, input=json.dumps(texts), timeout=120, check=True)
         outs.append(json.loads(r.stdout))
     here = [[chunk_text(t), chunk_text(t, mean_sentences=3, max_tokens=12), content_id(t)] for t in texts]
     here.append([layout.coin(0, e, "d", c) for e in range(4) for c in range(8)])

@@ -12,18 +12,17 @@ import time
 import pytest
 
 import em
+from conftest import ROOT, run_py, tiny_gpt
 from data import rundir
 from data.corpus import sha256_file
 from data.tokenizer import get_tokenizer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--quick", "--iters", "2", "--k", "2", "--world-target", "24", "--world-warm", "16", "--world-heldout", "4",
         "--world-questions", "16", "--base-steps", "30", "--warm-steps", "10", "--m-steps", "10"]
 
 
 def run_em(args, env=None, **kw):
-    return subprocess.run([sys.executable, "em.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, **kw)
+    return run_py(["em.py", *args], env={"OMP_NUM_THREADS": "1", **(env or {})}, **kw)
 
 
 def test_importance_weights_are_log_p_minus_log_q(monkeypatch, tmp_path):
@@ -127,9 +126,8 @@ def test_torchrun_two_ranks_select_the_same_latents(tmp_path):
     # what runs under torchrun is the E-step itself (and the M-step after it)
     shutil.copytree(tmp_path / "one", tmp_path / "two")
     shutil.rmtree(tmp_path / "two/iter1")
-    r2 = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                         "em.py", *args, "--out", str(tmp_path / "two")], cwd=ROOT, capture_output=True, text=True,
-                        env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900)
+    r2 = run_py(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "em.py", *args, "--out",
+                 str(tmp_path / "two")], env={"OMP_NUM_THREADS": "1"}, timeout=900)
     assert r2.returncode == 0, r2.stderr[-3000:]
     one = (tmp_path / "one/iter1/latents.jsonl").read_text()
     assert one == (tmp_path / "two/iter1/latents.jsonl").read_text()
@@ -167,11 +165,8 @@ def test_real_model_path_hf_gpt2_dir_gpt2_tokenizer_authors_format(tmp_path):
 # ----------------------------------------------------------------------------- validation before any work
 
 def tiny_ckpt(path, block_size=128):
-    import torch
-    from model import GPT, GPTConfig
-    torch.manual_seed(0)  # a fixed init
-    GPT(GPTConfig(block_size=block_size, vocab_size=get_tokenizer("bytes").n_vocab, n_layer=1, n_head=2,
-                  n_embd=16)).save(str(path), {"tokenizer": "bytes"})
+    tiny_gpt(0, block_size=block_size, vocab_size=get_tokenizer("bytes").n_vocab, n_layer=1, n_embd=16).save(
+        str(path), {"tokenizer": "bytes"})
     return str(path)
 
 

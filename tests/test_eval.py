@@ -4,8 +4,6 @@ external corpus with a questions file."""
 import json
 import math
 
-import subprocess
-import sys
 
 import pytest
 
@@ -14,7 +12,8 @@ from data import questions as Q
 from data import rundir
 from data import report as R
 from data.tokenizer import get_tokenizer
-from tests.test_em import ROOT, run_em
+from conftest import run_py
+from test_em import run_em
 
 
 @pytest.mark.parametrize("text, answer, regex, got, ok", [
@@ -230,8 +229,7 @@ def test_k_curve_from_finished_runs(tmp_path):
     assert "at iteration 1" in at1 and "| 1 | 15.0% ± 1.0 | 2.5000 |" in at1 and "| 1 | 30.0% ± 1.0 | 2.5000 |" in at1
     with pytest.raises(ValueError):
         R.k_curve([str(tmp_path / "k4")], str(tmp_path / "c3"), iteration=3)
-    r = subprocess.run([sys.executable, "-m", "data.report", "--k-curve", str(tmp_path / "nope"), "--out",
-                        str(tmp_path / "c")], cwd=ROOT, capture_output=True, text=True)
+    r = run_py(["-m", "data.report", "--k-curve", str(tmp_path / "nope"), "--out", str(tmp_path / "c")])
     assert r.returncode == 2 and r.stderr.startswith("error:") and "nope" in r.stderr
 
 

@@ -9,8 +9,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,21 +16,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import kernels
+from conftest import run_py, tiny_gpt
 from model import GPT, GPTConfig, KVCache, load_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # two HF shapes: (vocab, n_positions, n_embd, n_layer, n_head); head dims 16 and 32, vocabs off the x64 grid
 HF_CONFIGS = [(301, 48, 64, 2, 4), (517, 40, 96, 3, 3)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls on a shared CPU: OpenMP workers spinning against other processes made the KV-cache test
-    150x slower (15 s vs 0.1 s) with 2 threads. One thread for this module, restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def randomise_(module, seed):
@@ -94,10 +82,7 @@ def hf_dir(request, tmp_path_factory):
 
 
 def small_model(seed=0, **kw):
-    cfg = dict(block_size=64, vocab_size=261, n_layer=2, n_head=4, n_embd=64)
-    cfg.update(kw)
-    torch.manual_seed(seed)
-    return randomise_(GPT(GPTConfig(**cfg)), seed).eval()
+    return randomise_(tiny_gpt(seed, **{"n_head": 4, "n_embd": 64, **kw}), seed).eval()
 
 
 # ----------------------------------------------------------------------------- Hugging Face GPT-2
@@ -408,17 +393,6 @@ def test_config_validation():
         small_model().resize_vocab(100)
 
 
-def test_import_with_torch_kernels():
-    """`BOLT_KERNELS=torch python -c 'from model import GPT'` in a fresh process, and a forward through it."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["BOLT_KERNELS"] = "torch"
-    code = ("import torch; from model import GPT, GPTConfig; "
-            "print(tuple(GPT(GPTConfig(n_layer=1))(torch.zeros(1, 3, dtype=torch.long)).shape))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "(1, 3, 261)"
-
-
 # ----------------------------------------------------------------------------- Hugging Face Llama
 
 LLAMA3_ROPE = dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
@@ -604,11 +578,11 @@ def test_em_runs_from_a_tiny_llama_dir(tmp_path):
                             for i in range(4)])
     write("val.jsonl", [{"text": "".join(text[i:] + text[:i])} for i in range(3)])
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "em.py", "--init", d, "--tokenizer", d, "--corpus", str(tmp_path / "corpus.jsonl"),
-                        "--teacher-latents", str(tmp_path / "teacher.jsonl"), "--val", str(tmp_path / "val.jsonl"),
-                        "--iters", "1", "--k", "2", "--out", str(out), "--warm-steps", "3", "--m-steps", "3",
-                        "--block-size", "96", "--batch-size", "4", "--max-latent", "12"], cwd=ROOT, capture_output=True,
-                       text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=1200)
+    r = run_py(["em.py", "--init", d, "--tokenizer", d, "--corpus", str(tmp_path / "corpus.jsonl"),
+                "--teacher-latents", str(tmp_path / "teacher.jsonl"), "--val", str(tmp_path / "val.jsonl"),
+                "--iters", "1", "--k", "2", "--out", str(out), "--warm-steps", "3", "--m-steps", "3",
+                "--block-size", "96", "--batch-size", "4", "--max-latent", "12"], env={"OMP_NUM_THREADS": "1"},
+               timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
     assert {m["name"] for m in metrics} >= {"warm start", "BoLT iter 1", "oracle (teacher latents)"}

@@ -1,23 +1,18 @@
 """Tests for sample.py: the cached engine against a naive full-forward loop, reproducibility across batches,
 log q == score() at temperature 1, stop tokens, continuous batching, and the CLI (ours and a HF GPT-2 dir).
 Tiny random models on CPU; weights are widened (std 0.2) so logits are peaked and argmax has no near-ties."""
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import sample
-from model import GPT, GPTConfig
+from conftest import run_py, tiny_gpt
 from sample import generate, score
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_model(vocab=97, block=64, seed=0):
-    torch.manual_seed(seed)
-    m = GPT(GPTConfig(block_size=block, vocab_size=vocab, n_layer=2, n_head=4, n_embd=32))
+    m = tiny_gpt(seed, block_size=block, vocab_size=vocab, n_head=4)
     with torch.no_grad():
         for p in m.parameters():
             if p.dim() >= 2:
@@ -162,8 +157,7 @@ def test_model_left_in_training_mode():
 # ----------------------------------------------------------------------------- CLI
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "sample.py"), *args], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    return run_py(["sample.py", *args], timeout=300)
 
 
 def test_cli_on_our_checkpoint(tmp_path, capsys):

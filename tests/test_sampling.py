@@ -1,14 +1,12 @@
 """kernels/sampling.py: the torch reference and the Triton kernel (interpreter, see conftest.py) against an
 independent per-row implementation written here (sorted-list top-k / top-p, float64 log_softmax), a chi-square
 test of the sampled frequencies, support, reproducibility and batch independence."""
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import kernels
+from conftest import run_py
 from kernels.sampling import _thresholds, mix32, row_keys, sample, sample_ref
 from kernels.sampling_triton import sample_triton
 
@@ -220,14 +218,11 @@ def test_hash_is_counter_based():
 
 
 def test_dispatch_and_import_without_interpreter():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     code = ("import torch; from kernels.sampling import sample, sample_ref; x = torch.randn(3, 50); "
             "i = torch.arange(3); a = sample(x, 1.0, 0, 1.0, 0, i, i); b = sample_ref(x, 1.0, 0, 1.0, 0, i, i); "
             "assert torch.equal(a[0], b[0])")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for choice in ("", "torch"):
-        r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                           env={**env, "BOLT_KERNELS": choice})
+        r = run_py(["-c", code], env={"BOLT_KERNELS": choice}, unset=("TRITON_INTERPRET",))
         assert r.returncode == 0, r.stderr
 
 

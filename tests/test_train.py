@@ -7,8 +7,6 @@ tokens added, and one-line errors for bad flags.
 """
 import json
 import os
-import subprocess
-import sys
 from dataclasses import replace
 
 import numpy as np
@@ -17,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 import train as train_mod
+from conftest import run_py
 from data.corpus import read_docs
 from data.layout import encode_doc, sequence
 from data.prepare import prepare_corpus
@@ -25,7 +24,6 @@ from data.tokenizer import get_tokenizer
 from model import GPT
 from train import Stream, TrainConfig, main, train
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=2, warmup_steps=2, lr=3e-3, dtype="fp32",
             log_every=1, eval_every=0, ckpt_every=0)
 
@@ -39,16 +37,6 @@ def write_corpus(path, n=24):
                 {"suffix": f"Q: {a}+{b}=", "latent": f"{a} plus {b} is {a + b}"},
                 {"suffix": f" A: {a + b}.", "latent": None}]}) + "\n")
     return str(path)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny shapes gain nothing from threads, and on a shared, oversubscribed CPU OpenMP barriers make two
-    threads up to 8x slower than one (measured); restore the session's setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -171,10 +159,8 @@ def test_ddp_torchrun_equals_single_process(tmp_path, corpus):
     """2 ranks x 2 sequences x accum 2 == 1 process x 2 sequences x accum 4: same global batch and loss."""
     common = dict(TINY, data=corpus, layout="random", max_steps=4, total_batch_tokens=2 * 2 * 32 * 2)
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in common.items()]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        "train.py", *flags, f"--out={tmp_path / 'ddp'}"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=300)
+    p = run_py(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py", *flags,
+                f"--out={tmp_path / 'ddp'}"], env={"OMP_NUM_THREADS": "1"}, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "world 2 | accum 2" in p.stdout
     single = train(TrainConfig(**common, out=str(tmp_path / "one")))
