@@ -7,12 +7,11 @@ modern block in a few lines), Hugging Face LlamaForCausalLM (RoPE incl. Llama 3 
 - forward(idx, cache=): decode one token for every cache row at its own position (RoPE uses that position).
 - from_pretrained(dir): a Hugging Face GPT-2 or Llama directory (config.json + model.safetensors, or shards with
   model.safetensors.index.json), safetensors only.
-- save / load: our checkpoints, model.safetensors + config.json, written atomically (see `atomic_dir`).
+- save / load: our checkpoints, model.safetensors + config.json, written atomically (data/corpus.py `atomic_dir`).
 """
 import json
 import math
 import os
-import shutil
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from data.corpus import read_json
+from data.corpus import atomic_dir, read_json
 from data.tokenizer import tokenizer_id
 from kernels.attention import decode_attn, flash_attn
 
@@ -450,32 +449,6 @@ def _read_safetensors(p):
         return load_file(p)
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{p}: not a readable safetensors file ({e})") from None
-
-class atomic_dir:
-    """`with atomic_dir(path) as tmp:` write files into tmp; on success tmp replaces path. A kill at any moment
-    leaves either the old or the new directory (the old one renamed to path + '.old' for an instant, which
-    `resolve_checkpoint` falls back to)."""
-
-    def __init__(self, path):
-        self.path = os.path.normpath(path)
-        self.tmp = f"{self.path}.tmp{os.getpid()}"
-
-    def __enter__(self):
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        os.makedirs(self.tmp)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return False
-        old = self.path + ".old"
-        if os.path.exists(self.path):  # else a lone .old (an earlier interrupted save) stays until the rename
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(self.path, old)
-        os.rename(self.tmp, self.path)
-        shutil.rmtree(old, ignore_errors=True)
-        return False
 
 
 def resolve_checkpoint(path):

@@ -30,11 +30,11 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from data.corpus import add_flags, out_dir_error, parser_error, read_docs, write_atomic
+from data.corpus import add_flags, atomic_dir, out_dir_error, parser_error, read_docs, write_atomic
 from data.layout import MODES, encode_doc, sequence, sequence_length
 from data.shards import from_docs, is_shard_dir, open_shards
 from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
-from model import GPT, GPTConfig, atomic_dir, load_model, resolve_checkpoint
+from model import GPT, GPTConfig, load_model, resolve_checkpoint
 
 
 def opt(default, help, choices=None):

@@ -22,6 +22,7 @@ import math
 import os
 import random
 import re
+import shutil
 import sys
 import tempfile
 
@@ -259,6 +260,33 @@ def add_flags(ap, config, given_only=False, types=None):
             ap.add_argument(flag, type=kind, default=None if given_only else f.default, choices=meta.get("choices"),
                             help=h)
     return ap
+
+
+class atomic_dir:
+    """`with atomic_dir(path) as tmp:` write files into tmp; on success tmp replaces path. A kill at any moment
+    leaves either the old or the new directory (the old one renamed to path + '.old' for an instant, which
+    model.py's `resolve_checkpoint` falls back to)."""
+
+    def __init__(self, path):
+        self.path = os.path.normpath(path)
+        self.tmp = f"{self.path}.tmp{os.getpid()}"
+
+    def __enter__(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        os.makedirs(self.tmp)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return False
+        old = self.path + ".old"
+        if os.path.exists(self.path):  # else a lone .old (an earlier interrupted save) stays until the rename
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(self.path, old)
+        os.rename(self.tmp, self.path)
+        shutil.rmtree(old, ignore_errors=True)
+        return False
 
 
 def write_atomic(path, data):
