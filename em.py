@@ -5,24 +5,26 @@
     python em.py --eval --ckpt DIR [--questions Q.jsonl]   # evaluate any checkpoint, raw or latent
     python em.py --iters 3 --seeds 0,1,2 --out DIR          # one run per seed in DIR/seed{S}, combined report
 
-The loop (spec: ../shared/docs/BOLT.md):
-  base      pretrain once on the base corpus (or --init: our checkpoint / a Hugging Face GPT-2 directory)
-  warm      train from base on the warm-start set with teacher latents (random layout)
-  for t in 1..iters:
-    E-step  for every chunk of the target corpus: K latents from the posterior prompt with log q, joint scores
-            log p, log w = log p - log q, one latent resampled from softmax(log w) by an RNG keyed by
-            (seed, t, doc, chunk)
-    M-step  train from the *base* weights on the target corpus with those latents, same budget every iteration
-    eval    accuracy on held-out questions (data/questions.py: questions and answer rules are data), raw NLL /
-            IW-ELBO_K on held-out documents (the spec's bound, and the mode-conditional one beside it)
-  baselines the base model, raw token-matched and FLOP-matched (raw arms asked directly and asked to reason in
-            their training text's format), and the oracle (teacher latents on the whole target corpus)
-The report (report.md, metrics.jsonl, plot.svg) is written by data/report.py.
-Every phase writes atomically and records completion under --out, so re-running after a kill resumes.
-Every flag of every phase and every input file is checked before anything is written (check_inputs): a bad
-command prints one line `error: <what> (<flag or file:line>)`, exits 2 and leaves --out as it was. The chosen
-latents travel to the M-step as token ids ("latent_ids" beside the text in latents.jsonl), and out/data/DONE
-records a sha256 of every input file, so changed inputs are prepared again (or refused once trained on).
+The loop (spec: ../shared/docs/BOLT.md), in this file's order:
+  run         base: pretrain once on the base corpus (or --init: our checkpoint / a Hugging Face directory);
+              warm: train from base on the warm-start set with teacher latents (random layout); then for
+              t in 1..iters an E-step, an M-step and an evaluation; then the baselines and the report
+  E-step      BOLT.md's steps, one function each: posterior_samples (2: Z_k ~ q with log q_k), joint_scores
+              (3: log p_k), importance_weights (4: log w_k = log p_k - log q_k), resample (4: k* ~ softmax(log w)
+              by an RNG keyed by (seed, t, doc, chunk)), ess (5), iw_elbo (4: the held-out bound);
+              sample_latents / pick_latent apply them to chunks; estep / run_estep are the mechanics
+  M-step      run_train: from the *base* weights on the target corpus with the chosen latents, same budget and
+              schedule() every iteration (--m-step continue: from the previous model instead)
+  evaluation  eval_nll (raw NLL, IW-ELBO_K: the spec's bound and the mode-conditional one), eval_questions
+              (accuracy on questions as data, data/questions.py), run_eval (cached per phase)
+  baselines   the base model, raw token-matched and FLOP-matched (raw arms asked directly and asked to reason in
+              their training text's format), and the oracle (teacher latents on the whole target corpus)
+Not the method, kept apart: data/rundir.py checks every flag and input before anything is written (a bad command
+prints one line `error: <what> (<flag or file:line>)`, exits 2 and leaves --out as it was), prepares out/data
+(a sha256 of every input recorded: changed inputs are prepared again, or refused once trained on) and runs the
+E-step in resumable units sharded over ranks; data/report.py writes report.md, metrics.jsonl and plot.svg.
+Every phase writes atomically and records completion under --out, so re-running after a kill resumes. The chosen
+latents travel to the M-step as token ids ("latent_ids" beside the text in latents.jsonl).
 """
 import argparse
 import hashlib
@@ -129,8 +131,9 @@ def run(cfg, checked=None):
 
 
 def run_baselines(cfg, tok, data, base):
-    """The base model as it is; raw data from base, token-matched (same epochs over the target documents as an M-step) and FLOP-matched
-    (same steps x tokens as an M-step); and the oracle, trained on teacher latents for the whole corpus."""
+    """The base model as it is; raw data from base, token-matched (same epochs over the target documents as an
+    M-step) and FLOP-matched (same steps x tokens as an M-step); and the oracle, trained on teacher latents for
+    the whole corpus."""
     batch_tokens = cfg.batch_size * cfg.block_size
     latent_docs = read_docs(os.path.join(cfg.out, "iter1", "latents.jsonl")) if cfg.iters else data["target"]
     epochs = cfg.m_steps * batch_tokens / corpus_tokens(tok, latent_docs, "random", cfg.seed)
@@ -171,7 +174,7 @@ def run_seeds(cfg):
 # ranks or units. BOLT.md "E-step", for chunk i with prefix P_i and text X_i, K samples k = 1..K:
 
 def posterior_samples(model, tok, cfg, prompts, ids, temperature=None):
-    """Step 1: Z^(k) ~ q(Z | P_i, X_i), the model's own posterior prompt (data/layout.estep_prompts), up to
+    """BOLT.md E-step 2: Z_k ~ q(Z | P_i, X_i) from the posterior prompt P_i SoL EoL X_i SoL POST, up to
     cfg.max_latent tokens ending at EoL. ids: one keyed request id per sample (sample.generate), so no batch or
     rank changes a draw. -> (zs: token ids without EoL, log_q: summed sampling log-probs, capped: hit the cap)."""
     outs = generate(model, prompts, cfg.max_latent, stop_tokens=(tok.eol,),
@@ -182,38 +185,39 @@ def posterior_samples(model, tok, cfg, prompts, ids, temperature=None):
 
 
 def joint_scores(model, tok, cfg, prefixes, zs, xs):
-    """Step 2: log p(Z^(k), X_i | P_i) on the joint pair (data/layout.joint_continuation: SoL PRIOR Z EoL X_i).
-    -> (log_p: every token after P_i, BOLT.md's, the evaluation's headline bound; log_p_mc: mode-conditional,
-    without the leading SoL PRIOR). Those marks are a coin of the training recipe, not text: scoring them adds
-    one constant to every sample's log w (the pick is unchanged) and a tax to the bound, log 2 at best and up to
-    5.8 nats per chunk measured where the raw prefix P_i made a model expect the posterior mode. The E-step
-    weighs log_p_mc, so rounding can never flip a draw."""
+    """BOLT.md E-step 3: log p_k = log p(Z_k, X_i | P_i), teacher-forcing P_i SoL PRIOR Z_k EoL X_i
+    (data/layout.joint_continuation). -> (log_p: every token after P_i, BOLT.md's, the evaluation's headline
+    bound; log_p_mc: mode-conditional, without the leading SoL PRIOR). Those marks are a coin of the training
+    recipe, not text: scoring them adds one constant to every sample's log w (the pick is unchanged) and a tax
+    to the bound, log 2 at best and up to 5.8 nats per chunk measured where the raw prefix P_i made a model
+    expect the posterior mode. The E-step weighs log_p_mc, so rounding can never flip a draw."""
     scores = score(model, prefixes, [joint_continuation(tok, z, x) for z, x in zip(zs, xs)],
                    batch_size=cfg.gen_batch)
     return [s["sum"] for s in scores], [s["sum"] - sum(s["logprobs"][:MODE_MARKS]) for s in scores]
 
 
 def importance_weights(log_p, log_q):
-    """Step 3: log w^(k) = log p(Z^(k), X_i | P_i) - log q(Z^(k) | P_i, X_i)."""
+    """BOLT.md E-step 4: log w_k = log p_k - log q_k = log p(Z_k, X_i | P_i) - log q(Z_k | P_i, X_i)."""
     return [p - q for p, q in zip(log_p, log_q)]
 
 
 def resample(log_w, key):
-    """Step 4: one index drawn from softmax(log w) by an RNG keyed by `key` = (seed, t, doc, chunk), never by
-    rank or batch, so any number of ranks picks the same latents."""
+    """BOLT.md E-step 4: k* ~ softmax(log w) (sampled, not argmax) by an RNG keyed by `key` = (seed, t, doc,
+    chunk), never by rank or batch, so any number of ranks picks the same latents."""
     g = torch.Generator().manual_seed(key_int(*key))
     p = torch.softmax(torch.tensor(log_w, dtype=torch.float64), 0)
     return int(torch.multinomial(p, 1, generator=g))
 
 
 def ess(log_w):
-    """Effective sample size of the normalised importance weights, in [1, K]: 1 / sum_k w_k^2."""
+    """BOLT.md E-step 5: effective sample size of the normalised weights w_k, in [1, K]: 1 / sum_k w_k^2."""
     p = torch.softmax(torch.tensor(log_w, dtype=torch.float64), 0)
     return float(1.0 / (p * p).sum())
 
 
 def iw_elbo(log_w):
-    """IW-ELBO_K of one chunk: log (1/K sum_k exp(log w^(k))) <= log p(X_i | P_i), K = len(log_w)."""
+    """BOLT.md E-step 4: the importance-weighted ELBO of one chunk (the held-out metric), K = len(log_w):
+    log (1/K sum_k exp(log w_k)) <= log p(X_i | P_i)."""
     return float(torch.logsumexp(torch.tensor(log_w, dtype=torch.float64), 0)) - math.log(len(log_w))
 
 
@@ -225,8 +229,9 @@ def key_int(*parts):
 # ----------------------------------------------------------------------------- E-step: per chunk
 
 def sample_latents(model, tok, cfg, edocs, keys, k, temperature=None):
-    """Steps 1-2 for each (doc, chunk, tag) in keys, all chunks in one batch: per key a list of k dicts
-    {z, log_q, log_p (mode-conditional, what the E-step weighs), log_p_all (BOLT.md's), capped, n_x, dropped}."""
+    """E-steps 1-3 for each (doc, chunk, tag) in keys, all chunks in one batch (P_i and the prompts:
+    data/layout.estep_prompts) -> per key a list of k dicts {z, log_q, log_p (mode-conditional, what the
+    E-step weighs), log_p_all (BOLT.md's), capped, n_x, dropped}."""
     prompts, prefixes, xs, ids, dropped = [], [], [], [], []
     for d, c, tag in keys:
         prompt, prefix, x, drop = estep_prompts(tok, edocs[d]["x"], c, cfg.max_latent, cfg.block_size)
@@ -243,7 +248,7 @@ def sample_latents(model, tok, cfg, edocs, keys, k, temperature=None):
 
 
 def pick_latent(tok, cfg, samples, key):
-    """Steps 3-4 for one chunk -> its row in the E-step's units: log w of every sample, ESS, the pick and its
+    """E-steps 4-5 for one chunk -> its row in the E-step's units: log w of every sample, ESS, the pick and its
     latent (text for reading, ids for training). --drop-capped leaves capped samples out of the draw."""
     ok = [j for j, s in enumerate(samples) if not (cfg.drop_capped and s["capped"])]
     log_w = importance_weights([samples[j]["log_p"] for j in ok], [samples[j]["log_q"] for j in ok])
@@ -261,26 +266,17 @@ def pick_latent(tok, cfg, samples, key):
 
 def estep(model, tok, cfg, docs, it, out_dir, unit=512):
     """Sample, weight and resample one latent for every chunk of `docs`; returns docs with latents + diagnostics.
-    Work is cut into units of `unit` chunks; unit u runs on rank u % world and is saved atomically, so a killed
-    E-step resumes and any number of ranks produce the same latents (ids and RNG are keyed, not positional)."""
-    rank, world = rank_world()
+    The chunks run in units (data/rundir.run_units: sharded over ranks, saved atomically, resumed after a kill);
+    any number of ranks produce the same latents (ids and RNG are keyed, not positional)."""
     edocs = [encode_doc(tok, d) for d in docs]
     keys = [(d, c, f"estep{it}") for d, ed in enumerate(edocs) for c in range(len(ed["x"]))]
-    units = [keys[i:i + unit] for i in range(0, len(keys), unit)]
-    os.makedirs(out_dir, exist_ok=True)
-    t0, mine = time.time(), [u for u in range(len(units)) if u % world == rank]
-    for n, u in enumerate(mine):
-        path = os.path.join(out_dir, f"unit{u:05d}.json")
-        if os.path.exists(path) and all("latent_ids" in r for r in read_json(path)):  # older units: text only
-            continue
-        res = sample_latents(model, tok, cfg, edocs, units[u], cfg.k)
-        write_json(path, [{"doc": d, "chunk": c, **pick_latent(tok, cfg, samples, (cfg.seed, it, edocs[d]["id"], c))}
-                          for (d, c, _), samples in zip(units[u], res)])
-        el = time.time() - t0
-        print(f"  E-step {it}: unit {n + 1}/{len(mine)} on rank {rank}, {el:.0f}s, "
-              f"ETA {el / (n + 1) * (len(mine) - n - 1):.0f}s", flush=True)
-    barrier()
-    rows = [r for u in range(len(units)) for r in read_json(os.path.join(out_dir, f"unit{u:05d}.json"))]
+
+    def work(unit_keys):  # -> one row per chunk
+        res = sample_latents(model, tok, cfg, edocs, unit_keys, cfg.k)
+        return [{"doc": d, "chunk": c, **pick_latent(tok, cfg, samples, (cfg.seed, it, edocs[d]["id"], c))}
+                for (d, c, _), samples in zip(unit_keys, res)]
+    done = lambda rows: all("latent_ids" in r for r in rows)  # older units hold text only: sampled again
+    rows = D.run_units(keys, out_dir, work, *rank_world(), barrier, f"E-step {it}", unit, done)
     new = [{"id": d["id"], "chunks": [dict(c) for c in d["chunks"]]} for d in docs]
     for r in rows:  # the text is for reading; the M-step trains on latent_ids (layout.encode_doc)
         new[r["doc"]]["chunks"][r["chunk"]].update(latent=r["latent"], latent_ids=r["latent_ids"])

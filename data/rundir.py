@@ -6,12 +6,14 @@ Not the method (that is em.py): the mechanics that make a run refusable in one l
   out_errors     an existing --out must hold the same configuration, and data a phase trained on must still be
                  what the inputs give (data_fingerprint: a sha256 of every input file and the data flags)
   write_data     the target corpus (latents stripped), warm-start set, held-out docs and questions, atomically
+  run_units      work cut into units, sharded over ranks, each saved atomically: what makes the E-step resumable
 No torch here: checkpoint_error imports model.py only when a checkpoint is to be checked. `cfg` is em.py's
 EMConfig (read by field name; this module never imports em.py).
 """
 import math
 import os
 import shutil
+import time
 from dataclasses import asdict
 
 from data import questions as Q
@@ -153,7 +155,8 @@ def checkpoint_error(path, name, tok, block_size):
     except (ValueError, OSError) as e:  # FileNotFoundError: a missing file
         return f"{e} ({flag(name)})"
     if model.config.vocab_size != tok.n_vocab:
-        return f"{path}: vocabulary {model.config.vocab_size} is not tokenizer {tok.name}'s {tok.n_vocab} ({flag(name)})"
+        return (f"{path}: vocabulary {model.config.vocab_size} is not tokenizer {tok.name}'s {tok.n_vocab} "
+                f"({flag(name)})")
     if block_size > model.config.block_size:
         return f"--block-size {block_size} exceeds the model's block_size {model.config.block_size} ({flag(name)})"
     return None
@@ -240,6 +243,27 @@ def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
     if errors:
         raise ValueError("; ".join(errors))
     return {"tok": tok, "docs": docs, "questions": questions, "fingerprint": fp}
+
+
+# ----------------------------------------------------------------------------- work in resumable units
+
+def run_units(keys, out_dir, work, rank, world, sync, label, unit=512, done=lambda rows: True):
+    """Cut `keys` into units of `unit`; unit u runs on rank u % world as work(its keys) -> rows, saved atomically
+    as out_dir/unit{u:05d}.json with a progress line and ETA. A unit already saved (and done(rows)) is skipped,
+    so a killed run resumes. After sync() (every rank's units are written): every unit's rows, in key order."""
+    units = [keys[i:i + unit] for i in range(0, len(keys), unit)]
+    os.makedirs(out_dir, exist_ok=True)
+    t0, mine = time.time(), [u for u in range(len(units)) if u % world == rank]
+    for n, u in enumerate(mine):
+        path = os.path.join(out_dir, f"unit{u:05d}.json")
+        if os.path.exists(path) and done(read_json(path)):
+            continue
+        write_json(path, work(units[u]))
+        el = time.time() - t0
+        print(f"  {label}: unit {n + 1}/{len(mine)} on rank {rank}, {el:.0f}s, "
+              f"ETA {el / (n + 1) * (len(mine) - n - 1):.0f}s", flush=True)
+    sync()
+    return [r for u in range(len(units)) for r in read_json(os.path.join(out_dir, f"unit{u:05d}.json"))]
 
 
 # ----------------------------------------------------------------------------- out/data
