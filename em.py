@@ -43,8 +43,8 @@ from data import rundir as D
 from data.corpus import add_flags, parser_error, read_docs, read_json, write_atomic, write_docs, write_json
 from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, raw_pair, sequence, think_prompt
 from data.tokenizer import check_tokenizer
-from model import load_model
-from sample import generate, score
+from model import GPTConfig, load_model
+from sample import generate, latent, score
 from train import TrainConfig, barrier, pick_device, print0, rank_world, setup_dist, train, value_errors
 
 
@@ -64,9 +64,9 @@ class EMConfig:
     m_step: str = "fresh"  # fresh: every M-step starts from base (the paper); continue: from the previous model
     no_baselines: bool = False
     # model (from scratch) and budgets
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
+    n_layer: int = GPTConfig.n_layer
+    n_head: int = GPTConfig.n_head
+    n_embd: int = GPTConfig.n_embd
     block_size: int = 128
     batch_size: int = 16  # sequences per optimizer step
     lr: float = 1e-3
@@ -180,8 +180,7 @@ def posterior_samples(model, tok, cfg, prompts, ids, temperature=None):
     outs = generate(model, prompts, cfg.max_latent, stop_tokens=(tok.eol,),
                     temperature=cfg.temperature if temperature is None else temperature,
                     top_k=cfg.top_k, top_p=cfg.top_p, seed=cfg.seed, ids=ids, batch_size=cfg.gen_batch)
-    zs = [o["tokens"][:-1] if o["stopped"] else o["tokens"] for o in outs]
-    return zs, [float(sum(o["logprobs"])) for o in outs], [not o["stopped"] for o in outs]
+    return [latent(o) for o in outs], [float(sum(o["logprobs"])) for o in outs], [not o["stopped"] for o in outs]
 
 
 def joint_scores(model, tok, cfg, prefixes, zs, xs):

@@ -283,6 +283,11 @@ def think(model, tok, x, n, max_new_tokens, **sampling):
     return prompt, generate(model, [prompt] * n, max_new_tokens, stop_tokens=(tok.eos, tok.sol), **sampling)
 
 
+def latent(out):
+    """A latent sampled by generate() until EoL: its tokens without that EoL (a capped latent has none)."""
+    return out["tokens"][:-1] if out["stopped"] else out["tokens"]
+
+
 def explain(model, tok, x, k, max_new_tokens, with_score=False, **sampling):
     """k posterior latents for text x (ids) from the E-step's prompt for a first chunk, explain_prompt =
     BOS SoL EoL X SoL POST, each {'z' (without EoL), 'tokens', 'log_q' (incl. EoL, under the distribution sampled
@@ -291,7 +296,7 @@ def explain(model, tok, x, k, max_new_tokens, with_score=False, **sampling):
     the same for every sample; 'log_w' = log_p - log_q, em.py's importance weight."""
     prompt = explain_prompt(tok, x)
     outs = generate(model, [prompt] * k, max_new_tokens, stop_tokens=(tok.eol,), **sampling)
-    res = [dict(z=o["tokens"][:-1] if o["stopped"] else o["tokens"], tokens=o["tokens"],
+    res = [dict(z=latent(o), tokens=o["tokens"],
                 log_q=float(sum(o["logprobs"])), capped=not o["stopped"]) for o in outs]
     if with_score:
         scores = score(model, [[tok.bos]] * k, [joint_continuation(tok, r["z"], x) for r in res])
