@@ -332,7 +332,8 @@ MODEL_FIELDS = ("tokenizer", "bpe_dir", "n_layer", "n_head", "n_embd", "block_si
 def schedule(lr, steps):
     """The one learning-rate schedule of every phase (base, warm, M-steps, baselines, oracle), so each M-step
     gets the same budget: warmup over the first 5% of the steps (at least 1), then cosine decay from lr to
-    lr / 10; a checkpoint every quarter (at most every 50 steps) and a progress line every fifth."""
+    lr / 10; a checkpoint every quarter of the steps (never closer than 50 steps apart) and a progress line
+    every fifth."""
     return dict(lr=lr, min_lr=lr / 10, warmup_steps=max(1, steps // 20), ckpt_every=max(50, steps // 4),
                 log_every=max(1, steps // 5))
 
