@@ -63,6 +63,9 @@ class EMConfig:
     tokenizer: str = "bytes"
     bpe_dir: str = ""
     m_step: str = "fresh"  # fresh: every M-step starts from base (the paper); continue: from the previous model
+    # how chunk i sees the chunks before it (data/layout.context): paper = their raw text (BOLT.md); sequential =
+    # laid out as in training with the latents already chosen for them, sampled chunk by chunk (an SMC sampler)
+    estep: str = "paper"
     no_baselines: bool = False
     # model (from scratch) and budgets
     n_layer: int = 4
@@ -152,12 +155,14 @@ def ess(log_w):
 
 # ----------------------------------------------------------------------------- E-step
 
-def sample_latents(model, tok, cfg, edocs, keys, k, temperature=None):
+def sample_latents(model, tok, cfg, edocs, keys, k, temperature=None, zs=None):
     """For each (doc, chunk) in keys: k posterior samples with log q and their joint scores log p.
+    zs: per document the latents chosen so far (the sequential E-step's context), None for the raw prefix.
     Returns per key a list of k dicts {z, log_q, log_p, capped} (z: latent token ids without EoL)."""
     prompts, prefixes, xs, ids, dropped = [], [], [], [], []
     for (d, c, tag) in keys:
-        prompt, prefix, x, drop = estep_prompts(tok, edocs[d]["x"], c, cfg.max_latent, cfg.block_size)
+        prompt, prefix, x, drop = estep_prompts(tok, edocs[d]["x"], c, cfg.max_latent, cfg.block_size,
+                                                zs=None if zs is None else zs[d])
         for j in range(k):
             prompts.append(prompt); prefixes.append(prefix); xs.append(x)
             ids.append(key_int(cfg.seed, tag, edocs[d]["id"], c, j))
@@ -184,6 +189,31 @@ def sample_latents(model, tok, cfg, edocs, keys, k, temperature=None):
     return res
 
 
+def pick_latent(samples, key, drop_capped=False):
+    """Resample one of a chunk's K samples from softmax(log w), log w = log p - log q (None if all dropped)."""
+    ok = [j for j, s in enumerate(samples) if not (drop_capped and s["capped"])]
+    return ok[choose([samples[j]["log_p"] - samples[j]["log_q"] for j in ok], key)] if ok else None
+
+
+def sample_sequential(model, tok, cfg, edocs, k, tag, key, temperature=None):
+    """Sequential importance resampling over each document's chunks, batched across documents: chunk i's K
+    samples see chunks < i laid out with the latents chosen for them (layout.context), one of them is
+    resampled from softmax(log w) by an RNG keyed by key(doc, chunk), and it becomes the context of chunk i+1.
+    Picking one ancestor with probability w_j / sum(w) and extending it K times gives every sample an expected
+    K * w_j / sum(w) descendants, as multinomial resampling does, so prod_i mean_k w_ik stays an unbiased
+    estimate of p(X) and sum_i log mean_k w_ik a lower bound on log p(X) (the IW-ELBO of eval_nll).
+    -> ({(d, c): samples}, {(d, c): pick})."""
+    chosen = [[None] * len(ed["x"]) for ed in edocs]
+    res, picks = {}, {}
+    for c in range(max((len(ed["x"]) for ed in edocs), default=0)):
+        keys = [(d, c, tag) for d, ed in enumerate(edocs) if c < len(ed["x"])]
+        for (d, _, _), samples in zip(keys, sample_latents(model, tok, cfg, edocs, keys, k, temperature, chosen)):
+            pick = pick_latent(samples, key(d, c), cfg.drop_capped)
+            chosen[d][c] = None if pick is None else list(samples[pick]["z"])
+            res[d, c], picks[d, c] = samples, pick
+    return res, picks
+
+
 def estep(model, tok, cfg, docs, it, out_dir, unit=512):
     """Sample, weight and resample one latent for every chunk of `docs`; returns docs with latents + diagnostics.
     Work is cut into units of `unit` chunks; unit u runs on rank u % world and is saved atomically, so a killed
@@ -192,18 +222,32 @@ def estep(model, tok, cfg, docs, it, out_dir, unit=512):
     edocs = [encode_doc(tok, d) for d in docs]
     keys = [(d, c, f"estep{it}") for d, ed in enumerate(edocs) for c in range(len(ed["x"]))]
     units = [keys[i:i + unit] for i in range(0, len(keys), unit)]
+    if cfg.estep == "sequential":  # a document's chunks are sampled in order: a unit holds whole documents
+        units = [[]]
+        for key in keys:
+            if key[1] == 0 and len(units[-1]) >= unit:
+                units.append([])
+            units[-1].append(key)
     os.makedirs(out_dir, exist_ok=True)
     t0, mine = time.time(), [u for u in range(len(units)) if u % world == rank]
     for n, u in enumerate(mine):
         path = os.path.join(out_dir, f"unit{u:05d}.json")
         if os.path.exists(path) and all("latent_ids" in r for r in read_json(path)):  # older units: text only
             continue
-        res = sample_latents(model, tok, cfg, edocs, units[u], cfg.k)
+        if cfg.estep == "sequential":
+            docs_u = sorted({d for d, _, _ in units[u]})
+            res, picks = sample_sequential(model, tok, cfg, [edocs[d] for d in docs_u], cfg.k, f"estep{it}",
+                                           lambda i, c: (cfg.seed, it, edocs[docs_u[i]]["id"], c))
+            at = {d: i for i, d in enumerate(docs_u)}
+            res, picks = [res[at[d], c] for d, c, _ in units[u]], [picks[at[d], c] for d, c, _ in units[u]]
+        else:
+            res = sample_latents(model, tok, cfg, edocs, units[u], cfg.k)
+            picks = [pick_latent(s, (cfg.seed, it, edocs[d]["id"], c), cfg.drop_capped)
+                     for (d, c, _), s in zip(units[u], res)]
         rows = []
-        for (d, c, _), samples in zip(units[u], res):
+        for (d, c, _), samples, pick in zip(units[u], res, picks):
             ok = [j for j, s in enumerate(samples) if not (cfg.drop_capped and s["capped"])]
             log_w = [samples[j]["log_p"] - samples[j]["log_q"] for j in ok]
-            pick = ok[choose(log_w, (cfg.seed, it, edocs[d]["id"], c))] if ok else None
             rows.append({"doc": d, "chunk": c, "log_w": [s["log_p"] - s["log_q"] for s in samples],
                          "ess": ess(log_w) if ok else 0.0, "capped": sum(s["capped"] for s in samples),
                          "pick": pick, "latent": tok.decode(samples[pick]["z"]) if ok else None,
@@ -235,7 +279,9 @@ def eval_questions(model, tok, cfg, questions, mode, prefix=""):
     n_new = 8 if mode == "direct" else cfg.max_latent + 8
     # a latent model sees the question laid out as in training, a chunk with an empty thought, then starts one;
     # a long few-shot prefix loses its oldest tokens so the prompt and the answer fit in the context
-    prompts = [think_prompt(tok, tok.encode(t)) if mode == "latent" else [tok.bos] + tok.encode(t) for t in texts]
+    # a question the chunker split ("chunks") is laid out chunk by chunk, each with an empty thought
+    prompts = [think_prompt(tok, [tok.encode(c) for c in q.get("chunks") or [t]]) if mode == "latent"
+               else [tok.bos] + tok.encode(t) for q, t in zip(questions, texts)]
     room = cfg.block_size - n_new
     prompts = [p if len(p) <= room else [tok.bos] + p[len(p) - room + 1:] for p in prompts]
     stops = [tok.eos, tok.sol] if mode == "latent" else [tok.eos]
@@ -280,12 +326,18 @@ def eval_nll(model, tok, cfg, docs, latent, ks):
         lp = sum(s["sum"] for s in score(model, [p for p, _ in pairs], [x for _, x in pairs], cfg.gen_batch))
         n_tok = sum(len(x) for _, x in pairs)
         return {"nll": -lp / n_tok, "bpb": -lp / math.log(2) / n_bytes}
-    res = sample_latents(model, tok, cfg, edocs, keys, max(ks), temperature=1.0)
-    n_tok = sum(s[0]["n_x"] for s in res)
+    if cfg.estep == "sequential":  # one SMC run per K: the ancestors a run keeps depend on its K samples
+        runs = {k: [s for s in sample_sequential(model, tok, cfg, edocs, k, f"eval{k}",
+                                                 lambda d, c: (cfg.seed, "eval", k, edocs[d]["id"], c), 1.0)[0]
+                                .values()] for k in ks}
+    else:  # independent chunks: the first K of max(ks) samples
+        res = sample_latents(model, tok, cfg, edocs, keys, max(ks), temperature=1.0)
+        runs = {k: res for k in ks}
+    n_tok = sum(s[0]["n_x"] for s in runs[ks[0]])
     out = {}
     for tag, key in (("", "log_p_all"), ("_mc", "log_p")):
         for k in ks:
-            e = sum(elbo(samples, k, key) for samples in res)
+            e = sum(elbo(samples, k, key) for samples in runs[k])
             out[f"nll{tag}_k{k}"], out[f"bpb{tag}_k{k}"] = -e / n_tok, -e / math.log(2) / n_bytes
     return out
 
@@ -310,6 +362,7 @@ def eval_id(cfg, data):
     """What an eval.json was computed with: a cached one from other questions, rules or code is recomputed."""
     setup = [EVAL_VERSION, cfg.eval_ks, cfg.answer_regex, data.get("questions") or [],
              read_text(cfg.raw_prompt_prefix) if cfg.raw_prompt_prefix else ""]
+    setup += [cfg.estep] if cfg.estep != "paper" else []  # the bound's sampler (paper: ids of older runs kept)
     return hashlib.blake2b(json.dumps(setup, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
@@ -573,6 +626,7 @@ def flag_errors(cfg, eval_only=False, ckpt=""):
         (cfg.tokenizer not in TOKENIZERS and not os.path.isdir(cfg.tokenizer),
          f"{cfg.tokenizer!r}: choose one of {', '.join(TOKENIZERS)} or a tokenizer directory (--tokenizer)"),
         (cfg.m_step not in ("fresh", "continue"), "must be fresh or continue (--m-step)"),
+        (cfg.estep not in ("paper", "sequential"), "must be paper or sequential (--estep)"),
         (bool(cfg.corpus) and not cfg.init and not eval_only, "--corpus needs --init (base weights for that corpus)"),
         (bool(cfg.corpus) and not cfg.teacher_latents and not eval_only,
          "--corpus needs --teacher-latents (the warm-start set)"),
