@@ -103,7 +103,8 @@ QUICK = dict(n_layer=2, n_head=2, n_embd=64, batch_size=16, base_steps=150, warm
 RESUMABLE_KEYS = {"iters", "no_baselines", "gen_batch", "out"}
 # evaluation only: changing them re-evaluates (eval.json records an eval_id) and never mixes training results
 EVAL_KEYS = {"eval_ks", "questions", "answer_regex", "raw_prompt_prefix", "seeds"}
-EVAL_VERSION = 2  # 2: questions as data, raw arms asked to reason, the spec's bound; older eval.json re-evaluated
+DIRECT_TOKENS = 24  # what a raw model asked directly may write: an answer sentence ("The result is 5." is 16 bytes)
+EVAL_VERSION = 3  # 2: questions as data, raw arms asked to reason, the spec bound; 3: DIRECT_TOKENS 8 -> 24
 
 
 # ----------------------------------------------------------------------------- distributed helpers
@@ -270,13 +271,13 @@ def estep(model, tok, cfg, docs, it, out_dir, unit=512):
 def eval_questions(model, tok, cfg, questions, mode, prefix=""):
     """Greedy accuracy on held-out questions and one row per question (prompt, generated text, extracted answer,
     correct). mode 'latent': the model writes its reasoning inside SoL PRIOR ... EoL first (the paper's
-    evaluation) and the rule reads the text after EoL; 'direct': a raw model answers the question in 8 tokens;
+    evaluation) and the rule reads the text after EoL; 'direct': a raw model answers in DIRECT_TOKENS tokens;
     'reason': a raw model is asked in its training text's format (prefix + the question's "prompt") and may
     write max_latent + 8 tokens (up to a "prompt_stop" token). The answer rule is data/questions.py's
     (--answer-regex overrides the file's)."""
     reason = mode == "reason"
     texts = [prefix + q.get("prompt", q["question"]) if reason else q["question"] for q in questions]
-    n_new = 8 if mode == "direct" else cfg.max_latent + 8
+    n_new = DIRECT_TOKENS if mode == "direct" else cfg.max_latent + 8
     # a latent model sees the question laid out as in training, a chunk with an empty thought, then starts one;
     # a long few-shot prefix loses its oldest tokens so the prompt and the answer fit in the context
     # a question the chunker split ("chunks") is laid out chunk by chunk, each with an empty thought
