@@ -35,6 +35,19 @@ training (there every chunk starts with SoL): a second problem's posterior sampl
 first's, and with "A: 5" alone the posterior copied the start digit wrong in 30-42% of the walks it chose at
 iteration 1, which made the next M-step worse than the warm start (README, Results). With the problem in X_i
 the posterior copies it from the chunk it was trained to read.
+The prose shape (--shape prose; the compact one above stays the default, byte for byte) writes the same
+knowledge the way real corpora do (issue 14): a target / held-out / warm document is a {"text"} document of
+`per_doc` problems in plain words, a filler sentence between two of them half the time,
+  "Start from 7. Apply c, then i. Next apply q, then x. The result is 5. Now a new problem. Begin with ..."
+(the wording drawn from a few templates by its own seeded rng), the answer ONLY the result, always in the form
+RESULT_RE reads. It is cut by the project's chunker (data/corpus.chunk_text) with the budget em.py gives a
+--corpus (chunk_tokens = block_size // 4 tokens), so a statement spans chunks; target.jsonl is what a --corpus
+user would get. The chunk holding a problem's result digit gets its walk as latent (several: joined by a
+space), every other chunk "" (the teacher's walk in warm, the true one in target_gold and heldout). The base
+text states its problems in the same words with the walk worked inline, "... Work: 7c8i5q7x5. The result is
+5. ", `walks_per_base_doc` to a document. A question is a statement as documents state it, with "chunks" (the
+statement as the chunker splits it alone), answered by the result sentence; a raw model is prompted
+"<statement>Work:" and read by PROSE_WALK_RE.
 Designs that failed (README, Results): a random binary table (its facts did not train in 3,000 steps);
 unlabelled repeated operators (never copied in order); two operators labelled by step with every fact in the
 base (one copy skill that forms abruptly: a warm start knew all or nothing).
