@@ -267,7 +267,8 @@ def build(cfg, tok=None):
     base = [{"id": f"base-{d}", "chunks": [{"suffix": "".join(base_line(cfg, table, decoys, taken, base_rng)
                                                               for _ in range(cfg.walks_per_base_doc)),
                                             "latent": None}]} for d in range(cfg.n_base)]
-    return {**knowledge, "base": base, "questions": questions, "heldout": heldout, "target": target, "target_gold": target_gold,
+    return {**knowledge, "base": base, "questions": questions, "heldout": heldout, "target": target,
+            "target_gold": target_gold,
             "warm": teacher_docs(cfg, table, decoys, random.Random(f"{cfg.seed}/teacher"), cut(cfg.n_warm))}
 
 
