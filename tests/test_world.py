@@ -301,3 +301,14 @@ def test_cli_writes_a_prose_world(tmp_path, capsys):
     gold = read_docs(str(tmp_path / "target_gold.jsonl"))
     assert len(gold) == 4 and all(len(d["chunks"]) > W.WorldConfig().per_doc for d in gold)
     assert json.load(open(tmp_path / "world.json"))["config"]["shape"] == "prose"
+
+
+def test_em_passes_the_shape_and_its_chunk_budget_and_counts_prose_problems():
+    import em
+    cfg = em.EMConfig(world_shape="prose", block_size=256)
+    assert (em.world_config(cfg).shape, em.world_config(cfg).chunk_tokens) == ("prose", 64)
+    assert "world_shape" in em.DATA_FLAGS and not em.flag_errors(cfg)
+    assert any("(--world-shape)" in e for e in em.flag_errors(em.EMConfig(world_shape="poem")))
+    # 1000 + 3 * (2000 + 800 + 1200) problems exceed the 12,960 a prose world has; compact holds them
+    assert any("fewer than 13000" in e for e in em.flag_errors(em.EMConfig(world_shape="prose", world_heldout=1200)))
+    assert not em.flag_errors(em.EMConfig(world_heldout=1200))
