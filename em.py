@@ -95,6 +95,7 @@ class EMConfig:
     world_warm: int = 800
     world_heldout: int = 200
     world_questions: int = 1000
+    world_shape: str = "compact"  # compact: one problem, two chunks; prose: problems in words over chunks
 
 
 QUICK = dict(n_layer=2, n_head=2, n_embd=64, batch_size=16, base_steps=150, warm_steps=60, m_steps=60,
@@ -451,7 +452,7 @@ def prepare_data(cfg, tok, checked=None):
             write_docs(os.path.join(ddir, "target.jsonl"), strip(docs))
             write_docs(os.path.join(ddir, "heldout.jsonl"), heldout)
         else:
-            W.write(world_config(cfg), ddir)
+            W.write(world_config(cfg), ddir, tok)
             if cfg.val:
                 write_docs(os.path.join(ddir, "heldout.jsonl"), docs_in["val"])
         if cfg.teacher_latents:
@@ -591,7 +592,8 @@ def run_seeds(cfg):
 # ----------------------------------------------------------------------------- validation (before any work)
 
 # the flags that shape out/data besides its input files; data/DONE records them (data_fingerprint)
-DATA_FLAGS = ("tokenizer", "block_size", "seed", "world_target", "world_warm", "world_heldout", "world_questions")
+DATA_FLAGS = ("tokenizer", "block_size", "seed", "world_target", "world_warm", "world_heldout", "world_questions",
+              "world_shape")
 # smallest value of each integer flag; base_steps is checked apart (unused with --init)
 MINIMUM = dict(iters=0, k=1, n_layer=1, n_head=1, n_embd=1, block_size=1, batch_size=1, warm_steps=1, m_steps=1,
                max_latent=1, top_k=0, gen_batch=1, world_target=1, world_warm=1, world_heldout=1, world_questions=0)
@@ -628,6 +630,8 @@ def flag_errors(cfg, eval_only=False, ckpt=""):
          f"{cfg.tokenizer!r}: choose one of {', '.join(TOKENIZERS)} or a tokenizer directory (--tokenizer)"),
         (cfg.m_step not in ("fresh", "continue"), "must be fresh or continue (--m-step)"),
         (cfg.estep not in ("paper", "sequential"), "must be paper or sequential (--estep)"),
+        (cfg.world_shape not in W.SHAPES, f"must be one of {', '.join(W.SHAPES)}, got {cfg.world_shape!r} "
+                                          "(--world-shape)"),
         (bool(cfg.corpus) and not cfg.init and not eval_only, "--corpus needs --init (base weights for that corpus)"),
         (bool(cfg.corpus) and not cfg.teacher_latents and not eval_only,
          "--corpus needs --teacher-latents (the warm-start set)"),
@@ -642,7 +646,7 @@ def flag_errors(cfg, eval_only=False, ckpt=""):
                                 ("iter1", cfg.m_steps, None))[1 if cfg.init else 0:]:
             errors += [f"phase {name} would give train.py {e}" for e in
                        train_value_errors(train_config(cfg, name, "", "random", "", steps, lr, world))]
-    n = cfg.world_target + cfg.world_warm + cfg.world_heldout + cfg.world_questions
+    n = W.n_problems(world_config(cfg))  # a prose document holds several problems
     if not cfg.corpus and n >= W.problem_space(world_config(cfg)):
         errors.append(f"the built-in world has {W.problem_space(world_config(cfg))} problems, fewer than {n} "
                       "(--world-target + --world-warm + --world-heldout + --world-questions)")
@@ -651,7 +655,8 @@ def flag_errors(cfg, eval_only=False, ckpt=""):
 
 def world_config(cfg):
     return W.WorldConfig(seed=cfg.seed, n_target=cfg.world_target, n_warm=cfg.world_warm,
-                         n_heldout=cfg.world_heldout, n_questions=cfg.world_questions)
+                         n_heldout=cfg.world_heldout, n_questions=cfg.world_questions, shape=cfg.world_shape,
+                         chunk_tokens=cfg.block_size // 4)  # prose: chunked as prepare_data chunks --corpus
 
 
 def read_input(path, name, **kw):
