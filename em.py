@@ -31,6 +31,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -62,6 +63,9 @@ class EMConfig:
     tokenizer: str = "bytes"
     bpe_dir: str = ""
     m_step: str = "fresh"  # fresh: every M-step starts from base (the paper); continue: from the previous model
+    # how chunk i sees the chunks before it (data/layout.context): paper = their raw text (BOLT.md); sequential =
+    # laid out as in training with the latents already chosen for them, sampled chunk by chunk (an SMC sampler)
+    estep: str = "paper"
     no_baselines: bool = False
     # model (from scratch) and budgets
     n_layer: int = GPTConfig.n_layer
@@ -91,11 +95,13 @@ class EMConfig:
     world_warm: int = 800
     world_heldout: int = 200
     world_questions: int = 1000
+    world_shape: str = "compact"  # compact: one problem, two chunks; prose: problems in words over chunks
 
 
 QUICK = dict(n_layer=2, n_head=2, n_embd=64, batch_size=16, base_steps=150, warm_steps=60, m_steps=60,
              world_target=120, world_warm=60, world_heldout=32, world_questions=64, max_latent=32)
-EVAL_VERSION = 2  # 2: questions as data, raw arms asked to reason, the spec's bound; older eval.json re-evaluated
+DIRECT_TOKENS = 24  # what a raw model asked directly may write: an answer sentence ("The result is 5." is 16 bytes)
+EVAL_VERSION = 3  # 2: questions as data, raw arms asked to reason, the spec's bound; 3: DIRECT_TOKENS 8 -> 24
 
 
 # ----------------------------------------------------------------------------- the loop (BOLT.md)
@@ -227,13 +233,15 @@ def key_int(*parts):
 
 # ----------------------------------------------------------------------------- E-step: per chunk
 
-def sample_latents(model, tok, cfg, edocs, keys, k, temperature=None):
+def sample_latents(model, tok, cfg, edocs, keys, k, temperature=None, zs=None):
     """E-steps 1-3 for each (doc, chunk, tag) in keys, all chunks in one batch (P_i and the prompts:
-    data/layout.estep_prompts) -> per key a list of k dicts {z, log_q, log_p (mode-conditional, what the
+    data/layout.estep_prompts; zs: per document the latents chosen so far, the sequential E-step's context, or
+    None for the paper's raw prefix) -> per key a list of k dicts {z, log_q, log_p (mode-conditional, what the
     E-step weighs), log_p_all (BOLT.md's), capped, n_x, dropped}."""
     prompts, prefixes, xs, ids, dropped = [], [], [], [], []
     for d, c, tag in keys:
-        prompt, prefix, x, drop = estep_prompts(tok, edocs[d]["x"], c, cfg.max_latent, cfg.block_size)
+        prompt, prefix, x, drop = estep_prompts(tok, edocs[d]["x"], c, cfg.max_latent, cfg.block_size,
+                                                zs=None if zs is None else zs[d])
         prompts += [prompt] * k
         prefixes += [prefix] * k
         xs += [x] * k
@@ -259,6 +267,24 @@ def pick_latent(tok, cfg, samples, key):
             "samples": [tok.decode(s["z"]) for s in samples]}
 
 
+def sample_sequential(model, tok, cfg, edocs, k, tag, key, temperature=None):
+    """--estep sequential: E-steps 1-5 over each document's chunks in order, batched across documents. Chunk i's
+    K samples see chunks < i laid out as in training with the latents chosen for them (layout.context); one is
+    resampled by weight (key(doc, chunk) keys the RNG) and becomes the context of chunk i + 1. Picking one
+    ancestor with probability w_j / sum(w) and extending it K times gives each sample K w_j / sum(w) expected
+    descendants, as multinomial resampling does, so prod_i mean_k w_ik stays an unbiased estimate of p(X) and
+    sum_i iw_elbo a lower bound on log p(X) (tests/test_sequential.py checks this on a model with an exact
+    marginal). -> ({(d, c): samples}, {(d, c): pick_latent's row})."""
+    chosen = [[None] * len(ed["x"]) for ed in edocs]
+    res, rows = {}, {}
+    for c in range(max((len(ed["x"]) for ed in edocs), default=0)):
+        keys = [(d, c, tag) for d, ed in enumerate(edocs) if c < len(ed["x"])]
+        for (d, _, _), samples in zip(keys, sample_latents(model, tok, cfg, edocs, keys, k, temperature, chosen)):
+            res[d, c], rows[d, c] = samples, pick_latent(tok, cfg, samples, key(d, c))
+            chosen[d][c] = rows[d, c]["latent_ids"]  # None (all dropped): the chunk's no-latent form
+    return res, rows
+
+
 # ----------------------------------------------------------------------------- E-step: mechanics
 # Not the method: chunks cut into units, units sharded over ranks, each saved atomically (a killed E-step
 # resumes), progress and ETA, the latents written next to the chunks, diagnostics.
@@ -271,11 +297,17 @@ def estep(model, tok, cfg, docs, it, out_dir, unit=512):
     keys = [(d, c, f"estep{it}") for d, ed in enumerate(edocs) for c in range(len(ed["x"]))]
 
     def work(unit_keys):  # -> one row per chunk
+        if cfg.estep == "sequential":  # the unit's documents, chunk position by chunk position
+            docs_u = sorted({d for d, _, _ in unit_keys})
+            _, rows = sample_sequential(model, tok, cfg, [edocs[d] for d in docs_u], cfg.k, f"estep{it}",
+                                        lambda i, c: (cfg.seed, it, edocs[docs_u[i]]["id"], c))
+            return [{"doc": docs_u[i], "chunk": c, **row} for (i, c), row in sorted(rows.items())]
         res = sample_latents(model, tok, cfg, edocs, unit_keys, cfg.k)
         return [{"doc": d, "chunk": c, **pick_latent(tok, cfg, samples, (cfg.seed, it, edocs[d]["id"], c))}
                 for (d, c, _), samples in zip(unit_keys, res)]
     done = lambda rows: all("latent_ids" in r for r in rows)  # older units hold text only: sampled again
-    rows = D.run_units(keys, out_dir, work, *rank_world(), barrier, f"E-step {it}", unit, done)
+    whole = cfg.estep == "sequential"  # a document's chunks are sampled in order: a unit holds whole documents
+    rows = D.run_units(keys, out_dir, work, *rank_world(), barrier, f"E-step {it}", unit, done, whole)
     new = [{"id": d["id"], "chunks": [dict(c) for c in d["chunks"]]} for d in docs]
     for r in rows:  # the text is for reading; the M-step trains on latent_ids (layout.encode_doc)
         new[r["doc"]]["chunks"][r["chunk"]].update(latent=r["latent"], latent_ids=r["latent_ids"])
@@ -290,8 +322,12 @@ def gold_diagnostics(rows, new, gold_docs):
     rows_g = [(r, g) for r, g in pairs if g]
     hit = [r["latent"] == g for r, g in rows_g]
     exists = [g in r["samples"] for r, g in rows_g]
+    # the chosen latent follows the problem: the gold's steps with every value left out (a digit right after a
+    # letter; for the built-in world the start and the operators, whatever facts it got wrong)
+    steps = lambda z: re.sub(r"(?<=[^\d\s])\d", "#", z or "")
     return {"gold_match": sum(hit) / max(len(hit), 1),  # the chosen latent is the gold derivation
             "gold_exists": sum(exists) / max(len(exists), 1),  # some sample among the K is
+            "gold_steps": sum(steps(r["latent"]) == steps(g) for r, g in rows_g) / max(len(rows_g), 1),
             "gold_chunks": len(rows_g)}
 
 
@@ -376,16 +412,18 @@ def run_train(cfg, name, data_path, layout, init, steps, lr=None):
 def eval_questions(model, tok, cfg, questions, mode, prefix=""):
     """Greedy accuracy on held-out questions and one row per question (prompt, generated text, extracted answer,
     correct). mode 'latent': the model writes its reasoning inside SoL PRIOR ... EoL first (the paper's
-    evaluation) and the rule reads the text after EoL; 'direct': a raw model answers the question in 8 tokens;
+    evaluation) and the rule reads the text after EoL; 'direct': a raw model answers in DIRECT_TOKENS tokens;
     'reason': a raw model is asked in its training text's format (prefix + the question's "prompt") and may
     write max_latent + 8 tokens (up to a "prompt_stop" token). The answer rule is data/questions.py's
     (--answer-regex overrides the file's)."""
     reason = mode == "reason"
     texts = [prefix + q.get("prompt", q["question"]) if reason else q["question"] for q in questions]
-    n_new = 8 if mode == "direct" else cfg.max_latent + 8
-    # a latent model sees the question laid out as in training, a chunk with an empty thought, then starts one;
-    # a long few-shot prefix loses its oldest tokens so the prompt and the answer fit in the context
-    prompts = [think_prompt(tok, tok.encode(t)) if mode == "latent" else [tok.bos] + tok.encode(t) for t in texts]
+    n_new = DIRECT_TOKENS if mode == "direct" else cfg.max_latent + 8
+    # a latent model sees the question laid out as in training, its chunks ("chunks": as the chunker split it)
+    # each with an empty thought, then starts one; a long few-shot prefix loses its oldest tokens so the prompt
+    # and the answer fit in the context
+    prompts = [think_prompt(tok, [tok.encode(c) for c in q.get("chunks") or [t]]) if mode == "latent"
+               else [tok.bos] + tok.encode(t) for q, t in zip(questions, texts)]
     room = cfg.block_size - n_new
     prompts = [p if len(p) <= room else [tok.bos] + p[len(p) - room + 1:] for p in prompts]
     stops = [tok.eos, tok.sol] if mode == "latent" else [tok.eos]
@@ -414,7 +452,8 @@ def eval_questions(model, tok, cfg, questions, mode, prefix=""):
 def eval_nll(model, tok, cfg, docs, latent, ks):
     """Held-out NLL per raw X token (and bits per byte). Raw model: exact -log p(X_i | BOS P_i). Latent model:
     -IW-ELBO_K = -(sum_i [logsumexp_k(log p_k - log q_k) - log K]) with fresh samples at temperature 1, for each
-    K in ks (the first K of max(ks) samples), with the same prefix rule (P_i = up to 3 previous chunks).
+    K in ks (the first K of max(ks) samples; --estep sequential: one SMC run per K, whose kept ancestors depend
+    on its K samples), with the same prefix rule (P_i = up to 3 previous chunks, raw or with their latents).
     Two bounds: nll_k{K}, the spec's (log p of every token after P_i, the mode marks SoL PRIOR included: a bound
     on the raw text's NLL), and nll_mc_k{K}, mode-conditional (the marks left out, as the E-step weighs)."""
     edocs = [encode_doc(tok, d) for d in docs]
@@ -425,13 +464,18 @@ def eval_nll(model, tok, cfg, docs, latent, ks):
         lp = sum(s["sum"] for s in score(model, [p for p, _ in pairs], [x for _, x in pairs], cfg.gen_batch))
         n_tok = sum(len(x) for _, x in pairs)
         return {"nll": -lp / n_tok, "bpb": -lp / math.log(2) / n_bytes}
-    res = sample_latents(model, tok, cfg, edocs, keys, max(ks), temperature=1.0)
-    n_tok = sum(s[0]["n_x"] for s in res)
+    if cfg.estep == "sequential":
+        runs = {k: list(sample_sequential(model, tok, cfg, edocs, k, f"eval{k}", lambda d, c: (
+            cfg.seed, "eval", k, edocs[d]["id"], c), 1.0)[0].values()) for k in ks}
+    else:
+        res = sample_latents(model, tok, cfg, edocs, keys, max(ks), temperature=1.0)
+        runs = {k: res for k in ks}
+    n_tok = sum(s[0]["n_x"] for s in runs[ks[0]])
     out = {}
     for tag, key in (("", "log_p_all"), ("_mc", "log_p")):
         for k in ks:
             e = sum(iw_elbo(importance_weights([s[key] for s in samples[:k]], [s["log_q"] for s in samples[:k]]))
-                    for samples in res)
+                    for samples in runs[k])
             out[f"nll{tag}_k{k}"], out[f"bpb{tag}_k{k}"] = -e / n_tok, -e / math.log(2) / n_bytes
     return out
 
@@ -457,6 +501,7 @@ def run_eval(cfg, name, ckpt, tok, data, latent):
     path = os.path.join(cfg.out, name, "eval.json")
     setup = [EVAL_VERSION, cfg.eval_ks, cfg.answer_regex, data.get("questions") or [],
              D.read_text(cfg.raw_prompt_prefix) if cfg.raw_prompt_prefix else ""]
+    setup += [cfg.estep] if cfg.estep != "paper" else []  # the bound's sampler (paper: older runs' ids kept)
     eid = hashlib.blake2b(json.dumps(setup, sort_keys=True).encode(), digest_size=8).hexdigest()
     cached = read_json(path) if os.path.exists(path) else {}
     if cached.get("eval_id") != eid and rank_world()[0] == 0:

@@ -9,8 +9,11 @@ is laid out as one training sequence:
 A chunk without a latent is written `SoL EoL X_i` in the latent layouts (the boundary marker, no thought).
 
 The E-step reads the same definitions: `estep_prompts` gives the posterior prompt
-  BOS P_i SoL EoL X_i SoL POST            (P_i = raw text of up to 3 previous chunks, left-truncated)
+  BOS P_i SoL EoL X_i SoL POST            (P_i = the context: up to 3 previous chunks, left-truncated)
 and the joint-scoring prefix BOS P_i, whose continuation `joint_continuation` is  SoL PRIOR Z EoL X_i.
+The context is the one choice of how chunk i sees what came before (`context`): the paper's raw text of the
+previous chunks (BOLT.md), or, given their latents, the previous chunks laid out as in training in prior mode,
+[SoL PRIOR Z_j EoL X_j]..., which is what the M-step's sequences contain (em.py --estep sequential).
 The first chunk gets the same `SoL EoL` boundary marker as every other (the authors' code omits it there, a
 train/inference mismatch this layout fixes).
 """
@@ -87,14 +90,24 @@ def sequence_length(doc_id, x_lens, z_lens, mode, seed=0, epoch=0):
     return n
 
 
-def prefix(tok, xs, i, budget, n_prev=3):
-    """BOS + raw tokens of up to n_prev chunks before chunk i, left-truncated to `budget` tokens (BOS kept)."""
-    p = [t for x in xs[max(0, i - n_prev):i] for t in x]
+def context(tok, xs, i, zs=None, n_prev=3):
+    """The tokens chunk i is conditioned on: up to n_prev previous chunks, raw (zs None: the paper's P_i) or
+    laid out in prior mode with their latents zs[j] (a latent None is the no-latent form SoL EoL X_j)."""
+    lo = max(0, i - n_prev)
+    if zs is None:
+        return [t for x in xs[lo:i] for t in x]
+    return [t for j in range(lo, i) for t in chunk_tokens(tok, xs[j], zs[j], True)]
+
+
+def prefix(tok, xs, i, budget, n_prev=3, zs=None):
+    """BOS + the context of chunk i (`context`), left-truncated to `budget` tokens (BOS kept)."""
+    p = context(tok, xs, i, zs, n_prev)
     return [tok.bos] + p[max(0, len(p) - budget):]  # max(0, .): a budget above len(p) keeps all of p
 
 
-def estep_prompts(tok, xs, i, max_latent, block_size, prefix_budget=None, n_prev=3):
-    """Posterior prompt and joint prefix for chunk i of a document with raw chunk tokens xs.
+def estep_prompts(tok, xs, i, max_latent, block_size, prefix_budget=None, n_prev=3, zs=None):
+    """Posterior prompt and joint prefix for chunk i of a document with raw chunk tokens xs (and, for the
+    sequential E-step, the previous chunks' latents zs: see `context`).
     Budgets guarantee prompt + max_latent <= block_size (max_latent counts the sampled EoL) and therefore
     joint prefix + SoL PRIOR Z EoL X_i <= block_size. Returns (prompt, joint_prefix, x_i, dropped) where
     dropped = (prefix tokens dropped from the left, X_i tokens dropped from the right) by the budget."""
@@ -103,9 +116,9 @@ def estep_prompts(tok, xs, i, max_latent, block_size, prefix_budget=None, n_prev
     if room < 1:
         raise ValueError(f"block_size {block_size} leaves no room for a chunk with max_latent {max_latent}")
     x_cut = x[:room]
-    full = sum(len(c) for c in xs[max(0, i - n_prev):i])
+    full = len(context(tok, xs, i, zs, n_prev))
     budget = min(room - len(x_cut), full if prefix_budget is None else prefix_budget)
-    p = prefix(tok, xs, i, budget, n_prev)
+    p = prefix(tok, xs, i, budget, n_prev, zs)
     prompt = p + [tok.sol, tok.eol] + x_cut + [tok.sol, tok.post]
     return prompt, p, x_cut, (full - (len(p) - 1), len(x) - len(x_cut))
 
@@ -129,8 +142,10 @@ MODE_MARKS = 2
 
 def think_prompt(tok, x):
     """A question laid out as in training, then a thought to write: BOS [SoL PRIOR EoL X] SoL PRIOR.
-    The question chunk carries an empty thought; the model continues with Z, EoL, then the answer text."""
-    return [tok.bos] + chunk_tokens(tok, list(x), [], True) + [tok.sol, tok.prior]
+    x: the question's tokens, or a list of its chunks' tokens (a question the chunker split), each chunk laid
+    out with an empty thought. The model continues with Z, EoL, then the answer text."""
+    chunks = x if x and isinstance(x[0], list) else [x]
+    return [tok.bos] + [t for c in chunks for t in chunk_tokens(tok, list(c), [], True)] + [tok.sol, tok.prior]
 
 
 def explain_prompt(tok, x):

@@ -6,6 +6,8 @@ One question per line:
   "answer_regex": "A: (\\d+)"     optional: the rule for text generated after the question (or after the latent)
   "prompt_regex": "..."           optional: the rule for text generated after "prompt"
   "prompt_stop": "\n"             optional: text (one token) that ends the generation after "prompt"
+  "chunks": ["Start from 7. ", ...]  optional: the question as a document's chunks (non-empty strings that
+                                  concatenate to "question"), for an evaluation that lays it out as in training
 
 The rule (`extract`), applied to the text a model generated (a latent model: the text after its EoL; a raw
 model: the text after its prompt):
@@ -79,6 +81,11 @@ def read_questions(path):
                     raise ValueError(f'"{key}" must be a string ({path}:{n})')
                 if key.endswith("regex") and key in q:
                     check_regex(q[key], f"{path}:{n}")
+            chunks = q.get("chunks", [q["question"]])
+            if not (isinstance(chunks, list) and chunks and all(isinstance(c, str) and c for c in chunks)
+                    and "".join(chunks) == q["question"]):
+                raise ValueError(f'"chunks" must be a list of non-empty strings that concatenate to "question" '
+                                 f"({path}:{n})")
             out.append(q)
     if not out:  # an empty file would run every arm and report no accuracy at all
         raise ValueError(f"{path} holds no questions")

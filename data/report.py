@@ -67,7 +67,8 @@ def cells(r, ks, show=None):
     return [r["name"], acc_s, f"{show('acc', True)} / {show('acc_reason', True)}" if "acc_reason" in r else "-",
             *[show(nll("nll", k), False) for k in ks], show(nll("bpb", max(ks)), False),
             *[show(f"nll_mc_k{k}", False) if "nll_mc_k1" in r or f"nll_mc_k{k}" in r else "-" for k in ks],
-            f"{show('estep_gold_match', True)} (of {show('estep_gold_exists', True)} possible)"
+            f"{show('estep_gold_match', True)} (of {show('estep_gold_exists', True)} possible"
+            + (f"; steps {show('estep_gold_steps', True)})" if "estep_gold_steps" in r else ")")
             if "estep_gold_match" in r else "-",
             f"{r['estep_ess_mean']:.2f}" if "estep_ess_mean" in r else "-",
             show("estep_capped_frac", True) if "estep_capped_frac" in r else "-"]
@@ -106,7 +107,8 @@ NOTE = ("Accuracy: latent models answer after writing a thought; raw models are 
         "their training text's format, and the better is the accuracy (both shown). NLL is per raw text token: exact "
         "for raw models, for latent models the spec's IW-ELBO_K bound (log p of every token after the prefix, the mode "
         "marks SoL PRIOR included). Mode-cond. NLL leaves the two marks out (what the E-step weighs). E-step gold "
-        "match: chosen latents equal to the gold derivation, over the chunks whose gold latent is not empty.")
+        "match: chosen latents equal to the gold derivation, over the chunks whose gold latent is not empty; steps: "
+        "those whose steps match it, values left out (the latent follows the problem).")
 
 
 def report(out, results, ks, header, plot=True):

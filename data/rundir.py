@@ -22,7 +22,8 @@ from data.corpus import out_dir_error, read_docs, read_json, sha256_file, write_
 from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
 
 # the flags that shape out/data besides its input files; data/DONE records them (data_fingerprint)
-DATA_FLAGS = ("tokenizer", "block_size", "seed", "world_target", "world_warm", "world_heldout", "world_questions")
+DATA_FLAGS = ("tokenizer", "block_size", "seed", "world_target", "world_warm", "world_heldout", "world_questions",
+              "world_shape")
 # smallest value of each integer flag; base_steps is checked apart (unused with --init)
 MINIMUM = dict(iters=0, k=1, n_layer=1, n_head=1, n_embd=1, block_size=1, batch_size=1, warm_steps=1, m_steps=1,
                max_latent=1, top_k=0, gen_batch=1, world_target=1, world_warm=1, world_heldout=1, world_questions=0)
@@ -43,7 +44,8 @@ def eval_ks(cfg):
 
 def world_config(cfg):
     return W.WorldConfig(seed=cfg.seed, n_target=cfg.world_target, n_warm=cfg.world_warm,
-                         n_heldout=cfg.world_heldout, n_questions=cfg.world_questions)
+                         n_heldout=cfg.world_heldout, n_questions=cfg.world_questions, shape=cfg.world_shape,
+                         chunk_tokens=cfg.block_size // 4)  # prose: chunked as write_data chunks a --corpus
 
 
 def read_text(path):
@@ -80,6 +82,9 @@ def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
         (cfg.tokenizer not in TOKENIZERS and not os.path.isdir(cfg.tokenizer),
          f"{cfg.tokenizer!r}: choose one of {', '.join(TOKENIZERS)} or a tokenizer directory (--tokenizer)"),
         (cfg.m_step not in ("fresh", "continue"), "must be fresh or continue (--m-step)"),
+        (cfg.estep not in ("paper", "sequential"), "must be paper or sequential (--estep)"),
+        (cfg.world_shape not in W.SHAPES, f"must be one of {', '.join(W.SHAPES)}, got {cfg.world_shape!r} "
+                                          "(--world-shape)"),
         (bool(cfg.corpus) and not cfg.init and not eval_only, "--corpus needs --init (base weights for that corpus)"),
         (bool(cfg.corpus) and not cfg.teacher_latents and not eval_only,
          "--corpus needs --teacher-latents (the warm-start set)"),
@@ -90,7 +95,7 @@ def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
     ) if bad]
     if not errors and phase_errors:  # a safety net: the checks above should leave train.py nothing to refuse
         errors += phase_errors(cfg)
-    n = cfg.world_target + cfg.world_warm + cfg.world_heldout + cfg.world_questions
+    n = W.n_problems(world_config(cfg)) if cfg.world_shape in W.SHAPES else 0  # a prose document holds several
     if not cfg.corpus and n >= W.problem_space(world_config(cfg)):
         errors.append(f"the built-in world has {W.problem_space(world_config(cfg))} problems, fewer than {n} "
                       "(--world-target + --world-warm + --world-heldout + --world-questions)")
@@ -169,6 +174,13 @@ def data_fingerprint(cfg):
             "flags": {k: getattr(cfg, k) for k in DATA_FLAGS}}
 
 
+def same_data(old, fp, cfg):
+    """Two data fingerprints agree; a flag an older run did not record counts at its default (it did what the
+    default does), so adding a data flag does not invalidate older runs."""
+    default = asdict(type(cfg)())
+    return old["inputs"] == fp["inputs"] and all(old["flags"].get(k, default[k]) == v for k, v in fp["flags"].items())
+
+
 def out_errors(cfg, fp):
     """An existing --out must hold this configuration, and data that phases trained on must be what the
     inputs give now (else the corrected or changed command would silently mix results)."""
@@ -192,10 +204,11 @@ def out_errors(cfg, fp):
         if old is None:
             if int(os.environ.get("RANK", "0")) == 0:
                 print(f"warning: {done} predates content hashes: its data is reused unchecked", flush=True)
-        elif old != fp:
+        elif not same_data(old, fp, cfg):
             changed = [flag(k) for k in fp["inputs"].keys() | old["inputs"].keys()
                        if fp["inputs"].get(k) != old["inputs"].get(k)]
-            changed += [flag(k) for k in fp["flags"] if fp["flags"][k] != old["flags"].get(k)]
+            default = asdict(type(cfg)())
+            changed += [flag(k) for k in fp["flags"] if fp["flags"][k] != old["flags"].get(k, default[k])]
             trained = sorted(n for n in os.listdir(cfg.out) if n != "data" and os.path.isdir(os.path.join(cfg.out, n)))
             if trained:
                 errors.append(f"{', '.join(changed)} changed since {cfg.out} prepared its data, and {trained[0]} "
@@ -247,11 +260,19 @@ def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
 
 # ----------------------------------------------------------------------------- work in resumable units
 
-def run_units(keys, out_dir, work, rank, world, sync, label, unit=512, done=lambda rows: True):
-    """Cut `keys` into units of `unit`; unit u runs on rank u % world as work(its keys) -> rows, saved atomically
-    as out_dir/unit{u:05d}.json with a progress line and ETA. A unit already saved (and done(rows)) is skipped,
-    so a killed run resumes. After sync() (every rank's units are written): every unit's rows, in key order."""
+def run_units(keys, out_dir, work, rank, world, sync, label, unit=512, done=lambda rows: True, whole=False):
+    """Cut `keys` (doc, chunk, ...) into units of `unit` (whole: at least `unit` keys, cut only where a document
+    starts, for work that samples a document's chunks in order); unit u runs on rank u % world as work(its keys)
+    -> rows, saved atomically as out_dir/unit{u:05d}.json with a progress line and ETA. A unit already saved (and
+    done(rows)) is skipped, so a killed run resumes. After sync() (every rank's units are written): every unit's
+    rows, in key order."""
     units = [keys[i:i + unit] for i in range(0, len(keys), unit)]
+    if whole:
+        units = [[]]
+        for key in keys:
+            if key[1] == 0 and len(units[-1]) >= unit:
+                units.append([])
+            units[-1].append(key)
     os.makedirs(out_dir, exist_ok=True)
     t0, mine = time.time(), [u for u in range(len(units)) if u % world == rank]
     for n, u in enumerate(mine):
@@ -274,7 +295,8 @@ def write_data(cfg, checked, ddir):
     corpus' last 5%, at least one document), the warm-start set; or the built-in world. DONE last, recording
     the fingerprint. Data prepared from other inputs or flags is removed first: none of it may survive."""
     docs_in, done = checked["docs"], os.path.join(ddir, "DONE")
-    if os.path.exists(done) and read_json(done).get("fingerprint", checked["fingerprint"]) != checked["fingerprint"]:
+    if os.path.exists(done) and not same_data(read_json(done).get("fingerprint", checked["fingerprint"]),
+                                              checked["fingerprint"], cfg):
         print(f"data: {ddir} was prepared from other inputs or flags; preparing it again", flush=True)
         shutil.rmtree(ddir)  # a stale target_gold.jsonl would feed the oracle
     if os.path.exists(done):
@@ -294,7 +316,7 @@ def write_data(cfg, checked, ddir):
         write_docs(os.path.join(ddir, "target.jsonl"), strip(docs))
         write_docs(os.path.join(ddir, "heldout.jsonl"), heldout)
     else:
-        W.write(world_config(cfg), ddir)
+        W.write(world_config(cfg), ddir, checked["tok"])
         if cfg.val:
             write_docs(os.path.join(ddir, "heldout.jsonl"), docs_in["val"])
     if cfg.teacher_latents:

@@ -35,6 +35,19 @@ training (there every chunk starts with SoL): a second problem's posterior sampl
 first's, and with "A: 5" alone the posterior copied the start digit wrong in 30-42% of the walks it chose at
 iteration 1, which made the next M-step worse than the warm start (README, Results). With the problem in X_i
 the posterior copies it from the chunk it was trained to read.
+The prose shape (--shape prose; the compact one above stays the default, byte for byte) writes the same
+knowledge the way real corpora do (issue 14): a target / held-out / warm document is a {"text"} document of
+`per_doc` problems in plain words, a filler sentence between two of them half the time,
+  "Start from 7. Apply c, then i. Next apply q, then x. The result is 5. Now a new problem. Begin with ..."
+(the wording drawn from a few templates by its own seeded rng), the answer ONLY the result, always in the form
+RESULT_RE reads. It is cut by the project's chunker (data/corpus.chunk_text) with the budget em.py gives a
+--corpus (chunk_tokens = block_size // 4 tokens), so a statement spans chunks; target.jsonl is what a --corpus
+user would get. The chunk holding a problem's result digit gets its walk as latent (several: joined by a
+space), every other chunk "" (the teacher's walk in warm, the true one in target_gold and heldout). The base
+text states its problems in the same words with the walk worked inline, "... Work: 7c8i5q7x5. The result is
+5. ", `walks_per_base_doc` to a document. A question is a statement as documents state it, with "chunks" (the
+statement as the chunker splits it alone), answered by the result sentence; a raw model is prompted
+"<statement>Work:" and read by PROSE_WALK_RE.
 Designs that failed (README, Results): a random binary table (its facts did not train in 3,000 steps);
 unlabelled repeated operators (never copied in order); two operators labelled by step with every fact in the
 base (one copy skill that forms abruptly: a warm start knew all or nothing).
@@ -47,7 +60,7 @@ import re
 import sys
 from dataclasses import asdict, dataclass
 
-from data.corpus import add_flags, out_dir_error, parser_error, write_atomic, write_docs, write_json
+from data.corpus import add_flags, chunk_text, out_dir_error, parser_error, write_atomic, write_docs, write_json
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -67,6 +80,9 @@ class WorldConfig:
     n_warm: int = 800  # warm-start documents with teacher latents
     n_heldout: int = 200  # held-out documents (NLL / IW-ELBO)
     n_questions: int = 1000  # held-out questions (accuracy)
+    shape: str = "compact"  # how documents are written: compact (above) or prose (PROSE below)
+    per_doc: int = 3  # prose: problems per target / held-out / warm document
+    chunk_tokens: int = 32  # prose: the chunker's budget; em.py passes block_size // 4 (its --corpus budget)
 
 
 def make_table(cfg, rng):
@@ -116,19 +132,27 @@ def problem_chunks(table, problem, with_latent):
             {"suffix": answer_text(problem, result), "latent": z if with_latent else None}]
 
 
-def teacher_docs(cfg, table, decoys, rng, problems):
-    """Warm-start docs whose latents come from an imperfect teacher: it knows the base-known facts and a
-    `teacher` fraction of the others; the rest it guesses as the base text does (the true value or a decoy,
-    equally likely, at every occurrence) and walks on from there."""
+def teacher_walks(cfg, table, decoys, rng, problems):
+    """The imperfect teacher's walks for problems: it knows the base-known facts and a `teacher` fraction of the
+    others; the rest it guesses as the base text does (the true value or a decoy, equally likely, at every
+    occurrence) and walks on from there."""
     wrong = {f for f in sorted(decoys) if rng.random() >= cfg.teacher}
     out = []
-    for d, (start, ops) in enumerate(problems):
+    for start, ops in problems:
         x, z = start, [str(start)]
         for o in ops:
             x = rng.choice([table[o][x], *decoys[o, x]]) if (o, x) in wrong else table[o][x]
             z.append(f"{o}{x}")
-        chunks = problem_chunks(table, (start, ops), True)
-        chunks[1]["latent"] = "".join(z)
+        out.append("".join(z))
+    return out
+
+
+def teacher_docs(cfg, table, decoys, rng, problems):
+    """Warm-start docs (compact shape) whose latents are the teacher's walks."""
+    out = []
+    for d, (p, z) in enumerate(zip(problems, teacher_walks(cfg, table, decoys, rng, problems))):
+        chunks = problem_chunks(table, p, True)
+        chunks[1]["latent"] = z
         out.append({"id": f"warm-{d}", "chunks": chunks})
     return out
 
@@ -146,6 +170,15 @@ def problem_space(cfg):
     return cfg.digits * (cfg.ops // cfg.steps) ** cfg.steps
 
 
+SHAPES = ("compact", "prose")
+
+
+def n_problems(cfg):
+    """Distinct problems the questions and the documents hold (a prose document holds per_doc of them)."""
+    per_doc = cfg.per_doc if cfg.shape == "prose" else 1
+    return cfg.n_questions + per_doc * (cfg.n_heldout + cfg.n_target + cfg.n_warm)
+
+
 def check(cfg):
     """Every reason `cfg` cannot build a world, as one-line messages naming data.world's flags (before any work)."""
     f = lambda k: "--" + k.replace("_", "-")
@@ -159,11 +192,15 @@ def check(cfg):
         (cfg.ops > len(LETTERS), f"must be <= {len(LETTERS)} (one letter each), got {cfg.ops} (--ops)"),
         (cfg.steps > cfg.ops, f"{cfg.steps} exceeds --ops {cfg.ops} (--steps)"),
         (cfg.decoys >= cfg.digits, f"must be < --digits {cfg.digits}, got {cfg.decoys} (--decoys)")) if bad]
+    errors += [msg for bad, msg in (
+        (cfg.shape not in SHAPES, f"must be one of {', '.join(SHAPES)}, got {cfg.shape!r} (--shape)"),
+        (cfg.per_doc < 1, f"must be >= 1, got {cfg.per_doc} (--per-doc)"),
+        (cfg.chunk_tokens < 1, f"must be >= 1, got {cfg.chunk_tokens} (--chunk-tokens)")) if bad]
     if not errors:
-        n = cfg.n_questions + cfg.n_heldout + cfg.n_target + cfg.n_warm
+        n = n_problems(cfg)
         if n >= problem_space(cfg):  # >=: the base text needs problems of its own
             errors.append(f"the world needs {n} distinct problems but only {problem_space(cfg)} exist; raise --ops "
-                          "or --digits, or shrink the corpora (--n-target)")
+                          "or --digits, or shrink the corpora (--n-target, --per-doc)")
     return errors
 
 
@@ -196,8 +233,10 @@ def base_line(cfg, table, decoys, taken, rng):
     return f"{start} {ops}: {''.join(out)}\n"
 
 
-def build(cfg):
-    """-> dict of name -> list of docs / records (see the module docstring)."""
+def build(cfg, tok=None):
+    """-> dict of name -> list of docs / records (see the module docstring). `tok`: what the prose shape's
+    chunk budget counts (a Tokenizer or a length function; default characters, = the byte tokenizer's tokens
+    on this ASCII text); the compact shape ignores it."""
     errors = check(cfg)
     if errors:
         raise ValueError("; ".join(errors))
@@ -207,6 +246,10 @@ def build(cfg):
     known = set(rng.sample(facts, round(cfg.known * len(facts))))
     decoys = {(o, x): rng.sample([y for y in range(cfg.digits) if y != table[o][x]], cfg.decoys)
               for o, x in facts if (o, x) not in known}
+    knowledge = {"table": table, "known": sorted(f"{o}{x}" for o, x in known),
+                 "decoys": {f"{o}{x}": v for (o, x), v in sorted(decoys.items())}}
+    if cfg.shape == "prose":
+        return {**knowledge, **build_prose(cfg, tok, table, decoys, rng)}
     # problems in the order questions, held-out, target, warm: changing a corpus size leaves the ones before
     # it unchanged (comparable evaluations); the base text is drawn apart and never states one of them
     problems = _problems(cfg, rng, cfg.n_questions + cfg.n_heldout + cfg.n_target + cfg.n_warm)
@@ -224,24 +267,129 @@ def build(cfg):
     base = [{"id": f"base-{d}", "chunks": [{"suffix": "".join(base_line(cfg, table, decoys, taken, base_rng)
                                                               for _ in range(cfg.walks_per_base_doc)),
                                             "latent": None}]} for d in range(cfg.n_base)]
-    return {"table": table, "known": sorted(f"{o}{x}" for o, x in known),
-            "decoys": {f"{o}{x}": v for (o, x), v in sorted(decoys.items())}, "base": base,
-            "questions": questions, "heldout": heldout, "target": target, "target_gold": target_gold,
+    return {**knowledge, "base": base, "questions": questions, "heldout": heldout, "target": target,
+            "target_gold": target_gold,
             "warm": teacher_docs(cfg, table, decoys, random.Random(f"{cfg.seed}/teacher"), cut(cfg.n_warm))}
+
+
+# ----------------------------------------------------------------------------- the prose shape
+
+# A problem in words: an opening sentence, then its operators two to a sentence; the wording is drawn from these
+# templates by a seeded rng. Every sentence starts with a capital, so the chunker's sentence split sees each.
+OPENINGS = ("Start from {}. ", "Begin with {}. ", "Take the number {}. ")
+FIRST = ("Apply {}, then {}. ", "First apply {}, then {}. ")
+NEXT = ("Next apply {}, then {}. ", "After that apply {}, then {}. ", "Then apply {}, then {}. ")
+FIRST_ONE, NEXT_ONE = ("Apply {}. ",), ("Next apply {}. ", "Finally apply {}. ")
+FILLERS = ("Here is another one. ", "Now a new problem. ", "Try the next one. ")
+RESULT = "The result is {}. "  # the one answer sentence, always this form: RESULT_RE reads it
+RESULT_RE = re.compile(r"The result is (\d)\.")
+# a raw model asked "<statement> Work:" writes the walk (base text), or goes straight to the result sentence
+PROSE_WALK_RE = re.compile(r"(?:^\s*\d(?:[a-z]\d)*[a-z]|The result is )(\d)")
+
+
+def statement(problem, rng):
+    """'Start from 7. Apply c, then i. Next apply q, then x. ': a problem as documents state it."""
+    start, ops = problem
+    out = [rng.choice(OPENINGS).format(start)]
+    for k in range(0, len(ops), 2):
+        pair = ops[k:k + 2]
+        forms = (FIRST if k == 0 else NEXT) if len(pair) == 2 else (FIRST_ONE if k == 0 else NEXT_ONE)
+        out.append(rng.choice(forms).format(*pair))
+    return "".join(out)
+
+
+def prose_text(statements, answers, rng):
+    """Problems one after another, each its statement then only its result, a filler sentence between two
+    problems half the time. -> (text, [(statement start, result digit offset) per problem])."""
+    text, spans = "", []
+    for k, (st, answer) in enumerate(zip(statements, answers)):
+        if k and rng.random() < 0.5:
+            text += rng.choice(FILLERS)
+        begin = len(text)
+        text += st + answer
+        spans.append((begin, begin + len(st) + answer.index(" is ") + 4))
+    return text, spans
+
+
+def prose_doc(doc_id, text, spans, walks, tok, budget):
+    """A {"text"} document chunked as em.py chunks a --corpus (data/corpus.chunk_text, same budget); the chunk
+    holding a problem's result digit gets that problem's walk (several: joined by a space), every other chunk
+    an empty latent. walks=None: no latents (the target as --corpus users get it)."""
+    chunks, end = [], 0
+    for c in chunk_text(text, tok, budget):
+        begin, end = end, end + len(c)
+        z = " ".join(w for (_, r), w in zip(spans, walks or ()) if begin <= r < end)
+        chunks.append({"suffix": c, "latent": None if walks is None else z})
+    return {"id": doc_id, "chunks": chunks}
+
+
+def prose_base_doc(cfg, table, decoys, taken, rng):
+    """Base text in the documents' wording with the walk worked inline before the result:
+    'Start from 7. Apply c, then i. Next apply q, then x. Work: 7c8i5q7x5. The result is 5. ', problems no
+    corpus or question holds, facts stated as in the compact base text (base_line)."""
+    out = ""
+    for _ in range(cfg.walks_per_base_doc):
+        line = base_line(cfg, table, decoys, taken, rng)  # '7 ciqx: 7c8i5q7x5\n'
+        start, ops, z = re.fullmatch(r"(\d) ([a-z]+): (\w+)\n", line).groups()
+        out += statement((int(start), ops), rng) + f"Work: {z}. " + RESULT.format(z[-1])
+    return out
+
+
+def build_prose(cfg, tok, table, decoys, rng):
+    """The prose shape's parts (module docstring, PROSE): the same problems and knowledge, written as words."""
+    per = cfg.per_doc
+    problems = _problems(cfg, rng, n_problems(cfg))  # same order as compact: questions, held-out, target, warm
+    taken = set(problems)
+    problems = problems[::-1]
+    cut = lambda n: [problems.pop() for _ in range(n)]
+    words = random.Random(f"{cfg.seed}/prose")  # the wording: apart, so it never moves a problem or a fact
+
+    def docs(name, n, walks_of=None):
+        out = []
+        for d in range(n):
+            ps = cut(per)
+            text, spans = prose_text([statement(p, words) for p in ps],
+                                     [RESULT.format(walk(table, *p)[1]) for p in ps], words)
+            walks = walks_of(ps) if walks_of else [walk(table, *p)[0] for p in ps]
+            out.append((prose_doc(f"{name}-{d}", text, spans, walks, tok, cfg.chunk_tokens), text, spans))
+        return out
+
+    questions = [prose_question(table, p, statement(p, words), tok, cfg.chunk_tokens) for p in cut(cfg.n_questions)]
+    heldout = [d for d, _, _ in docs("heldout", cfg.n_heldout)]
+    gold = docs("target", cfg.n_target)
+    target = [prose_doc(d["id"], text, spans, None, tok, cfg.chunk_tokens) for d, text, spans in gold]
+    teacher = random.Random(f"{cfg.seed}/teacher")
+    warm = [d for d, _, _ in docs("warm", cfg.n_warm, lambda ps: teacher_walks(cfg, table, decoys, teacher, ps))]
+    base_rng = random.Random(f"{cfg.seed}/base")
+    base = [{"id": f"base-{d}", "chunks": [{"suffix": prose_base_doc(cfg, table, decoys, taken, base_rng),
+                                            "latent": None}]} for d in range(cfg.n_base)]
+    return {"base": base, "questions": questions, "heldout": heldout, "target": target,
+            "target_gold": [d for d, _, _ in gold], "warm": warm}
+
+
+def prose_question(table, problem, text, tok, budget):
+    """A held-out question as documents state it (data/questions.py): its statement, the statement as the
+    chunker splits it ("chunks"), answered by the result sentence; a raw model asked to reason gets the base
+    text's format, '<statement>Work:', and writes the walk (or the result sentence), read by PROSE_WALK_RE."""
+    z, end = walk(table, *problem)
+    return {"question": text, "chunks": chunk_text(text, tok, budget), "answer": end, "gold": z,
+            "answer_regex": RESULT_RE.pattern, "prompt": text + "Work:", "prompt_regex": PROSE_WALK_RE.pattern,
+            "prompt_stop": "."}
 
 
 FILES = ("base", "target", "target_gold", "warm", "heldout")
 
 
-def write(cfg, out):
+def write(cfg, out, tok=None):
     """Write the world under out/ (docs as chunked JSONL, questions.jsonl, world.json last = complete)."""
-    w = build(cfg)  # first: a bad config is refused before the directory exists
+    w = build(cfg, tok)  # first: a bad config is refused before the directory exists
     os.makedirs(out, exist_ok=True)
     for name in FILES:
         write_docs(os.path.join(out, f"{name}.jsonl"), w[name])
     write_atomic(os.path.join(out, "questions.jsonl"), "".join(json.dumps(q) + "\n" for q in w["questions"]))
     meta = {"config": asdict(cfg), "table": w["table"], "known": w["known"], "decoys": w["decoys"],
-            "counts": {k: len(w[k]) for k in (*FILES, "questions")}}
+            "counts": {k: len(w[k]) for k in (*FILES, "questions")},
+            **({"chunk_tokenizer": getattr(tok, "name", "characters")} if cfg.shape == "prose" else {})}
     write_json(os.path.join(out, "world.json"), meta)
     return meta
 

@@ -95,27 +95,27 @@ def test_iw_elbo_both_bounds_by_hand(monkeypatch):
 
 
 def test_raw_arms_reason_with_the_prompt_and_its_rule(monkeypatch):
-    """A raw model is asked the question directly (8 tokens, answer rule) and, to reason, prefix + "prompt"
+    """A raw model is asked the question directly (DIRECT_TOKENS tokens, answer rule) and, to reason, prefix + "prompt"
     (max_latent + 8 tokens, prompt rule); a latent model's answer is the text after its EoL."""
     tok = get_tokenizer("bytes")
     seen = []
 
     def fake_generate(model, prompts, max_new, stop_tokens=(), **kw):
         seen.append((prompts, max_new, set(stop_tokens)))
-        text = " 1a2b9\nA: 2" if max_new > 8 else "A: 2 for"
+        text = " 1a2b9\nA: 2" if max_new > em.DIRECT_TOKENS else "A: 2 for"
         return [{"tokens": tok.encode(text), "logprobs": [], "raw_logprobs": [], "stopped": False} for _ in prompts]
     monkeypatch.setattr(em, "generate", fake_generate)
-    cfg = em.EMConfig(max_latent=16, block_size=64)
+    cfg = em.EMConfig(max_latent=24, block_size=64)
     qs = [{"question": "Q: 1 ab\n", "answer": 9, "prompt": "1 ab:", "answer_regex": r"A: (\d+)",
            "prompt_regex": r"^\s*\d(?:[a-z]\d)*[a-z](\d)", "prompt_stop": "\n"}]
     m, rows = em.eval_questions(None, tok, cfg, qs, "reason", prefix="0 cd: 0c1d2\n")
-    assert seen[-1] == ([[tok.bos] + tok.encode("0 cd: 0c1d2\n1 ab:")], 24, {tok.eos, tok.encode("\n")[0]})
+    assert seen[-1] == ([[tok.bos] + tok.encode("0 cd: 0c1d2\n1 ab:")], 32, {tok.eos, tok.encode("\n")[0]})
     assert m["acc_reason"] == 1.0 and rows[0]["extracted"] == "9" and rows[0]["mode"] == "reason"
     m, rows = em.eval_questions(None, tok, cfg, qs, "direct")
-    assert seen[-1] == ([[tok.bos] + tok.encode("Q: 1 ab\n")], 8, {tok.eos})
+    assert seen[-1] == ([[tok.bos] + tok.encode("Q: 1 ab\n")], em.DIRECT_TOKENS, {tok.eos})
     assert m["acc"] == 0.0 and rows[0]["extracted"] == "2" and not rows[0]["correct"]
     # --answer-regex overrides the file's rules
-    m, _ = em.eval_questions(None, tok, em.EMConfig(max_latent=16, block_size=64, answer_regex=r"(\d)\n"), qs,
+    m, _ = em.eval_questions(None, tok, em.EMConfig(max_latent=24, block_size=64, answer_regex=r"(\d)\n"), qs,
                              "reason")
     assert m["acc_reason"] == 1.0
     with pytest.raises(ValueError, match="prompt_stop"):

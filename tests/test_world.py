@@ -142,3 +142,173 @@ def test_cli_refuses_bad_flags_before_writing(tmp_path, capsys, argv, msg):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("error: ") and msg in err and err.count("\n") == 1, err
     assert not (tmp_path / "w").exists()
+
+
+# ----------------------------------------------------------------------------- the shapes
+
+def test_the_compact_world_is_unchanged_byte_for_byte():
+    """A hash of a tiny compact world built on main before the prose shape existed."""
+    import hashlib
+    built = json.dumps(W.build(SMALL), sort_keys=True).encode()
+    assert hashlib.sha256(built).hexdigest() == "7f6c5504d0e1b0697ea310eb7dc607895e9d158f97eebf2336869a23480fb5ae"
+
+
+PROSE = W.WorldConfig(**{**SMALL.__dict__, "shape": "prose", "n_base": 60})
+PROBLEM = re.compile(r"(?:Start from|Begin with|Take the number) (\d)\. (.*?)The result is (\d)\. ")
+
+
+def problems_in(text):
+    """Every problem a prose text states -> [(start, ops, result, statement begin, result digit offset)]."""
+    return [(int(m[1]), "".join(re.findall(r"\b([a-z])\b", m[2])), int(m[3]), m.start(), m.end() - 3)
+            for m in PROBLEM.finditer(text)]
+
+
+def test_prose_docs_are_chunked_as_em_chunks_a_text_corpus(tmp_path):
+    from data.corpus import read_docs
+    from data.tokenizer import get_tokenizer
+    tok = get_tokenizer("bytes")
+    w = W.build(PROSE, tok)
+    assert w == W.build(PROSE)  # ASCII: the byte tokenizer's count is the character count
+    path = tmp_path / "text.jsonl"
+    path.write_text("".join(json.dumps({"id": d["id"], "text": "".join(c["suffix"] for c in d["chunks"])}) + "\n"
+                            for d in w["target"]))
+    assert read_docs(str(path), tok=tok, max_tokens=PROSE.chunk_tokens) == w["target"]
+    for name in ("target_gold", "heldout", "warm"):
+        for d in w[name]:
+            text = "".join(c["suffix"] for c in d["chunks"])
+            assert [c["suffix"] for c in d["chunks"]] == W.chunk_text(text, None, PROSE.chunk_tokens)
+            assert len(problems_in(text)) == PROSE.per_doc
+
+
+def follows_table(table, z):
+    x, steps = steps_of(z)
+    for o, y in steps:
+        if table[o][x] != y:
+            return False
+        x = y
+    return True
+
+
+@pytest.mark.parametrize("name", ["target_gold", "heldout", "warm"])
+def test_every_answer_chunk_carries_the_walk_of_its_problem(name):
+    w = W.build(PROSE)
+    wrong = 0
+    for d in w[name]:
+        walks, ends = [], 0
+        for c in d["chunks"]:
+            results = W.RESULT_RE.findall(c["suffix"])
+            got = c["latent"].split(" ") if c["latent"] else []
+            assert len(got) == len(results), c  # a walk exactly where a result is stated
+            walks += got
+        problems = problems_in("".join(c["suffix"] for c in d["chunks"]))
+        assert len(walks) == len(problems) == PROSE.per_doc
+        for z, (start, ops, result, _, _) in zip(walks, problems):
+            x, steps = steps_of(z)
+            assert x == start and "".join(o for o, _ in steps) == ops and len(ops) == PROSE.steps
+            if name == "warm":  # the teacher's walk: imperfect, so it may end elsewhere
+                wrong += steps[-1][1] != result
+            else:
+                assert follows_table(w["table"], z) and steps[-1][1] == result == walk_end(w, start, ops)
+    assert name != "warm" or wrong > 0
+
+
+def walk_end(w, start, ops):
+    return W.walk(w["table"], start, ops)[1]
+
+
+def test_a_statement_spans_chunks_in_most_problems():
+    w = W.build(PROSE)
+    spans = total = 0
+    for d in w["target"]:
+        bounds, end = [], 0
+        for c in d["chunks"]:
+            bounds.append(end)
+            end += len(c["suffix"])
+        for _, _, _, begin, digit in problems_in("".join(c["suffix"] for c in d["chunks"])):
+            spans += sum(begin < b <= digit for b in bounds) >= 1  # a chunk starts inside the problem
+            total += 1
+    assert total == PROSE.n_target * PROSE.per_doc and spans / total > 0.5
+
+
+def test_prose_questions_carry_their_chunks_and_rules(tmp_path):
+    from data import questions as Q
+    W.write(PROSE, str(tmp_path))
+    qs = Q.read_questions(str(tmp_path / "questions.jsonl"))
+    assert len(qs) == PROSE.n_questions
+    for q in qs:
+        assert "".join(q["chunks"]) == q["question"] and len(q["chunks"]) >= 2
+        assert q["chunks"] == W.chunk_text(q["question"], None, PROSE.chunk_tokens)
+        ((start, ops, result, _, _),) = problems_in(q["question"] + W.RESULT.format(q["answer"]))
+        assert q["gold"] == W.walk(W.build(PROSE)["table"], start, ops)[0] and "result" not in q["question"]
+        right, wrong = W.RESULT.format(q["answer"]), W.RESULT.format((q["answer"] + 1) % 10)
+        assert Q.correct(Q.extract(" " + right, q["answer"], q["answer_regex"]), q["answer"], q["answer_regex"])
+        assert not Q.correct(Q.extract(wrong, q["answer"], q["answer_regex"]), q["answer"], q["answer_regex"])
+        for said in (f" {q['gold']}.", f" {q['gold']}. " + right, " " + right):  # walk first, or result alone
+            assert Q.extract(said, q["answer"], q["prompt_regex"]) == str(q["answer"]), said
+        assert q["prompt"] == q["question"] + "Work:"
+    for chunks in (qs[0]["chunks"][:-1], [], ["", qs[0]["question"]], qs[0]["question"]):
+        (tmp_path / "bad.jsonl").write_text(json.dumps(dict(qs[0], chunks=chunks)) + "\n")
+        with pytest.raises(ValueError, match=r'"chunks" .*bad.jsonl:1'):
+            Q.read_questions(str(tmp_path / "bad.jsonl"))
+
+
+def test_prose_problems_never_repeat_and_the_base_text_states_none_of_them():
+    w = W.build(PROSE)
+    held = [p[:2] for name in ("target", "heldout", "warm") for d in w[name]
+            for p in problems_in("".join(c["suffix"] for c in d["chunks"]))]
+    held += [p[:2] for q in w["questions"] for p in problems_in(q["question"] + W.RESULT.format(q["answer"]))]
+    assert len(held) == len(set(held)) == W.n_problems(PROSE) == 40 + 3 * (30 + 10 + 5)
+    base, known = [], set(w["known"])
+    for d in w["base"]:
+        text = d["chunks"][0]["suffix"]
+        worked = re.findall(r"Work: (\w+)\. The result is (\d)\. ", text)
+        stated = problems_in(re.sub(r"Work: \w+\. ", "", text))
+        assert len(worked) == len(stated) == PROSE.walks_per_base_doc
+        for (z, result), (start, ops, said, _, _) in zip(worked, stated):
+            x, steps = steps_of(z)
+            assert (x, "".join(o for o, _ in steps)) == (start, ops) and int(result) == said == steps[-1][1]
+            for o, y in steps:  # known facts as they are, the others as the truth or a decoy
+                assert y == w["table"][o][x] if f"{o}{x}" in known else y in [w["table"][o][x], *w["decoys"][f"{o}{x}"]]
+                x = y
+            base.append((start, ops))
+    assert len(set(base)) > 100 and not set(base) & set(held)
+
+
+def test_prose_world_is_deterministic_and_a_bigger_warm_set_leaves_the_rest():
+    a, b = W.build(PROSE), W.build(W.WorldConfig(**{**PROSE.__dict__, "n_warm": 20}))
+    assert a == W.build(PROSE)
+    for name in ("table", "known", "questions", "heldout", "target", "target_gold"):  # base: rejection-drawn
+        assert a[name] == b[name], name
+    assert a["warm"] == b["warm"][:10]
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--per-doc", "0"], "got 0 (--per-doc)"), (["--shape", "poem"], "got 'poem' (--shape)"),
+    (["--chunk-tokens", "0"], "(--chunk-tokens)"), (["--per-doc", "400"], "(--n-target, --per-doc)")])
+def test_cli_refuses_bad_prose_flags(tmp_path, capsys, argv, msg):
+    with pytest.raises(SystemExit) as e:
+        W.main(["--shape", "prose", "--out", str(tmp_path / "w"), *argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and msg in err and err.count("\n") == 1, err
+    assert not (tmp_path / "w").exists()
+
+
+def test_cli_writes_a_prose_world(tmp_path, capsys):
+    from data.corpus import read_docs
+    W.main(["--shape", "prose", "--out", str(tmp_path), "--n-base", "5", "--n-target", "4", "--n-warm", "3",
+            "--n-heldout", "2", "--n-questions", "6"])
+    assert "target 4" in capsys.readouterr().out
+    gold = read_docs(str(tmp_path / "target_gold.jsonl"))
+    assert len(gold) == 4 and all(len(d["chunks"]) > W.WorldConfig().per_doc for d in gold)
+    assert json.load(open(tmp_path / "world.json"))["config"]["shape"] == "prose"
+
+
+def test_em_passes_the_shape_and_its_chunk_budget_and_counts_prose_problems():
+    import em
+    cfg = em.EMConfig(world_shape="prose", block_size=256)
+    assert (em.world_config(cfg).shape, em.world_config(cfg).chunk_tokens) == ("prose", 64)
+    assert "world_shape" in em.DATA_FLAGS and not em.flag_errors(cfg)
+    assert any("(--world-shape)" in e for e in em.flag_errors(em.EMConfig(world_shape="poem")))
+    # 1000 + 3 * (2000 + 800 + 1200) problems exceed the 12,960 a prose world has; compact holds them
+    assert any("fewer than 13000" in e for e in em.flag_errors(em.EMConfig(world_shape="prose", world_heldout=1200)))
+    assert not em.flag_errors(em.EMConfig(world_heldout=1200))
