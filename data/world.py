@@ -81,7 +81,7 @@ class WorldConfig:
     n_heldout: int = 200  # held-out documents (NLL / IW-ELBO)
     n_questions: int = 1000  # held-out questions (accuracy)
     shape: str = "compact"  # how documents are written: compact (above) or prose (PROSE below)
-    per_doc: int = 3  # prose: problems per target / held-out / warm document
+    per_doc: int = 2  # prose: problems per target / held-out / warm document (2: a document fits a 256 window)
     chunk_tokens: int = 32  # prose: the chunker's budget; em.py passes block_size // 4 (its --corpus budget)
 
 

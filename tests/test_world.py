@@ -257,7 +257,7 @@ def test_prose_problems_never_repeat_and_the_base_text_states_none_of_them():
     held = [p[:2] for name in ("target", "heldout", "warm") for d in w[name]
             for p in problems_in("".join(c["suffix"] for c in d["chunks"]))]
     held += [p[:2] for q in w["questions"] for p in problems_in(q["question"] + W.RESULT.format(q["answer"]))]
-    assert len(held) == len(set(held)) == W.n_problems(PROSE) == 40 + 3 * (30 + 10 + 5)
+    assert len(held) == len(set(held)) == W.n_problems(PROSE) == 40 + PROSE.per_doc * (30 + 10 + 5)
     base, known = [], set(w["known"])
     for d in w["base"]:
         text = d["chunks"][0]["suffix"]
@@ -305,10 +305,11 @@ def test_cli_writes_a_prose_world(tmp_path, capsys):
 
 def test_em_passes_the_shape_and_its_chunk_budget_and_counts_prose_problems():
     import em
+    from data import rundir as D
     cfg = em.EMConfig(world_shape="prose", block_size=256)
-    assert (em.world_config(cfg).shape, em.world_config(cfg).chunk_tokens) == ("prose", 64)
-    assert "world_shape" in em.DATA_FLAGS and not em.flag_errors(cfg)
-    assert any("(--world-shape)" in e for e in em.flag_errors(em.EMConfig(world_shape="poem")))
-    # 1000 + 3 * (2000 + 800 + 1200) problems exceed the 12,960 a prose world has; compact holds them
-    assert any("fewer than 13000" in e for e in em.flag_errors(em.EMConfig(world_shape="prose", world_heldout=1200)))
-    assert not em.flag_errors(em.EMConfig(world_heldout=1200))
+    assert (D.world_config(cfg).shape, D.world_config(cfg).chunk_tokens) == ("prose", 64)
+    assert "world_shape" in D.DATA_FLAGS and not D.flag_errors(cfg)
+    assert any("(--world-shape)" in e for e in D.flag_errors(em.EMConfig(world_shape="poem")))
+    # 1000 + 2 * (2000 + 800 + 3200) problems exceed the 12,960 a prose world has; compact holds them
+    assert any("fewer than 13000" in e for e in D.flag_errors(em.EMConfig(world_shape="prose", world_heldout=3200)))
+    assert not D.flag_errors(em.EMConfig(world_heldout=3200))
