@@ -12,7 +12,9 @@ The loop (spec: ../shared/docs/BOLT.md), in this file's order:
   E-step      BOLT.md's steps, one function each: posterior_samples (2: Z_k ~ q with log q_k), joint_scores
               (3: log p_k), importance_weights (4: log w_k = log p_k - log q_k), resample (4: k* ~ softmax(log w)
               by an RNG keyed by (seed, t, doc, chunk)), ess (5), iw_elbo (4: the held-out bound);
-              sample_latents / pick_latent apply them to chunks; estep / run_estep are the mechanics
+              sample_latents / pick_latent apply them to chunks; with --estep sequential, sample_sequential
+              runs them chunk by chunk, each chunk conditioned on the latents chosen before it (an SMC
+              sampler); estep / run_estep are the mechanics
   M-step      run_train: from the *base* weights on the target corpus with the chosen latents, same budget and
               schedule() every iteration (--m-step continue: from the previous model instead)
   evaluation  eval_nll (raw NLL, IW-ELBO_K: the spec's bound and the mode-conditional one), eval_questions
