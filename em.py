@@ -328,7 +328,8 @@ def with_latents(docs, rows):
         for c in range(len(new["chunks"])):
             r = next(rows, None)
             if r is None or (r["doc"], r["chunk"]) != (d, c):
-                raise ValueError(f"E-step rows do not match the documents at chunk ({d}, {c}): {r and (r['doc'], r['chunk'])}")
+                got = r and (r["doc"], r["chunk"])
+                raise ValueError(f"E-step rows do not match the documents: {got} at chunk ({d}, {c})")
             new["chunks"][c].update(latent=r["latent"], latent_ids=r["latent_ids"])
         yield new
 
