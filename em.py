@@ -21,10 +21,12 @@ The loop (spec: ../shared/docs/BOLT.md), in this file's order:
               their training text's format), and the oracle (teacher latents on the whole target corpus)
 Not the method, kept apart: data/rundir.py checks every flag and input before anything is written (a bad command
 prints one line `error: <what> (<flag or file:line>)`, exits 2 and leaves --out as it was), prepares out/data
-(a sha256 of every input recorded: changed inputs are prepared again, or refused once trained on) and runs the
-E-step in resumable units sharded over ranks; data/report.py writes report.md, metrics.jsonl and plot.svg.
+(a sha256 of every input recorded: changed inputs are prepared again, or refused once trained on; the target
+corpus also as token shards, out/data/target/) and runs the E-step in resumable units sharded over ranks, each
+reading its documents from the shards; data/report.py writes report.md, metrics.jsonl and plot.svg.
 Every phase writes atomically and records completion under --out, so re-running after a kill resumes. The chosen
-latents travel to the M-step as token ids ("latent_ids" beside the text in latents.jsonl).
+latents travel to the M-step as token ids: iter{t}/latents/, token shards train.py memmaps (write_latents; the
+text for reading in iter{t}/latents.jsonl, beside the same ids as "latent_ids").
 """
 import argparse
 import hashlib
@@ -347,10 +349,10 @@ def write_latents(cfg, data, rows, idir):
     """The E-step's output, streamed unit by unit: idir/latents.jsonl (for reading: the target documents with
     their chosen latents' text and ids) and idir/latents/, the same as token shards (X from the target shards,
     Z = the chosen ids, a dropped latent = no latent), what the M-step trains on. Both are written beside and
-    renamed into place, so a kill leaves neither half-written. -> (diagnostics, gold diagnostics: those on chunks with a
-    non-empty teacher latent only: an empty one would be a free match; target_gold.jsonl read document by
-    document, in the target's order)."""
-    n = {"chunks": 0, "ess": 0.0, "capped": 0, "dropped": 0, "gold": [0, 0, 0, 0]}  # gold: chunks, 3 x gold_checks
+    renamed into place, so a kill leaves neither half-written. -> (diagnostics, gold diagnostics: on chunks
+    with a non-empty teacher latent only, an empty one would be a free match; target_gold.jsonl is read
+    document by document, in the target's order)."""
+    n = {"chunks": 0, "ess": 0.0, "capped": 0, "dropped": 0, "gold": [0, 0, 0, 0]}  # gold: chunks, gold_checks
     gold = iter_docs(data["gold"]) if data["gold"] is not None else None
 
     def seen(rows):  # every row passes here once, in (doc, chunk) order

@@ -347,23 +347,26 @@ def write_data(cfg, checked, ddir):
 
 
 def write_target_shards(ddir, tok):
-    """out/data/target/: target.jsonl as token shards (data/shards.py), what the E-step reads its documents from
-    (layout.encode_doc's ids: the same tokens as the JSONL), streamed one document at a time. Written in a
-    temporary directory and moved in (the manifest last), so a kill leaves none half-written."""
-    path = os.path.join(ddir, "target")
-    if not is_shard_dir(path):
-        write_shards(path, (encode_doc(tok, d) for d in iter_docs(os.path.join(ddir, "target.jsonl"))), tok)
+    """out/data/target/ (and target_gold/ when the corpus has teacher latents): the JSONL as token shards
+    (data/shards.py, layout.encode_doc's ids: the same tokens as the JSONL), streamed one document at a time.
+    The E-step reads its documents from target/; the raw baselines and the oracle train on them. Each is written
+    in a temporary directory and moved in (the manifest last), so a kill leaves none half-written."""
+    for name in ("target", "target_gold"):
+        path = os.path.join(ddir, name)
+        if os.path.exists(path + ".jsonl") and not is_shard_dir(path):
+            write_shards(path, (encode_doc(tok, d) for d in iter_docs(path + ".jsonl")), tok)
 
 
 def read_data(cfg, checked, ddir):
     """What every rank reads back from out/data: target (memmapped shards, data/shards.Shards: nothing is read
-    until a document is asked for), warm, heldout, gold (the path of the teacher latents, read document by
-    document where needed; None without them), questions (--questions, else the world's) and the training
-    files' paths."""
+    until a document is asked for), warm, heldout, gold (the path of target_gold.jsonl, read document by
+    document where needed; None without teacher latents), questions (--questions, else the world's) and the
+    training phases' --data paths (the target corpus and its teacher latents as shards)."""
     p = lambda name: os.path.join(ddir, name)
     data = {name: read_docs(p(f"{name}.jsonl")) for name in ("warm", "heldout")}
     data["target"] = open_shards(p("target"))
     data["gold"] = p("target_gold.jsonl") if os.path.exists(p("target_gold.jsonl")) else None
     data["questions"] = checked["questions"] if cfg.questions else Q.load_prepared(ddir)
-    data["paths"] = {name: p(f"{name}.jsonl") for name in ("base", "target", "warm", "target_gold")}
+    data["paths"] = {**{name: p(f"{name}.jsonl") for name in ("base", "warm")},  # train.py --data: JSONL or shards
+                     **{name: p(name) for name in ("target", "target_gold")}}
     return data
