@@ -4,7 +4,8 @@
   python bench.py sampling    Triton sampler vs a torch sampler (needs CUDA; says so without it)
   python bench.py engine      sample.py E-step-shaped generate+score vs a naive no-cache loop and HF generate
   python bench.py train       train.py tokens/s vs a minimal plain fp32 PyTorch loop, and MFU vs measured peak
-  python bench.py memory      train.py peak RSS and start-up on JSONL vs token shards, 20k docs to 100M tokens
+  python bench.py memory      train.py peak RSS and start-up on JSONL vs token shards, 20k docs to 100M tokens;
+                              an E-step unit's peak RSS on token shards of 1M vs 100M tokens
 
   python bench.py engine train --json out/bench.json        # also write every comparison as JSON
   python bench.py --table out/bench.json --readme README.md  # that JSON -> the README's Performance table
@@ -475,7 +476,8 @@ def bench_memory():
     fresh subprocess, reading a corpus as JSONL vs as token shards (python -m data.prepare), on synthetic corpora:
     the issue's 20k / 80k documents and ~1M / ~100M tokens. The baseline is the JSONL path in the same run; the
     flat-memory claim is the shard path's growth from 1M to 100M tokens. Corpora and shards are built once under
-    $TMPDIR/bolt_bench_memory (the 100M one: ~120 MB of JSONL, ~1 min to write, ~1 min to tokenise on 2 cores)."""
+    $TMPDIR/bolt_bench_memory (the 100M one: ~120 MB of JSONL, ~1 min to write, ~1 min to tokenise on 2 cores).
+    Then one E-step unit's peak RSS on the 1M- and 100M-token shards (_memory_estep)."""
     import json
     import os
     import sys
@@ -512,6 +514,45 @@ def bench_memory():
               f"{jr / sr:5.2f}x, time {jt / st:5.2f}x")
     (j1, s1), (j100, s100) = rows["1M tokens"], rows["100M tokens"]
     print(f"peak RSS growth 1M -> 100M tokens: shards {s100 / s1 - 1:+.1%} (target < +10%), JSONL {j100 / j1 - 1:+.0%}")
+    _memory_estep({name: os.path.join(root, name.replace(" ", "")) for name in ("1M tokens", "100M tokens")}, env)
+
+
+ESTEP_UNIT = dict(k=4, max_latent=16, block_size=128, n_layer=1, n_head=2, n_embd=64, gen_batch=256)
+ESTEP_CHUNKS = 64  # chunks per unit (em.py's default is 512: the same code, fewer samples to wait for)
+
+
+def _estep_unit(shard_dir, mode):
+    """One E-step unit as em.py runs it (em.unit_work on unit 0 of the target shards, --estep mode), in this
+    process: a tiny untrained model, ESTEP_UNIT's sizes. What a rank holds besides the model is the memmapped
+    corpus, the unit boundaries (O(n_units)) and the unit's documents and rows."""
+    import em
+    from data import rundir
+    from data.shards import open_shards
+    from data.tokenizer import get_tokenizer
+    from model import GPT, GPTConfig
+    tok, target = get_tokenizer("bytes"), open_shards(shard_dir)
+    cfg = em.EMConfig(estep=mode, **ESTEP_UNIT)
+    model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=cfg.block_size, n_layer=cfg.n_layer,
+                          n_head=cfg.n_head, n_embd=cfg.n_embd)).eval()
+    bounds = rundir.cut_units(target.a["doc_off"], ESTEP_CHUNKS, whole=mode == "sequential")
+    rows = em.unit_work(model, tok, cfg, target, 1, bounds)(0)
+    print(f"{len(bounds) - 1} units, unit 0: {len(rows)} chunks")
+
+
+def _memory_estep(shard_dirs, env):
+    """Peak RSS of one E-step unit (_estep_unit, a fresh subprocess per measurement, as the train.py rows) on
+    the shards of the 1M- and 100M-token corpora, for both E-step modes; the growth is the flat-memory claim."""
+    import sys
+    print(f"E-step unit: em.unit_work on unit 0 ({ESTEP_CHUNKS} chunks; sequential: whole documents), "
+          f"{ESTEP_UNIT}; OMP_NUM_THREADS=1")
+    for mode in ("paper", "sequential"):
+        rss = {}
+        for name, shard_dir in shard_dirs.items():
+            code = f"import bench; bench._estep_unit({shard_dir!r}, {mode!r})"
+            rss[name], wall = _run_measured([sys.executable, "-c", code], env)
+            print(f"  --estep {mode:10s} {name:12s} peak RSS {rss[name]:5,.0f} MB  {wall:5.1f} s")
+        (a, b) = rss.values()
+        print(f"E-step unit ({mode}) peak RSS growth {' -> '.join(rss)}: {b / a - 1:+.1%} (target < +10%)")
 
 
 SECTIONS = {n[len("bench_"):]: f for n, f in list(globals().items()) if n.startswith("bench_")}  # bench_<section>()

@@ -23,10 +23,12 @@ The loop (spec: ../shared/docs/BOLT.md), in this file's order:
               their training text's format), and the oracle (teacher latents on the whole target corpus)
 Not the method, kept apart: data/rundir.py checks every flag and input before anything is written (a bad command
 prints one line `error: <what> (<flag or file:line>)`, exits 2 and leaves --out as it was), prepares out/data
-(a sha256 of every input recorded: changed inputs are prepared again, or refused once trained on) and runs the
-E-step in resumable units sharded over ranks; data/report.py writes report.md, metrics.jsonl and plot.svg.
+(a sha256 of every input recorded: changed inputs are prepared again, or refused once trained on; the target
+corpus also as token shards, out/data/target/) and runs the E-step in resumable units sharded over ranks, each
+reading its documents from the shards; data/report.py writes report.md, metrics.jsonl and plot.svg.
 Every phase writes atomically and records completion under --out, so re-running after a kill resumes. The chosen
-latents travel to the M-step as token ids ("latent_ids" beside the text in latents.jsonl).
+latents travel to the M-step as token ids: iter{t}/latents/, token shards train.py memmaps (write_latents; the
+text for reading in iter{t}/latents.jsonl, beside the same ids as "latent_ids").
 """
 import argparse
 import hashlib
@@ -43,8 +45,10 @@ import torch
 from data import questions as Q
 from data import report as R
 from data import rundir as D
-from data.corpus import add_flags, parser_error, read_docs, read_json, write_atomic, write_docs, write_json
-from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, raw_pair, sequence, think_prompt
+from data.corpus import add_flags, doc_line, iter_docs, parser_error, read_json, write_atomic, write_json
+from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, raw_pair, sequence_length, \
+    think_prompt
+from data.shards import ShardWriter, flatten, is_shard_dir, open_shards
 from data.tokenizer import check_tokenizer
 from model import GPTConfig, load_model
 from sample import generate, latent, score
@@ -143,9 +147,9 @@ def run_baselines(cfg, tok, data, base):
     M-step) and FLOP-matched (same steps x tokens as an M-step); and the oracle, trained on teacher latents for
     the whole corpus."""
     batch_tokens = cfg.batch_size * cfg.block_size
-    latent_docs = read_docs(os.path.join(cfg.out, "iter1", "latents.jsonl")) if cfg.iters else data["target"]
-    epochs = cfg.m_steps * batch_tokens / corpus_tokens(tok, latent_docs, "random", cfg.seed)
-    raw_steps = max(1, round(epochs * corpus_tokens(tok, data["target"], "raw") / batch_tokens))
+    latents = open_shards(os.path.join(cfg.out, "iter1", "latents")) if cfg.iters else data["target"]
+    epochs = cfg.m_steps * batch_tokens / corpus_tokens(latents, "random", cfg.seed)
+    raw_steps = max(1, round(epochs * corpus_tokens(data["target"], "raw") / batch_tokens))
     out = [{"name": "base (no target training)", "baseline": "base", **run_eval(cfg, "base", base, tok, data, False)}]
     for name, label, steps in (("raw_tokens", f"raw, token-matched ({epochs:.1f} epochs)", raw_steps),
                                ("raw_flops", "raw, FLOP-matched", cfg.m_steps)):
@@ -291,67 +295,120 @@ def sample_sequential(model, tok, cfg, edocs, k, tag, key, temperature=None):
 # Not the method: chunks cut into units, units sharded over ranks, each saved atomically (a killed E-step
 # resumes), progress and ETA, the latents written next to the chunks, diagnostics.
 
-def estep(model, tok, cfg, docs, it, out_dir, unit=512):
-    """Sample, weight and resample one latent for every chunk of `docs`; returns docs with latents + diagnostics.
-    The chunks run in units (data/rundir.run_units: sharded over ranks, saved atomically, resumed after a kill);
-    any number of ranks produce the same latents (ids and RNG are keyed, not positional)."""
-    edocs = [encode_doc(tok, d) for d in docs]
-    keys = [(d, c, f"estep{it}") for d, ed in enumerate(edocs) for c in range(len(ed["x"]))]
-
-    def work(unit_keys):  # -> one row per chunk
+def unit_work(model, tok, cfg, target, it, bounds):
+    """work(u) for data/rundir.run_units: unit u's global chunks bounds[u]:bounds[u + 1] of the target corpus
+    (data/shards.Shards), its documents read from the shards (only the unit's), -> one row per chunk."""
+    def work(u):
+        keys = D.unit_keys(target.a["doc_off"], bounds[u], bounds[u + 1])
+        edocs = {d: target.doc(d) for d in sorted({d for d, _ in keys})}  # the unit's documents only
         if cfg.estep == "sequential":  # the unit's documents, chunk position by chunk position
-            docs_u = sorted({d for d, _, _ in unit_keys})
+            docs_u = list(edocs)
             _, rows = sample_sequential(model, tok, cfg, [edocs[d] for d in docs_u], cfg.k, f"estep{it}",
                                         lambda i, c: (cfg.seed, it, edocs[docs_u[i]]["id"], c))
             return [{"doc": docs_u[i], "chunk": c, **row} for (i, c), row in sorted(rows.items())]
-        res = sample_latents(model, tok, cfg, edocs, unit_keys, cfg.k)
+        res = sample_latents(model, tok, cfg, edocs, [(d, c, f"estep{it}") for d, c in keys], cfg.k)
         return [{"doc": d, "chunk": c, **pick_latent(tok, cfg, samples, (cfg.seed, it, edocs[d]["id"], c))}
-                for (d, c, _), samples in zip(unit_keys, res)]
+                for (d, c), samples in zip(keys, res)]
+    return work
+
+
+def estep(model, tok, cfg, target, it, out_dir, unit=512):
+    """Sample, weight and resample one latent for every chunk of `target` (data/shards.Shards); -> an iterator
+    over every chunk's row in (doc, chunk) order, read back one unit at a time. The chunks run in units
+    (data/rundir.run_units: sharded over ranks, saved atomically, resumed after a kill; --estep sequential: whole
+    documents per unit); any number of ranks produce the same latents (ids and RNG are keyed, not positional)."""
+    bounds = D.cut_units(target.a["doc_off"], unit, whole=cfg.estep == "sequential")
     done = lambda rows: all("latent_ids" in r for r in rows)  # older units hold text only: sampled again
-    whole = cfg.estep == "sequential"  # a document's chunks are sampled in order: a unit holds whole documents
-    rows = D.run_units(keys, out_dir, work, *rank_world(), barrier, f"E-step {it}", unit, done, whole)
-    new = [{"id": d["id"], "chunks": [dict(c) for c in d["chunks"]]} for d in docs]
-    for r in rows:  # the text is for reading; the M-step trains on latent_ids (layout.encode_doc)
-        new[r["doc"]]["chunks"][r["chunk"]].update(latent=r["latent"], latent_ids=r["latent_ids"])
-    return new, rows
+    return D.run_units(len(bounds) - 1, out_dir, unit_work(model, tok, cfg, target, it, bounds), *rank_world(),
+                       barrier, f"E-step {it}", done)
 
 
-def gold_diagnostics(rows, new, gold_docs):
-    """How often the E-step found the teacher's latent (diagnostics only: the E-step never saw it), on chunks
-    with something to think only (an empty gold latent would be a free match)."""
-    gold = {(d["id"], i): c["latent"] for d in gold_docs for i, c in enumerate(d["chunks"])}
-    pairs = [(r, gold[(new[r["doc"]]["id"], r["chunk"])]) for r in rows]
-    rows_g = [(r, g) for r, g in pairs if g]
-    hit = [r["latent"] == g for r, g in rows_g]
-    exists = [g in r["samples"] for r, g in rows_g]
-    # the chosen latent follows the problem: the gold's steps with every value left out (a digit right after a
-    # letter; for the built-in world the start and the operators, whatever facts it got wrong)
+def with_latents(docs, rows):
+    """The documents (an iterable, in the E-step's order) with each chunk's chosen latent (text for reading,
+    latent_ids for training: layout.encode_doc) from `rows` (estep's, in (doc, chunk) order): one at a time."""
+    rows = iter(rows)
+    for d, doc in enumerate(docs):
+        new = {"id": doc["id"], "chunks": [dict(c) for c in doc["chunks"]]}
+        for c in range(len(new["chunks"])):
+            r = next(rows, None)
+            if r is None or (r["doc"], r["chunk"]) != (d, c):
+                got = r and (r["doc"], r["chunk"])
+                raise ValueError(f"E-step rows do not match the documents: {got} at chunk ({d}, {c})")
+            new["chunks"][c].update(latent=r["latent"], latent_ids=r["latent_ids"])
+        yield new
+
+
+def gold_checks(row, gold):
+    """One chunk against the teacher's latent `gold` (diagnostics only: the E-step never saw it) -> (the chosen
+    latent is the gold derivation, some sample among the K is, the chosen latent follows the problem: the gold's
+    steps with every value left out, a digit right after a letter; for the built-in world the start and the
+    operators, whatever facts it got wrong)."""
     steps = lambda z: re.sub(r"(?<=[^\d\s])\d", "#", z or "")
-    return {"gold_match": sum(hit) / max(len(hit), 1),  # the chosen latent is the gold derivation
-            "gold_exists": sum(exists) / max(len(exists), 1),  # some sample among the K is
-            "gold_steps": sum(steps(r["latent"]) == steps(g) for r, g in rows_g) / max(len(rows_g), 1),
-            "gold_chunks": len(rows_g)}
+    return row["latent"] == gold, gold in row["samples"], steps(row["latent"]) == steps(gold)
+
+
+def write_latents(cfg, data, rows, idir):
+    """The E-step's output, streamed unit by unit: idir/latents.jsonl (for reading: the target documents with
+    their chosen latents' text and ids) and idir/latents/, the same as token shards (X from the target shards,
+    Z = the chosen ids, a dropped latent = no latent), what the M-step trains on. Both are written beside and
+    renamed into place, so a kill leaves neither half-written. -> (diagnostics, gold diagnostics: on chunks
+    with a non-empty teacher latent only, an empty one would be a free match; target_gold.jsonl is read
+    document by document, in the target's order)."""
+    n = {"chunks": 0, "ess": 0.0, "capped": 0, "dropped": 0, "gold": [0, 0, 0, 0]}  # gold: chunks, gold_checks
+    gold = iter_docs(data["gold"]) if data["gold"] is not None else None
+
+    def seen(rows):  # every row passes here once, in (doc, chunk) order
+        doc, glat = -1, None
+        for r in rows:
+            n["chunks"], n["ess"], n["capped"] = n["chunks"] + 1, n["ess"] + r["ess"], n["capped"] + r["capped"]
+            n["dropped"] += r["latent"] is None
+            if gold is not None:
+                if r["doc"] != doc:
+                    doc, g = r["doc"], next(gold)
+                    if g["id"] != data["target"].doc_id(doc):
+                        raise ValueError(f"{data['gold']}: document {g['id']!r} is not the target's {doc}th")
+                    glat = [c["latent"] for c in g["chunks"]]
+                if glat[r["chunk"]]:
+                    n["gold"] = [a + b for a, b in zip(n["gold"], (1, *gold_checks(r, glat[r["chunk"]])))]
+            yield r
+    tok_name, n_vocab = data["target"].tokenizer, data["target"].n_vocab
+    path, tmp = os.path.join(idir, "latents.jsonl"), os.path.join(idir, f".latents.jsonl.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f, ShardWriter(os.path.join(idir, "latents"), tok_name, n_vocab) as w:
+            texts = iter_docs(os.path.join(cfg.out, "data", "target.jsonl"))
+            for d, new in enumerate(with_latents(texts, seen(rows))):
+                f.write(doc_line(new))
+                x = data["target"].doc(d)["x"]  # the tokens the E-step read, not a re-encoding
+                w.add(*flatten({"id": new["id"], "x": x, "z": [c["latent_ids"] for c in new["chunks"]]}))
+            f.flush()
+            os.fsync(f.fileno())
+            w.finish({"estep": os.path.basename(idir)})
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    c, g = max(n["chunks"], 1), max(n["gold"][0], 1)
+    diag = {"chunks": n["chunks"], "ess_mean": n["ess"] / c, "capped_frac": n["capped"] / (c * cfg.k),
+            "dropped": n["dropped"]}
+    return diag, {} if gold is None else {"gold_match": n["gold"][1] / g, "gold_exists": n["gold"][2] / g,
+                                          "gold_steps": n["gold"][3] / g, "gold_chunks": n["gold"][0]}
 
 
 def run_estep(cfg, tok, data, it, prev_ckpt):
-    """Iteration `it`'s E-step with the previous model, once: iter{it}/latents.jsonl and estep.json."""
+    """Iteration `it`'s E-step with the previous model, once: iter{it}/latents/ (the M-step's shards),
+    latents.jsonl and estep.json (last: it says the other two are complete). -> (the shard directory, diag)."""
     idir = os.path.join(cfg.out, f"iter{it}")
-    path = os.path.join(idir, "latents.jsonl")
-    if os.path.exists(os.path.join(idir, "estep.json")):
-        return path, read_json(os.path.join(idir, "estep.json"))
+    shards = os.path.join(idir, "latents")
+    if os.path.exists(os.path.join(idir, "estep.json")) and is_shard_dir(shards):
+        return shards, read_json(os.path.join(idir, "estep.json"))
     model, _ = load_checked(prev_ckpt, tok)
     t0 = time.time()
-    new, rows = estep(model, tok, cfg, data["target"], it, os.path.join(idir, "estep_units"))
-    diag = {"chunks": len(rows), "ess_mean": sum(r["ess"] for r in rows) / max(len(rows), 1),
-            "capped_frac": sum(r["capped"] for r in rows) / max(len(rows) * cfg.k, 1),
-            "dropped": sum(r["latent"] is None for r in rows), "seconds": round(time.time() - t0, 1)}
-    if data["gold"] is not None:
-        diag.update(gold_diagnostics(rows, new, data["gold"]))
+    rows = estep(model, tok, cfg, data["target"], it, os.path.join(idir, "estep_units"))
     if rank_world()[0] == 0:
-        write_docs(path, new)
-        write_json(os.path.join(idir, "estep.json"), diag)
+        diag, gold = write_latents(cfg, data, rows, idir)
+        write_json(os.path.join(idir, "estep.json"), {**diag, "seconds": round(time.time() - t0, 1), **gold})
     barrier()
-    return path, diag
+    return shards, read_json(os.path.join(idir, "estep.json"))
 
 
 def load_checked(ckpt, tok):
@@ -538,8 +595,10 @@ def prepare_data(cfg, tok, checked=None):
     return D.read_data(cfg, checked, ddir)
 
 
-def corpus_tokens(tok, docs, layout, seed=0):
-    return sum(len(sequence(tok, encode_doc(tok, d), layout, seed, 0)) for d in docs)
+def corpus_tokens(docs, layout, seed=0):
+    """Tokens in one epoch of a corpus (data/shards.Shards) laid out in `layout` (epoch 0's coins), from its
+    chunk lengths alone (data/layout.sequence_length: no token read)."""
+    return sum(sequence_length(*docs.lens(i), layout, seed, 0) for i in range(len(docs)))
 
 
 def save_config(cfg):

@@ -213,6 +213,19 @@ def read_docs(path, skip_bad=False, stats=None, **chunk_kw):
     return docs
 
 
+def iter_docs(path):
+    """A JSONL corpus this project wrote (out/data, latents.jsonl) one document at a time: memory of one line,
+    whatever the file's size. A malformed line raises ValueError naming file:line (no repeated-id handling:
+    read_docs is the reader for inputs)."""
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield parse_line(line)
+                except ValueError as e:
+                    raise ValueError(f"{e} ({path}:{lineno})") from None
+
+
 def sha256_file(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:

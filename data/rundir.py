@@ -5,8 +5,10 @@ Not the method (that is em.py): the mechanics that make a run refusable in one l
                  raises ValueError with every problem on one line, each naming its flag or file:line
   out_errors     an existing --out must hold the same configuration, and data a phase trained on must still be
                  what the inputs give (data_fingerprint: a sha256 of every input file and the data flags)
-  write_data     the target corpus (latents stripped), warm-start set, held-out docs and questions, atomically
-  run_units      work cut into units, sharded over ranks, each saved atomically: what makes the E-step resumable
+  write_data     the target corpus (latents stripped; as JSONL and as token shards), warm-start set, held-out
+                 docs and questions, atomically
+  run_units      work cut into units (cut_units: from the shards' offsets), sharded over ranks, each saved
+                 atomically: what makes the E-step resumable
 No torch here: checkpoint_error imports model.py only when a checkpoint is to be checked. `cfg` is em.py's
 EMConfig (read by field name; this module never imports em.py).
 """
@@ -16,9 +18,13 @@ import shutil
 import time
 from dataclasses import asdict
 
+import numpy as np
+
 from data import questions as Q
 from data import world as W
-from data.corpus import out_dir_error, read_docs, read_json, sha256_file, write_docs, write_json
+from data.corpus import iter_docs, out_dir_error, read_docs, read_json, sha256_file, write_docs, write_json
+from data.layout import encode_doc
+from data.shards import is_shard_dir, open_shards, write_shards
 from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
 
 # the flags that shape out/data besides its input files; data/DONE records them (data_fingerprint)
@@ -260,31 +266,45 @@ def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
 
 # ----------------------------------------------------------------------------- work in resumable units
 
-def run_units(keys, out_dir, work, rank, world, sync, label, unit=512, done=lambda rows: True, whole=False):
-    """Cut `keys` (doc, chunk, ...) into units of `unit` (whole: at least `unit` keys, cut only where a document
-    starts, for work that samples a document's chunks in order); unit u runs on rank u % world as work(its keys)
-    -> rows, saved atomically as out_dir/unit{u:05d}.json with a progress line and ETA. A unit already saved (and
-    done(rows)) is skipped, so a killed run resumes. After sync() (every rank's units are written): every unit's
-    rows, in key order."""
-    units = [keys[i:i + unit] for i in range(0, len(keys), unit)]
-    if whole:
-        units = [[]]
-        for key in keys:
-            if key[1] == 0 and len(units[-1]) >= unit:
-                units.append([])
-            units[-1].append(key)
+def cut_units(doc_off, unit=512, whole=False):
+    """Unit boundaries over a corpus' chunks, from its (n_docs + 1,) document -> chunk offsets alone (no key
+    list: O(n_units) memory whatever the corpus size): -> [lo_0 = 0, lo_1, ..., n_chunks], unit u holding global
+    chunks lo_u:lo_(u+1). Every `unit` chunks; whole: at least `unit` chunks, cut only where a document starts
+    (for work that samples a document's chunks in order)."""
+    n = int(doc_off[-1])
+    if not whole:
+        return list(range(0, n, unit)) + [n] if n else [0]
+    bounds = [0]
+    while bounds[-1] < n:  # the first document start at least `unit` chunks on
+        j = int(np.searchsorted(doc_off, bounds[-1] + unit, "left"))
+        bounds.append(int(doc_off[min(j, len(doc_off) - 1)]))
+    return bounds
+
+
+def unit_keys(doc_off, lo, hi):
+    """Global chunks lo:hi -> [(doc, chunk within the document)], (hi - lo) keys."""
+    g = np.arange(lo, hi)
+    d = np.searchsorted(doc_off, g, "right") - 1
+    return [(int(a), int(b)) for a, b in zip(d, g - np.asarray(doc_off)[d])]
+
+
+def run_units(n_units, out_dir, work, rank, world, sync, label, done=lambda rows: True):
+    """Unit u of n_units runs on rank u % world as work(u) -> rows, saved atomically as out_dir/unit{u:05d}.json
+    with a progress line and ETA. A unit already saved (and done(rows)) is skipped, so a killed run resumes.
+    After sync() (every rank's units are written): an iterator over every unit's rows in unit order, reading one
+    unit file at a time (memory: one unit, whatever the corpus size)."""
     os.makedirs(out_dir, exist_ok=True)
-    t0, mine = time.time(), [u for u in range(len(units)) if u % world == rank]
+    t0, mine = time.time(), [u for u in range(n_units) if u % world == rank]
     for n, u in enumerate(mine):
         path = os.path.join(out_dir, f"unit{u:05d}.json")
         if os.path.exists(path) and done(read_json(path)):
             continue
-        write_json(path, work(units[u]))
+        write_json(path, work(u))
         el = time.time() - t0
         print(f"  {label}: unit {n + 1}/{len(mine)} on rank {rank}, {el:.0f}s, "
               f"ETA {el / (n + 1) * (len(mine) - n - 1):.0f}s", flush=True)
     sync()
-    return [r for u in range(len(units)) for r in read_json(os.path.join(out_dir, f"unit{u:05d}.json"))]
+    return (r for u in range(n_units) for r in read_json(os.path.join(out_dir, f"unit{u:05d}.json")))
 
 
 # ----------------------------------------------------------------------------- out/data
@@ -300,6 +320,7 @@ def write_data(cfg, checked, ddir):
         print(f"data: {ddir} was prepared from other inputs or flags; preparing it again", flush=True)
         shutil.rmtree(ddir)  # a stale target_gold.jsonl would feed the oracle
     if os.path.exists(done):
+        write_target_shards(ddir, checked["tok"])  # data prepared before the shards existed gets them now
         return
     if cfg.corpus:
         docs = docs_in["corpus"]
@@ -321,15 +342,31 @@ def write_data(cfg, checked, ddir):
             write_docs(os.path.join(ddir, "heldout.jsonl"), docs_in["val"])
     if cfg.teacher_latents:
         write_docs(os.path.join(ddir, "warm.jsonl"), docs_in["teacher_latents"])
+    write_target_shards(ddir, checked["tok"])
     write_json(done, {"corpus": cfg.corpus or "built-in world", "fingerprint": checked["fingerprint"]})
 
 
+def write_target_shards(ddir, tok):
+    """out/data/target/ (and target_gold/ when the corpus has teacher latents): the JSONL as token shards
+    (data/shards.py, layout.encode_doc's ids: the same tokens as the JSONL), streamed one document at a time.
+    The E-step reads its documents from target/; the raw baselines and the oracle train on them. Each is written
+    in a temporary directory and moved in (the manifest last), so a kill leaves none half-written."""
+    for name in ("target", "target_gold"):
+        path = os.path.join(ddir, name)
+        if os.path.exists(path + ".jsonl") and not is_shard_dir(path):
+            write_shards(path, (encode_doc(tok, d) for d in iter_docs(path + ".jsonl")), tok)
+
+
 def read_data(cfg, checked, ddir):
-    """What every rank reads back from out/data: target, warm, heldout, gold (None without teacher latents),
-    questions (--questions, else the world's) and the training files' paths."""
+    """What every rank reads back from out/data: target (memmapped shards, data/shards.Shards: nothing is read
+    until a document is asked for), warm, heldout, gold (the path of target_gold.jsonl, read document by
+    document where needed; None without teacher latents), questions (--questions, else the world's) and the
+    training phases' --data paths (the target corpus and its teacher latents as shards)."""
     p = lambda name: os.path.join(ddir, name)
-    data = {name: read_docs(p(f"{name}.jsonl")) for name in ("target", "warm", "heldout")}
-    data["gold"] = read_docs(p("target_gold.jsonl")) if os.path.exists(p("target_gold.jsonl")) else None
+    data = {name: read_docs(p(f"{name}.jsonl")) for name in ("warm", "heldout")}
+    data["target"] = open_shards(p("target"))
+    data["gold"] = p("target_gold.jsonl") if os.path.exists(p("target_gold.jsonl")) else None
     data["questions"] = checked["questions"] if cfg.questions else Q.load_prepared(ddir)
-    data["paths"] = {name: p(f"{name}.jsonl") for name in ("base", "target", "warm", "target_gold")}
+    data["paths"] = {**{name: p(f"{name}.jsonl") for name in ("base", "warm")},  # train.py --data: JSONL or shards
+                     **{name: p(name) for name in ("target", "target_gold")}}
     return data

@@ -8,6 +8,7 @@ Shared (import them: `from conftest import ROOT, run_py, tiny_gpt`):
   ROOT      the repository root (the cwd of every subprocess)
   run_py    python ARGS in a fresh process at ROOT, output captured as text
   tiny_gpt  a tiny GPT whose init is fixed by its seed
+  estep_docs  em.estep on documents in memory (packed as token shards, as out/data/target/ holds them)
 """
 import os
 import subprocess
@@ -36,3 +37,12 @@ def tiny_gpt(seed=0, **config):
     from model import GPT, GPTConfig
     torch.manual_seed(seed)
     return GPT(GPTConfig(**{**TINY_GPT, **config}))
+
+
+def estep_docs(model, tok, cfg, docs, it, out_dir, unit=512):
+    """em.estep over `docs` ({'id', 'chunks'}) as in-memory shards -> (docs with latents, rows)."""
+    import em
+    from data.layout import encode_doc
+    from data.shards import from_docs
+    rows = list(em.estep(model, tok, cfg, from_docs([encode_doc(tok, d) for d in docs], tok), it, out_dir, unit))
+    return list(em.with_latents(docs, rows)), rows

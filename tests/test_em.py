@@ -12,7 +12,7 @@ import time
 import pytest
 
 import em
-from conftest import ROOT, run_py, tiny_gpt
+from conftest import ROOT, estep_docs, run_py, tiny_gpt
 from data import rundir
 from data.corpus import sha256_file
 from data.tokenizer import get_tokenizer
@@ -46,7 +46,7 @@ def test_importance_weights_are_log_p_minus_log_q(monkeypatch, tmp_path):
     cfg = em.EMConfig(k=K, max_latent=8, block_size=64)
     docs = [{"id": f"d{i}", "chunks": [{"suffix": "abc", "latent": None}, {"suffix": "de", "latent": None}]}
             for i in range(5)]
-    new, rows = em.estep(None, tok, cfg, docs, 1, str(tmp_path / "units"))
+    new, rows = estep_docs(None, tok, cfg, docs, 1, str(tmp_path / "units"))
     assert len(rows) == 10
     for r in rows:
         assert r["log_w"] == pytest.approx([p - q for p, q in zip(fake_p, fake_q)])
@@ -327,7 +327,8 @@ def test_estep_latent_ids_are_what_training_sees(monkeypatch, tmp_path):
 
     monkeypatch.setattr(em, "score", fake_score)
     docs = [{"id": "d0", "chunks": [{"suffix": "Q.", "latent": None}, {"suffix": "A.", "latent": None}]}]
-    new, rows = em.estep(None, tok, em.EMConfig(k=2, max_latent=8, block_size=64), docs, 1, str(tmp_path / "u"))
+    new, rows = estep_docs(None, tok, em.EMConfig(k=2, max_latent=8, block_size=64), docs, 1,
+                           str(tmp_path / "u"))
     write_docs(tmp_path / "latents.jsonl", new)  # what run_estep writes and the M-step reads
     for edoc in (train.encode_corpus(tok, str(tmp_path / "latents.jsonl")).doc(0),
                  encode_doc(tok, read_docs(tmp_path / "latents.jsonl")[0])):
@@ -346,12 +347,13 @@ def test_changed_corpus_is_prepared_again_or_refused(tmp_path, inputs):
                       teacher_latents=inputs["TEACH"], max_latent=8)
     tok = get_tokenizer("bytes")
     data = em.prepare_data(cfg, tok, em.check_inputs(cfg))
-    assert [d["chunks"][0]["suffix"] for d in data["target"]] == ["Old 0.", "Old 1.", "Old 2."]
+    first = lambda t: [tok.decode(t.doc(i)["x"][0]) for i in range(len(t))]  # out/data/target/, the shards
+    assert first(data["target"]) == ["Old 0.", "Old 1.", "Old 2."]
     done = json.load(open(tmp_path / "out" / "data" / "DONE"))
     assert done["fingerprint"]["inputs"]["corpus"] == sha256_file(str(corpus))
     corpus.write_text("".join(json.dumps({"text": f"New {i}."}) + "\n" for i in range(6)))
     data = em.prepare_data(cfg, tok, em.check_inputs(cfg))  # nothing trained yet: prepared again
-    assert [d["chunks"][0]["suffix"] for d in data["target"]] == [f"New {i}." for i in range(5)]
+    assert first(data["target"]) == [f"New {i}." for i in range(5)]
     os.makedirs(tmp_path / "out" / "warm")  # a phase trained on this data
     corpus.write_text(json.dumps({"text": "Newer."}) + "\n" + json.dumps({"text": "Newest."}) + "\n")
     with pytest.raises(ValueError, match=r"--corpus changed since .* warm trained on the old data"):

@@ -10,6 +10,7 @@ import random
 import pytest
 
 import em
+from conftest import estep_docs
 from data import layout
 from data.tokenizer import get_tokenizer
 
@@ -138,8 +139,8 @@ def test_sequential_estep_is_the_same_for_any_unit_size(tiny_model, tmp_path):
     docs = [{"id": f"d{i}", "chunks": [{"suffix": s, "latent": None} for s in ("ab. ", "cd. ", "ef. ")[:1 + i % 3]]}
             for i in range(7)]
     cfg = em.EMConfig(k=2, max_latent=6, block_size=64, estep="sequential", gen_batch=5)
-    a, rows_a = em.estep(tiny_model, TOK, cfg, docs, 1, str(tmp_path / "a"), unit=4)
-    b, rows_b = em.estep(tiny_model, TOK, cfg, docs, 1, str(tmp_path / "b"), unit=512)
+    a, rows_a = estep_docs(tiny_model, TOK, cfg, docs, 1, str(tmp_path / "a"), unit=4)
+    b, rows_b = estep_docs(tiny_model, TOK, cfg, docs, 1, str(tmp_path / "b"), unit=512)
     assert a == b and [r["pick"] for r in rows_a] == [r["pick"] for r in rows_b]
     assert len(list((tmp_path / "a").iterdir())) > 1  # it was cut into several units
     docs_per_unit = [{r["doc"] for r in em.read_json(str(p))} for p in sorted((tmp_path / "a").iterdir())]

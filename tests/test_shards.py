@@ -107,3 +107,126 @@ def test_prepare_writes_shards_equal_to_the_jsonl_reader(tmp_path):
     assert [sh.doc(i) for i in range(len(sh))] == expect and len(expect) == 40
     assert read_docs(tmp_path / "two" / "docs.jsonl") == read_docs(src, tok=tok, max_tokens=30)
     assert sh.doc(3)["z"] == [[], tok.encode("wave")]
+
+
+# ----------------------------------------------------------------------------- em.py's E-step on shards
+
+def _estep_run(tmp_path, name, drop_capped=False):
+    """A run directory holding out/data as em.py prepares it (target.jsonl, target_gold.jsonl, target/ shards)
+    for 5 small documents -> (cfg, data)."""
+    import em
+    from data.corpus import write_docs
+    from data.rundir import write_target_shards
+    tok = get_tokenizer("bytes")
+    gold = [{"id": f"d{i}", "chunks": [{"suffix": s, "latent": z} for s, z in
+                                       (("ab. ", "x"), ("cd. ", ""), ("é f. ", "y"))[:1 + i % 3]]} for i in range(5)]
+    ddir = tmp_path / name / "data"
+    write_docs(ddir / "target_gold.jsonl", gold)
+    write_docs(ddir / "target.jsonl", [{"id": d["id"], "chunks": [{"suffix": c["suffix"], "latent": None}
+                                                                   for c in d["chunks"]]} for d in gold])
+    write_target_shards(str(ddir), tok)
+    cfg = em.EMConfig(out=str(tmp_path / name), k=2, max_latent=6, block_size=64, gen_batch=8,
+                      drop_capped=drop_capped)  # the untrained model caps every latent: True drops them all
+    return cfg, {"target": open_shards(str(ddir / "target")), "gold": str(ddir / "target_gold.jsonl")}
+
+
+@pytest.fixture
+def estep_model(monkeypatch):
+    import em
+    from conftest import tiny_gpt
+    model = tiny_gpt(seed=1).eval()
+    monkeypatch.setattr(em, "load_checked", lambda ckpt, tok: (model, {}))  # run_estep's previous model
+    return model
+
+
+@pytest.mark.parametrize("mode", ["paper", "sequential"])
+def test_estep_from_shards_equals_the_jsonl_documents(tmp_path, estep_model, mode):
+    """The E-step reads out/data/target/ (token shards): the same token ids as layout.encode_doc on the JSONL,
+    so the same latents, weights and picks as the E-step run on the JSONL's documents packed in memory."""
+    import em
+    from conftest import estep_docs
+    tok = get_tokenizer("bytes")
+    cfg, data = _estep_run(tmp_path, "run")
+    cfg = em.replace(cfg, estep=mode)
+    docs = read_docs(os.path.join(cfg.out, "data", "target.jsonl"))
+    assert [data["target"].doc(i) for i in range(len(docs))] == [encode_doc(tok, d) for d in docs]
+    rows = list(em.estep(estep_model, tok, cfg, data["target"], 1, str(tmp_path / "a"), unit=2))
+    new, rows_j = estep_docs(estep_model, tok, cfg, docs, 1, str(tmp_path / "b"), unit=2)
+    assert len(rows) == sum(len(d["chunks"]) for d in docs) == len(rows_j)
+    for a, b in zip(rows, rows_j):
+        assert (a["doc"], a["chunk"], a["pick"], a["latent_ids"]) == (b["doc"], b["chunk"], b["pick"], b["latent_ids"])
+        assert a["log_w"] == pytest.approx(b["log_w"])
+    assert all(r["latent_ids"] for r in rows)
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_estep_latents_shard_is_latents_jsonl(tmp_path, estep_model, drop):
+    """run_estep writes iter1/latents.jsonl and iter1/latents/ (what the M-step trains on): document by document
+    the shard holds the target's X tokens and the chosen latent_ids (a dropped latent = no latent), exactly
+    what encode_doc gives on latents.jsonl; train.py streams the same tokens from either."""
+    import em
+    import train
+    from data.layout import sequence
+    tok = get_tokenizer("bytes")
+    cfg, data = _estep_run(tmp_path, "run", drop)
+    path, diag = em.run_estep(cfg, tok, data, 1, "unused")
+    assert path == os.path.join(cfg.out, "iter1", "latents") and verify_shards(path)
+    docs, sh = read_docs(os.path.join(cfg.out, "iter1", "latents.jsonl")), open_shards(path)
+    assert len(sh) == len(docs) == 5 and diag["chunks"] == sum(len(d["chunks"]) for d in docs)
+    for i, d in enumerate(docs):
+        assert sh.doc(i) == encode_doc(tok, d)
+        assert sh.doc(i)["z"] == [c.get("latent_ids") for c in d["chunks"]]
+    n_none = sum(z is None for i in range(5) for z in sh.doc(i)["z"])
+    assert diag["dropped"] == n_none == (diag["chunks"] if drop else 0)
+    assert diag["gold_chunks"] == sum(bool(c["latent"]) for d in read_docs(data["gold"]) for c in d["chunks"])
+    jsonl = train.encode_corpus(tok, os.path.join(cfg.out, "iter1", "latents.jsonl"))
+    assert all(sequence(tok, sh.doc(i), "random", 3, 1) == sequence(tok, jsonl.doc(i), "random", 3, 1)
+               for i in range(5))
+    assert em.run_estep(cfg, tok, data, 1, "unused") == (path, diag)  # done: read back, nothing redone
+
+
+def test_killed_estep_leaves_no_latents_and_resumes_to_the_same(tmp_path, estep_model, monkeypatch):
+    """An exception after the first unit (a kill), then one while the latents are being written: neither
+    leaves a latents shard directory, a latents.jsonl or a temporary file; the resumed E-step reuses the
+    finished units and ends byte for byte where an uninterrupted one does."""
+    import functools
+    import em
+    tok = get_tokenizer("bytes")
+    monkeypatch.setattr(em, "estep", functools.partial(em.estep, unit=2))  # several units
+    cfg, data = _estep_run(tmp_path, "whole")
+    em.run_estep(cfg, tok, data, 1, "unused")
+    cfg_k, data_k = _estep_run(tmp_path, "killed")
+    idir = os.path.join(cfg_k.out, "iter1")
+    work, ran = em.unit_work, []
+
+    def recording(*a, die=None):
+        w = work(*a)
+
+        def unit(u):
+            ran.append(u)
+            if u == die:
+                raise KeyboardInterrupt("killed")
+            return w(u)
+        return unit
+    monkeypatch.setattr(em, "unit_work", functools.partial(recording, die=1))
+    with pytest.raises(KeyboardInterrupt):
+        em.run_estep(cfg_k, tok, data_k, 1, "unused")
+    assert ran == [0, 1] and sorted(os.listdir(idir)) == ["estep_units"]
+    assert os.listdir(os.path.join(idir, "estep_units")) == ["unit00000.json"]
+    ran.clear()
+    monkeypatch.setattr(em, "unit_work", recording)
+    line = em.doc_line
+    monkeypatch.setattr(em, "doc_line", lambda d: line(d) if d["id"] != "d3" else 1 / 0)  # dies mid-write
+    with pytest.raises(ZeroDivisionError):
+        em.run_estep(cfg_k, tok, data_k, 1, "unused")
+    assert ran[0] == 1 and 0 not in ran  # the finished unit was reused
+    assert sorted(os.listdir(idir)) == ["estep_units"]  # no latents/, no latents.jsonl, no temporary file
+    monkeypatch.setattr(em, "doc_line", line)
+    ran.clear()
+    path, diag = em.run_estep(cfg_k, tok, data_k, 1, "unused")
+    assert ran == [] and sorted(os.listdir(idir)) == ["estep.json", "estep_units", "latents", "latents.jsonl"]
+    whole = os.path.join(cfg.out, "iter1")
+    for f in ["latents.jsonl"] + [f"latents/{n}.bin" for n in shards.ARRAYS] + ["latents/manifest.json"]:
+        assert open(os.path.join(idir, f), "rb").read() == open(os.path.join(whole, f), "rb").read(), f
+    assert {k: v for k, v in diag.items() if k != "seconds"} == \
+        {k: v for k, v in em.read_json(os.path.join(whole, "estep.json")).items() if k != "seconds"}
