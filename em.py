@@ -35,7 +35,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -45,10 +44,10 @@ import torch
 from data import questions as Q
 from data import report as R
 from data import rundir as D
-from data.corpus import add_flags, doc_line, iter_docs, parser_error, read_json, write_atomic, write_json
+from data.corpus import add_flags, parser_error, read_json, write_atomic, write_json
 from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, raw_pair, sequence_length, \
     think_prompt
-from data.shards import ShardWriter, flatten, is_shard_dir, open_shards
+from data.shards import is_shard_dir, open_shards
 from data.tokenizer import check_tokenizer
 from model import GPTConfig, load_model
 from sample import generate, latent, score
@@ -323,77 +322,6 @@ def estep(model, tok, cfg, target, it, out_dir, unit=512):
                        barrier, f"E-step {it}", done)
 
 
-def with_latents(docs, rows):
-    """The documents (an iterable, in the E-step's order) with each chunk's chosen latent (text for reading,
-    latent_ids for training: layout.encode_doc) from `rows` (estep's, in (doc, chunk) order): one at a time."""
-    rows = iter(rows)
-    for d, doc in enumerate(docs):
-        new = {"id": doc["id"], "chunks": [dict(c) for c in doc["chunks"]]}
-        for c in range(len(new["chunks"])):
-            r = next(rows, None)
-            if r is None or (r["doc"], r["chunk"]) != (d, c):
-                got = r and (r["doc"], r["chunk"])
-                raise ValueError(f"E-step rows do not match the documents: {got} at chunk ({d}, {c})")
-            new["chunks"][c].update(latent=r["latent"], latent_ids=r["latent_ids"])
-        yield new
-
-
-def gold_checks(row, gold):
-    """One chunk against the teacher's latent `gold` (diagnostics only: the E-step never saw it) -> (the chosen
-    latent is the gold derivation, some sample among the K is, the chosen latent follows the problem: the gold's
-    steps with every value left out, a digit right after a letter; for the built-in world the start and the
-    operators, whatever facts it got wrong)."""
-    steps = lambda z: re.sub(r"(?<=[^\d\s])\d", "#", z or "")
-    return row["latent"] == gold, gold in row["samples"], steps(row["latent"]) == steps(gold)
-
-
-def write_latents(cfg, data, rows, idir):
-    """The E-step's output, streamed unit by unit: idir/latents.jsonl (for reading: the target documents with
-    their chosen latents' text and ids) and idir/latents/, the same as token shards (X from the target shards,
-    Z = the chosen ids, a dropped latent = no latent), what the M-step trains on. Both are written beside and
-    renamed into place, so a kill leaves neither half-written. -> (diagnostics, gold diagnostics: on chunks
-    with a non-empty teacher latent only, an empty one would be a free match; target_gold.jsonl is read
-    document by document, in the target's order)."""
-    n = {"chunks": 0, "ess": 0.0, "capped": 0, "dropped": 0, "gold": [0, 0, 0, 0]}  # gold: chunks, gold_checks
-    gold = iter_docs(data["gold"]) if data["gold"] is not None else None
-
-    def seen(rows):  # every row passes here once, in (doc, chunk) order
-        doc, glat = -1, None
-        for r in rows:
-            n["chunks"], n["ess"], n["capped"] = n["chunks"] + 1, n["ess"] + r["ess"], n["capped"] + r["capped"]
-            n["dropped"] += r["latent"] is None
-            if gold is not None:
-                if r["doc"] != doc:
-                    doc, g = r["doc"], next(gold)
-                    if g["id"] != data["target"].doc_id(doc):
-                        raise ValueError(f"{data['gold']}: document {g['id']!r} is not the target's {doc}th")
-                    glat = [c["latent"] for c in g["chunks"]]
-                if glat[r["chunk"]]:
-                    n["gold"] = [a + b for a, b in zip(n["gold"], (1, *gold_checks(r, glat[r["chunk"]])))]
-            yield r
-    tok_name, n_vocab = data["target"].tokenizer, data["target"].n_vocab
-    path, tmp = os.path.join(idir, "latents.jsonl"), os.path.join(idir, f".latents.jsonl.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f, ShardWriter(os.path.join(idir, "latents"), tok_name, n_vocab) as w:
-            texts = iter_docs(os.path.join(cfg.out, "data", "target.jsonl"))
-            for d, new in enumerate(with_latents(texts, seen(rows))):
-                f.write(doc_line(new))
-                x = data["target"].doc(d)["x"]  # the tokens the E-step read, not a re-encoding
-                w.add(*flatten({"id": new["id"], "x": x, "z": [c["latent_ids"] for c in new["chunks"]]}))
-            f.flush()
-            os.fsync(f.fileno())
-            w.finish({"estep": os.path.basename(idir)})
-            os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    c, g = max(n["chunks"], 1), max(n["gold"][0], 1)
-    diag = {"chunks": n["chunks"], "ess_mean": n["ess"] / c, "capped_frac": n["capped"] / (c * cfg.k),
-            "dropped": n["dropped"]}
-    return diag, {} if gold is None else {"gold_match": n["gold"][1] / g, "gold_exists": n["gold"][2] / g,
-                                          "gold_steps": n["gold"][3] / g, "gold_chunks": n["gold"][0]}
-
-
 def run_estep(cfg, tok, data, it, prev_ckpt):
     """Iteration `it`'s E-step with the previous model, once: iter{it}/latents/ (the M-step's shards),
     latents.jsonl and estep.json (last: it says the other two are complete). -> (the shard directory, diag)."""
@@ -405,7 +333,7 @@ def run_estep(cfg, tok, data, it, prev_ckpt):
     t0 = time.time()
     rows = estep(model, tok, cfg, data["target"], it, os.path.join(idir, "estep_units"))
     if rank_world()[0] == 0:
-        diag, gold = write_latents(cfg, data, rows, idir)
+        diag, gold = D.write_latents(cfg, data, rows, idir)
         write_json(os.path.join(idir, "estep.json"), {**diag, "seconds": round(time.time() - t0, 1), **gold})
     barrier()
     return shards, read_json(os.path.join(idir, "estep.json"))

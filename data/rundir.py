@@ -9,11 +9,14 @@ Not the method (that is em.py): the mechanics that make a run refusable in one l
                  docs and questions, atomically
   run_units      work cut into units (cut_units: from the shards' offsets), sharded over ranks, each saved
                  atomically: what makes the E-step resumable
+  write_latents  the E-step's output streamed document by document: latents.jsonl (for reading) and the
+                 latents as token shards (what the M-step trains on), with its diagnostics
 No torch here: checkpoint_error imports model.py only when a checkpoint is to be checked. `cfg` is em.py's
 EMConfig (read by field name; this module never imports em.py).
 """
 import math
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict
@@ -22,9 +25,9 @@ import numpy as np
 
 from data import questions as Q
 from data import world as W
-from data.corpus import iter_docs, out_dir_error, read_docs, read_json, sha256_file, write_docs, write_json
+from data.corpus import doc_line, iter_docs, out_dir_error, read_docs, read_json, sha256_file, write_docs, write_json
 from data.layout import encode_doc
-from data.shards import is_shard_dir, open_shards, write_shards
+from data.shards import ShardWriter, flatten, is_shard_dir, open_shards, write_shards
 from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
 
 # the flags that shape out/data besides its input files; data/DONE records them (data_fingerprint)
@@ -370,3 +373,76 @@ def read_data(cfg, checked, ddir):
     data["paths"] = {**{name: p(f"{name}.jsonl") for name in ("base", "warm")},  # train.py --data: JSONL or shards
                      **{name: p(name) for name in ("target", "target_gold")}}
     return data
+
+
+# ----------------------------------------------------------------------------- E-step output
+
+def with_latents(docs, rows):
+    """The documents (an iterable, in the E-step's order) with each chunk's chosen latent (text for reading,
+    latent_ids for training: layout.encode_doc) from `rows` (estep's, in (doc, chunk) order): one at a time."""
+    rows = iter(rows)
+    for d, doc in enumerate(docs):
+        new = {"id": doc["id"], "chunks": [dict(c) for c in doc["chunks"]]}
+        for c in range(len(new["chunks"])):
+            r = next(rows, None)
+            if r is None or (r["doc"], r["chunk"]) != (d, c):
+                got = r and (r["doc"], r["chunk"])
+                raise ValueError(f"E-step rows do not match the documents: {got} at chunk ({d}, {c})")
+            new["chunks"][c].update(latent=r["latent"], latent_ids=r["latent_ids"])
+        yield new
+
+
+def gold_checks(row, gold):
+    """One chunk against the teacher's latent `gold` (diagnostics only: the E-step never saw it) -> (the chosen
+    latent is the gold derivation, some sample among the K is, the chosen latent follows the problem: the gold's
+    steps with every value left out, a digit right after a letter; for the built-in world the start and the
+    operators, whatever facts it got wrong)."""
+    steps = lambda z: re.sub(r"(?<=[^\d\s])\d", "#", z or "")
+    return row["latent"] == gold, gold in row["samples"], steps(row["latent"]) == steps(gold)
+
+
+def write_latents(cfg, data, rows, idir):
+    """The E-step's output, streamed unit by unit: idir/latents.jsonl (for reading: the target documents with
+    their chosen latents' text and ids) and idir/latents/, the same as token shards (X from the target shards,
+    Z = the chosen ids, a dropped latent = no latent), what the M-step trains on. Both are written beside and
+    renamed into place, so a kill leaves neither half-written. -> (diagnostics, gold diagnostics: on chunks
+    with a non-empty teacher latent only, an empty one would be a free match; target_gold.jsonl is read
+    document by document, in the target's order)."""
+    n = {"chunks": 0, "ess": 0.0, "capped": 0, "dropped": 0, "gold": [0, 0, 0, 0]}  # gold: chunks, gold_checks
+    gold = iter_docs(data["gold"]) if data["gold"] is not None else None
+
+    def seen(rows):  # every row passes here once, in (doc, chunk) order
+        doc, glat = -1, None
+        for r in rows:
+            n["chunks"], n["ess"], n["capped"] = n["chunks"] + 1, n["ess"] + r["ess"], n["capped"] + r["capped"]
+            n["dropped"] += r["latent"] is None
+            if gold is not None:
+                if r["doc"] != doc:
+                    doc, g = r["doc"], next(gold)
+                    if g["id"] != data["target"].doc_id(doc):
+                        raise ValueError(f"{data['gold']}: document {g['id']!r} is not the target's {doc}th")
+                    glat = [c["latent"] for c in g["chunks"]]
+                if glat[r["chunk"]]:
+                    n["gold"] = [a + b for a, b in zip(n["gold"], (1, *gold_checks(r, glat[r["chunk"]])))]
+            yield r
+    tok_name, n_vocab = data["target"].tokenizer, data["target"].n_vocab
+    path, tmp = os.path.join(idir, "latents.jsonl"), os.path.join(idir, f".latents.jsonl.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f, ShardWriter(os.path.join(idir, "latents"), tok_name, n_vocab) as w:
+            texts = iter_docs(os.path.join(cfg.out, "data", "target.jsonl"))
+            for d, new in enumerate(with_latents(texts, seen(rows))):
+                f.write(doc_line(new))
+                x = data["target"].doc(d)["x"]  # the tokens the E-step read, not a re-encoding
+                w.add(*flatten({"id": new["id"], "x": x, "z": [c["latent_ids"] for c in new["chunks"]]}))
+            f.flush()
+            os.fsync(f.fileno())
+            w.finish({"estep": os.path.basename(idir)})
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    c, g = max(n["chunks"], 1), max(n["gold"][0], 1)
+    diag = {"chunks": n["chunks"], "ess_mean": n["ess"] / c, "capped_frac": n["capped"] / (c * cfg.k),
+            "dropped": n["dropped"]}
+    return diag, {} if gold is None else {"gold_match": n["gold"][1] / g, "gold_exists": n["gold"][2] / g,
+                                          "gold_steps": n["gold"][3] / g, "gold_chunks": n["gold"][0]}

@@ -42,7 +42,8 @@ def tiny_gpt(seed=0, **config):
 def estep_docs(model, tok, cfg, docs, it, out_dir, unit=512):
     """em.estep over `docs` ({'id', 'chunks'}) as in-memory shards -> (docs with latents, rows)."""
     import em
+    from data import rundir as D
     from data.layout import encode_doc
     from data.shards import from_docs
     rows = list(em.estep(model, tok, cfg, from_docs([encode_doc(tok, d) for d in docs], tok), it, out_dir, unit))
-    return list(em.with_latents(docs, rows)), rows
+    return list(D.with_latents(docs, rows)), rows
