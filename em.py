@@ -4,6 +4,7 @@
     torchrun --standalone --nproc_per_node=N em.py ...   # E-step sharded over ranks, M-steps with DDP
     python em.py --eval --ckpt DIR [--questions Q.jsonl]   # evaluate any checkpoint, raw or latent
     python em.py --iters 3 --seeds 0,1,2 --out DIR          # one run per seed in DIR/seed{S}, combined report
+    python em.py --world-shape prose --block-size 256 --batch-size 8 ...   # the realistic world (README)
 
 The loop (spec: ../shared/docs/BOLT.md), in this file's order:
   run         base: pretrain once on the base corpus (or --init: our checkpoint / a Hugging Face directory);
@@ -27,11 +28,12 @@ prints one line `error: <what> (<flag or file:line>)`, exits 2 and leaves --out 
 corpus also as token shards, out/data/target/) and runs the E-step in resumable units sharded over ranks, each
 reading its documents from the shards; data/report.py writes report.md, metrics.jsonl and plot.svg.
 Every phase writes atomically and records completion under --out, so re-running after a kill resumes. The chosen
-latents travel to the M-step as token ids: iter{t}/latents/, token shards train.py memmaps (write_latents; the
-text for reading in iter{t}/latents.jsonl, beside the same ids as "latent_ids").
+latents travel to the M-step as token ids: iter{t}/latents/, token shards train.py memmaps (rundir.write_latents;
+the text for reading in iter{t}/latents.jsonl, beside the same ids as "latent_ids").
 """
 import argparse
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -436,34 +438,50 @@ def eval_questions(model, tok, cfg, questions, mode, prefix=""):
     return {f"acc{tag}": acc, f"acc{tag}_se": math.sqrt(acc * (1 - acc) / n), "n_questions": len(rows)}, rows
 
 
-def eval_nll(model, tok, cfg, docs, latent, ks):
+def eval_nll(model, tok, cfg, docs, latent, ks, unit=512):
     """Held-out NLL per raw X token (and bits per byte). Raw model: exact -log p(X_i | BOS P_i). Latent model:
     -IW-ELBO_K = -(sum_i [logsumexp_k(log p_k - log q_k) - log K]) with fresh samples at temperature 1, for each
     K in ks (the first K of max(ks) samples; --estep sequential: one SMC run per K, whose kept ancestors depend
     on its K samples), with the same prefix rule (P_i = up to 3 previous chunks, raw or with their latents).
     Two bounds: nll_k{K}, the spec's (log p of every token after P_i, the mode marks SoL PRIOR included: a bound
-    on the raw text's NLL), and nll_mc_k{K}, mode-conditional (the marks left out, as the E-step weighs)."""
-    edocs = [encode_doc(tok, d) for d in docs]
+    on the raw text's NLL), and nll_mc_k{K}, mode-conditional (the marks left out, as the E-step weighs).
+    `docs` is any iterable of documents, evaluated in groups of whole documents of about `unit` chunks, so the
+    work held at once does not grow with the held-out set (sampling is keyed: the grouping changes no draw)."""
+    sums, group, n = {}, [], 0
+    for doc in itertools.chain(docs, [None]):  # None: flush the last group
+        if doc is not None:
+            group.append(encode_doc(tok, doc))
+            n += len(doc["chunks"])
+            sums["bytes"] = sums.get("bytes", 0) + sum(len(ch["suffix"].encode()) for ch in doc["chunks"])
+        if group and (doc is None or n >= unit):
+            for key, v in nll_sums(model, tok, cfg, group, latent, ks).items():
+                sums[key] = sums.get(key, 0.0) + v
+            group, n = [], 0
+    n_tok, n_bytes = sums.pop("n_tok", 0), sums.pop("bytes", 0)
+    per = lambda lp: {"nll": -lp / max(n_tok, 1), "bpb": -lp / math.log(2) / max(n_bytes, 1)}
+    return {k.replace("nll", name): v for k, lp in sums.items() for name, v in per(lp).items()}
+
+
+def nll_sums(model, tok, cfg, edocs, latent, ks):
+    """One group of encoded documents -> summed log-likelihoods: {'nll': log p} for a raw model, else
+    {'nll_k{K}': IW-ELBO_K, 'nll_mc_k{K}': its mode-conditional twin} summed over chunks; and 'n_tok'."""
     keys = [(d, c, "eval") for d, ed in enumerate(edocs) for c in range(len(ed["x"]))]
-    n_bytes = sum(len(ch["suffix"].encode()) for d in docs for ch in d["chunks"])
     if not latent:
         pairs = [raw_pair(tok, edocs[d]["x"], c, cfg.max_latent, cfg.block_size) for d, c, _ in keys]
         lp = sum(s["sum"] for s in score(model, [p for p, _ in pairs], [x for _, x in pairs], cfg.gen_batch))
-        n_tok = sum(len(x) for _, x in pairs)
-        return {"nll": -lp / n_tok, "bpb": -lp / math.log(2) / n_bytes}
+        return {"nll": lp, "n_tok": sum(len(x) for _, x in pairs)}
     if cfg.estep == "sequential":
         runs = {k: list(sample_sequential(model, tok, cfg, edocs, k, f"eval{k}", lambda d, c: (
             cfg.seed, "eval", k, edocs[d]["id"], c), 1.0)[0].values()) for k in ks}
     else:
         res = sample_latents(model, tok, cfg, edocs, keys, max(ks), temperature=1.0)
         runs = {k: res for k in ks}
-    n_tok = sum(s[0]["n_x"] for s in runs[ks[0]])
-    out = {}
+    out = {"n_tok": sum(s[0]["n_x"] for s in runs[ks[0]])}
     for tag, key in (("", "log_p_all"), ("_mc", "log_p")):
         for k in ks:
-            e = sum(iw_elbo(importance_weights([s[key] for s in samples[:k]], [s["log_q"] for s in samples[:k]]))
-                    for samples in runs[k])
-            out[f"nll{tag}_k{k}"], out[f"bpb{tag}_k{k}"] = -e / n_tok, -e / math.log(2) / n_bytes
+            out[f"nll{tag}_k{k}"] = sum(iw_elbo(importance_weights([s[key] for s in samples[:k]],
+                                                                   [s["log_q"] for s in samples[:k]]))
+                                        for samples in runs[k])
     return out
 
 

@@ -145,3 +145,17 @@ def test_sequential_estep_is_the_same_for_any_unit_size(tiny_model, tmp_path):
     assert len(list((tmp_path / "a").iterdir())) > 1  # it was cut into several units
     docs_per_unit = [{r["doc"] for r in em.read_json(str(p))} for p in sorted((tmp_path / "a").iterdir())]
     assert sum(len(d) for d in docs_per_unit) == len(docs)  # no document is split across units
+
+
+@pytest.mark.parametrize("estep", ["paper", "sequential"])
+def test_held_out_bound_is_the_same_in_any_grouping(tiny_model, estep):
+    """eval_nll evaluates the held-out documents in groups of whole documents (its memory does not grow with the
+    held-out set); the draws are keyed, so cutting the set into groups changes no number (raw NLL and bounds)."""
+    docs = [{"id": f"h{i}", "chunks": [{"suffix": s, "latent": None} for s in ("ab. ", "cd. ", "ef. ")[:1 + i % 3]]}
+            for i in range(6)]
+    cfg = em.EMConfig(k=2, max_latent=6, block_size=64, estep=estep, gen_batch=4)
+    for latent in (False, True):
+        whole = em.eval_nll(tiny_model, TOK, cfg, docs, latent, [1, 2])
+        grouped = em.eval_nll(tiny_model, TOK, cfg, iter(docs), latent, [1, 2], unit=3)
+        assert whole.keys() == grouped.keys() and whole == pytest.approx(grouped, rel=1e-6)  # summation order
+        assert ("nll_k2" in whole) == latent and all(math.isfinite(v) for v in whole.values())
