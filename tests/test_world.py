@@ -194,7 +194,7 @@ def test_every_answer_chunk_carries_the_walk_of_its_problem(name):
     w = W.build(PROSE)
     wrong = 0
     for d in w[name]:
-        walks, ends = [], 0
+        walks = []
         for c in d["chunks"]:
             results = W.RESULT_RE.findall(c["suffix"])
             got = c["latent"].split(" ") if c["latent"] else []
