@@ -1,5 +1,5 @@
-"""BoLT reports (no torch): one run's report.md + metrics.jsonl + plot.svg, the combined report over seeds, and
-the K curve.
+"""BoLT reports (no torch): one run's report.md + metrics.jsonl + plot.svg, the combined report over seeds, the K curve,
+and finished runs side by side (--estep paper against sequential on one world and seed).
 
 A result row is one model's metrics (em.py's run_eval) plus its name and either "iter" (warm start = 0, BoLT
 iterations) or "baseline" (base, raw_tokens, raw_flops, oracle). Columns:
@@ -10,6 +10,7 @@ iterations) or "baseline" (base, raw_tokens, raw_flops, oracle). Columns:
   mode-cond. NLL    the bound with the two mode marks left out (what the E-step weighs; not a bound on raw text)
 
     python -m data.report --k-curve out/k1 out/k2 out/em out/k8 --out out/kcurve   # K curve from finished runs
+    python -m data.report --compare out/seq out/paper --out out/estep    # finished runs side by side
 """
 import argparse
 import json
@@ -261,20 +262,85 @@ def k_curve(dirs, out, iteration=None):
     return text
 
 
+# ----------------------------------------------------------------------------- runs side by side
+
+def read_run(d):
+    """A finished em.py run dir -> (config, metric rows); a --seeds dir gives its mean rows."""
+    with open(os.path.join(d, "config.json")) as f:
+        cfg = json.load(f)
+    with open(os.path.join(d, "metrics.jsonl")) as f:
+        return cfg, [json.loads(line) for line in f if line.strip()]
+
+
+def labels(cfgs, dirs):
+    """What tells the runs apart: the config keys whose values differ ("estep=paper, k=1"), else the dir."""
+    skip = {"out", "seeds", "iters", "no_baselines", "gen_batch"}
+    keys = [k for k in cfgs[0] if k not in skip and len({json.dumps(c.get(k)) for c in cfgs}) > 1]
+    return [", ".join(f"{k}={c.get(k)}" for k in keys) or d for c, d in zip(cfgs, dirs)]
+
+
+def compare(dirs, out):
+    """Finished runs (e.g. --estep paper and sequential on the same world and seed) side by side -> out/compare.md
+    and out/compare.svg: one row per model (warm start, each iteration, each baseline any run has), per run its
+    accuracy, the spec's bound and the mode-conditional one at the largest K, and the E-step's gold match."""
+    runs = [read_run(d) for d in dirs]
+    names = labels([c for c, _ in runs], dirs)
+    k = max((int(x[len("nll_k"):]) for _, rows in runs for r in rows for x in r if x.startswith("nll_k")),
+            default=None)
+    keys = []
+    for _, rows in runs:
+        keys += [row_key(r) for r in rows if row_key(r) not in keys]
+    keys.sort(key=lambda key: (not key.startswith("iter"), key))  # iterations in order, then the baselines
+
+    def cell(r):
+        if r is None:
+            return ["-"] * 4
+        acc, how = best_acc(r)
+        se = r.get("acc_reason_se" if how == "reasoning" else "acc_se")
+        a = "-" if acc is None else f"{100 * acc:.1f}%" + (f" ± {100 * se:.1f}" if se is not None else "")
+        nll = r.get(f"nll_k{k}", r.get("nll"))
+        gold = "-" if "estep_gold_match" not in r else f"{100 * r['estep_gold_match']:.1f}%" + (
+            f" (steps {100 * r['estep_gold_steps']:.1f}%)" if "estep_gold_steps" in r else "")
+        return [a, "-" if nll is None else f"{nll:.4f}",
+                f"{r[f'nll_mc_k{k}']:.4f}" if f"nll_mc_k{k}" in r else "-", gold]
+    head = ["model"] + [f"{n}: {c}" for n in names for c in ("accuracy", f"NLL K={k}", f"mode-cond. K={k}",
+                                                               "E-step gold match")]
+    lines = ["# BoLT runs side by side", "", "Runs: " + "; ".join(f"`{d}` ({n})" for d, n in zip(dirs, names))
+             + f". NLL: the spec's bound for latent models, exact for raw ones. " + NOTE, "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in keys:
+        found = [next((r for r in rows if row_key(r) == key), None) for _, rows in runs]
+        name = next(r for r in found if r is not None)["name"].split(" (")[0]
+        lines.append("| " + " | ".join([name] + [c for r in found for c in cell(r)]) + " |")
+    lines += ["", f"![accuracy and NLL per iteration: {names[0]} bold, the others thin](compare.svg)", ""]
+    os.makedirs(out, exist_ok=True)
+    text = "\n".join(lines)
+    write_atomic(os.path.join(out, "compare.md"), text)
+    write_atomic(os.path.join(out, "compare.svg"), svg_plot(
+        runs[0][1], f"nll_k{k}", [rows for _, rows in runs[1:]],
+        foot=f"bold: {names[0]}; thin: {'; '.join(names[1:])}; iteration 0 = warm start"))
+    return text
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--k-curve", nargs="+", required=True, metavar="DIR", help="finished em.py runs, one per K")
-    ap.add_argument("--out", required=True, help="where kcurve.md and kcurve.svg go")
-    ap.add_argument("--iter", type=int, default=None, help="compare this iteration (default: each run's last)")
+    what = ap.add_mutually_exclusive_group(required=True)
+    what.add_argument("--k-curve", nargs="+", metavar="DIR", help="finished em.py runs, one per K")
+    what.add_argument("--compare", nargs="+", metavar="DIR", help="finished em.py runs to put side by side")
+    ap.add_argument("--out", required=True, help="where kcurve.md/.svg or compare.md/.svg go")
+    ap.add_argument("--iter", type=int, default=None, help="--k-curve: this iteration (default: each run's last)")
     args = ap.parse_args(argv)
-    missing = [d for d in args.k_curve if not os.path.exists(os.path.join(d, "metrics.jsonl"))
+    dirs, flag = (args.k_curve, "--k-curve") if args.k_curve else (args.compare, "--compare")
+    missing = [d for d in dirs if not os.path.exists(os.path.join(d, "metrics.jsonl"))
                or not os.path.exists(os.path.join(d, "config.json"))]
     if missing:
-        ap.exit(2, f"error: no finished run (metrics.jsonl, config.json) in {', '.join(missing)} (--k-curve)\n")
+        ap.exit(2, f"error: no finished run (metrics.jsonl, config.json) in {', '.join(missing)} ({flag})\n")
+    if args.compare and args.iter is not None:
+        ap.exit(2, "error: --iter goes with --k-curve (--compare shows every iteration)\n")
     try:
-        print(k_curve(args.k_curve, args.out, args.iter))
-    except (ValueError, KeyError) as e:
-        ap.exit(2, f"error: {e} (--k-curve)\n")
+        print(k_curve(dirs, args.out, args.iter) if args.k_curve else compare(dirs, args.out))
+    except (ValueError, KeyError, json.JSONDecodeError) as e:
+        ap.exit(2, f"error: {e} ({flag})\n")
 
 
 if __name__ == "__main__":

@@ -233,6 +233,31 @@ def test_k_curve_from_finished_runs(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("error:") and "nope" in r.stderr
 
 
+def test_compare_puts_runs_side_by_side(tmp_path):
+    """python -m data.report --compare: one row per model, per run its columns, labelled by what differs."""
+    for estep, acc, base in (("sequential", 0.8, True), ("paper", 0.4, False)):
+        d = tmp_path / estep
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({"estep": estep, "k": 4, "seed": 0, "out": str(d)}))
+        rows = [{"name": "warm start", "iter": 0, "acc": 0.5, "acc_se": 0.01, "nll_k4": 0.3, "nll_mc_k4": 0.2},
+                {"name": "BoLT iter 1", "iter": 1, "acc": acc, "acc_se": 0.02, "nll_k4": 0.25, "nll_mc_k4": 0.19,
+                 "estep_gold_match": acc / 2, "estep_gold_steps": 0.9}]
+        rows += [{"name": "raw, FLOP-matched", "baseline": "raw_flops", "acc": 0.1, "acc_se": 0.01,
+                  "acc_reason": 0.2, "acc_reason_se": 0.01, "nll": 0.22}] if base else []
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = R.compare([str(tmp_path / "sequential"), str(tmp_path / "paper")], str(tmp_path / "cmp"))
+    rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
+    assert "estep=sequential: accuracy" in rows["model"] and "estep=paper: accuracy" in rows["model"]
+    assert "out=" not in rows["model"]  # the dirs differ, but that is not what tells the runs apart
+    assert rows["BoLT iter 1"].endswith("| 80.0% ± 2.0 | 0.2500 | 0.1900 | 40.0% (steps 90.0%) | 40.0% ± 2.0 | "
+                                        "0.2500 | 0.1900 | 20.0% (steps 90.0%) |")
+    assert rows["raw, FLOP-matched"] == "| raw, FLOP-matched | 20.0% ± 1.0 | 0.2200 | - | - | - | - | - | - |"
+    assert list(rows)[1:] == ["warm start", "BoLT iter 1", "raw, FLOP-matched"]
+    assert (tmp_path / "cmp/compare.svg").read_text().startswith("<svg")
+    r = run_py(["-m", "data.report", "--compare", str(tmp_path / "paper"), "--iter", "1", "--out", str(tmp_path / "c")])
+    assert r.returncode == 2 and "--iter" in r.stderr
+
+
 def test_world_questions_carry_their_rules(tmp_path):
     """The world's rules read its own formats: the answer line after the question, the walk after the prompt
     (the base text's format); an older world's questions file (no rules) gets them from world.json."""
