@@ -15,6 +15,7 @@ is seeded by a hashlib hash of the text (never Python's salted hash()), so bound
 iteration, process and machine. With a token budget, an over-long sentence is split at word boundaries (inside
 a word only when one word alone is over budget) and no chunk exceeds the budget.
 """
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -180,13 +181,14 @@ def unique_id(doc_id, ids, occurrences):
     return doc_id, repeat
 
 
-def read_docs(path, skip_bad=False, stats=None, **chunk_kw):
-    """Read a JSONL corpus -> list of {'id', 'chunks': [{'suffix', 'latent'}]}. A malformed line (bad JSON or
-    UTF-8, not a document) raises ValueError naming the file and line; with skip_bad=True it is skipped and the
-    count reported on stderr (and in stats['skipped'] if a dict is passed). A repeated id is kept under
-    "<id>#<occurrence>" and counted (stats['repeated']). Blank lines are ignored. chunk_kw (tok, max_tokens,
+def scan_docs(path, skip_bad=False, stats=None, **chunk_kw):
+    """A JSONL corpus one document at a time (memory of one line plus the set of ids seen, whatever the file's
+    size): the documents read_docs returns, in order. A malformed line (bad JSON or UTF-8, not a document)
+    raises ValueError naming the file and line; with skip_bad=True it is skipped. A repeated id is kept under
+    "<id>#<occurrence>". Blank lines are ignored. When the generator is exhausted, a `stats` dict gets
+    'skipped', 'skipped_lines' and 'repeated' (note_stats reports them). chunk_kw (tok, max_tokens,
     mean_sentences, max_sentences) go to chunk_text for {"text"} lines."""
-    docs, ids, occurrences, bad, repeated = [], set(), {}, [], 0
+    ids, occurrences, bad, repeated = set(), {}, [], 0
     with open(path, "rb") as f:
         # split on b"\n" only: str.splitlines would also break at U+2028 etc. inside a JSON string
         for lineno, line in enumerate(f, 1):
@@ -201,15 +203,28 @@ def read_docs(path, skip_bad=False, stats=None, **chunk_kw):
                 continue
             doc["id"], new = unique_id(doc["id"], ids, occurrences)
             repeated += new
-            docs.append(doc)
+            yield doc
     if stats is not None:
         stats["skipped"], stats["skipped_lines"], stats["repeated"] = len(bad), bad, repeated
+
+
+def note_stats(path, stats):
+    """scan_docs' stats on stderr: the malformed lines skipped and the repeated documents kept."""
+    bad = stats["skipped_lines"]
     if bad:
         shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
         print(f"read_docs: skipped {len(bad)} malformed line(s) in {path} (lines {shown})", file=sys.stderr)
-    if repeated:
-        print(f"read_docs: {repeated} repeated document(s) in {path} kept as distinct documents (id#2, id#3, ...)",
-              file=sys.stderr)
+    if stats["repeated"]:
+        print(f"read_docs: {stats['repeated']} repeated document(s) in {path} kept as distinct documents "
+              "(id#2, id#3, ...)", file=sys.stderr)
+
+
+def read_docs(path, skip_bad=False, stats=None, **chunk_kw):
+    """Read a JSONL corpus whole -> list of {'id', 'chunks': [{'suffix', 'latent'}]}: scan_docs' documents, the
+    skipped lines and repeats reported on stderr (and in `stats` if a dict is passed)."""
+    stats = {} if stats is None else stats
+    docs = list(scan_docs(path, skip_bad, stats, **chunk_kw))
+    note_stats(path, stats)
     return docs
 
 
@@ -302,22 +317,30 @@ class atomic_dir:
         return False
 
 
-def write_atomic(path, data):
-    """Write str (UTF-8) or bytes to path atomically: a temp file in the same directory, fsync, os.replace. A kill
-    at any moment leaves the old file or the new one, never half of one."""
+@contextlib.contextmanager
+def atomic_open(path):
+    """`with atomic_open(path) as f:` write bytes to f, as much as you like; on success f is fsynced and renamed
+    over path (a temp file in the same directory until then), so a kill at any moment leaves the old file or the
+    new one, never half of one. An exception inside the block removes the temp file and leaves path as it was."""
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an ordinary file gets 0666 minus the umask
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def write_atomic(path, data):
+    """Write str (UTF-8) or bytes to path atomically (atomic_open)."""
+    with atomic_open(path) as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def _umask():
@@ -347,5 +370,8 @@ def doc_line(doc):
 
 
 def write_docs(path, docs):
-    """Write docs as JSONL in the authors' chunk format plus an id, atomically."""
-    write_atomic(path, b"".join(doc_line(doc) for doc in docs))
+    """Write docs (any iterable: a list, scan_docs) as JSONL in the authors' chunk format plus an id, atomically
+    and one line at a time (memory of one document)."""
+    with atomic_open(path) as f:
+        for doc in docs:
+            f.write(doc_line(doc))
