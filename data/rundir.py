@@ -14,6 +14,7 @@ Not the method (that is em.py): the mechanics that make a run refusable in one l
 No torch here: checkpoint_error imports model.py only when a checkpoint is to be checked. `cfg` is em.py's
 EMConfig (read by field name; this module never imports em.py).
 """
+import contextlib
 import math
 import os
 import re
@@ -25,7 +26,8 @@ import numpy as np
 
 from data import questions as Q
 from data import world as W
-from data.corpus import doc_line, iter_docs, out_dir_error, read_docs, read_json, sha256_file, write_docs, write_json
+from data.corpus import (atomic_open, doc_line, iter_docs, note_stats, out_dir_error, read_docs, read_json,
+                         scan_docs, sha256_file, write_docs, write_json)
 from data.layout import encode_doc
 from data.shards import ShardWriter, flatten, is_shard_dir, open_shards, write_shards
 from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
@@ -137,15 +139,36 @@ def arg_errors(cfg, given, eval_only, ckpt):
 
 # ----------------------------------------------------------------------------- input files and --out
 
+class Docs:
+    """A checked input corpus, read again one document at a time each time it is iterated (scan_docs, with the
+    chunking flags it was checked with): memory of one document, whatever the file's size. len() and `latent`
+    (the index of the first document holding a latent, None if none does) are what the check pass counted."""
+
+    def __init__(self, path, kw, n, latent):
+        self.path, self.kw, self.n, self.latent = path, kw, n, latent
+
+    def __iter__(self):
+        return scan_docs(self.path, **self.kw)
+
+    def __len__(self):
+        return self.n
+
+
 def read_input(path, name, **kw):
-    """Read one input corpus whole (every line checked); -> (docs, error or None)."""
+    """Check one input corpus in one streaming pass (every line parsed, nothing kept but counts);
+    -> (Docs, error or None), ([], error) when a line is malformed or the file unreadable."""
+    n, latent, stats = 0, None, {}
     try:
-        docs = read_docs(path, **kw)
-    except ValueError as e:  # read_docs names the file and line
+        for doc in scan_docs(path, stats=stats, **kw):
+            if latent is None and any(c["latent"] is not None for c in doc["chunks"]):
+                latent = n
+            n += 1
+    except ValueError as e:  # scan_docs names the file and line
         return [], str(e)
     except OSError as e:
         return [], f"{path}: {e.strerror or e} ({flag(name)})"
-    return docs, None if docs else f"{path} holds no documents ({flag(name)})"
+    note_stats(path, stats)
+    return Docs(path, kw, n, latent), None if n else f"{path} holds no documents ({flag(name)})"
 
 
 def read_questions(cfg):
@@ -227,8 +250,9 @@ def out_errors(cfg, fp):
 
 def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
     """One validation pass before anything is written or trained: flags, tokenizer, --out, every input file
-    read whole, every checkpoint loaded once, and an existing --out's configuration and data. Raises ValueError
-    with every problem on one line; -> {'tok', 'docs': {flag name: documents}, 'questions', 'fingerprint'}."""
+    parsed line by line (read_input: memory flat in its size), every checkpoint loaded once, and an existing
+    --out's configuration and data. Raises ValueError with every problem on one line;
+    -> {'tok', 'docs': {flag name: Docs, read again when iterated}, 'questions', 'fingerprint'}."""
     errors = flag_errors(cfg, eval_only, ckpt, phase_errors)
     if errors:  # the files below are read with these flags: they must make sense first
         raise ValueError("; ".join(errors))
@@ -326,27 +350,43 @@ def write_data(cfg, checked, ddir):
         write_target_shards(ddir, checked["tok"])  # data prepared before the shards existed gets them now
         return
     if cfg.corpus:
-        docs = docs_in["corpus"]
-        if cfg.val:
-            heldout = docs_in["val"]
-        else:
-            n = max(1, len(docs) // 20)
-            docs, heldout = docs[:-n], docs[-n:]
-        os.makedirs(ddir, exist_ok=True)
-        if any(c["latent"] is not None for d in docs for c in d["chunks"]):
-            write_docs(os.path.join(ddir, "target_gold.jsonl"), docs)
-        strip = lambda ds: [{"id": d["id"], "chunks": [{"suffix": c["suffix"], "latent": None}
-                                                        for c in d["chunks"]]} for d in ds]
-        write_docs(os.path.join(ddir, "target.jsonl"), strip(docs))
-        write_docs(os.path.join(ddir, "heldout.jsonl"), heldout)
+        corpus = docs_in["corpus"]
+        n_target = len(corpus) - (0 if cfg.val else max(1, len(corpus) // 20))  # else the last 5% are held out
+        write_corpus(ddir, corpus, n_target)
     else:
         W.write(world_config(cfg), ddir, checked["tok"])
-        if cfg.val:
-            write_docs(os.path.join(ddir, "heldout.jsonl"), docs_in["val"])
+    if cfg.val:
+        write_docs(os.path.join(ddir, "heldout.jsonl"), docs_in["val"])
     if cfg.teacher_latents:
         write_docs(os.path.join(ddir, "warm.jsonl"), docs_in["teacher_latents"])
     write_target_shards(ddir, checked["tok"])
     write_json(done, {"corpus": cfg.corpus or "built-in world", "fingerprint": checked["fingerprint"]})
+
+
+def write_corpus(ddir, corpus, n_target):
+    """One streaming pass over the checked --corpus (Docs): its first n_target documents to target.jsonl with
+    their latents stripped, and as they are to target_gold.jsonl when one of them holds a latent (the check pass
+    knows which document first does); the rest to heldout.jsonl. Each file atomic (atomic_open)."""
+    p = lambda name: os.path.join(ddir, name + ".jsonl")
+    gold = corpus.latent is not None and corpus.latent < n_target
+    with contextlib.ExitStack() as files:
+        target = files.enter_context(atomic_open(p("target")))
+        gold = gold and files.enter_context(atomic_open(p("target_gold")))
+        heldout = n_target < len(corpus) and files.enter_context(atomic_open(p("heldout")))
+        n = 0
+        for n, doc in enumerate(corpus, 1):
+            if n > len(corpus):
+                break
+            if n > n_target:
+                heldout.write(doc_line(doc))
+                continue
+            target.write(doc_line({"id": doc["id"], "chunks": [{"suffix": c["suffix"], "latent": None}
+                                                               for c in doc["chunks"]]}))
+            if gold:
+                gold.write(doc_line(doc))
+        if n != len(corpus):  # the held-out split was counted on the file as it was checked
+            raise ValueError(f"{corpus.path} changed while out/data was prepared: {n} documents, "
+                             f"{len(corpus)} when checked (--corpus)")
 
 
 def write_target_shards(ddir, tok):
