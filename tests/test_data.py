@@ -362,3 +362,49 @@ def test_prepare_refuses_bad_input_before_writing(tmp_path, capsys, argv, msg):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("error: ") and msg in err and err.count("\n") == 1, err
     assert not out.exists()
+
+
+def test_scan_docs_streams_what_read_docs_returns(tmp_path):
+    """scan_docs yields read_docs' documents (chunking, repeated ids) one at a time: a bad line is met only when
+    the stream reaches it, named by file:line; skipped with skip_bad, with the counts in stats at the end."""
+    from data.corpus import scan_docs
+    p = tmp_path / "c.jsonl"
+    write_lines(p, [json.dumps({"id": "a", "text": "One. Two three. Four!"}), "",
+                     json.dumps({"id": "a", "chunks": [{"suffix": "x", "latent": "z"}]}),
+                     json.dumps({"text": "Plain text. More text."})])
+    kw = dict(tok=get_tokenizer("bytes"), max_tokens=8)
+    assert list(scan_docs(p, **kw)) == read_docs(p, **kw)
+    assert [d["id"] for d in scan_docs(p)] == ["a", "a#2", content_id("Plain text. More text.")]
+    with open(p, "ab") as f:
+        f.write(b'{"text": 5}\n')
+    docs = scan_docs(p)
+    assert next(docs)["id"] == "a"  # the first document, before the bad line is read
+    with pytest.raises(ValueError, match=r"c\.jsonl:5\)"):
+        list(docs)
+    stats = {}
+    assert len(list(scan_docs(p, skip_bad=True, stats=stats))) == 3
+    assert (stats["skipped"], stats["skipped_lines"], stats["repeated"]) == (1, [5], 1)
+
+
+def test_write_docs_streams_into_a_temp_file(tmp_path):
+    """write_docs takes any iterable and writes it line by line to a temp file beside the target: while it
+    writes, the old file is whole; a failure mid-stream leaves the old file and no temp file."""
+    p, old = tmp_path / "d.jsonl", [{"id": "old", "chunks": [{"suffix": "o", "latent": None}]}]
+    write_docs(p, old)
+    seen = []
+
+    def docs(fail=False):
+        for i in range(3):
+            seen.append((read_docs(p), sorted(os.listdir(tmp_path))))
+            if fail and i == 2:
+                raise RuntimeError("killed")
+            yield {"id": f"n{i}", "chunks": [{"suffix": f"new {i}", "latent": "z" if i else None}]}
+
+    write_docs(p, docs())
+    assert [d["id"] for d in read_docs(p)] == ["n0", "n1", "n2"] and os.listdir(tmp_path) == ["d.jsonl"]
+    assert len(seen) == 3 and all(len(names) == 2 for _, names in seen)  # the temp file beside it while writing
+    write_docs(p, old)
+    with pytest.raises(RuntimeError):
+        write_docs(p, docs(fail=True))
+    assert read_docs(p) == old and os.listdir(tmp_path) == ["d.jsonl"]
+    assert all(before == old for before, _ in seen[3:])

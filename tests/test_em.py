@@ -364,6 +364,57 @@ def test_changed_corpus_is_prepared_again_or_refused(tmp_path, inputs):
     assert len(em.prepare_data(cfg, tok, em.check_inputs(cfg))["target"]) == 5
 
 
+def test_corpus_is_checked_and_prepared_streaming(tmp_path, inputs):
+    """check_inputs keeps only counts of a --corpus (its documents are read again when iterated) and
+    write_data streams it into out/data: byte for byte what read_docs and the held-out slicing gave, with
+    target_gold.jsonl only when a target document (not a held-out one) has a latent; --val read the same way."""
+    from data.corpus import read_docs, write_docs
+    tok = get_tokenizer("bytes")
+    line = lambda i, z: json.dumps({"id": f"r{i % 4}", "chunks": [{"suffix": f"S{i}. ", "latent": z},
+                                                                  {"suffix": f"T{i}.", "latent": None}]})
+    for name, latent_from, val in (("gold", 0, ""), ("tail", 19, ""), ("val", 0, inputs["GOOD"])):
+        corpus = tmp_path / f"{name}.jsonl"
+        corpus.write_text("".join(line(i, "z" if i >= latent_from else None) + "\n" + "\n" * (i % 9 == 0)
+                                  + json.dumps({"text": f"Doc {i}. Words here."}) + "\n" for i in range(20)))
+        cfg = em.EMConfig(out=str(tmp_path / name), corpus=str(corpus), init=inputs["CKPT"], val=val,
+                          teacher_latents=inputs["TEACH"], max_latent=8)
+        checked = em.check_inputs(cfg)
+        assert not isinstance(checked["docs"]["corpus"], list) and len(checked["docs"]["corpus"]) == 40
+        rundir.write_data(cfg, checked, str(tmp_path / name / "data"))
+        docs = read_docs(corpus, tok=tok, max_tokens=cfg.block_size // 4)  # what write_data wrote from before
+        n = 0 if val else max(1, len(docs) // 20)
+        target, heldout = (docs, read_docs(val)) if val else (docs[:-n], docs[-n:])
+        ref = tmp_path / f"{name}_ref"
+        write_docs(ref / "target.jsonl", [{"id": d["id"], "chunks": [{"suffix": c["suffix"], "latent": None}
+                                                                      for c in d["chunks"]]} for d in target])
+        write_docs(ref / "heldout.jsonl", heldout)
+        if any(c["latent"] is not None for d in target for c in d["chunks"]):
+            write_docs(ref / "target_gold.jsonl", target)
+        got = sorted(f for f in os.listdir(tmp_path / name / "data") if f.endswith(".jsonl") and f != "warm.jsonl")
+        assert got == sorted(os.listdir(ref)) and len(got) == (2 if name == "tail" else 3)
+        for f in got:
+            assert (tmp_path / name / "data" / f).read_bytes() == (ref / f).read_bytes(), (name, f)
+    checked = em.check_inputs(cfg)
+    with open(corpus, "a") as f:
+        f.write(line(99, None) + "\n")
+    with pytest.raises(ValueError, match="changed while out/data was prepared"):
+        rundir.write_data(cfg, checked, str(tmp_path / "changed"))
+
+
+def test_eval_reads_val_as_checked(tmp_path, inputs, capsys):
+    """--eval --val: the held-out documents check_inputs checked are read again for evaluation."""
+    from data.corpus import read_docs
+    from model import load_model
+    argv = ["--eval", "--ckpt", inputs["CKPT"], "--val", inputs["GOOD"], "--eval-ks", "1", "--max-latent", "8",
+            "--k", "1", "--out", str(tmp_path / "out")]
+    em.main(argv)
+    out = capsys.readouterr().out
+    m = json.loads(out[out.index("{"):out.rindex("}") + 1])
+    cfg, tok = em.parse_args(argv)[0], get_tokenizer("bytes")
+    model = load_model(inputs["CKPT"], tok.n_vocab)[0].eval()
+    assert m["nll_k1"] == em.eval_nll(model, tok, cfg, read_docs(inputs["GOOD"]), True, [1])["nll_k1"] > 0
+
+
 def test_every_phase_config_is_checked_by_train_up_front(monkeypatch):
     """The safety net: a rule em.py forgot is still caught before any phase runs, by train.py's own checks on
     the base, warm-start and M-step configurations em.py will pass it."""
