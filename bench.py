@@ -5,7 +5,8 @@
   python bench.py engine      sample.py E-step-shaped generate+score vs a naive no-cache loop and HF generate
   python bench.py train       train.py tokens/s vs a minimal plain fp32 PyTorch loop, and MFU vs measured peak
   python bench.py memory      train.py peak RSS and start-up on JSONL vs token shards, 20k docs to 100M tokens;
-                              an E-step unit's peak RSS on token shards of 1M vs 100M tokens
+                              an E-step unit's peak RSS on token shards of 1M vs 100M tokens; em.py's input
+                              check + data preparation's peak RSS on a {"text"} --corpus of 1M vs 100M tokens
 
   python bench.py engine train --json out/bench.json        # also write every comparison as JSON
   python bench.py --table out/bench.json --readme README.md  # that JSON -> the README's Performance table
@@ -426,10 +427,11 @@ def fail(msg):
 # ----------------------------------------------------------------------------- memory
 # (section: memory)
 
-def _memory_corpus(path, n_tokens=None, n_docs=None, doc_tokens=1000, seed=0):
+def _memory_corpus(path, n_tokens=None, n_docs=None, doc_tokens=1000, seed=0, text=False):
     """A synthetic corpus of ~n_tokens byte tokens (or n_docs documents) in the authors' {"chunks"} form:
-    documents of >= doc_tokens in chunks of 15-35 random words, a latent on half the chunks (some empty).
-    Written once (temp file + rename) and reused."""
+    documents of >= doc_tokens in chunks of 15-35 random words, a latent on half the chunks (some empty); text:
+    the same documents as {"text"} lines without latents, for em.py to chunk. Written once (temp file + rename)
+    and reused."""
     import json
     import os
     import random
@@ -445,8 +447,9 @@ def _memory_corpus(path, n_tokens=None, n_docs=None, doc_tokens=1000, seed=0):
                 x = " ".join(rng.choices(words, k=rng.randint(15, 35))) + ". "
                 z = None if rng.random() < 0.5 else " ".join(rng.choices(words, k=rng.randint(0, 20)))
                 chunks.append({"suffix": x, "latent": z})
-                size += len(x) + len(z or "")
-            f.write(json.dumps({"id": f"d{i}", "chunks": chunks}) + "\n")
+                size += len(x) + (0 if text else len(z or ""))
+            doc = {"text": "".join(c["suffix"] for c in chunks)} if text else {"chunks": chunks}
+            f.write(json.dumps({"id": f"d{i}", **doc}) + "\n")
             n, i = n + size, i + 1
     os.replace(tmp, path)
     return path
@@ -515,6 +518,7 @@ def bench_memory():
     (j1, s1), (j100, s100) = rows["1M tokens"], rows["100M tokens"]
     print(f"peak RSS growth 1M -> 100M tokens: shards {s100 / s1 - 1:+.1%} (target < +10%), JSONL {j100 / j1 - 1:+.0%}")
     _memory_estep({name: os.path.join(root, name.replace(" ", "")) for name in ("1M tokens", "100M tokens")}, env)
+    _memory_prepare(root, env)
 
 
 ESTEP_UNIT = dict(k=4, max_latent=16, block_size=128, n_layer=1, n_head=2, n_embd=64, gen_batch=256)
@@ -553,6 +557,52 @@ def _memory_estep(shard_dirs, env):
             print(f"  --estep {mode:10s} {name:12s} peak RSS {rss[name]:5,.0f} MB  {wall:5.1f} s")
         (a, b) = rss.values()
         print(f"E-step unit ({mode}) peak RSS growth {' -> '.join(rss)}: {b / a - 1:+.1%} (target < +10%)")
+
+
+PREPARE = dict(tokenizer="bytes", block_size=1024, max_latent=32)  # {"text"} chunked to <= 256 tokens
+
+
+def _prepare_data(corpus, ckpt, teacher, out):
+    """em.py's input check and data preparation on a --corpus, in this process, as em.py's run() starts:
+    check_inputs (every flag, the corpus parsed and chunked, the --init checkpoint loaded) then write_data
+    (out/data: target, target_gold and heldout JSONL, the target token shards)."""
+    import os
+    import em
+    from data import rundir
+    cfg = em.EMConfig(corpus=corpus, init=ckpt, teacher_latents=teacher, out=out, **PREPARE)
+    rundir.write_data(cfg, em.check_inputs(cfg), os.path.join(out, "data"))
+
+
+def _memory_prepare(root=None, env=None):
+    """Peak RSS of em.py's input check + data preparation (_prepare_data, a fresh subprocess per measurement)
+    on {"text"} corpora of ~1M and ~100M byte tokens; the growth is the flat-memory claim. The corpora, a tiny
+    --init checkpoint and a --teacher-latents file are built once under root."""
+    import json
+    import os
+    import sys
+    import tempfile
+    from data.tokenizer import get_tokenizer
+    from model import GPT, GPTConfig
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = root or os.path.join(tempfile.gettempdir(), "bolt_bench_memory")
+    env = env or dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=here)
+    ckpt, teacher = os.path.join(root, "prepare_ckpt"), os.path.join(root, "prepare_teacher.jsonl")
+    if not os.path.exists(os.path.join(ckpt, "config.json")):
+        GPT(GPTConfig(vocab_size=get_tokenizer("bytes").n_vocab, block_size=PREPARE["block_size"], n_layer=1,
+                      n_head=1, n_embd=16)).save(ckpt, {"tokenizer": "bytes"})
+    with open(teacher, "w") as f:
+        f.write("".join(json.dumps({"chunks": [{"suffix": f"T{i}. ", "latent": "why"}]}) + "\n" for i in range(4)))
+    print(f"em.py check_inputs + write_data on a {{\"text\"}} --corpus, {PREPARE}; OMP_NUM_THREADS=1")
+    rss = {}
+    for name, n in (("1M tokens", 1_000_000), ("100M tokens", 100_000_000)):
+        corpus = _memory_corpus(os.path.join(root, f"{name.replace(' ', '')}_text.jsonl"), n_tokens=n, text=True)
+        with tempfile.TemporaryDirectory() as out:
+            code = f"import bench; bench._prepare_data({corpus!r}, {ckpt!r}, {teacher!r}, {out!r})"
+            rss[name], wall = _run_measured([sys.executable, "-c", code], env)
+        print(f"  {name:12s} {os.path.getsize(corpus) / 1e6:7.1f} MB of JSONL  peak RSS {rss[name]:5,.0f} MB  "
+              f"{wall:6.1f} s")
+    (a, b) = rss.values()
+    print(f"input check + data preparation peak RSS growth {' -> '.join(rss)}: {b / a - 1:+.1%} (target < +10%)")
 
 
 SECTIONS = {n[len("bench_"):]: f for n, f in list(globals().items()) if n.startswith("bench_")}  # bench_<section>()
