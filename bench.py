@@ -576,8 +576,8 @@ def _prepare_data(corpus, ckpt, teacher, out):
 def _memory_prepare(root=None, env=None):
     """Peak RSS of em.py's input check + data preparation (_prepare_data, a fresh subprocess per measurement)
     on {"text"} corpora of ~1M, ~10M and ~100M byte tokens; the growth from 1M to 100M is the flat-memory claim
-    (10M: whether a growth is a constant, such as the shard writer's 4M-token buffer, or grows with the corpus). The corpora, a tiny
-    --init checkpoint and a --teacher-latents file are built once under root."""
+    (10M tells a constant, such as the shard writer's 4M-token buffer, from a growth with the corpus). The
+    corpora, a tiny --init checkpoint and a --teacher-latents file are built once under root."""
     import json
     import os
     import sys
