@@ -4,7 +4,7 @@
     torchrun --standalone --nproc_per_node=N em.py ...   # E-step sharded over ranks, M-steps with DDP
     python em.py --eval --ckpt DIR [--questions Q.jsonl]   # evaluate any checkpoint, raw or latent
     python em.py --iters 3 --seeds 0,1,2 --out DIR          # one run per seed in DIR/seed{S}, combined report
-    python em.py --world-shape prose --block-size 256 --batch-size 8 ...   # the realistic world (README)
+    python em.py --world-shape prose --block-size 256 --batch-size 8 --warm-steps 1500 ...  # the realistic world
 
 The loop (spec: ../shared/docs/BOLT.md), in this file's order:
   run         base: pretrain once on the base corpus (or --init: our checkpoint / a Hugging Face directory);
@@ -13,9 +13,10 @@ The loop (spec: ../shared/docs/BOLT.md), in this file's order:
   E-step      BOLT.md's steps, one function each: posterior_samples (2: Z_k ~ q with log q_k), joint_scores
               (3: log p_k), importance_weights (4: log w_k = log p_k - log q_k), resample (4: k* ~ softmax(log w)
               by an RNG keyed by (seed, t, doc, chunk)), ess (5), iw_elbo (4: the held-out bound);
-              sample_latents / pick_latent apply them to chunks; with --estep sequential, sample_sequential
-              runs them chunk by chunk, each chunk conditioned on the latents chosen before it (an SMC
-              sampler); estep / run_estep are the mechanics
+              sample_latents / pick_latent apply them to chunks; sample_sequential (--estep sequential, the
+              default) runs them chunk by chunk, each chunk conditioned on the latents chosen before it (an
+              SMC sampler); --estep paper conditions on the raw previous chunks as BOLT.md does; estep /
+              run_estep are the mechanics
   M-step      run_train: from the *base* weights on the target corpus with the chosen latents, same budget and
               schedule() every iteration (--m-step continue: from the previous model instead)
   evaluation  eval_nll (raw NLL, IW-ELBO_K: the spec's bound and the mode-conditional one), eval_questions
