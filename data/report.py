@@ -287,6 +287,8 @@ def compare(dirs, out):
     names = labels([c for c, _ in runs], dirs)
     k = max((int(x[len("nll_k"):]) for _, rows in runs for r in rows for x in r if x.startswith("nll_k")),
             default=None)
+    if k is None:
+        raise ValueError(f"no latent model's bound (nll_k*) in the metrics.jsonl of {', '.join(dirs)}")
     keys = []
     for _, rows in runs:
         keys += [row_key(r) for r in rows if row_key(r) not in keys]

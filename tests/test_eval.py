@@ -256,6 +256,9 @@ def test_compare_puts_runs_side_by_side(tmp_path):
     assert (tmp_path / "cmp/compare.svg").read_text().startswith("<svg")
     r = run_py(["-m", "data.report", "--compare", str(tmp_path / "paper"), "--iter", "1", "--out", str(tmp_path / "c")])
     assert r.returncode == 2 and "--iter" in r.stderr
+    (tmp_path / "paper/metrics.jsonl").write_text("")  # an empty run: one line, no traceback
+    r = run_py(["-m", "data.report", "--compare", str(tmp_path / "paper"), "--out", str(tmp_path / "c")])
+    assert r.returncode == 2 and r.stderr.startswith("error: no latent model's bound") and "Traceback" not in r.stderr
 
 
 def test_world_questions_carry_their_rules(tmp_path):
