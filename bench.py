@@ -609,9 +609,7 @@ def _memory_prepare(root=None, env=None):
 SECTIONS = {n[len("bench_"):]: f for n, f in list(globals().items()) if n.startswith("bench_")}  # bench_<section>()
 
 
-def main(argv=None):
-    import json
-    import os
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sections", nargs="*", help=f"which benchmarks to run: {', '.join(SECTIONS)} (default: all)")
     ap.add_argument("--json", default=None, help="also write every comparison to this JSON file")
@@ -619,6 +617,13 @@ def main(argv=None):
                                                   "and run nothing")
     ap.add_argument("--readme", default=None, help="with --table: write the table between the bench-table markers "
                                                    "of this file instead of printing it")
+    return ap
+
+
+def main(argv=None):
+    import json
+    import os
+    ap = build_parser()
     ap.error = fail
     args = ap.parse_args(argv)
     bad = [s for s in args.sections if s not in SECTIONS]

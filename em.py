@@ -47,7 +47,7 @@ import torch
 from data import questions as Q
 from data import report as R
 from data import rundir as D
-from data.corpus import add_flags, parser_error, read_json, write_atomic, write_json
+from data.corpus import HelpFormatter, add_flags, opt, parser_error, read_json, write_atomic, write_json
 from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, raw_pair, sequence_length, \
     think_prompt
 from data.shards import is_shard_dir, open_shards
@@ -57,54 +57,62 @@ from sample import generate, latent, score
 from train import TrainConfig, barrier, pick_device, print0, rank_world, setup_dist, train, value_errors
 
 
+RUN, INPUTS, MODEL, BUDGETS, ESTEP, EVAL, WORLD = "run", "inputs", "model (from scratch)", "budgets", "E-step", \
+    "evaluation", "the built-in world"
+
+
 @dataclass
 class EMConfig:
-    iters: int = 3  # EM iterations
-    k: int = 4  # Monte-Carlo latents per chunk in the E-step
-    seed: int = 0
-    out: str = "out/em"
-    quick: bool = False  # tiny world, tiny model: a smoke test in about a minute
-    corpus: str = ""  # target corpus (JSONL text or the authors' chunks format); default: the built-in world
-    teacher_latents: str = ""  # warm-start set with latents (authors' format); default: the world's teacher
-    val: str = ""  # held-out documents for NLL / IW-ELBO; default: the world's
-    init: str = ""  # base weights (our checkpoint or HF GPT-2 dir); skips base pretraining
-    tokenizer: str = "bytes"
-    bpe_dir: str = ""
-    m_step: str = "fresh"  # fresh: every M-step starts from base (the paper); continue: from the previous model
-    # how chunk i sees the chunks before it (data/layout.context): sequential = laid out as in training with the
-    # latents already chosen for them, sampled chunk by chunk (an SMC sampler); paper = their raw text (BOLT.md),
-    # which on the prose world lost the problem's start digit and collapsed one seed (README, Results)
-    estep: str = "sequential"
-    no_baselines: bool = False
-    # model (from scratch) and budgets
-    n_layer: int = GPTConfig.n_layer
-    n_head: int = GPTConfig.n_head
-    n_embd: int = GPTConfig.n_embd
-    block_size: int = 128
-    batch_size: int = 16  # sequences per optimizer step
-    lr: float = 1e-3
-    base_lr: float = 2e-3  # from scratch: at 1e-3 one seed's base sat on a plateau for 2,000 steps
-    base_steps: int = 2000
-    warm_steps: int = 500
-    m_steps: int = 1000  # every M-step, the oracle and the FLOP-matched raw baseline
-    # E-step and evaluation
-    max_latent: int = 32  # sampled tokens per latent, EoL included
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    drop_capped: bool = False  # drop latents that hit max_latent instead of keeping them (the authors keep)
-    gen_batch: int = 256
-    eval_ks: str = "1,2,4"
-    questions: str = ""  # held-out questions JSONL (data/questions.py); default: the world's, none for --corpus
-    answer_regex: str = ""  # overrides every question's answer rule (group 1 if it has one, else the match)
-    raw_prompt_prefix: str = ""  # text file put before each question's "prompt" when a raw model may reason
-    seeds: str = ""  # "0,1,2": one run per seed in out/seed{S}, then a combined report (instead of --seed)
-    # the built-in world
-    world_target: int = 2000
-    world_warm: int = 800
-    world_heldout: int = 200
-    world_questions: int = 1000
-    world_shape: str = "compact"  # compact: one problem, two chunks; prose: problems in words over chunks
+    iters: int = opt(3, "EM iterations", group=RUN)
+    seed: int = opt(0, "seed of the world, every phase's init and data order, and the E-step's draws", group=RUN)
+    seeds: str = opt("", "'0,1,2': one run per seed in OUT/seed{S}, then a combined report", group=RUN,
+                     metavar="LIST")
+    out: str = opt("out/em", "run directory (re-running the same command resumes)", group=RUN, metavar="DIR")
+    quick: bool = opt(False, "tiny world, tiny model: a smoke test in about a minute", group=RUN)
+    no_baselines: bool = opt(False, "skip the base, raw and oracle arms", group=RUN)
+    corpus: str = opt("", "target corpus JSONL ({'text'} or the authors' chunks); default: the built-in world",
+                      group=INPUTS, metavar="JSONL")
+    teacher_latents: str = opt("", "warm-start set with latents (authors' format); default: the world's",
+                               group=INPUTS, metavar="JSONL")
+    val: str = opt("", "held-out documents for NLL / IW-ELBO; default: the world's", group=INPUTS, metavar="JSONL")
+    init: str = opt("", "base weights (our checkpoint or a HF GPT-2 / Llama dir); skips base pretraining",
+                    group=INPUTS, metavar="DIR")
+    tokenizer: str = opt("bytes", "bytes | gpt2 | a HF tokenizer directory", group=MODEL, metavar="NAME")
+    bpe_dir: str = opt("", "directory with GPT-2's vocab.bpe + encoder.json", group=MODEL, metavar="DIR")
+    n_layer: int = opt(GPTConfig.n_layer, "layers", group=MODEL)
+    n_head: int = opt(GPTConfig.n_head, "attention heads", group=MODEL)
+    n_embd: int = opt(GPTConfig.n_embd, "width", group=MODEL)
+    block_size: int = opt(128, "context window of training and of the E-step", group=MODEL)
+    batch_size: int = opt(16, "sequences per optimizer step, over all ranks", group=BUDGETS)
+    lr: float = opt(1e-3, "peak learning rate of the warm start, M-steps and baselines", group=BUDGETS)
+    base_lr: float = opt(2e-3, "peak learning rate of base pretraining", group=BUDGETS)
+    base_steps: int = opt(2000, "base pretraining steps", group=BUDGETS)
+    warm_steps: int = opt(500, "warm-start steps", group=BUDGETS)
+    m_steps: int = opt(1000, "steps of every M-step, the oracle and the FLOP-matched raw arm", group=BUDGETS)
+    m_step: str = opt("fresh", "fresh: every M-step from the base (BOLT.md); continue: from the previous model",
+                      ("fresh", "continue"), group=BUDGETS)
+    k: int = opt(4, "Monte-Carlo latents per chunk", group=ESTEP)
+    estep: str = opt("sequential", "context of chunk i: earlier chunks with their chosen latents, or raw (BOLT.md)",
+                     ("sequential", "paper"), group=ESTEP)
+    max_latent: int = opt(32, "sampled tokens per latent, EoL included", group=ESTEP)
+    temperature: float = opt(1.0, "sampling temperature (0 = greedy, only with --k 1)", group=ESTEP)
+    top_k: int = opt(0, "top-k truncation (0 = off)", group=ESTEP)
+    top_p: float = opt(1.0, "nucleus truncation (1 = off)", group=ESTEP)
+    drop_capped: bool = opt(False, "drop latents that hit --max-latent (the authors keep them)", group=ESTEP)
+    gen_batch: int = opt(256, "rows per batch when sampling and scoring", group=ESTEP)
+    eval_ks: str = opt("1,2,4", "K of the held-out IW-ELBO_K bounds", group=EVAL, metavar="LIST")
+    questions: str = opt("", "held-out questions JSONL; default: the world's, none for --corpus", group=EVAL,
+                         metavar="JSONL")
+    answer_regex: str = opt("", "overrides every question's answer rule (group 1, else the match)", group=EVAL,
+                            metavar="RE")
+    raw_prompt_prefix: str = opt("", "text file put before a question's prompt when a raw arm reasons",
+                                 group=EVAL, metavar="FILE")
+    world_target: int = opt(2000, "target documents", group=WORLD)
+    world_warm: int = opt(800, "warm-start documents with teacher latents", group=WORLD)
+    world_heldout: int = opt(200, "held-out documents", group=WORLD)
+    world_questions: int = opt(1000, "held-out questions", group=WORLD)
+    world_shape: str = opt("compact", "compact: one problem in two chunks; prose: problems in words",
+                           ("compact", "prose"), group=WORLD)
 
 
 QUICK = dict(n_layer=2, n_head=2, n_embd=64, batch_size=16, base_steps=150, warm_steps=60, m_steps=60,
@@ -584,13 +592,22 @@ def eval_only(cfg, ckpt, checked):
         print(f"per-question outputs: {path}")
 
 
+def build_parser():
+    """em.py's flags, grouped as EMConfig's fields are, plus --eval / --ckpt."""
+    ap = argparse.ArgumentParser(usage="%(prog)s [--quick] [--iters N] [--out DIR] [flags]  |  %(prog)s --eval --ckpt DIR",
+                                 description="\n\n".join(__doc__.split("\n\n")[:2]),
+                                 formatter_class=HelpFormatter)
+    ap.error = parser_error  # one line via main(), not argparse's usage block
+    groups = {}
+    add_flags(ap, EMConfig, given_only=True, groups=groups)
+    groups[EVAL].add_argument("--eval", action="store_true", help="evaluate --ckpt only, then stop")
+    groups[EVAL].add_argument("--ckpt", default="", metavar="DIR", help="the checkpoint --eval evaluates")
+    return ap
+
+
 def parse_args(argv=None):
     """Flags -> (EMConfig, args); raises ValueError (argparse's own errors included) with every problem."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.error = parser_error  # one line via main(), not argparse's usage block
-    add_flags(ap, EMConfig, given_only=True)
-    ap.add_argument("--eval", action="store_true", help="evaluate --ckpt only")
-    ap.add_argument("--ckpt", default="", help="checkpoint for --eval")
+    ap = build_parser()
     args = ap.parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k in asdict(EMConfig()) and v is not None and v is not False}
     cfg = EMConfig(**{**(QUICK if given.get("quick") else {}), **given})  # 0 is a value, None is "not given"

@@ -355,8 +355,7 @@ def fail(msg):
     sys.exit(2)
 
 
-def parse_args(argv=None):
-    """Flags -> args, every flag checked before the checkpoint is read."""
+def build_parser():
     ap = argparse.ArgumentParser(description="Sample from a checkpoint (ours or a Hugging Face GPT-2 / Llama directory); "
                                  "with a latent model, --think or --explain.")
     ap.add_argument("--ckpt", required=True, help="checkpoint directory (train.py output or HF GPT-2 / Llama dir)")
@@ -373,11 +372,17 @@ def parse_args(argv=None):
     ap.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
     ap.add_argument("--top-k", type=int, default=0, help="0 = off")
     ap.add_argument("--top-p", type=float, default=1.0, help="1.0 = off")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the sampler's keyed noise (default: 0)")
     ap.add_argument("--tokenizer", default=None, help="bytes | gpt2 | a dir with tokenizer.json / tokenizer.model "
                     "(default: the checkpoint's; gpt2 for a HF GPT-2 dir, the dir itself for a Llama one)")
     ap.add_argument("--bpe-dir", default=None, help="directory with GPT-2's vocab.bpe + encoder.json")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    return ap
+
+
+def parse_args(argv=None):
+    """Flags -> args, every flag checked before the checkpoint is read."""
+    ap = build_parser()
     ap.error = fail
     a = ap.parse_args(argv)
     mode = "--think" if a.think else "--explain"

@@ -23,22 +23,18 @@ import os
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from data.corpus import add_flags, atomic_dir, out_dir_error, parser_error, read_docs, write_atomic
+from data.corpus import add_flags, atomic_dir, opt, out_dir_error, parser_error, read_docs, write_atomic
 from data.layout import MODES, encode_doc, sequence, sequence_length
 from data.shards import from_docs, is_shard_dir, open_shards
 from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
 from model import GPT, GPTConfig, load_model, resolve_checkpoint
-
-
-def opt(default, help, choices=None):
-    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass

@@ -60,29 +60,32 @@ import re
 import sys
 from dataclasses import asdict, dataclass
 
-from data.corpus import add_flags, chunk_text, out_dir_error, parser_error, write_atomic, write_docs, write_json
+from data.corpus import add_flags, chunk_text, opt, out_dir_error, parser_error, write_atomic, write_docs, \
+    write_json
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
+SHAPES = ("compact", "prose")
 
 
 @dataclass
 class WorldConfig:
-    seed: int = 0
-    digits: int = 10  # the permutations act on 0..digits-1 (at most 10: one character per value)
-    ops: int = 24  # operators (letters a..), so ops * digits facts; a block of ops // steps per step
-    steps: int = 4  # operators per question: the length of the hidden walk
-    known: float = 0.5  # fraction of the facts the base text states as they are
-    teacher: float = 0.5  # fraction of the base-unknown facts the teacher knows (it guesses the rest)
-    decoys: int = 2  # wrong values the base text gives each other fact, as often as its true one
-    n_base: int = 2000  # base pretraining documents
-    walks_per_base_doc: int = 4
-    n_target: int = 2000  # target documents (latent-free)
-    n_warm: int = 800  # warm-start documents with teacher latents
-    n_heldout: int = 200  # held-out documents (NLL / IW-ELBO)
-    n_questions: int = 1000  # held-out questions (accuracy)
-    shape: str = "compact"  # how documents are written: compact (above) or prose (PROSE below)
-    per_doc: int = 2  # prose: problems per target / held-out / warm document (2: a document fits a 256 window)
-    chunk_tokens: int = 32  # prose: the chunker's budget; em.py passes block_size // 4 (its --corpus budget)
+    seed: int = opt(0, "seed of the tables, documents, teacher and questions")
+    digits: int = opt(10, "the permutations act on 0..digits-1 (at most 10: one character per value)")
+    ops: int = opt(24, "operators (letters a..): ops * digits facts, a block of ops // steps per step")
+    steps: int = opt(4, "operators per question: the length of the hidden walk")
+    known: float = opt(0.5, "fraction of the facts the base text states as they are")
+    teacher: float = opt(0.5, "fraction of the base-unknown facts the teacher knows (it guesses the rest)")
+    decoys: int = opt(2, "wrong values the base text gives each other fact, as often as its true one")
+    n_base: int = opt(2000, "base pretraining documents")
+    walks_per_base_doc: int = opt(4, "walks per base document")
+    n_target: int = opt(2000, "target documents (latent-free)")
+    n_warm: int = opt(800, "warm-start documents with teacher latents")
+    n_heldout: int = opt(200, "held-out documents (NLL / IW-ELBO)")
+    n_questions: int = opt(1000, "held-out questions (accuracy)")
+    shape: str = opt("compact", "how documents are written: compact (one problem) or prose (PROSE below)",
+                     SHAPES)
+    per_doc: int = opt(2, "prose: problems per target / held-out / warm document (2 fit a 256 window)")
+    chunk_tokens: int = opt(32, "prose: the chunker's token budget (em.py passes block_size // 4)")
 
 
 def make_table(cfg, rng):
@@ -168,9 +171,6 @@ def step_ops(cfg, j):
 def problem_space(cfg):
     """How many distinct problems the world has: start digits x one operator per step from its block."""
     return cfg.digits * (cfg.ops // cfg.steps) ** cfg.steps
-
-
-SHAPES = ("compact", "prose")
 
 
 def n_problems(cfg):
@@ -399,11 +399,16 @@ def read_questions(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def build_parser():
+    ap = argparse.ArgumentParser(prog="python -m data.world", description="Write the built-in table world (see "
+                                 "data/world.py).")
+    ap.add_argument("--out", default="out/world", help="output directory (default: 'out/world')")
+    return add_flags(ap, WorldConfig)
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Write the built-in table world (see data/world.py).")
+    ap = build_parser()
     ap.error = parser_error  # one line, exit code 2 (below), not argparse's usage block
-    ap.add_argument("--out", default="out/world", help="output directory")
-    add_flags(ap, WorldConfig)
     try:
         args = ap.parse_args(argv)
         cfg = WorldConfig(**{k: getattr(args, k) for k in asdict(WorldConfig())})

@@ -201,7 +201,7 @@ def inputs(tmp_path_factory):
 
 CORPUS = ["--init", "CKPT", "--teacher-latents", "TEACH", "--corpus"]
 BAD_INPUTS = [  # (flags after --quick --out OUT, what the one line must say, the corrected flags)
-    (["--estep", "raw"], "must be paper or sequential (--estep)", ["--estep", "sequential"]),
+    (["--estep", "raw"], "invalid choice: 'raw'", ["--estep", "sequential"]),
     (["--world-shape", "poem"], "(--world-shape)", ["--world-shape", "prose"]),
     (["--m-steps", "0"], "got 0 (--m-steps)", ["--m-steps", "5"]),
     (["--warm-steps", "0"], "(--warm-steps)", []),
