@@ -134,7 +134,6 @@ def _engine_naive(model, prompts, steps):
     """nanoGPT's generate over one right-padded batch: re-run the whole context every token (no cache), head on
     each row's last position only, argmax. Causal attention keeps the right padding out of valid positions."""
     import torch
-    from sample import hidden_states
     n = len(prompts)
     lens = torch.tensor([len(p) for p in prompts])
     buf = torch.zeros(n, int(lens.max()) + steps, dtype=torch.long)  # (N, Lmax + steps)
@@ -143,7 +142,7 @@ def _engine_naive(model, prompts, steps):
     ar = torch.arange(n)
     with torch.inference_mode():
         for _ in range(steps):
-            h = hidden_states(model, buf[:, :int(lens.max())])[ar, lens - 1]  # (N, C)
+            h = model.trunk(buf[:, :int(lens.max())])[ar, lens - 1]  # (N, C)
             buf[ar, lens] = model.lm_head(h).float()[:, :model.config.vocab_size].argmax(-1)
             lens += 1
     return [buf[i, len(p):len(p) + steps].tolist() for i, p in enumerate(prompts)]
@@ -260,6 +259,7 @@ def bench_train():
 
     import train as tr
     from data.layout import encode_doc
+    from data.loader import Stream
     from data.shards import from_docs
     from data.tokenizer import get_tokenizer
     from model import GPT, GPTConfig
@@ -282,12 +282,12 @@ def bench_train():
         opt = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
                                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
                                 lr=cfg.lr, betas=(0.9, 0.95))
-        stream, busy = tr.Stream(tok, edocs, cfg.layout, cfg.seed), 0.0
+        stream, busy = Stream(tok, edocs, cfg.layout, cfg.seed), 0.0
         for step in range(cfg.max_steps):
             t0 = time.perf_counter()
             for g in opt.param_groups:
                 g["lr"] = tr.lr_at(step, cfg)
-            x, y = stream.windows(cfg.batch_size, cfg.block_size)
+            x, y = map(torch.from_numpy, stream.windows(cfg.batch_size, cfg.block_size))
             _, loss = model(x, y)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)

@@ -54,7 +54,8 @@ from data.shards import is_shard_dir, open_shards
 from data.tokenizer import check_tokenizer
 from model import GPTConfig, load_model
 from sample import generate, latent, score
-from train import TrainConfig, barrier, pick_device, print0, rank_world, setup_dist, train, value_errors
+from common import barrier, pick_device, print0, rank_world, setup_dist
+from train import TrainConfig, train
 
 
 RUN, INPUTS, MODEL, BUDGETS, ESTEP, EVAL, WORLD = "run", "inputs", "model (from scratch)", "budgets", "E-step", \
@@ -118,7 +119,6 @@ class EMConfig:
 QUICK = dict(n_layer=2, n_head=2, n_embd=64, batch_size=16, base_steps=150, warm_steps=60, m_steps=60,
              world_target=120, world_warm=60, world_heldout=32, world_questions=64, max_latent=32)
 DIRECT_TOKENS = 24  # what a raw model asked directly may write: an answer sentence ("The result is 5." is 16 bytes)
-EVAL_VERSION = 3  # 2: questions as data, raw arms asked to reason, the spec's bound; 3: DIRECT_TOKENS 8 -> 24
 
 
 # ----------------------------------------------------------------------------- the loop (BOLT.md)
@@ -329,9 +329,8 @@ def estep(model, tok, cfg, target, it, out_dir, unit=512):
     (data/rundir.run_units: sharded over ranks, saved atomically, resumed after a kill; --estep sequential: whole
     documents per unit); any number of ranks produce the same latents (ids and RNG are keyed, not positional)."""
     bounds = D.cut_units(target.a["doc_off"], unit, whole=cfg.estep == "sequential")
-    done = lambda rows: all("latent_ids" in r for r in rows)  # older units hold text only: sampled again
     return D.run_units(len(bounds) - 1, out_dir, unit_work(model, tok, cfg, target, it, bounds), *rank_world(),
-                       barrier, f"E-step {it}", done)
+                       barrier, f"E-step {it}")
 
 
 def run_estep(cfg, tok, data, it, prev_ckpt):
@@ -383,13 +382,10 @@ def train_config(cfg, name, data_path, layout, init, steps, lr=None, world=None)
 
 
 def phase_errors(cfg):
-    """What train.py would refuse in the phases' configs (a safety net under rundir.flag_errors)."""
-    world, errors = int(os.environ.get("WORLD_SIZE", "1")), []
-    for name, steps, lr in (("base", cfg.base_steps, cfg.base_lr), ("warm", cfg.warm_steps, None),
-                            ("iter1", cfg.m_steps, None))[1 if cfg.init else 0:]:
-        errors += [f"phase {name} would give train.py {e}" for e in
-                   value_errors(train_config(cfg, name, "", "random", "", steps, lr, world))]
-    return errors
+    """What train.py would refuse in the M-step's config, which carries every flag the phases share (a safety
+    net under rundir.flag_errors, which checks the base's and warm start's own steps and rates)."""
+    tc = train_config(cfg, "iter1", "", "random", "", cfg.m_steps, world=int(os.environ.get("WORLD_SIZE", "1")))
+    return [f"train.py would refuse the M-step: {e}" for e in tc.errors()]
 
 
 def run_train(cfg, name, data_path, layout, init, steps, lr=None):
@@ -512,11 +508,10 @@ def evaluate(model, tok, cfg, data, latent):
 
 def run_eval(cfg, name, ckpt, tok, data, latent):
     """Evaluate one phase's model once: eval.json and eval_questions.jsonl under out/name. A cached eval.json
-    computed with other questions, rules or an older evaluation (no or another eval_id) is recomputed."""
+    computed with other questions, rules or evaluation settings (another eval_id) is recomputed."""
     path = os.path.join(cfg.out, name, "eval.json")
-    setup = [EVAL_VERSION, cfg.eval_ks, cfg.answer_regex, data.get("questions") or [],
-             D.read_text(cfg.raw_prompt_prefix) if cfg.raw_prompt_prefix else ""]
-    setup += [cfg.estep] if cfg.estep != "paper" else []  # the bound's sampler (paper: older runs' ids kept)
+    setup = [cfg.eval_ks, cfg.answer_regex, data.get("questions") or [],
+             D.read_text(cfg.raw_prompt_prefix) if cfg.raw_prompt_prefix else "", cfg.estep]
     eid = hashlib.blake2b(json.dumps(setup, sort_keys=True).encode(), digest_size=8).hexdigest()
     cached = read_json(path) if os.path.exists(path) else {}
     if cached.get("eval_id") != eid and rank_world()[0] == 0:
@@ -594,7 +589,8 @@ def eval_only(cfg, ckpt, checked):
 
 def build_parser():
     """em.py's flags, grouped as EMConfig's fields are, plus --eval / --ckpt."""
-    ap = argparse.ArgumentParser(usage="%(prog)s [--quick] [--iters N] [--out DIR] [flags]  |  %(prog)s --eval --ckpt DIR",
+    usage = "%(prog)s [--quick] [--iters N] [--out DIR] [flags]  |  %(prog)s --eval --ckpt DIR"
+    ap = argparse.ArgumentParser(usage=usage,
                                  description="\n\n".join(__doc__.split("\n\n")[:2]),
                                  formatter_class=HelpFormatter)
     ap.error = parser_error  # one line via main(), not argparse's usage block

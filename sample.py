@@ -26,7 +26,7 @@ import sys
 import torch
 
 from data.layout import MODE_MARKS, explain_prompt, joint_continuation, think_prompt
-from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
+from data.tokenizer import check_tokenizer, get_tokenizer, tokenizer_error
 from kernels.sampling import sample
 from model import KVCache, load_model
 
@@ -134,16 +134,9 @@ def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size):
     B = min(batch_size, n)
     full = KVCache(model.config, B, max(map(len, prompts)) + M - 1, dev, p0.dtype)  # the last token is never fed
     cache = full
-    is_stop = torch.zeros(V + 1, dtype=torch.bool, device=dev)  # (V+1,) lookup: one gather per step
-    if any(not 0 <= t < V for t in stop_tokens):
-        raise ValueError(f"stop tokens {stop_tokens} outside the vocabulary [0, {V})")
-    is_stop[list(stop_tokens)] = True
+    is_stop = _stop_lookup(stop_tokens, V, dev)
     ids_t = torch.tensor(ids, dtype=torch.int64, device=dev)
-    # per-row state; each (B,) except the outputs (B, M + 1) whose last column takes writes from finished rows
-    st = dict(ids=torch.zeros(B, dtype=torch.int64, device=dev), steps=torch.zeros(B, dtype=torch.int64, device=dev),
-              live=torch.zeros(B, dtype=torch.bool, device=dev), stopped=torch.zeros(B, dtype=torch.bool, device=dev),
-              tok=torch.zeros(B, M + 1, dtype=torch.int64, device=dev),
-              lp=torch.zeros(B, M + 1, device=dev), raw=torch.zeros(B, M + 1, device=dev))
+    st = _row_state(B, M, dev)
     req, deadline = [-1] * B, [0] * B  # host: request in each row (-1 = free), iteration at which it must end
     results, nxt, it = [None] * n, 0, 0
     logits = torch.zeros(B, V, device=dev)
@@ -193,6 +186,23 @@ def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size):
     return results
 
 
+def _stop_lookup(stop_tokens, V, dev):
+    """(V + 1,) bool: is a token a stop token (one gather per step)."""
+    if any(not 0 <= t < V for t in stop_tokens):
+        raise ValueError(f"stop tokens {stop_tokens} outside the vocabulary [0, {V})")
+    is_stop = torch.zeros(V + 1, dtype=torch.bool, device=dev)
+    is_stop[list(stop_tokens)] = True
+    return is_stop
+
+
+def _row_state(B, M, dev):
+    """Per-row state: request id, steps taken, live, stopped, each (B,); the outputs (B, M + 1), whose last
+    column takes the writes of finished rows."""
+    z = lambda *shape, dtype=torch.int64: torch.zeros(*shape, dtype=dtype, device=dev)
+    return dict(ids=z(B), steps=z(B), live=z(B, dtype=torch.bool), stopped=z(B, dtype=torch.bool),
+                tok=z(B, M + 1), lp=z(B, M + 1, dtype=torch.float32), raw=z(B, M + 1, dtype=torch.float32))
+
+
 def _harvest(st, req, results):
     """Move finished rows' outputs to `results`; returns the rows now free (finished or never used)."""
     live = st["live"].tolist()
@@ -223,12 +233,6 @@ def _compact(full, st, req, deadline, tok):
 
 
 # ----------------------------------------------------------------------------- scoring
-
-def hidden_states(model, idx):
-    """Final hidden states (B, T, C) of a no-cache forward: GPT.forward without lm_head, so scoring can apply the
-    head only where a log-prob is wanted."""
-    return model.trunk(idx)
-
 
 def head_logprobs(model, h, targets):
     """log p(targets) from hidden states h (N, C) -> (N,) fp32, LOGIT_ELEMS logits at a time."""
@@ -262,7 +266,7 @@ def score(model, prefixes, continuations, batch_size=64):
                                 for j in range(len(continuations[i]))], dtype=torch.int64, device=dev)
             lp = torch.empty(0, device=dev)
             if len(pos):  # positions predicting each continuation token: row r, position t -> token t + 1
-                h = hidden_states(model, idx)[pos[:, 1], pos[:, 0]]  # (N, C)
+                h = model.trunk(idx)[pos[:, 1], pos[:, 0]]  # (N, C): lm_head only where wanted
                 lp = head_logprobs(model, h, idx[pos[:, 1], pos[:, 0] + 1])
             lp = lp.tolist()
             k = 0
@@ -400,8 +404,8 @@ def parse_args(argv=None):
         (not 0 < a.top_p <= 1, f"top-p must be in (0, 1] (1 = off), got {a.top_p} (--top-p)"),
         (not 0 <= a.seed < 2 ** 63, f"seed must be in [0, 2^63), got {a.seed} (--seed)"),
         (not os.path.isdir(a.ckpt), f"no checkpoint directory {a.ckpt} (--ckpt)"),
-        (a.tokenizer is not None and a.tokenizer not in TOKENIZERS and not os.path.isdir(a.tokenizer),
-         f"unknown tokenizer {a.tokenizer!r}: {', '.join(TOKENIZERS)} or a tokenizer directory (--tokenizer)"),
+        (a.tokenizer is not None and tokenizer_error(a.tokenizer), f"{tokenizer_error(a.tokenizer or 'bytes')} "
+                                                                  "(--tokenizer)"),
         (a.bpe_dir is not None and not os.path.isdir(a.bpe_dir), f"no directory {a.bpe_dir} (--bpe-dir)"),
         (not _device_ok(a.device), f"no such device {a.device} here (--device)"),
     ) if bad]

@@ -293,14 +293,15 @@ METAVARS = {int: "N", float: "X"}  # short placeholders keep each flag's --help 
 def add_flags(ap, config, given_only=False, types=None, groups=None):
     """One argparse flag per field of the dataclass `config` (em.py, train.py and data/world.py build their CLIs
     with it): --name-with-dashes, typed by the field (or types[name]), help from the field's metadata "help"
-    plus its default (unless off or empty), choices and metavar from the metadata, listed under the metadata's "group" in --help
-    (groups: title -> argparse group, created here when missing, so the caller can add its own flags to one);
-    a bool is a store_true switch. given_only: every flag defaults to None, so the caller sees which flags
-    were typed."""
+    plus its default (unless off or empty), choices and metavar from the metadata, listed under the metadata's
+    "group" in --help (groups: title -> argparse group, created here when missing, so the caller can add its own
+    flags to one); a bool is a store_true switch. given_only: every flag defaults to None, so the caller sees
+    which flags were typed."""
     groups = {} if groups is None else groups
     for f in dataclasses.fields(config):
         flag, meta = "--" + f.name.replace("_", "-"), f.metadata or {}
-        shown = "" if f.default is False or f.default is None or f.default == "" else f" (default: {f.default!r})"  # off / unset: not shown
+        unset = f.default is False or f.default is None or f.default == ""
+        shown = "" if unset else f" (default: {f.default!r})"
         h = (meta.get("help", "") + shown).strip().replace("%", "%%")
         title = meta.get("group")
         if title is not None and title not in groups:

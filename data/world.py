@@ -29,14 +29,11 @@ unsure of many. The answer in X is the check: a posterior sample whose guesses a
 answer and gets the weight, so with K > 1 each E-step keeps more right walks than the model writes on its own,
 and the next M-step learns their facts; with K = 1 nothing is checked. The raw models see only
 "Q: 7 ciqx" -> "A: 5 for 7 ciqx", a composition of permutations they cannot learn from compressed text.
-One problem per document, and an answer that restates its problem, because the E-step and the IW-ELBO
-condition chunk i on the *raw* text of the previous chunks (BOLT.md), a context the M-step models never see in
-training (there every chunk starts with SoL): a second problem's posterior samples were far worse than the
-first's, and with "A: 5" alone the posterior copied the start digit wrong in 30-42% of the walks it chose at
-iteration 1, which made the next M-step worse than the warm start (README, Results). With the problem in X_i
-the posterior copies it from the chunk it was trained to read.
-The prose shape (--shape prose; the compact one above stays the default, byte for byte) writes the same
-knowledge the way real corpora do (issue 14): a target / held-out / warm document is a {"text"} document of
+One problem per document, and an answer that restates its problem, because BOLT.md's E-step and IW-ELBO
+condition chunk i on the *raw* text of the previous chunks, a context the M-step models never see in training
+(there every chunk starts with SoL); with the problem in X_i the posterior copies it from the chunk it was
+trained to read (docs/RESULTS.md, "How the compact world got here").
+The prose shape (--shape prose) writes the same knowledge the way real corpora do: a target / held-out / warm document is a {"text"} document of
 `per_doc` problems in plain words, a filler sentence between two of them half the time,
   "Start from 7. Apply c, then i. Next apply q, then x. The result is 5. Now a new problem. Begin with ..."
 (the wording drawn from a few templates by its own seeded rng), the answer ONLY the result, always in the form
@@ -48,9 +45,7 @@ text states its problems in the same words with the walk worked inline, "... Wor
 5. ", `walks_per_base_doc` to a document. A question is a statement as documents state it, with "chunks" (the
 statement as the chunker splits it alone), answered by the result sentence; a raw model is prompted
 "<statement>Work:" and read by PROSE_WALK_RE.
-Designs that failed (README, Results): a random binary table (its facts did not train in 3,000 steps);
-unlabelled repeated operators (never copied in order); two operators labelled by step with every fact in the
-base (one copy skill that forms abruptly: a warm start knew all or nothing).
+The designs tried before these two: docs/RESULTS.md.
 """
 import argparse
 import json
