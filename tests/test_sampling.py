@@ -283,9 +283,10 @@ def test_banned_frequencies():
     assert stat < df + 6 * (2 * df) ** 0.5, (stat, df)
 
 
-@pytest.mark.parametrize("B,V,tile", [(20, 37, {}), (6, 700, {"rows": 2, "block": 256})])
+@pytest.mark.parametrize("B,V,tile", [(8, 37, {"rows": 8}), (4, 300, {"rows": 4, "block": 128})])
 def test_banned_triton_matches_torch(B, V, tile):
-    """Same tokens and log-probs from both paths with a ragged per-row banned set, filters on and off."""
+    """Same tokens and log-probs from both paths with a ragged per-row banned set, filters on and off, in one
+    tile and over three (one row block each: the interpreter is slow)."""
     torch.manual_seed(11)
     x = torch.randn(B, V) * 2.5
     ids, steps = ids_steps(B)
