@@ -48,7 +48,7 @@ from data import questions as Q
 from data import report as R
 from data import rundir as D
 from data.corpus import add_flags, parser_error, read_json, write_atomic, write_json
-from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, raw_pair, \
+from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, latent_marks, raw_pair, \
     think_prompt
 from data.shards import is_shard_dir, open_shards
 from data.tokenizer import check_tokenizer
@@ -199,9 +199,10 @@ def run_seeds(cfg):
 
 def posterior_samples(model, tok, cfg, prompts, ids, temperature=None):
     """BOLT.md E-step 2: Z_k ~ q(Z | P_i, X_i) from the posterior prompt P_i SoL EoL X_i SoL POST, up to
-    cfg.max_latent tokens ending at EoL. ids: one keyed request id per sample (sample.generate), so no batch or
-    rank changes a draw. -> (zs: token ids without EoL, log_q: summed sampling log-probs, capped: hit the cap)."""
-    outs = generate(model, prompts, cfg.max_latent, stop_tokens=(tok.eol,),
+    cfg.max_latent tokens ending at EoL, the layout marks banned (layout.latent_marks: log q is under that masked
+    distribution). ids: one keyed request id per sample (sample.generate), so no batch or rank changes a draw.
+    -> (zs: token ids without EoL, log_q: summed sampling log-probs, capped: hit the cap)."""
+    outs = generate(model, prompts, cfg.max_latent, stop_tokens=(tok.eol,), banned=latent_marks(tok),
                     temperature=cfg.temperature if temperature is None else temperature,
                     top_k=cfg.top_k, top_p=cfg.top_p, seed=cfg.seed, ids=ids, batch_size=cfg.gen_batch)
     return [latent(o) for o in outs], [float(sum(o["logprobs"])) for o in outs], [not o["stopped"] for o in outs]
@@ -412,7 +413,8 @@ def run_train(cfg, name, data_path, layout, init, steps, lr=None):
 def eval_questions(model, tok, cfg, questions, mode, prefix=""):
     """Greedy accuracy on held-out questions and one row per question (prompt, generated text, extracted answer,
     correct). mode 'latent': the model writes its reasoning inside SoL PRIOR ... EoL first (the paper's
-    evaluation) and the rule reads the text after EoL; 'direct': a raw model answers in DIRECT_TOKENS tokens;
+    evaluation; the layout marks banned until EoL, so the thought ends only there or at the cap) and the rule
+    reads the text after EoL, which stops at EOS or SoL; 'direct': a raw model answers in DIRECT_TOKENS tokens;
     'reason': a raw model is asked in its training text's format (prefix + the question's "prompt") and may
     write max_latent + 8 tokens (up to a "prompt_stop" token). The answer rule is data/questions.py's
     (--answer-regex overrides the file's)."""
@@ -431,8 +433,9 @@ def eval_questions(model, tok, cfg, questions, mode, prefix=""):
         if len(tok.encode(s)) != 1:
             raise ValueError(f"prompt_stop {s!r} is not one token of the {tok.name} tokenizer")
         stops += tok.encode(s)  # the reasoning ends there: the world's walk is one line, a tenth of the budget
+    ban = dict(banned=latent_marks(tok), ban_until=tok.eol) if mode == "latent" else {}
     outs = generate(model, prompts, n_new, stop_tokens=tuple(stops), temperature=0.0, seed=cfg.seed,
-                    batch_size=cfg.gen_batch)
+                    batch_size=cfg.gen_batch, **ban)
     rows = []
     for q, asked, o in zip(questions, texts, outs):
         toks, closed = o["tokens"], mode != "latent" or tok.eol in o["tokens"]
