@@ -65,7 +65,7 @@ def device_error(name):
     except RuntimeError:
         return f"{name!r} is not a device: auto, cpu, cuda or cuda:N (--device)"
     if d.type not in ("cpu", "cuda"):
-        return f"{name!r}: train.py runs on auto, cpu, cuda or cuda:N (--device)"
+        return f"{name!r}: the code runs on auto, cpu, cuda or cuda:N (--device)"
     if d.type == "cuda" and (not torch.cuda.is_available() or (d.index or 0) >= torch.cuda.device_count()):
         return f"{name!r}: no such CUDA device here (--device)"
     return None

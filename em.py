@@ -48,13 +48,14 @@ from data import questions as Q
 from data import report as R
 from data import rundir as D
 from data.corpus import HelpFormatter, add_flags, opt, parser_error, read_json, write_atomic, write_json
-from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, raw_pair, sequence_length, \
+from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, latent_marks, raw_pair, \
     think_prompt
 from data.shards import is_shard_dir, open_shards
 from data.tokenizer import check_tokenizer
 from model import GPTConfig, load_model
 from sample import generate, latent, score
 from common import barrier, pick_device, print0, rank_world, setup_dist
+from data.loader import Rows, open_corpus
 from train import TrainConfig, train
 
 
@@ -65,59 +66,57 @@ RUN, INPUTS, MODEL, BUDGETS, ESTEP, EVAL, WORLD = "run", "inputs", "model (from 
 @dataclass
 class EMConfig:
     iters: int = opt(3, "EM iterations", group=RUN)
-    seed: int = opt(0, "seed of the world, every phase's init and data order, and the E-step's draws", group=RUN)
-    seeds: str = opt("", "'0,1,2': one run per seed in OUT/seed{S}, then a combined report", group=RUN,
-                     metavar="LIST")
-    out: str = opt("out/em", "run directory (re-running the same command resumes)", group=RUN, metavar="DIR")
-    quick: bool = opt(False, "tiny world, tiny model: a smoke test in about a minute", group=RUN)
-    no_baselines: bool = opt(False, "skip the base, raw and oracle arms", group=RUN)
-    corpus: str = opt("", "target corpus JSONL ({'text'} or the authors' chunks); default: the built-in world",
-                      group=INPUTS, metavar="JSONL")
-    teacher_latents: str = opt("", "warm-start set with latents (authors' format); default: the world's",
+    seed: int = opt(0, "seed of the world, inits, data order and E-step draws", group=RUN)
+    seeds: str = opt("", "'0,1,2': a run per seed in OUT/seed{S}, one report", group=RUN, metavar="LIST")
+    out: str = opt("out/em", "run directory; the same command resumes it", group=RUN, metavar="DIR")
+    quick: bool = opt(False, "tiny world and model: a one-minute smoke test", group=RUN)
+    no_baselines: bool = opt(False, "skip the base and raw arms (and the oracle)", group=RUN)
+    oracle: bool = opt(False, "also train the oracle (gold latents; built-in worlds)", group=RUN)
+    corpus: str = opt("", "target corpus ({'text'} or chunks); default: the world", group=INPUTS, metavar="JSONL")
+    teacher_latents: str = opt("", "warm-start set with latents; default: the world's",
                                group=INPUTS, metavar="JSONL")
-    val: str = opt("", "held-out documents for NLL / IW-ELBO; default: the world's", group=INPUTS, metavar="JSONL")
-    init: str = opt("", "base weights (our checkpoint or a HF GPT-2 / Llama dir); skips base pretraining",
-                    group=INPUTS, metavar="DIR")
-    tokenizer: str = opt("bytes", "bytes | gpt2 | a HF tokenizer directory", group=MODEL, metavar="NAME")
-    bpe_dir: str = opt("", "directory with GPT-2's vocab.bpe + encoder.json", group=MODEL, metavar="DIR")
+    val: str = opt("", "held-out documents; default: the world's", group=INPUTS, metavar="JSONL")
+    init: str = opt("", "base weights (ours or a HF dir); no pretraining", group=INPUTS, metavar="DIR")
+    tokenizer: str = opt("bytes", "bytes | gpt2 | a HF tokenizer dir", group=MODEL, metavar="NAME")
+    bpe_dir: str = opt("", "dir with GPT-2's vocab.bpe + encoder.json", group=MODEL, metavar="DIR")
     n_layer: int = opt(GPTConfig.n_layer, "layers", group=MODEL)
     n_head: int = opt(GPTConfig.n_head, "attention heads", group=MODEL)
     n_embd: int = opt(GPTConfig.n_embd, "width", group=MODEL)
-    block_size: int = opt(128, "context window of training and of the E-step", group=MODEL)
-    batch_size: int = opt(16, "sequences per optimizer step, over all ranks", group=BUDGETS)
-    lr: float = opt(1e-3, "peak learning rate of the warm start, M-steps and baselines", group=BUDGETS)
-    base_lr: float = opt(2e-3, "peak learning rate of base pretraining", group=BUDGETS)
+    block_size: int = opt(256, "window of every phase", group=MODEL)
+    batch_size: int = opt(8, "rows per optimizer step", group=BUDGETS)
+    lr: float = opt(1e-3, "peak lr of every phase after the base", group=BUDGETS)
+    base_lr: float = opt(2e-3, "peak lr of base pretraining", group=BUDGETS)
     base_steps: int = opt(2000, "base pretraining steps", group=BUDGETS)
-    warm_steps: int = opt(500, "warm-start steps", group=BUDGETS)
-    m_steps: int = opt(1000, "steps of every M-step, the oracle and the FLOP-matched raw arm", group=BUDGETS)
+    warm_epochs: float = opt(20.0, "warm-start epochs", group=BUDGETS)
+    m_epochs: float = opt(8.0, "epochs of every M-step", group=BUDGETS)
+    warm_steps: int = opt(0, "fixed steps, not --warm-epochs", group=BUDGETS)
+    m_steps: int = opt(0, "fixed steps, not --m-epochs", group=BUDGETS)
     m_step: str = opt("fresh", "fresh: every M-step from the base (BOLT.md); continue: from the previous model",
                       ("fresh", "continue"), group=BUDGETS)
     k: int = opt(4, "Monte-Carlo latents per chunk", group=ESTEP)
-    estep: str = opt("sequential", "context of chunk i: earlier chunks with their chosen latents, or raw (BOLT.md)",
+    estep: str = opt("sequential", "chunk i's context: earlier chunks with their chosen latents, or raw (BOLT.md)",
                      ("sequential", "paper"), group=ESTEP)
-    max_latent: int = opt(32, "sampled tokens per latent, EoL included", group=ESTEP)
-    temperature: float = opt(1.0, "sampling temperature (0 = greedy, only with --k 1)", group=ESTEP)
-    top_k: int = opt(0, "top-k truncation (0 = off)", group=ESTEP)
-    top_p: float = opt(1.0, "nucleus truncation (1 = off)", group=ESTEP)
-    drop_capped: bool = opt(False, "drop latents that hit --max-latent (the authors keep them)", group=ESTEP)
-    gen_batch: int = opt(256, "rows per batch when sampling and scoring", group=ESTEP)
-    eval_ks: str = opt("1,2,4", "K of the held-out IW-ELBO_K bounds", group=EVAL, metavar="LIST")
-    questions: str = opt("", "held-out questions JSONL; default: the world's, none for --corpus", group=EVAL,
-                         metavar="JSONL")
-    answer_regex: str = opt("", "overrides every question's answer rule (group 1, else the match)", group=EVAL,
-                            metavar="RE")
-    raw_prompt_prefix: str = opt("", "text file put before a question's prompt when a raw arm reasons",
-                                 group=EVAL, metavar="FILE")
-    world_target: int = opt(2000, "target documents", group=WORLD)
-    world_warm: int = opt(800, "warm-start documents with teacher latents", group=WORLD)
-    world_heldout: int = opt(200, "held-out documents", group=WORLD)
+    max_latent: int = opt(32, "tokens per latent, EoL included", group=ESTEP)
+    temperature: float = opt(1.0, "0 = greedy, only with --k 1", group=ESTEP)
+    top_k: int = opt(0, "0 = off", group=ESTEP)
+    top_p: float = opt(1.0, "1 = off", group=ESTEP)
+    drop_capped: bool = opt(False, "drop latents that hit --max-latent", group=ESTEP)
+    gen_batch: int = opt(256, "rows per sampling / scoring batch", group=ESTEP)
+    eval_ks: str = opt("1,2,4", "K of the IW-ELBO_K bounds", group=EVAL, metavar="LIST")
+    questions: str = opt("", "questions JSONL; default: the world's", group=EVAL, metavar="JSONL")
+    answer_regex: str = opt("", "overrides each question's answer rule", group=EVAL, metavar="RE")
+    raw_prompt_prefix: str = opt("", "file put before a raw arm's reasoning prompt", group=EVAL, metavar="FILE")
+    world_target: int = opt(1000, "target documents", group=WORLD)
+    world_warm: int = opt(400, "warm-start documents", group=WORLD)
+    world_heldout: int = opt(100, "held-out documents", group=WORLD)
     world_questions: int = opt(1000, "held-out questions", group=WORLD)
-    world_shape: str = opt("compact", "compact: one problem in two chunks; prose: problems in words",
-                           ("compact", "prose"), group=WORLD)
+    world_shape: str = opt("prose", "prose: problems in words over chunks; compact: one problem, two chunks",
+                           ("prose", "compact"), group=WORLD)
 
 
-QUICK = dict(n_layer=2, n_head=2, n_embd=64, batch_size=16, base_steps=150, warm_steps=60, m_steps=60,
-             world_target=120, world_warm=60, world_heldout=32, world_questions=64, max_latent=32)
+QUICK = dict(n_layer=2, n_head=2, n_embd=64, block_size=128, batch_size=16, base_steps=150, warm_epochs=16,
+             world_target=120, world_warm=60, world_heldout=32, world_questions=64, world_shape="compact",
+             max_latent=32)
 DIRECT_TOKENS = 24  # what a raw model asked directly may write: an answer sentence ("The result is 5." is 16 bytes)
 
 
@@ -135,14 +134,15 @@ def run(cfg, checked=None):
     print0(f"data: {len(data['target'])} target docs, {len(data['warm'])} warm-start docs, "
            f"{len(data['heldout'])} held-out docs, {len(data['questions'])} questions")
     base = cfg.init or run_train(cfg, "base", data["paths"]["base"], "raw", "", cfg.base_steps, cfg.base_lr)
-    warm = run_train(cfg, "warm", data["paths"]["warm"], "random", base, cfg.warm_steps)
+    warm = run_train(cfg, "warm", data["paths"]["warm"], "random", base,
+                     phase_steps(cfg, tok, cfg.warm_steps, cfg.warm_epochs, data["paths"]["warm"]))
     results = [{"name": "warm start", "iter": 0, **run_eval(cfg, "warm", warm, tok, data, True)}]
     prev = warm
     for it in range(1, cfg.iters + 1):
         print0(f"== iteration {it}/{cfg.iters} ({time.time() - t_start:.0f}s elapsed)")
         latents, diag = run_estep(cfg, tok, data, it, prev)
         init = base if cfg.m_step == "fresh" else prev
-        prev = run_train(cfg, f"iter{it}", latents, "random", init, cfg.m_steps)
+        prev = run_train(cfg, f"iter{it}", latents, "random", init, m_steps(cfg, tok))
         results.append({"name": f"BoLT iter {it}", "iter": it, **run_eval(cfg, f"iter{it}", prev, tok, data, True),
                         **{f"estep_{k}": v for k, v in diag.items()}})
         print0(f"   iter {it}: " + R.fmt_metrics(results[-1]))
@@ -157,17 +157,20 @@ def run_baselines(cfg, tok, data, base):
     """The base model as it is; raw data from base, token-matched (same epochs over the target documents as an
     M-step) and FLOP-matched (same steps x tokens as an M-step); and the oracle, trained on teacher latents for
     the whole corpus."""
-    batch_tokens = cfg.batch_size * cfg.block_size
-    latents = open_shards(os.path.join(cfg.out, "iter1", "latents")) if cfg.iters else data["target"]
-    epochs = cfg.m_steps * batch_tokens / corpus_tokens(latents, "random", cfg.seed)
-    raw_steps = max(1, round(epochs * corpus_tokens(data["target"], "raw") / batch_tokens))
+    steps = m_steps(cfg, tok)
+    epochs = steps * cfg.batch_size / n_rows(tok, cfg, latent_path(cfg), "random")
+    raw_steps = max(1, round(epochs * n_rows(tok, cfg, data["paths"]["target"], "raw") / cfg.batch_size))
     out = [{"name": "base (no target training)", "baseline": "base", **run_eval(cfg, "base", base, tok, data, False)}]
-    for name, label, steps in (("raw_tokens", f"raw, token-matched ({epochs:.1f} epochs)", raw_steps),
-                               ("raw_flops", "raw, FLOP-matched", cfg.m_steps)):
-        ck = run_train(cfg, name, data["paths"]["target"], "raw", base, steps)
-        out.append({"name": label, "baseline": name, "steps": steps, **run_eval(cfg, name, ck, tok, data, False)})
-    if data["gold"] is not None:
-        ck = run_train(cfg, "oracle", data["paths"]["target_gold"], "random", base, cfg.m_steps)
+    # document-aligned rows: a raw document takes a row as its latent twin does, so the two arms often agree
+    arms = {"raw_tokens": (f"raw, token-matched ({epochs:.1f} epochs)", raw_steps), "raw_flops": ("raw, FLOP-matched",
+                                                                                                 steps)}
+    if raw_steps == steps:
+        arms = {"raw_tokens": (f"raw, token- and FLOP-matched ({epochs:.1f} epochs)", steps)}
+    for name, (label, n) in arms.items():
+        ck = run_train(cfg, name, data["paths"]["target"], "raw", base, n)
+        out.append({"name": label, "baseline": name, "steps": n, **run_eval(cfg, name, ck, tok, data, False)})
+    if data["gold"] is not None and cfg.oracle:
+        ck = run_train(cfg, "oracle", data["paths"]["target_gold"], "random", base, steps)
         out.append({"name": "oracle (teacher latents)", "baseline": "oracle",
                     **run_eval(cfg, "oracle", ck, tok, data, True)})
     for r in out:
@@ -198,9 +201,10 @@ def run_seeds(cfg):
 
 def posterior_samples(model, tok, cfg, prompts, ids, temperature=None):
     """BOLT.md E-step 2: Z_k ~ q(Z | P_i, X_i) from the posterior prompt P_i SoL EoL X_i SoL POST, up to
-    cfg.max_latent tokens ending at EoL. ids: one keyed request id per sample (sample.generate), so no batch or
-    rank changes a draw. -> (zs: token ids without EoL, log_q: summed sampling log-probs, capped: hit the cap)."""
-    outs = generate(model, prompts, cfg.max_latent, stop_tokens=(tok.eol,),
+    cfg.max_latent tokens ending at EoL, the layout marks banned (layout.latent_marks: log q is under that masked
+    distribution). ids: one keyed request id per sample (sample.generate), so no batch or rank changes a draw.
+    -> (zs: token ids without EoL, log_q: summed sampling log-probs, capped: hit the cap)."""
+    outs = generate(model, prompts, cfg.max_latent, stop_tokens=(tok.eol,), banned=latent_marks(tok),
                     temperature=cfg.temperature if temperature is None else temperature,
                     top_k=cfg.top_k, top_p=cfg.top_p, seed=cfg.seed, ids=ids, batch_size=cfg.gen_batch)
     return [latent(o) for o in outs], [float(sum(o["logprobs"])) for o in outs], [not o["stopped"] for o in outs]
@@ -384,7 +388,7 @@ def train_config(cfg, name, data_path, layout, init, steps, lr=None, world=None)
 def phase_errors(cfg):
     """What train.py would refuse in the M-step's config, which carries every flag the phases share (a safety
     net under rundir.flag_errors, which checks the base's and warm start's own steps and rates)."""
-    tc = train_config(cfg, "iter1", "", "random", "", cfg.m_steps, world=int(os.environ.get("WORLD_SIZE", "1")))
+    tc = train_config(cfg, "iter1", "", "random", "", cfg.m_steps or 1, world=int(os.environ.get("WORLD_SIZE", "1")))
     return [f"train.py would refuse the M-step: {e}" for e in tc.errors()]
 
 
@@ -407,7 +411,8 @@ def run_train(cfg, name, data_path, layout, init, steps, lr=None):
 def eval_questions(model, tok, cfg, questions, mode, prefix=""):
     """Greedy accuracy on held-out questions and one row per question (prompt, generated text, extracted answer,
     correct). mode 'latent': the model writes its reasoning inside SoL PRIOR ... EoL first (the paper's
-    evaluation) and the rule reads the text after EoL; 'direct': a raw model answers in DIRECT_TOKENS tokens;
+    evaluation; the layout marks banned until EoL, so the thought ends only there or at the cap) and the rule
+    reads the text after EoL, which stops at EOS or SoL; 'direct': a raw model answers in DIRECT_TOKENS tokens;
     'reason': a raw model is asked in its training text's format (prefix + the question's "prompt") and may
     write max_latent + 8 tokens (up to a "prompt_stop" token). The answer rule is data/questions.py's
     (--answer-regex overrides the file's)."""
@@ -426,8 +431,9 @@ def eval_questions(model, tok, cfg, questions, mode, prefix=""):
         if len(tok.encode(s)) != 1:
             raise ValueError(f"prompt_stop {s!r} is not one token of the {tok.name} tokenizer")
         stops += tok.encode(s)  # the reasoning ends there: the world's walk is one line, a tenth of the budget
+    ban = dict(banned=latent_marks(tok), ban_until=tok.eol) if mode == "latent" else {}
     outs = generate(model, prompts, n_new, stop_tokens=tuple(stops), temperature=0.0, seed=cfg.seed,
-                    batch_size=cfg.gen_batch)
+                    batch_size=cfg.gen_batch, **ban)
     rows = []
     for q, asked, o in zip(questions, texts, outs):
         toks, closed = o["tokens"], mode != "latent" or tok.eol in o["tokens"]
@@ -546,10 +552,25 @@ def prepare_data(cfg, tok, checked=None):
     return D.read_data(cfg, checked, ddir)
 
 
-def corpus_tokens(docs, layout, seed=0):
-    """Tokens in one epoch of a corpus (data/shards.Shards) laid out in `layout` (epoch 0's coins), from its
-    chunk lengths alone (data/layout.sequence_length: no token read)."""
-    return sum(sequence_length(*docs.lens(i), layout, seed, 0) for i in range(len(docs)))
+def n_rows(tok, cfg, path, layout):
+    """Document-aligned training rows in one epoch of a corpus (train.Rows' plan, from lengths alone)."""
+    return len(Rows(tok, open_corpus(tok, path), layout, key_int(cfg.seed, "rows") % 2**31, cfg.block_size).plan(0))
+
+
+def phase_steps(cfg, tok, steps, epochs, path):
+    """A phase's optimizer steps: `steps` if > 0, else `epochs` of its corpus (rows / --batch-size)."""
+    return steps or max(1, math.ceil(epochs * n_rows(tok, cfg, path, "random") / cfg.batch_size))
+
+
+def latent_path(cfg):
+    """Iteration 1's E-step latents (the target corpus with latents), which set every M-step's budget (the raw
+    target corpus without iterations)."""
+    return os.path.join(cfg.out, "iter1", "latents") if cfg.iters else os.path.join(cfg.out, "data", "target")
+
+
+def m_steps(cfg, tok):
+    """Every M-step's steps (the same each iteration): --m-steps, else --m-epochs of iteration 1's corpus."""
+    return phase_steps(cfg, tok, cfg.m_steps, cfg.m_epochs, latent_path(cfg))
 
 
 def save_config(cfg):

@@ -7,15 +7,16 @@ generate(model, prompts, max_new_tokens, ...) is the E-step's sampler: ragged pr
 call, rows finish independently at a stop token and are refilled with waiting prompts (prefilled straight into
 the freed rows). Every draw is keyed by (seed, request id, step) in kernels.sampling, so results never depend
 on the batch, batch_size or order. Identical prompts (the K samples of one E-step prompt) are prefilled once.
+`banned` token ids get zero probability (kernels.sampling masks their logits), until `ban_until` is sampled: a
+latent is generated with data/layout.latent_marks banned until its EoL, so a thought holds no layout mark.
 score(model, prefixes, continuations) is the E-step's log p: teacher-forced log-probs of each continuation,
 with logits materialised only at continuation positions, a slice at a time.
 
 think(), explain(): the two ways to watch a latent model (prompts from data/layout, never a second copy):
   python sample.py --ckpt out/ckpt --prompt "Once upon a time" --num-samples 3 --max-new-tokens 64
-  python sample.py --ckpt out/em/iter3/model/ckpt --think --prompt $'Q: 7 ciqx\n'      # a thought, then text
-  python sample.py --ckpt out/em/iter3/model/ckpt --explain --score --prompt $'A: 5 for 7 ciqx\n' --num-samples 4
-The output shows each thought indented under a `thought:` label (dim on a terminal); --raw prints the tokens as
-they are, special tokens by name.
+  python sample.py --ckpt out/em/iter3/model/ckpt --think --prompt "..."            # a thought, then text
+  python sample.py --ckpt out/em/iter3/model/ckpt --explain --score --prompt "..."  # posterior thoughts, weighed
+Each thought prints indented under a `thought:` label (dim on a terminal); --raw prints the tokens as they are.
 """
 import argparse
 import contextlib
@@ -25,7 +26,8 @@ import sys
 
 import torch
 
-from data.layout import MODE_MARKS, explain_prompt, joint_continuation, think_prompt
+from common import device_error, pick_device
+from data.layout import MODE_MARKS, explain_prompt, joint_continuation, latent_marks, segments, think_prompt
 from data.tokenizer import check_tokenizer, get_tokenizer, tokenizer_error
 from kernels.sampling import sample
 from model import KVCache, load_model
@@ -110,33 +112,54 @@ def _check_prompts(model, prompts, max_new_tokens, ids):
                              f"model's block_size {bs}")
 
 
+def _ban_lists(model, prompts, banned, ban_until):
+    """`banned` (one collection of token ids for every prompt, or a list of one per prompt) -> a list per prompt,
+    checked against the vocabulary and ban_until (which must stay sampleable to lift the ban)."""
+    banned = list(banned)
+    per = [sorted(set(map(int, b))) for b in banned] if banned and not all(isinstance(t, int) for t in banned) \
+        else [sorted(set(banned))] * len(prompts)
+    if len(per) != len(prompts):
+        raise ValueError(f"got {len(per)} banned sets for {len(prompts)} prompts")
+    V = model.config.vocab_size
+    for b in per:
+        if any(not 0 <= t < V for t in b):
+            raise ValueError(f"banned tokens {b} outside the vocabulary [0, {V})")
+        if ban_until in b:
+            raise ValueError(f"ban_until {ban_until} is banned itself: the ban could never lift")
+    return per
+
+
 @torch.inference_mode()
 def generate(model, prompts, max_new_tokens, stop_tokens=(), temperature=1.0, top_k=0, top_p=1.0, seed=0,
-             ids=None, batch_size=64):
+             ids=None, batch_size=64, banned=(), ban_until=None):
     """Sample up to max_new_tokens after each prompt. ids: a stable int64 request id per prompt (default its index)
-    that keys the sampler's noise with the step. Returns, in input order, dicts {'tokens' (incl. the stop token if
-    hit), 'logprobs' (log q under the sampled distribution), 'raw_logprobs' (untempered), 'stopped'}."""
+    that keys the sampler's noise with the step. banned: token ids given zero probability, one collection for
+    every prompt or a list of one per prompt; ban_until: a token id whose sampling lifts that row's ban for the
+    tokens after it (None: the ban holds throughout). Returns, in input order, dicts {'tokens' (incl. the stop
+    token if hit), 'logprobs' (log q under the distribution sampled from, banned ids masked), 'raw_logprobs'
+    (untempered, unmasked), 'stopped'}."""
     prompts = [list(p) for p in prompts]
     ids = list(range(len(prompts))) if ids is None else [int(i) for i in ids]
     _check_prompts(model, prompts, max_new_tokens, ids)
+    banned = _ban_lists(model, prompts, banned, ban_until)
     if not prompts or max_new_tokens == 0:
         return [dict(tokens=[], logprobs=[], raw_logprobs=[], stopped=False) for _ in prompts]
     with eval_mode(model):
         return _generate(model, prompts, max_new_tokens, tuple(stop_tokens), (temperature, top_k, top_p), seed,
-                         ids, batch_size)
+                         ids, batch_size, banned, ban_until)
 
 
-def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size):
-    n, V = len(prompts), model.config.vocab_size
+def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size, banned, ban_until):
     p0 = next(model.parameters())
-    dev = p0.device
+    n, V, dev = len(prompts), model.config.vocab_size, p0.device
     order = sorted(range(n), key=lambda i: (-len(prompts[i]), prompts[i]))  # longest first, duplicates adjacent
     B = min(batch_size, n)
-    full = KVCache(model.config, B, max(map(len, prompts)) + M - 1, dev, p0.dtype)  # the last token is never fed
-    cache = full
+    cache = full = KVCache(model.config, B, max(map(len, prompts)) + M - 1, dev, p0.dtype)  # last token never fed
     is_stop = _stop_lookup(stop_tokens, V, dev)
     ids_t = torch.tensor(ids, dtype=torch.int64, device=dev)
-    st = _row_state(B, M, dev)
+    NB = max(map(len, banned))
+    ban_t = torch.tensor([b + [-1] * (NB - len(b)) for b in banned], dtype=torch.int64, device=dev)  # (n, NB)
+    st = _row_state(B, M, NB, dev)
     req, deadline = [-1] * B, [0] * B  # host: request in each row (-1 = free), iteration at which it must end
     results, nxt, it = [None] * n, 0, 0
     logits = torch.zeros(B, V, device=dev)
@@ -149,6 +172,7 @@ def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size):
         r = torch.tensor(free, device=dev)
         logits[r] = _prefill(model, cache, free, [prompts[i] for i in reqs])
         st["ids"][r] = ids_t[torch.tensor(reqs, device=dev)]
+        st["ban"][r] = ban_t[torch.tensor(reqs, device=dev)]
         st["steps"][r], st["live"][r], st["stopped"][r] = 0, True, False
         for row, i in zip(free, reqs):
             req[row], deadline[row] = i, it + M
@@ -156,16 +180,8 @@ def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size):
     assign(list(range(B)))
     next_check, n_busy, ar = (CHECK_EVERY if stop_tokens else M), B, torch.arange(B, device=dev)
     while True:
-        tok, lp, raw = sample(logits, *sampling, seed, st["ids"], st["steps"])  # each (B,)
-        live, steps = st["live"], st["steps"]
-        col = torch.where(live, steps, M)  # finished rows write to the spare column
-        st["tok"][ar, col], st["lp"][ar, col], st["raw"][ar, col] = tok, lp, raw
-        steps += live
-        if stop_tokens:
-            hit = is_stop[tok] & live
-            st["stopped"] |= hit
-            live &= ~hit
-        live &= steps < M
+        tok, lp, raw = sample(logits, *sampling, seed, st["ids"], st["steps"], st["ban"] if NB else None)  # (B,)
+        _advance(st, tok, lp, raw, ar, M, is_stop if stop_tokens else None, ban_until if NB else None)
         it += 1
         free = []
         if it >= next_check:
@@ -186,6 +202,23 @@ def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size):
     return results
 
 
+def _advance(st, tok, lp, raw, ar, M, is_stop, ban_until):
+    """One sampled token per row (B,): written to the live rows' outputs (finished rows write to the spare
+    column), their step counts advanced; rows end at a stop token (is_stop: the lookup, None for none) or at M
+    tokens; a row's ban lifts once it samples ban_until."""
+    if ban_until is not None:
+        st["ban"].masked_fill_((tok == ban_until)[:, None], -1)
+    live, steps = st["live"], st["steps"]
+    col = torch.where(live, steps, M)
+    st["tok"][ar, col], st["lp"][ar, col], st["raw"][ar, col] = tok, lp, raw
+    steps += live
+    if is_stop is not None:
+        hit = is_stop[tok] & live
+        st["stopped"] |= hit
+        live &= ~hit
+    live &= steps < M
+
+
 def _stop_lookup(stop_tokens, V, dev):
     """(V + 1,) bool: is a token a stop token (one gather per step)."""
     if any(not 0 <= t < V for t in stop_tokens):
@@ -195,12 +228,13 @@ def _stop_lookup(stop_tokens, V, dev):
     return is_stop
 
 
-def _row_state(B, M, dev):
+def _row_state(B, M, NB, dev):
     """Per-row state: request id, steps taken, live, stopped, each (B,); the outputs (B, M + 1), whose last
-    column takes the writes of finished rows."""
+    column takes the writes of finished rows; each row's NB banned ids (B, NB), -1 = none."""
     z = lambda *shape, dtype=torch.int64: torch.zeros(*shape, dtype=dtype, device=dev)
     return dict(ids=z(B), steps=z(B), live=z(B, dtype=torch.bool), stopped=z(B, dtype=torch.bool),
-                tok=z(B, M + 1), lp=z(B, M + 1, dtype=torch.float32), raw=z(B, M + 1, dtype=torch.float32))
+                tok=z(B, M + 1), lp=z(B, M + 1, dtype=torch.float32), raw=z(B, M + 1, dtype=torch.float32),
+                ban=torch.full((B, NB), -1, dtype=torch.int64, device=dev))
 
 
 def _harvest(st, req, results):
@@ -281,10 +315,11 @@ def score(model, prefixes, continuations, batch_size=64):
 
 def think(model, tok, x, n, max_new_tokens, **sampling):
     """n samples of the model thinking about text x (ids), laid out as the evaluation lays out a question:
-    think_prompt = BOS [SoL PRIOR EoL X] SoL PRIOR; the model writes Z, EoL, then its text, and stops at EOS or at
-    the SoL that would open the next chunk. Returns (prompt, generate() outputs)."""
+    think_prompt = BOS [SoL PRIOR EoL X] SoL PRIOR; the model writes Z (the layout marks banned until EoL), EoL,
+    then its text, and stops at EOS or at the SoL opening the next chunk. -> (prompt, generate() outputs)."""
     prompt = think_prompt(tok, x)
-    return prompt, generate(model, [prompt] * n, max_new_tokens, stop_tokens=(tok.eos, tok.sol), **sampling)
+    return prompt, generate(model, [prompt] * n, max_new_tokens, stop_tokens=(tok.eos, tok.sol),
+                            banned=latent_marks(tok), ban_until=tok.eol, **sampling)
 
 
 def latent(out):
@@ -295,11 +330,12 @@ def latent(out):
 def explain(model, tok, x, k, max_new_tokens, with_score=False, **sampling):
     """k posterior latents for text x (ids) from the E-step's prompt for a first chunk, explain_prompt =
     BOS SoL EoL X SoL POST, each {'z' (without EoL), 'tokens', 'log_q' (incl. EoL, under the distribution sampled
-    from), 'capped'}. with_score adds what em.py's E-step computes from the joint pair (BOS, SoL PRIOR Z EoL X):
-    'log_p' = log p(Z EoL X | BOS SoL PRIOR), without the MODE_MARKS as em.py; 'log_marks' = log p(SoL PRIOR | BOS),
-    the same for every sample; 'log_w' = log_p - log_q, em.py's importance weight."""
+    from: the layout marks banned), 'capped'}. with_score adds what em.py computes from the joint pair (BOS,
+    SoL PRIOR Z EoL X): 'log_p' = log p(Z EoL X | BOS SoL PRIOR), the MODE_MARKS left out; 'log_marks' =
+    log p(SoL PRIOR | BOS), the same for every sample; 'log_w' = log_p - log_q, the importance weight."""
     prompt = explain_prompt(tok, x)
-    outs = generate(model, [prompt] * k, max_new_tokens, stop_tokens=(tok.eol,), **sampling)
+    outs = generate(model, [prompt] * k, max_new_tokens, stop_tokens=(tok.eol,), banned=latent_marks(tok),
+                    **sampling)
     res = [dict(z=latent(o), tokens=o["tokens"],
                 log_q=float(sum(o["logprobs"])), capped=not o["stopped"]) for o in outs]
     if with_score:
@@ -309,33 +345,6 @@ def explain(model, tok, x, k, max_new_tokens, with_score=False, **sampling):
             r["log_p"] = s["sum"] - r["log_marks"]
             r["log_w"] = r["log_p"] - r["log_q"]
     return prompt, res
-
-
-def segments(tok, ids):
-    """A laid-out token sequence -> [(kind, ids, closed)]: kind 'text', 'thought' (SoL PRIOR Z EoL: a thought
-    before its text) or 'thought (posterior)' (SoL POST Z EoL: about the text before it); closed is False for a
-    thought cut before its EoL. BOS/EOS and the empty boundary `SoL EoL` (or a last, stopping SoL) end a text piece
-    and are not shown; empty thoughts (the think prompt's question chunk) are dropped."""
-    out, text, i, n = [], [], 0, len(ids)
-    kinds = {tok.prior: "thought", tok.post: "thought (posterior)"}
-    while i < n:
-        t, nxt = ids[i], ids[i + 1] if i + 1 < n else None
-        if t == tok.sol and nxt in kinds:
-            j = i + 2
-            while j < n and ids[j] != tok.eol:
-                j += 1
-            if j > i + 2 or j == n:
-                out += [("text", text, True)] if text else []
-                out.append((kinds[nxt], ids[i + 2:j], j < n))
-                text = []
-            i = j + 1
-        elif t in (tok.bos, tok.eos) or (t == tok.sol and nxt in (tok.eol, None)):
-            out += [("text", text, True)] if text else []
-            text, i = [], i + (2 if nxt == tok.eol and t == tok.sol else 1)
-        else:
-            text.append(t)  # anything else, a stray special included, prints as decode() spells it
-            i += 1
-    return out + ([("text", text, True)] if text else [])
 
 
 def render(tok, ids, dim=False):
@@ -360,8 +369,8 @@ def fail(msg):
 
 
 def build_parser():
-    ap = argparse.ArgumentParser(description="Sample from a checkpoint (ours or a Hugging Face GPT-2 / Llama directory); "
-                                 "with a latent model, --think or --explain.")
+    ap = argparse.ArgumentParser(description="Sample from a checkpoint (ours or a Hugging Face GPT-2 / Llama "
+                                 "directory); with a latent model, --think or --explain.")
     ap.add_argument("--ckpt", required=True, help="checkpoint directory (train.py output or HF GPT-2 / Llama dir)")
     ap.add_argument("--prompt", default="", help="text to continue (BOS is prepended); --think: the question; "
                     "--explain: the text to explain")
@@ -380,7 +389,7 @@ def build_parser():
     ap.add_argument("--tokenizer", default=None, help="bytes | gpt2 | a dir with tokenizer.json / tokenizer.model "
                     "(default: the checkpoint's; gpt2 for a HF GPT-2 dir, the dir itself for a Llama one)")
     ap.add_argument("--bpe-dir", default=None, help="directory with GPT-2's vocab.bpe + encoder.json")
-    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    ap.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: cpu)")
     return ap
 
 
@@ -407,19 +416,11 @@ def parse_args(argv=None):
         (a.tokenizer is not None and tokenizer_error(a.tokenizer), f"{tokenizer_error(a.tokenizer or 'bytes')} "
                                                                   "(--tokenizer)"),
         (a.bpe_dir is not None and not os.path.isdir(a.bpe_dir), f"no directory {a.bpe_dir} (--bpe-dir)"),
-        (not _device_ok(a.device), f"no such device {a.device} here (--device)"),
+        (device_error(a.device) is not None, device_error(a.device)),
     ) if bad]
     if errors:
         fail("; ".join(errors))
     return a
-
-
-def _device_ok(name):
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        return False
-    return dev.type == "cpu" or (dev.type == "cuda" and torch.cuda.is_available())
 
 
 def check_latent(meta, mode):
@@ -437,7 +438,7 @@ def check_latent(meta, mode):
 
 def load(a):
     """The checkpoint and its tokenizer -> (model, tok), refused if the mode needs latents the model lacks."""
-    model, meta = load_model(a.ckpt, device=a.device)
+    model, meta = load_model(a.ckpt, device=pick_device(a.device))
     if a.think or a.explain:
         check_latent(meta, "--think" if a.think else "--explain")
     tok = get_tokenizer(a.tokenizer or meta.get("tokenizer_dir") or meta.get("tokenizer", "bytes"), a.bpe_dir)

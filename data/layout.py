@@ -43,6 +43,27 @@ def latent_tokens(tok, chunk):
     return list(ids)
 
 
+def latent_marks(tok):
+    """The layout marks a thought never contains, banned while one is sampled (sample.generate `banned`): BOS,
+    EOS, SoL, PRIOR, POST; a thought ends at EoL. A mark inside a latent would make its training sequence
+    ambiguous (a thought inside a thought, a second mode mark, a document end). Sorted ids (BOS = EOS for bytes
+    and gpt2)."""
+    return sorted({tok.bos, tok.eos, tok.sol, tok.prior, tok.post})
+
+
+def check_latent_marks(tok, doc):
+    """Refuse (ValueError) a read document whose latent holds a layout mark, BOS, EOS, SoL, EoL, PRIOR or POST: as
+    an id in its 'latent_ids', or spelled by name in its text (how decode writes a sampled mark)."""
+    names = {m: tok.decode([m]) for m in sorted(tok.special_ids)}
+    for k, c in enumerate(doc["chunks"]):
+        ids = [names[t] for t in c.get("latent_ids") or [] if t in names]
+        text = [n for n in names.values() if n in (c.get("latent") or "")]
+        if ids or text:
+            what = f'"latent_ids" hold the id of {ids[0]}' if ids else f'"latent" spells {text[0]}'
+            raise ValueError(f"chunk {k}: its {what}, a layout mark; a thought never contains "
+                             f"{', '.join(names.values())}")
+
+
 def coin(seed, epoch, doc_id, chunk):
     """Fair coin keyed by (seed, epoch, doc id, chunk): the same on every rank, process and resume."""
     h = hashlib.blake2b(f"{seed}/{epoch}/{doc_id}/{chunk}".encode(), digest_size=1).digest()
@@ -151,3 +172,30 @@ def think_prompt(tok, x):
 def explain_prompt(tok, x):
     """The posterior prompt for a text with no prefix: BOS SoL EoL X SoL POST (what the E-step asks for chunk 0)."""
     return [tok.bos, tok.sol, tok.eol] + list(x) + [tok.sol, tok.post]
+
+
+def segments(tok, ids):
+    """A laid-out token sequence -> [(kind, ids, closed)]: kind 'text', 'thought' (SoL PRIOR Z EoL: a thought
+    before its text) or 'thought (posterior)' (SoL POST Z EoL: about the text before it); closed is False for a
+    thought cut before its EoL. BOS/EOS and the empty boundary `SoL EoL` (or a last, stopping SoL) end a text piece
+    and are not shown; empty thoughts (the think prompt's question chunk) are dropped."""
+    out, text, i, n = [], [], 0, len(ids)
+    kinds = {tok.prior: "thought", tok.post: "thought (posterior)"}
+    while i < n:
+        t, nxt = ids[i], ids[i + 1] if i + 1 < n else None
+        if t == tok.sol and nxt in kinds:
+            j = i + 2
+            while j < n and ids[j] != tok.eol:
+                j += 1
+            if j > i + 2 or j == n:
+                out += [("text", text, True)] if text else []
+                out.append((kinds[nxt], ids[i + 2:j], j < n))
+                text = []
+            i = j + 1
+        elif t in (tok.bos, tok.eos) or (t == tok.sol and nxt in (tok.eol, None)):
+            out += [("text", text, True)] if text else []
+            text, i = [], i + (2 if nxt == tok.eol and t == tok.sol else 1)
+        else:
+            text.append(t)  # anything else, a stray special included, prints as decode() spells it
+            i += 1
+    return out + ([("text", text, True)] if text else [])
