@@ -259,7 +259,7 @@ def bench_train():
 
     import train as tr
     from data.layout import encode_doc
-    from data.loader import Stream
+    from data.loader import Rows
     from data.shards import from_docs
     from data.tokenizer import get_tokenizer
     from model import GPT, GPTConfig
@@ -282,12 +282,12 @@ def bench_train():
         opt = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
                                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
                                 lr=cfg.lr, betas=(0.9, 0.95))
-        stream, busy = Stream(tok, edocs, cfg.layout, cfg.seed), 0.0
+        rows, busy = Rows(tok, edocs, cfg.layout, cfg.seed, cfg.block_size), 0.0
         for step in range(cfg.max_steps):
             t0 = time.perf_counter()
             for g in opt.param_groups:
                 g["lr"] = tr.lr_at(step, cfg)
-            x, y = map(torch.from_numpy, stream.windows(cfg.batch_size, cfg.block_size))
+            x, y = map(torch.from_numpy, rows.next_rows(cfg.batch_size))
             _, loss = model(x, y)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)

@@ -6,12 +6,13 @@ meta, argparse flags). Runs three ways with the same code:
   torchrun --standalone --nproc_per_node=2 train.py --data ...        DDP (gloo on CPU, nccl on CUDA)
   from train import TrainConfig, train; train(TrainConfig(...))       em.py (process group optional, never destroyed)
 Data: --data is a JSONL corpus (tokenised at start-up into in-memory arrays) or a token shard directory from
-`python -m data.prepare` (memmapped: memory and start-up flat in corpus size). data/loader.py lays each epoch's
-documents out in --layout and packs them into rows (--pack docs: every row starts at a document's BOS) or cuts
-the concatenated stream into windows (--pack stream). A global step takes the next batch_size * world * accum
-rows; each rank reads only its own share, so the data order does not depend on the number of ranks, and the loss
-is the token sum divided by the global target count (DDP == one process). Checkpoints: out/ckpt/
-(model.GPT.save + optim.safetensors, one atomic directory, with the loader's cursor); metrics: out/metrics.jsonl.
+`python -m data.prepare` (memmapped: memory and start-up flat in corpus size). data/loader.Rows lays each
+epoch's documents out in --layout and packs them into document-aligned rows (every row starts at a document's
+BOS, best-fit, padded), so a latent always sees the text before it in its document. A global step takes the
+next batch_size * world * accum rows; each rank reads only its own share, so the data order does not depend on
+the number of ranks, and the loss is the token sum divided by the global target count (DDP == one process).
+Checkpoints: out/ckpt/ (model.GPT.save + optim.safetensors, one atomic directory, with the rows' cursor);
+metrics: out/metrics.jsonl.
 """
 import argparse
 import contextlib
@@ -28,14 +29,14 @@ from safetensors.torch import load_file, save_file
 
 from data.corpus import add_flags, atomic_dir, opt, out_dir_error, parser_error, write_atomic
 from data.layout import MODES
-from data.loader import Rows, Stream, open_corpus, val_windows
+from data.loader import Rows, open_corpus, val_windows
 from data.shards import is_shard_dir
 from common import bf16_native, device_error, pick_device, setup_dist
 from data.tokenizer import check_tokenizer, get_tokenizer, tokenizer_error
 from model import GPT, GPTConfig, load_model, resolve_checkpoint
 
 
-DTYPES, PACKS = ("auto", "bf16", "fp32"), ("docs", "stream")
+DTYPES = ("auto", "bf16", "fp32")
 
 
 @dataclass
@@ -64,8 +65,6 @@ class TrainConfig:
     grad_clip: float = opt(1.0, "gradient norm clip; 0 = off")
     dtype: str = opt("auto", "compute dtype: bf16 autocast (fp32 weights and loss) or fp32; auto = bf16 on CUDA "
                              "and on CPUs with native bf16 (AVX512-BF16 / AMX flags)", DTYPES)
-    pack: str = opt("docs", "training rows: docs = every row starts at a document's BOS (best-fit packing, padded); "
-                            "stream = consecutive windows of the concatenated documents", PACKS)
     compile: bool = opt(False, "torch.compile the model")
     device: str = opt("auto", "auto = cuda:LOCAL_RANK if available, else cpu")
     eval_every: int = opt(200, "held-out evaluation every N steps (and at the end); 0 = only at the end")
@@ -79,7 +78,7 @@ class TrainConfig:
         configurations it will pass here both run these. -> one-line messages, each naming its flag."""
         f = lambda name: "--" + name.replace("_", "-")
         errors = [f"{getattr(self, name)!r}: choose one of {', '.join(choices)} ({f(name)})" for name, choices in
-                  (("layout", MODES), ("dtype", DTYPES), ("pack", PACKS)) if getattr(self, name) not in choices]
+                  (("layout", MODES), ("dtype", DTYPES)) if getattr(self, name) not in choices]
         errors += [f"{tokenizer_error(self.tokenizer)} (--tokenizer)"] if tokenizer_error(self.tokenizer) else []
         positive = ("n_layer", "n_head", "n_embd", "max_steps", "batch_size", "lr")
         non_negative = ("block_size", "stop_at", "total_batch_tokens", "min_lr", "warmup_steps", "weight_decay",
@@ -97,8 +96,7 @@ class TrainConfig:
 
 # Settings that shape the trajectory: a resumed run must use the checkpoint's (0 / 'auto' mean "as saved").
 RESUME_SAME = ("data", "layout", "init", "tokenizer", "n_layer", "n_head", "n_embd", "block_size", "batch_size",
-               "total_batch_tokens", "lr", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "dtype", "seed",
-               "pack")
+               "total_batch_tokens", "lr", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "dtype", "seed")
 
 
 def flag_errors(cfg):
@@ -157,8 +155,7 @@ def resume_state(cfg, ckpt):
         saved = meta["train_config"]
     except (ValueError, KeyError) as e:
         raise ValueError(f"{path} is not a train.py checkpoint ({e}) (--resume)") from None
-    cursor = {"docs": {"epoch", "row"}, "stream": {"epoch", "pos", "doc", "off"}}.get(saved.get("pack"))
-    if any(k not in saved for k in RESUME_SAME) or set(meta.get("data", {})) != cursor:
+    if any(k not in saved for k in RESUME_SAME) or set(meta.get("data", {})) != {"epoch", "row"}:
         raise ValueError(f"{path} was written by another version of train.py: use a fresh --out (--resume)")
     for k in RESUME_SAME:
         mine = getattr(cfg, k)
@@ -280,7 +277,7 @@ class Run:
     fwd: torch.nn.Module  # the model as the loop calls it: compiled and / or wrapped in DDP
     opt: torch.optim.Optimizer
     names: list  # parameter names in the optimizer's order (checkpoint keys)
-    loader: object  # data/loader.Rows or Stream, at its saved cursor
+    rows: Rows  # the training rows, at the saved cursor
     vals: dict  # metric name -> held-out (x, y) windows
     ctx: object  # autocast context factory
     accum: int  # micro-batches per optimizer step
@@ -339,8 +336,7 @@ def setup(cfg, rank, world, local_rank):
     accum = settle(cfg, model, world, device)
     ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.dtype == "bf16" else contextlib.nullcontext
     docs = open_corpus(tok, cfg.data)
-    loader = (Rows(tok, docs, cfg.layout, cfg.seed, cfg.block_size, **meta["data"]) if cfg.pack == "docs" else
-              Stream(tok, docs, cfg.layout, cfg.seed, **meta["data"]))
+    rows = Rows(tok, docs, cfg.layout, cfg.seed, cfg.block_size, **meta["data"])
     vals = {}
     if cfg.val:
         vdocs = open_corpus(tok, cfg.val)
@@ -358,27 +354,23 @@ def setup(cfg, rank, world, local_rank):
         f"{cfg.total_batch_tokens} tokens/step")
     if rank == 0:
         os.makedirs(cfg.out, exist_ok=True)
-    return Run(cfg, rank, world, device, tok, model, fwd, opt, names, loader, vals, ctx, accum, meta["step"],
+    return Run(cfg, rank, world, device, tok, model, fwd, opt, names, rows, vals, ctx, accum, meta["step"],
                meta.get("train_loss"))
 
 
 def next_batch(r):
     """This rank's share of the next global batch (accum x world x batch_size rows: it reads its own and skips
     the others'): accum (x, y) micro-batches, and the global target count the summed loss is divided by."""
-    cfg, B, batch = r.cfg, r.cfg.batch_size, []
-    docs = cfg.pack == "docs"
-    per = B if docs else B * cfg.block_size  # what the loader's skip counts: rows, or tokens
+    B, batch = r.cfg.batch_size, []
     for _ in range(r.accum):
-        r.loader.skip(r.rank * per)
-        x, y = r.loader.next_rows(B) if docs else r.loader.windows(B, cfg.block_size)  # (B, T); y = -1: padding
+        r.rows.skip(r.rank * B)
+        x, y = r.rows.next_rows(B)  # (B, W <= T), y = -1 on padding
         batch.append((torch.from_numpy(x), torch.from_numpy(y)))
-        r.loader.skip((r.world - 1 - r.rank) * per)
-    if not docs:
-        return batch, cfg.total_batch_tokens
+        r.rows.skip((r.world - 1 - r.rank) * B)
     n = torch.tensor(float(sum(int((y >= 0).sum()) for _, y in batch)))
     if r.world > 1:
         dist.all_reduce(n)
-    return batch, max(float(n), 1.0)
+    return batch, max(float(n), 1.0)  # the global batch's targets (padding left out): DDP == one process
 
 
 def train_step(r, batch, count):
@@ -412,7 +404,7 @@ def checkpoint(r, step, train_loss):
     if r.rank == 0:
         save_checkpoint(os.path.join(r.cfg.out, "ckpt"), r.model, r.opt, r.names, {
             "tokenizer": r.tok.name, "train_config": asdict(r.cfg), "step": step, "train_loss": train_loss,
-            "data": r.loader.cursor()})
+            "data": r.rows.cursor()})
     if r.world > 1:
         dist.barrier()  # nobody returns (or reads the checkpoint) before it exists
 

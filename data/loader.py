@@ -1,13 +1,12 @@
-"""Training batches from a corpus: the endless stream of layout windows and document-aligned rows (train.py).
+"""Training batches from a corpus: document-aligned rows (train.py).
 
 A corpus is a data/shards.Shards (a token shard directory memmapped, or a JSONL corpus packed in memory:
 `open_corpus`). Each epoch e lays every document out in one layout (data/layout.sequence; the random layout's
-coins are keyed by (seed, e)) in a permutation seeded by (seed, e), built on the fly one document at a time:
-  Stream  the epochs concatenated and cut into consecutive T-token windows (nanoGPT's loader)
-  Rows    documents packed into rows of T targets, each row starting at a document's BOS (pack 'docs')
-Both are read by every rank, each taking only its own share of a global batch and skipping the others' by
-document lengths (data/layout.sequence_length: no token read), so the data order does not depend on the
-number of ranks. Batches are numpy int64 arrays (x, y) with y the next token and -1 where there is none.
+coins are keyed by (seed, e)) in a permutation seeded by (seed, e) and packs them into rows of T targets, each
+row starting at a document's BOS (nanochat's and modded-nanogpt's BOS-aligned loaders). Every rank plans the same
+rows from document lengths alone (data/layout.sequence_length: no token read) and reads only its own share of a
+global batch, so the data order does not depend on the number of ranks. Batches are numpy int64 arrays (x, y)
+with y the next token and -1 where there is none (padding).
 """
 import os
 
@@ -16,67 +15,6 @@ import numpy as np
 from data.corpus import read_docs
 from data.layout import encode_doc, sequence, sequence_length
 from data.shards import from_docs, open_shards
-
-
-class Stream:
-    """The endless training stream: epoch e = the layout sequences of all documents in a permutation seeded by
-    (seed, e), concatenated, built on the fly from a data/shards.Shards corpus one document at a time. Held in
-    memory: the permutations of at most two epochs, (n_docs,) int64 each, and the one document being read.
-    The cursor is (epoch, pos) = token offset in the epoch, and (doc, off) = the doc-th document of the epoch's
-    order and the offset into its sequence; all four are stored in checkpoints."""
-
-    def __init__(self, tok, docs, layout, seed, epoch=0, pos=0, doc=0, off=0):
-        self.tok, self.docs, self.layout, self.seed = tok, docs, layout, seed
-        self.orders, self.seq, self.len = {}, (None, None), (None, None)
-        self.epoch, self.pos, self.doc, self.off = epoch, pos, doc, off
-
-    def order(self, e):
-        if e not in self.orders:
-            self.orders = {k: v for k, v in self.orders.items() if k >= e - 1}  # keep the current epoch
-            self.orders[e] = np.random.default_rng([self.seed, e]).permutation(len(self.docs))  # (n_docs,) int64
-        return self.orders[e]
-
-    def sequence(self, e, k):
-        """The k-th document of epoch e's order, laid out: (L,) int64."""
-        if self.seq[0] != (e, k):
-            d = self.docs.doc(self.order(e)[k])
-            self.seq = ((e, k), np.asarray(sequence(self.tok, d, self.layout, self.seed, e), dtype=np.int64))
-        return self.seq[1]
-
-    def length(self, e, k):
-        """len(self.sequence(e, k)) from the shard offsets, without reading tokens."""
-        if self.seq[0] == (e, k):
-            return len(self.seq[1])
-        if self.len[0] != (e, k):
-            self.len = ((e, k), sequence_length(*self.docs.lens(self.order(e)[k]), self.layout, self.seed, e))
-        return self.len[1]
-
-    def skip(self, n):
-        """Advance the cursor n tokens, reading document lengths only (how a rank passes others' windows)."""
-        while n > 0:
-            step = min(n, self.length(self.epoch, self.doc) - self.off)
-            self.off, self.pos, n = self.off + step, self.pos + step, n - step
-            if self.off == self.length(self.epoch, self.doc):
-                self.doc, self.off = self.doc + 1, 0
-                if self.doc == len(self.docs):
-                    self.epoch, self.doc, self.pos = self.epoch + 1, 0, 0
-
-    def windows(self, n, T):
-        """Next n windows: x, y (n, T) int64 with y = x shifted by one token; reads n*T + 1 tokens and advances
-        the cursor n*T."""
-        parts, need, e, k, off = [], n * T + 1, self.epoch, self.doc, self.off
-        while need > 0:
-            part = self.sequence(e, k)[off:off + need]
-            parts.append(part)
-            need, k, off = need - len(part), k + 1, 0
-            if k == len(self.docs):
-                e, k = e + 1, 0
-        buf = np.concatenate(parts)
-        self.skip(n * T)
-        return buf[:-1].reshape(n, T), buf[1:].reshape(n, T)
-
-    def cursor(self):
-        return {"epoch": self.epoch, "pos": self.pos, "doc": self.doc, "off": self.off}
 
 
 class Rows:
@@ -148,15 +86,11 @@ class Rows:
 
 
 def val_windows(tok, docs, mode, seed, T):
-    """Held-out documents (a Shards) in one layout (epoch 0 coins), concatenated in file order and cut into
-    windows; the last window's missing targets are -1. -> x, y (n, T). Held in memory: val sets are small."""
-    ids = np.concatenate([np.asarray(sequence(tok, docs.doc(i), mode, seed, 0), dtype=np.int64)
-                          for i in range(len(docs))])
-    n = -(-(len(ids) - 1) // T)
-    x = np.zeros(n * T, dtype=np.int64)
-    y = np.full(n * T, -1, dtype=np.int64)
-    x[:len(ids) - 1], y[:len(ids) - 1] = ids[:-1], ids[1:]
-    return x.reshape(n, T), y.reshape(n, T)
+    """Held-out documents (a Shards) in one layout (epoch 0's coins and order) as the training rows lay them out
+    (document-aligned, padding -1), so the held-out loss reads text at the positions training puts it.
+    -> x, y (n, W). Held in memory: val sets are small."""
+    rows = Rows(tok, docs, mode, seed, T)
+    return rows.next_rows(len(rows.plan(0)))
 
 
 def open_corpus(tok, path):

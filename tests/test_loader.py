@@ -1,5 +1,5 @@
-"""data/loader.py: the training stream and the document-aligned rows against a materialised reference, ranks
-that skip each other's share, resuming at a saved cursor, and the held-out windows."""
+"""data/loader.py: document-aligned rows (the same from JSONL and shards, reshuffled per epoch, every target once,
+ranks that skip each other's share, resuming at a saved cursor) and the held-out rows."""
 import json
 
 import numpy as np
@@ -7,22 +7,10 @@ import pytest
 
 from data.corpus import read_docs
 from data.layout import encode_doc, sequence
-from data.loader import Rows, Stream, open_corpus, val_windows
+from data.loader import Rows, open_corpus, val_windows
 from data.prepare import prepare_corpus
 from data.shards import from_docs
 from data.tokenizer import get_tokenizer
-
-
-def reference_stream(tok, edocs, layout, seed, n):
-    """The first n tokens of the stream as train.py defined it before shards (the spec the lazy Stream must
-    match token for token): epoch e = every document's sequence(seed, e), in the order
-    default_rng([seed, e]).permutation, materialised and concatenated, epoch after epoch."""
-    out, e = [], 0
-    while len(out) < n:
-        for i in np.random.default_rng([seed, e]).permutation(len(edocs)):
-            out += sequence(tok, edocs[i], layout, seed, e)
-        e += 1
-    return out[:n]
 
 
 def write_varied_corpus(path, n=13):
@@ -48,41 +36,16 @@ def varied(tmp_path_factory):
 
 
 @pytest.mark.parametrize("layout", ["random", "posterior", "raw"])
-def test_stream_equals_materialised_reference_jsonl_and_shards(varied, layout):
+def test_rows_same_from_jsonl_and_shards_and_reshuffled_per_epoch(varied, layout):
+    """A JSONL corpus and its shard directory give the same rows token for token over several epochs; each epoch
+    reshuffles the documents (and re-flips the random layout's coins)."""
     tok = get_tokenizer("bytes")
     path, shard_dir = varied
-    edocs = [encode_doc(tok, d) for d in read_docs(path)]
-    T, n, steps = 16, 3, 100
-    ref = reference_stream(tok, edocs, layout, 5, steps * n * T + 1)
-    for src in (open_corpus(tok, path), open_corpus(tok, shard_dir)):
-        s = Stream(tok, src, layout, seed=5)
-        xs, ys = zip(*(s.windows(n, T) for _ in range(steps)))
-        x, y = np.concatenate(xs).flatten().tolist(), np.concatenate(ys).flatten().tolist()
-        assert x == ref[:-1] and y == ref[1:]  # token for token, y shifted by one
-        assert s.epoch >= 3  # several epochs (coins re-flipped, documents reshuffled) were compared
-
-
-def test_stream_ranks_skip_and_resume(varied):
-    """Two ranks reading only their own windows (skipping the other's) see the global batch's halves; a stream
-    rebuilt at the saved cursor continues identically."""
-    tok = get_tokenizer("bytes")
-    docs = open_corpus(tok, varied[1])
-    T, B, world, accum = 16, 2, 2, 3
-    one, ranks = Stream(tok, docs, "random", 5), [Stream(tok, docs, "random", 5) for _ in range(world)]
-    for step in range(12):
-        glob = one.windows(accum * world * B, T)[0].reshape(accum, world, B, T)
-        for r, s in enumerate(ranks):
-            for i in range(accum):
-                s.skip(r * B * T)
-                assert np.array_equal(s.windows(B, T)[0], glob[i, r])
-                s.skip((world - 1 - r) * B * T)
-            assert s.cursor() == one.cursor()
-    c = one.cursor()
-    assert c["epoch"] >= 2 and c["pos"] > 0
-    ahead = one.windows(5, T)
-    again = Stream(tok, docs, "random", 5, **c)
-    assert again.cursor() == c
-    assert all(np.array_equal(a, b) for a, b in zip(ahead, again.windows(5, T)))
+    a, b = (Rows(tok, open_corpus(tok, src), layout, 5, 16) for src in (path, shard_dir))
+    n = 3 * len(a.plan(0))
+    assert all(np.array_equal(u, v) for u, v in zip(a.next_rows(n), b.next_rows(n))) and a.epoch >= 2
+    first = lambda e: [p[0] for row in a.plan(e) for p in row]
+    assert set(first(0)) == set(first(1)) == set(range(len(a.docs))) and first(0) != first(1)
 
 
 @pytest.mark.parametrize("layout", ["random", "raw"])
@@ -134,10 +97,10 @@ def test_rows_ranks_skip_and_resume(varied):
     assert all(np.array_equal(a, b) for a, b in zip(ahead, again))
 
 
-def test_val_windows_pad_targets_with_ignore(varied):
+def test_val_windows_are_the_rows_of_one_epoch(varied):
     tok = get_tokenizer("bytes")
     edocs = [encode_doc(tok, d) for d in read_docs(varied[0])][:3]
-    ids = [t for d in edocs for t in sequence(tok, d, "raw")]
     x, y = val_windows(tok, from_docs(edocs, tok), "raw", 0, 32)
-    assert x.flatten()[:len(ids) - 1].tolist() == ids[:-1]
-    assert (y != -1).sum() == len(ids) - 1 and y.flatten()[:len(ids) - 1].tolist() == ids[1:]
+    seqs = [sequence(tok, d, "raw") for d in edocs]
+    assert (y != -1).sum() == sum(len(s) - 1 for s in seqs)  # every target once, padding ignored
+    assert all(row[0] == tok.bos for row in x)  # these documents fit a row each: every row opens one

@@ -1,6 +1,6 @@
 """train.py on CPU, tiny models (2 layers, 32-64 wide, 32-token windows), seconds per test.
 
-Covers (the data stream and rows: tests/test_loader.py): overfitting,
+Covers (the training rows: tests/test_loader.py): overfitting,
 torchrun DDP == one process, stop + resume == straight run (weights and data order), checkpoints that load with
 model.GPT.load and survive an interrupted save, a caller-owned process group, HF GPT-2 init with the latent
 tokens added, and one-line errors for bad flags.
@@ -141,8 +141,8 @@ def test_resume_rejects_changed_settings(tmp_path, corpus):
         train(TrainConfig(**{**cfg, "lr": 0.1, "resume": True}))
     meta_path = tmp_path / "ckpt" / "config.json"
     meta = json.loads(meta_path.read_text())
-    for old in ({**meta, "data": {"epoch": 0, "pos": 0}},  # a cursor this loader does not write
-                {**meta, "train_config": {k: v for k, v in meta["train_config"].items() if k != "pack"}}):
+    for old in ({**meta, "data": {"epoch": 0, "pos": 0}},  # a cursor Rows does not write
+                {**meta, "train_config": {k: v for k, v in meta["train_config"].items() if k != "seed"}}):
         meta_path.write_text(json.dumps(old))
         with pytest.raises(ValueError, match=r"another version of train\.py: use a fresh --out \(--resume\)"):
             train(TrainConfig(**{**cfg, "resume": True}))
