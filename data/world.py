@@ -33,8 +33,9 @@ One problem per document, and an answer that restates its problem, because BOLT.
 condition chunk i on the *raw* text of the previous chunks, a context the M-step models never see in training
 (there every chunk starts with SoL); with the problem in X_i the posterior copies it from the chunk it was
 trained to read (docs/RESULTS.md, "How the compact world got here").
-The prose shape (--shape prose) writes the same knowledge the way real corpora do: a target / held-out / warm document is a {"text"} document of
-`per_doc` problems in plain words, a filler sentence between two of them half the time,
+The prose shape (--shape prose) writes the same knowledge the way real corpora do: a target / held-out / warm
+document is a {"text"} document of `per_doc` problems in plain words, a filler sentence between two of them half
+the time,
   "Start from 7. Apply c, then i. Next apply q, then x. The result is 5. Now a new problem. Begin with ..."
 (the wording drawn from a few templates by its own seeded rng), the answer ONLY the result, always in the form
 RESULT_RE reads. It is cut by the project's chunker (data/corpus.chunk_text) with the budget em.py gives a
