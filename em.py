@@ -21,8 +21,9 @@ The loop (spec: ../shared/docs/BOLT.md), in this file's order:
               schedule() every iteration (--m-step continue: from the previous model instead)
   evaluation  eval_nll (raw NLL, IW-ELBO_K: the spec's bound and the mode-conditional one), eval_questions
               (accuracy on questions as data, data/questions.py), run_eval (cached per phase)
-  baselines   the base model, raw token-matched and FLOP-matched (raw arms asked directly and asked to reason in
-              their training text's format), and the oracle (teacher latents on the whole target corpus)
+  baselines   the base model, the raw arms of --raw-arms (raw_arm: token- and FLOP-matched, the warm set's walks
+              inline, the warm start continued on raw text, the pipeline's compute; each asked directly and asked
+              to reason in its training text's format), and the oracle (gold walks on the whole target corpus)
 Not the method, kept apart: data/rundir.py checks every flag and input before anything is written (a bad command
 prints one line `error: <what> (<flag or file:line>)`, exits 2 and leaves --out as it was), prepares out/data
 (a sha256 of every input recorded: changed inputs are prepared again, or refused once trained on; the target
@@ -40,7 +41,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
@@ -76,6 +77,9 @@ class EMConfig:
     # which on the prose world lost the problem's start digit and collapsed one seed (README, Results)
     estep: str = "sequential"
     no_baselines: bool = False
+    raw_arms: str = field(default="tokens,flops,inline,warm,pipeline", metadata={"help": (
+        "raw baselines, a comma list of " + ", ".join(D.RAW_ARMS) + " (em.py raw_arm), each optionally +replay "
+        "(its text mixed 1:1 by documents with the base corpus); empty: none")})
     # model (from scratch) and budgets
     n_layer: int = GPTConfig.n_layer
     n_head: int = GPTConfig.n_head
@@ -86,7 +90,7 @@ class EMConfig:
     base_lr: float = 2e-3  # from scratch: at 1e-3 one seed's base sat on a plateau for 2,000 steps
     base_steps: int = 2000
     warm_steps: int = 500
-    m_steps: int = 1000  # every M-step, the oracle and the FLOP-matched raw baseline
+    m_steps: int = 1000  # every M-step, the oracle and most raw arms (raw_arm)
     # E-step and evaluation
     max_latent: int = 32  # sampled tokens per latent, EoL included
     temperature: float = 1.0
@@ -139,34 +143,54 @@ def run(cfg, checked=None):
                         **{f"estep_{k}": v for k, v in diag.items()}})
         print0(f"   iter {it}: " + R.fmt_metrics(results[-1]))
     if not cfg.no_baselines:
-        results += run_baselines(cfg, tok, data, base)
+        results += run_baselines(cfg, tok, data, base, warm)
     if rank_world()[0] == 0:
         report(cfg, results, time.time() - t_start, resumed)
     return results
 
 
-def run_baselines(cfg, tok, data, base):
-    """The base model as it is; raw data from base, token-matched (same epochs over the target documents as an
-    M-step) and FLOP-matched (same steps x tokens as an M-step); and the oracle, trained on teacher latents for
-    the whole corpus."""
-    batch_tokens = cfg.batch_size * cfg.block_size
-    latents = open_shards(os.path.join(cfg.out, "iter1", "latents")) if cfg.iters else data["target"]
-    epochs = cfg.m_steps * batch_tokens / corpus_tokens(latents, "random", cfg.seed)
-    raw_steps = max(1, round(epochs * corpus_tokens(data["target"], "raw") / batch_tokens))
+def run_baselines(cfg, tok, data, base, warm):
+    """The base model as it is; the raw arms of --raw-arms (raw_arm), each evaluated as a raw model (asked
+    directly and asked to reason); and the oracle, trained on the gold walks for the whole corpus."""
     out = [{"name": "base (no target training)", "baseline": "base", **run_eval(cfg, "base", base, tok, data, False)}]
-    for name, label, steps in (("raw_tokens", f"raw, token-matched ({epochs:.1f} epochs)", raw_steps),
-                               ("raw_flops", "raw, FLOP-matched", cfg.m_steps)):
-        ck = run_train(cfg, name, data["paths"]["target"], "raw", base, steps)
-        out.append({"name": label, "baseline": name, "steps": steps, **run_eval(cfg, name, ck, tok, data, False)})
+    for arm, replay in D.raw_arms(cfg):
+        name, label, path, init, steps = raw_arm(cfg, data, arm, replay, base, warm)
+        phase = f"{name}{steps}" if arm == "pipeline" else name  # its steps follow --iters, which may change
+        ck = run_train(cfg, phase, path, "raw", init, steps)
+        out.append({"name": label, "baseline": name, "steps": steps, **run_eval(cfg, phase, ck, tok, data, False)})
     if data["gold"] is not None:
         ck = run_train(cfg, "oracle", data["paths"]["target_gold"], "random", base, cfg.m_steps)
-        out.append({"name": "oracle (teacher latents)", "baseline": "oracle",
-                    **run_eval(cfg, "oracle", ck, tok, data, True)})
+        out.append({"name": "oracle (the corpus' latents)" if cfg.corpus else "oracle (gold walks)",
+                    "baseline": "oracle", **run_eval(cfg, "oracle", ck, tok, data, True)})
     for r in out:
         print0(f"   {r['name']}: " + R.fmt_metrics(r))
     return out
 
 
+def raw_arm(cfg, data, arm, replay, base, warm):
+    """One raw baseline of --raw-arms -> (phase name, label, train.py --data, init, steps); every one trains in
+    the raw layout and costs the steps given:
+      tokens    the target from base, as many epochs over its documents as an M-step makes over the latents
+      flops     the target from base, one M-step's steps (m_steps)
+      inline    (a) the target plus the warm set with the teacher's walks inline in the base text's format
+                (data/world.py warm_inline), from base, m_steps: the worked examples the latent arms see
+      warm      (b) the warm-start model continued on the target, m_steps
+      pipeline  (c) inline's data for the pipeline's training tokens, warm_steps + iters x m_steps
+    +replay: the same data mixed 1:1 by documents with the base corpus (data/rundir.raw_docs); the token-matched
+    arm then makes its epochs over the mix. Every step is batch_size x block_size tokens (train.py packs)."""
+    path, rep = data["paths"][arm + "+replay" * replay], ", base replay" if replay else ""
+    name = f"raw_{arm}" + "_replay" * replay
+    if arm == "tokens":
+        batch_tokens = cfg.batch_size * cfg.block_size
+        latents = open_shards(os.path.join(cfg.out, "iter1", "latents")) if cfg.iters else data["target"]
+        epochs = cfg.m_steps * batch_tokens / corpus_tokens(latents, "random", cfg.seed)
+        steps = max(1, round(epochs * corpus_tokens(open_shards(path), "raw") / batch_tokens))
+        return name, f"raw, token-matched{rep} ({epochs:.1f} epochs)", path, base, steps
+    if arm == "pipeline":
+        steps = cfg.warm_steps + cfg.iters * cfg.m_steps
+        return name, f"raw + warm walks inline, pipeline compute{rep} ({steps} steps)", path, base, steps
+    label = {"flops": "raw, FLOP-matched", "inline": "raw + warm walks inline", "warm": "warm start, then raw"}[arm]
+    return name, f"{label}{rep} (one M-step)", path, warm if arm == "warm" else base, cfg.m_steps
 def run_seeds(cfg):
     """--seeds: one full run per seed in out/seed{S} (in sequence, each resumable), then the combined report.
     Every seed's --out and data are checked before the first seed starts."""

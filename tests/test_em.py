@@ -15,6 +15,7 @@ import em
 from conftest import ROOT, estep_docs, run_py, tiny_gpt
 from data import rundir
 from data.corpus import sha256_file
+from data.shards import open_shards
 from data.tokenizer import get_tokenizer
 
 TINY = ["--quick", "--iters", "2", "--k", "2", "--world-target", "24", "--world-warm", "16", "--world-heldout", "4",
@@ -158,7 +159,7 @@ def test_real_model_path_hf_gpt2_dir_gpt2_tokenizer_authors_format(tmp_path):
                 "--max-latent", "12"], timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = [json.loads(l) for l in open(out / "metrics.jsonl")]
-    assert {m["name"] for m in metrics} >= {"warm start", "BoLT iter 1", "oracle (teacher latents)"}
+    assert {m["name"] for m in metrics} >= {"warm start", "BoLT iter 1", "oracle (the corpus' latents)"}
     assert all(math.isfinite(m.get("nll_k1", m.get("nll", float("nan")))) for m in metrics)
     assert "report" in (out / "report.md").read_text().lower()
 
@@ -231,6 +232,12 @@ BAD_INPUTS = [  # (flags after --quick --out OUT, what the one line must say, th
     (["--world-target", "20000"], "(--world-target + --world-warm", []),
     (["--world-heldout", "0"], "(--world-heldout)", []),
     (["--nosuch", "1"], "unrecognized arguments", []),
+    (["--raw-arms", "tokens,oracle"], "got 'tokens,oracle' (--raw-arms)", ["--raw-arms", "tokens"]),
+    (["--raw-arms", "warm+replay,inline,warm+replay"], "repeats an arm", ["--raw-arms", "warm+replay,inline,warm"]),
+    (["--raw-arms", "warm+base"], "(each optionally +replay)", ["--raw-arms", ""]),
+    (["--raw-arms", "inline,,warm"], "(--raw-arms)", ["--raw-arms", "inline,warm"]),
+    ([*CORPUS, "GOOD", "--raw-arms", "pipeline+replay"], "a --corpus run has none (--raw-arms)",
+     [*CORPUS, "GOOD", "--raw-arms", "pipeline"]),
     (["--out", "FILE"], "exists and is not a directory (--out)", None),
     (["--out", "FILE/sub"], "cannot be created (--out)", None),
     ([*CORPUS, "MALFORMED"], "MALFORMED.jsonl:1)", [*CORPUS, "GOOD"]),
@@ -390,10 +397,13 @@ def test_corpus_is_checked_and_prepared_streaming(tmp_path, inputs):
         write_docs(ref / "heldout.jsonl", heldout)
         if any(c["latent"] is not None for d in target for c in d["chunks"]):
             write_docs(ref / "target_gold.jsonl", target)
-        got = sorted(f for f in os.listdir(tmp_path / name / "data") if f.endswith(".jsonl") and f != "warm.jsonl")
+        got = sorted(f for f in os.listdir(tmp_path / name / "data") if f.endswith(".jsonl") and f not in ("warm.jsonl", "warm_inline.jsonl"))
         assert got == sorted(os.listdir(ref)) and len(got) == (2 if name == "tail" else 3)
         for f in got:
             assert (tmp_path / name / "data" / f).read_bytes() == (ref / f).read_bytes(), (name, f)
+        # the raw arm 'inline' reads the teacher latents as text, each before the chunk it explains
+        inline = read_docs(str(tmp_path / name / "data" / "warm_inline.jsonl"))
+        assert [c["suffix"] for d in inline for c in d["chunks"]] == [f"why T{i}. " for i in range(3)]
     checked = em.check_inputs(cfg)
     with open(corpus, "a") as f:
         f.write(line(99, None) + "\n")
@@ -422,3 +432,56 @@ def test_every_phase_config_is_checked_by_train_up_front(monkeypatch):
     cfg = em.EMConfig(m_steps=0)
     assert rundir.flag_errors(cfg, phase_errors=em.phase_errors) == [
         "phase iter1 would give train.py must be positive, got 0 (--max-steps)"]
+
+
+def test_raw_arms_train_on_what_they_should(monkeypatch, tmp_path):
+    """Every --raw-arms arm's train.py configuration and prepared data (train and evaluation faked): inline's
+    data is the target then the warm set with the teacher's walks inline; warm starts from the warm checkpoint;
+    pipeline trains the warm start's and every M-step's tokens; +replay adds as many base documents; the
+    token-matched arm makes the M-step's epochs over the target."""
+    arms = "tokens,flops,inline,warm,pipeline,inline+replay,warm+replay"
+    cfg = em.EMConfig(**{**em.QUICK, "quick": True, "out": str(tmp_path / "run"), "iters": 2, "raw_arms": arms})
+    checked = em.check_inputs(cfg)
+    tok, data = checked["tok"], em.prepare_data(cfg, checked["tok"], checked)
+    shutil.copytree(data["paths"]["target_gold"], tmp_path / "run/iter1/latents")  # iteration 1's latents
+    seen = {}
+
+    def fake_train(tc):
+        seen[os.path.basename(os.path.dirname(tc.out))] = tc
+        return {"ckpt": os.path.join(tc.out, "ckpt")}
+    monkeypatch.setattr(em, "train", fake_train)
+    monkeypatch.setattr(em, "run_eval", lambda cfg, name, ckpt, tok, data, latent: {"acc": 0.1, "acc_se": 0.0})
+    rows = em.run_baselines(cfg, tok, data, "BASE", "WARM")
+    assert set(seen) == {"raw_tokens", "raw_flops", "raw_inline", "raw_warm", "raw_pipeline180",
+                         "raw_inline_replay", "raw_warm_replay", "oracle"}
+    assert [r["baseline"] for r in rows] == ["base", "raw_tokens", "raw_flops", "raw_inline", "raw_warm",
+                                             "raw_pipeline", "raw_inline_replay", "raw_warm_replay", "oracle"]
+    assert rows[-1]["name"] == "oracle (gold walks)"
+    raw = {k: tc for k, tc in seen.items() if k != "oracle"}
+    assert all(tc.layout == "raw" for tc in raw.values())
+    assert {k for k, tc in raw.items() if tc.init == "WARM"} == {"raw_warm", "raw_warm_replay"}
+    assert all(tc.init == "BASE" for k, tc in raw.items() if "warm" not in k)
+    # the shards each arm reads: (a) target, then the warm set with each teacher walk in a base-text line
+    text = lambda docs, i: tok.decode([t for x in docs.doc(i)["x"] for t in x])
+    target, warm = data["target"], rundir.read_docs(str(tmp_path / "run/data/warm.jsonl"))
+    inline = open_shards(raw["raw_inline"].data)
+    assert len(inline) == len(target) + len(warm) and raw["raw_pipeline180"].data == raw["raw_inline"].data
+    assert [inline.doc(i) for i in range(len(target))] == [target.doc(i) for i in range(len(target))]
+    for i, d in enumerate(warm):
+        q, a = d["chunks"]
+        assert text(inline, len(target) + i) == q["suffix"] + f"{q['suffix'][3:-1]}: {a['latent']}\n" + a["suffix"]
+    base = {"".join(c["suffix"] for c in d["chunks"]) for d in rundir.read_docs(str(tmp_path / "run/data/base.jsonl"))}
+    for arm, n in (("raw_inline_replay", len(inline)), ("raw_warm_replay", len(target))):
+        mix = open_shards(raw[arm].data)
+        assert len(mix) == 2 * n and [mix.doc(i) for i in range(3)] == [inline.doc(i) for i in range(3)]
+        assert all(text(mix, i) in base for i in range(n, 2 * n))
+    assert raw["raw_warm"].data == raw["raw_flops"].data == data["paths"]["target"]
+    # compute: (c) the pipeline's training tokens (warm start + every M-step's train.py config), within a batch
+    tokens = lambda tc: tc.max_steps * tc.total_batch_tokens
+    pipeline = tokens(em.train_config(cfg, "warm", "", "random", "", cfg.warm_steps)) + sum(
+        tokens(em.train_config(cfg, f"iter{t}", "", "random", "", cfg.m_steps)) for t in range(1, cfg.iters + 1))
+    assert abs(tokens(raw["raw_pipeline180"]) - pipeline) < raw["raw_pipeline180"].total_batch_tokens
+    assert all(tokens(raw[k]) == tokens(seen["oracle"]) for k in ("raw_flops", "raw_inline", "raw_warm"))
+    # the token-matched arm: as many epochs over the raw target as the M-step over iteration 1's latents
+    epochs = tokens(seen["oracle"]) / em.corpus_tokens(open_shards(str(tmp_path / "run/iter1/latents")), "random")
+    assert abs(tokens(raw["raw_tokens"]) - epochs * em.corpus_tokens(target, "raw")) < cfg.batch_size * cfg.block_size

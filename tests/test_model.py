@@ -585,7 +585,7 @@ def test_em_runs_from_a_tiny_llama_dir(tmp_path):
                timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
-    assert {m["name"] for m in metrics} >= {"warm start", "BoLT iter 1", "oracle (teacher latents)"}
+    assert {m["name"] for m in metrics} >= {"warm start", "BoLT iter 1", "oracle (the corpus' latents)"}
     assert all(math.isfinite(m.get("nll_k1", m.get("nll", float("nan")))) for m in metrics)
     assert "report" in (out / "report.md").read_text().lower()
     model, meta = load_model(str(out / "iter1" / "model" / "ckpt"))
