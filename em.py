@@ -77,9 +77,10 @@ class EMConfig:
     # which on the prose world lost the problem's start digit and collapsed one seed (README, Results)
     estep: str = "sequential"
     no_baselines: bool = False
-    raw_arms: str = field(default="tokens,flops,inline,warm,pipeline", metadata={"help": (
-        "raw baselines, a comma list of " + ", ".join(D.RAW_ARMS) + " (em.py raw_arm), each optionally +replay "
-        "(its text mixed 1:1 by documents with the base corpus); empty: none")})
+    raw_arms: str = field(default="default", metadata={"help": (
+        "raw baselines, a comma list of " + ", ".join(D.RAW_ARMS) + " (em.py raw_arm: what each trains on and "
+        "its steps), each optionally +replay (its documents mixed 1:1 with the base corpus's); empty: none; "
+        f"default: {D.DEFAULT_RAW_ARMS} (a --corpus run, with no base corpus: without +replay)")})
     # model (from scratch) and budgets
     n_layer: int = GPTConfig.n_layer
     n_head: int = GPTConfig.n_head

@@ -434,6 +434,14 @@ def test_every_phase_config_is_checked_by_train_up_front(monkeypatch):
         "phase iter1 would give train.py must be positive, got 0 (--max-steps)"]
 
 
+def test_raw_arms_default_replays_only_where_a_base_corpus_exists():
+    assert rundir.raw_arms(em.EMConfig()) == [("inline", False), ("warm", True)]
+    assert rundir.raw_arms(em.EMConfig(corpus="c.jsonl")) == [("inline", False), ("warm", False)]
+    assert rundir.raw_arms(em.EMConfig(raw_arms="")) == [] and not rundir.raw_arm_errors(em.EMConfig(raw_arms=""))
+    assert rundir.raw_arm_errors(em.EMConfig(raw_arms="warm+replay", corpus="c.jsonl")) == [
+        "+replay mixes in the built-in world's base corpus; a --corpus run has none (--raw-arms)"]
+
+
 def test_raw_arms_train_on_what_they_should(monkeypatch, tmp_path):
     """Every --raw-arms arm's train.py configuration and prepared data (train and evaluation faked): inline's
     data is the target then the warm set with the teacher's walks inline; warm starts from the warm checkpoint;

@@ -211,6 +211,7 @@ def test_external_corpus_with_questions_every_arm_gets_accuracy(tmp_path):
                 str(tmp_path / "teacher.jsonl"), "--val", str(tmp_path / "val.jsonl"), "--questions",
                 str(tmp_path / "q.jsonl"), "--raw-prompt-prefix", str(tmp_path / "prefix.txt"), "--iters", "1",
                 "--k", "2", "--out", str(out), "--warm-steps", "2", "--m-steps", "2", "--block-size", "96",
+                "--raw-arms", "tokens,flops,inline,warm,pipeline",
                 "--batch-size", "2", "--max-latent", "12", "--n-layer", "1", "--n-head", "2", "--n-embd", "32"],
                timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
