@@ -43,6 +43,22 @@ def latent_tokens(tok, chunk):
     return list(ids)
 
 
+def latent_check(tok, max_len=None, why=""):
+    """check(doc) for data/corpus.scan_docs: the first problem with a document's latents as `tok` reads them, or
+    None: latent_ids outside the vocabulary or not decoding to their text (latent_tokens), a latent of more than
+    max_len tokens (`why`: the rule that sets max_len)."""
+    def check(doc):
+        for k, c in enumerate(doc["chunks"]):
+            try:
+                z = latent_tokens(tok, c)
+            except ValueError as e:
+                return f"chunk {k}: {e}"
+            if max_len is not None and z is not None and len(z) > max_len:
+                return f"chunk {k}: a latent of {len(z)} tokens is longer than {max_len} ({why})"
+        return None
+    return check
+
+
 def coin(seed, epoch, doc_id, chunk):
     """Fair coin keyed by (seed, epoch, doc id, chunk): the same on every rank, process and resume."""
     h = hashlib.blake2b(f"{seed}/{epoch}/{doc_id}/{chunk}".encode(), digest_size=1).digest()
