@@ -734,7 +734,9 @@ def _match(tensors, fixed, optional, prefix, block, n_layer, where, src, strip, 
         have = {strip(n) for n in tensors}
         names = itertools.chain(fixed, (f"{prefix}{i}.{r}" for i in range(n_layer) for r in block))
         missing = next(n for n in names if n not in have)
-        raise ValueError(f"{src}: no tensor {missing}, which the config in {where} needs")
+        pre = next((n[:len(n) - len(strip(n))] for n in tensors if strip(n) != n), "")  # as the file names them
+        raise ValueError(f"{src}: no tensor {'' if missing.startswith('lm_head') else pre}{missing}, which the "
+                         f"config in {where} needs")
 
 
 # ----------------------------------------------------------------------------- memory: what a model needs, what is here

@@ -25,7 +25,7 @@ import sys
 
 import torch
 
-from data.corpus import ascii_float, ascii_int
+from data.corpus import ascii_float, ascii_int, parser_error
 from data.layout import MODE_MARKS, explain_prompt, joint_continuation, think_prompt
 from data.tokenizer import TOKENIZERS, get_tokenizer
 from kernels.sampling import sample
@@ -384,8 +384,11 @@ def parse_args(argv=None):
                     "(default: the checkpoint's; gpt2 for a HF GPT-2 dir, the dir itself for a Llama one)")
     ap.add_argument("--bpe-dir", default=None, help="directory with GPT-2's vocab.bpe + encoder.json")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    ap.error = fail
-    a = ap.parse_args(argv)
+    ap.error = parser_error  # 'invalid int value: ... (--flag)', as every CLI says it
+    try:
+        a = ap.parse_args(argv)
+    except ValueError as e:
+        fail(str(e))
     mode = "--think" if a.think else "--explain"
     errors = [msg for bad, msg in (
         (a.think and a.explain, "--think writes a thought then text, --explain thoughts for a given text: pick one "

@@ -158,6 +158,8 @@ def value_errors(cfg):
         v = getattr(cfg, name)
         if (v <= 0 if name in positive else v < 0) or (isinstance(v, float) and not math.isfinite(v)):
             errors.append(f"must be {'positive' if name in positive else '>= 0'}, got {v} ({f(name)})")
+    if not 0 <= cfg.seed < 2**63:
+        errors.append(f"must be in [0, 2**63), got {cfg.seed} (--seed)")
     if cfg.min_lr > cfg.lr:
         errors.append(f"{cfg.min_lr} exceeds --lr {cfg.lr} (--min-lr)")
     if cfg.n_head > 0 and cfg.n_embd % cfg.n_head:
@@ -481,6 +483,8 @@ def _train(cfg, rank, world, local_rank):
         tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
     except (ValueError, FileNotFoundError) as e:
         raise ValueError(f"{e} (--tokenizer)") from None
+    docs = encode_corpus(tok, cfg.data)  # read (and refused with file:line) before a model is built
+    vdocs = encode_corpus(tok, cfg.val) if cfg.val else None
     ckpt = os.path.join(cfg.out, "ckpt")
     state = resume_state(cfg, ckpt) if cfg.resume else None
     if state is None:
@@ -508,11 +512,9 @@ def _train(cfg, rank, world, local_rank):
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.dtype == "bf16" else contextlib.nullcontext
 
-    docs = encode_corpus(tok, cfg.data)
     stream = Stream(tok, docs, cfg.layout, cfg.seed, **meta["data"])
     vals = {}
     if cfg.val:
-        vdocs = encode_corpus(tok, cfg.val)
         vals = {"val_loss": val_windows(tok, vdocs, "raw", cfg.seed, T)}
         if cfg.layout != "raw":
             vals["val_loss_latent"] = val_windows(tok, vdocs, cfg.layout, cfg.seed, T)

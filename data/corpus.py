@@ -163,7 +163,7 @@ def _parse_doc(obj, chunk_kw):
     else:
         raise ValueError('a document needs "text" or "chunks"')
     doc_id = obj.get("id")
-    if doc_id is not None and not isinstance(doc_id, (str, int)):
+    if doc_id is not None and (isinstance(doc_id, bool) or not isinstance(doc_id, (str, int))):
         raise ValueError('"id" must be a string or an integer')
     return {"id": content_id(text) if doc_id is None else str(doc_id), "chunks": chunks}
 

@@ -213,6 +213,12 @@ def flag_errors(args):
         errors.append(f"must be >= 1, got {args.max_sentences} (--max-sentences)")
     if args.workers < 0:
         errors.append(f"must be >= 0 (0 = all cores), got {args.workers} (--workers)")
+    if args.workers > (os.cpu_count() or 1):  # each a process with its own tokenizer
+        errors.append(f"{args.workers} processes for the {os.cpu_count() or 1} cores here: tokenising is CPU-bound, "
+                      "the extra ones would only queue (--workers)")
+    if args.max_sentences >= 1 and args.mean_sentences > args.max_sentences:
+        errors.append(f"{args.mean_sentences} exceeds --max-sentences {args.max_sentences}, the cap on every chunk "
+                      "(--mean-sentences)")
     if args.world:
         errors += world.check(world.WorldConfig(seed=args.seed))
     else:
