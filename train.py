@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from data.corpus import add_flags, atomic_dir, out_dir_error, out_lock, parser_error, read_docs, \
     write_atomic
-from data.layout import MODES, encode_doc, latent_check, sequence, sequence_length
+from data.layout import MODES, check_latent_ids, encode_doc, sequence, sequence_length
 from data.shards import from_docs, is_shard_dir, open_shards
 from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
 from model import GPT, GPTConfig, check_checkpoint, device_bytes, gb, load_model, param_count, \
@@ -69,6 +69,8 @@ class TrainConfig:
     grad_clip: float = opt(1.0, "gradient norm clip; 0 = off")
     dtype: str = opt("auto", "compute dtype: bf16 autocast (fp32 weights and loss) or fp32; auto = bf16 on CUDA "
                              "and on CPUs with native bf16 (AVX512-BF16 / AMX flags)", ("auto", "bf16", "fp32"))
+    pack: str = opt("docs", "training rows: docs = every row starts at a document's BOS (best-fit packing, padded); "
+                            "stream = consecutive windows of the concatenated documents", ("docs", "stream"))
     compile: bool = opt(False, "torch.compile the model (measured: no gain on this CPU at small sizes)")
     device: str = opt("auto", "auto = cuda:LOCAL_RANK if available, else cpu")
     eval_every: int = opt(200, "held-out evaluation every N steps (and at the end); 0 = only at the end")
@@ -80,7 +82,7 @@ class TrainConfig:
 
 # Settings that shape the trajectory: a resumed run must use the checkpoint's (0 / 'auto' mean "as saved").
 RESUME_SAME = ("data", "layout", "init", "tokenizer", "n_layer", "n_head", "n_embd", "block_size", "batch_size",
-               "total_batch_tokens", "lr", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "dtype", "seed")
+               "total_batch_tokens", "lr", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "dtype", "seed", "pack")
 
 
 def flag_errors(cfg):
@@ -308,6 +310,73 @@ class Stream:
         return {"epoch": self.epoch, "pos": self.pos, "doc": self.doc, "off": self.off}
 
 
+class Rows:
+    """Document-aligned training rows (nanochat's and modded-nanogpt's BOS-aligned loaders): epoch e lays every
+    document out in --layout in a permutation seeded by (seed, e) and packs them into rows of T targets, each row
+    starting at a document's BOS. A row takes the oldest waiting document, then best-fit the largest waiting ones
+    that still fit (a window of `look` documents), and pads the rest (target -1): no document is cut unless it is
+    longer than T + 1 tokens, which is split into consecutive T-target pieces. So a chunk's latent is always in a
+    window with the text before it in its document (up to T). The plan is built from lengths alone (no token
+    read); the cursor is (epoch, row)."""
+
+    def __init__(self, tok, docs, layout, seed, T, epoch=0, row=0, look=64):
+        self.tok, self.docs, self.layout, self.seed, self.T, self.look = tok, docs, layout, seed, T, look
+        self.epoch, self.row, self.plans = epoch, row, {}
+
+    def plan(self, e):
+        """Epoch e's rows: a list of rows, each a list of (doc index, start, end) token pieces, sum(end-start-1) <= T."""
+        if e not in self.plans:
+            self.plans = {k: v for k, v in self.plans.items() if k >= e - 1}
+            order = np.random.default_rng([self.seed, e]).permutation(len(self.docs))  # (n_docs,) int64
+            pieces = []  # (doc, start, end): x = seq[start:end-1], y = seq[start+1:end]
+            for d in order:
+                L = sequence_length(*self.docs.lens(d), self.layout, self.seed, e)
+                pieces += [(int(d), s, min(s + self.T + 1, L)) for s in range(0, L - 1, self.T)]
+            rows, wait, nxt = [], [], 0
+            while wait or nxt < len(pieces):
+                while len(wait) < self.look and nxt < len(pieces):
+                    wait.append(pieces[nxt])
+                    nxt += 1
+                row = [wait.pop(0)]
+                room = self.T - (row[0][2] - row[0][1] - 1)
+                while True:
+                    fit = [i for i, p in enumerate(wait) if p[2] - p[1] - 1 <= room]
+                    if not fit:
+                        break
+                    i = max(fit, key=lambda i: (wait[i][2] - wait[i][1], -i))
+                    room -= wait[i][2] - wait[i][1] - 1
+                    row.append(wait.pop(i))
+                rows.append(row)
+            self.plans[e] = rows
+        return self.plans[e]
+
+    def next_rows(self, n):
+        """The next n rows (x, y: (n, W) int64, W <= T the longest row's length, padding: x 0, y -1) and advance
+        the cursor."""
+        x = np.zeros((n, self.T), dtype=np.int64)
+        y = np.full((n, self.T), -1, dtype=np.int64)
+        for r in range(n):
+            if self.row == len(self.plan(self.epoch)):
+                self.epoch, self.row = self.epoch + 1, 0
+            at = 0
+            for d, s, t in self.plan(self.epoch)[self.row]:
+                seq = np.asarray(sequence(self.tok, self.docs.doc(d), self.layout, self.seed, self.epoch))[s:t]
+                x[r, at:at + len(seq) - 1], y[r, at:at + len(seq) - 1] = seq[:-1], seq[1:]
+                at += len(seq) - 1
+            self.row += 1
+        w = max(int((y >= 0).sum(1).max()), 1)  # trim the batch to its longest row: padding costs no compute
+        return torch.from_numpy(x[:, :w]), torch.from_numpy(y[:, :w])
+
+    def skip(self, n):
+        for _ in range(n):
+            if self.row == len(self.plan(self.epoch)):
+                self.epoch, self.row = self.epoch + 1, 0
+            self.row += 1
+
+    def cursor(self):
+        return {"epoch": self.epoch, "row": self.row}
+
+
 def val_windows(tok, docs, mode, seed, T):
     """Held-out documents (a Shards) in one layout (epoch 0 coins), concatenated in file order and cut into
     windows; the last window's missing targets are -1. -> x, y (n, T). Held in memory: val sets are small."""
@@ -329,7 +398,7 @@ def encode_corpus(tok, path):
             raise ValueError(f"{path}: shards were tokenised with {docs.tokenizer!r} ({docs.n_vocab} tokens), but "
                              f"--tokenizer is {tok.name!r} ({tok.n_vocab})")
         return docs
-    docs = read_docs(path, check=latent_check(tok))  # latent_ids outside the vocabulary: refused with file:line
+    docs = read_docs(path, check=lambda doc: check_latent_ids(tok, doc))  # refused with file:line
     if not docs:
         raise ValueError(f"{path} holds no documents")
     return from_docs((encode_doc(tok, d) for d in docs), tok)
@@ -488,7 +557,7 @@ def _train(cfg, rank, world, local_rank):
     ckpt = os.path.join(cfg.out, "ckpt")
     state = resume_state(cfg, ckpt) if cfg.resume else None
     if state is None:
-        model, meta = build_model(cfg, tok), {"step": 0, "data": {"epoch": 0, "pos": 0}}
+        model, meta = build_model(cfg, tok), {"step": 0, "data": {"epoch": 0, "row": 0} if cfg.pack == "docs" else {"epoch": 0, "pos": 0}}
         if cfg.resume:
             log(f"resume: no checkpoint in {ckpt} yet, starting at step 0")
     else:
@@ -512,7 +581,10 @@ def _train(cfg, rank, world, local_rank):
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.dtype == "bf16" else contextlib.nullcontext
 
-    stream = Stream(tok, docs, cfg.layout, cfg.seed, **meta["data"])
+    if cfg.pack == "docs":
+        stream = Rows(tok, docs, cfg.layout, cfg.seed, T, **meta["data"])
+    else:
+        stream = Stream(tok, docs, cfg.layout, cfg.seed, **meta["data"])
     vals = {}
     if cfg.val:
         vals = {"val_loss": val_windows(tok, vdocs, "raw", cfg.seed, T)}
@@ -569,10 +641,20 @@ def _train(cfg, rank, world, local_rank):
         # the global batch is accum x world x batch_size windows of the stream; this rank reads only its own
         batch, B = [], cfg.batch_size
         for i in range(accum):
-            stream.skip(rank * B * T)
-            batch.append(stream.windows(B, T))  # x, y (B, T)
-            stream.skip((world - 1 - rank) * B * T)
-        count = cfg.total_batch_tokens  # global target count: training windows hold no padding
+            if cfg.pack == "docs":
+                stream.skip(rank * B)
+                batch.append(stream.next_rows(B))  # x, y (B, T), y = -1 on padding
+                stream.skip((world - 1 - rank) * B)
+            else:
+                stream.skip(rank * B * T)
+                batch.append(stream.windows(B, T))  # x, y (B, T)
+                stream.skip((world - 1 - rank) * B * T)
+        count = cfg.total_batch_tokens  # global target count
+        if cfg.pack == "docs":
+            n = torch.tensor(float(sum(int((y >= 0).sum()) for _, y in batch)))
+            if world > 1:
+                dist.all_reduce(n)
+            count = max(float(n), 1.0)
         loss_sum = torch.zeros((), device=device)
         for i, (x, y) in enumerate(batch):
             xb, yb = x.to(device, non_blocking=True), y.to(device, non_blocking=True)

@@ -198,11 +198,11 @@ def odd_doc(doc):
 def scan_docs(path, skip_bad=False, stats=None, check=None, **chunk_kw):
     """A JSONL corpus one document at a time (memory of one line plus the set of ids seen, whatever the file's
     size): the documents read_docs returns, in order. A malformed line (bad JSON or UTF-8, not a document, or a
-    document `check(doc)` finds a problem with) raises ValueError naming the file and line; with skip_bad=True it
-    is skipped. A document of whitespace or with a NUL character (odd_doc) is skipped. A repeated id is kept under
-    "<id>#<occurrence>". Blank lines are ignored. When the generator is exhausted, a `stats` dict gets
-    'skipped', 'skipped_lines', 'odd_lines' and 'repeated' (note_stats reports them). chunk_kw (tok, max_tokens,
-    mean_sentences, max_sentences) go to chunk_text for {"text"} lines."""
+    document `check(doc)` refuses by raising ValueError) raises ValueError naming the file and line; with
+    skip_bad=True it is skipped. A document of whitespace only or with a NUL character (odd_doc) is skipped. A
+    repeated id is kept under "<id>#<occurrence>". Blank lines are ignored. When the generator is exhausted, a
+    `stats` dict gets 'skipped', 'skipped_lines', 'odd_lines' and 'repeated' (note_stats reports them).
+    chunk_kw (tok, max_tokens, mean_sentences, max_sentences) go to chunk_text for {"text"} lines."""
     ids, occurrences, bad, odd, repeated = set(), {}, [], [], 0
     with open(path, "rb") as f:
         # split on b"\n" only: str.splitlines would also break at U+2028 etc. inside a JSON string
@@ -214,9 +214,8 @@ def scan_docs(path, skip_bad=False, stats=None, check=None, **chunk_kw):
                 if odd_doc(doc):
                     odd.append(lineno)
                     continue
-                err = check and check(doc)
-                if err:
-                    raise ValueError(err)
+                if check:
+                    check(doc)
             except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
                 if not skip_bad:
                     raise ValueError(f"{e} ({path}:{lineno})") from None

@@ -130,6 +130,55 @@ def test_stream_ranks_skip_and_resume(varied):
         assert all(torch.equal(a, b) for a, b in zip(ahead, t.windows(5, T)))
 
 
+@pytest.mark.parametrize("layout", ["random", "raw"])
+def test_rows_document_aligned_every_target_once(varied, layout):
+    """Each epoch's rows hold every document's targets exactly once; every row starts at a BOS (a document's
+    start), documents that fit are never cut, longer ones are split into consecutive T-target pieces; no target
+    crosses from one document into the next."""
+    tok = get_tokenizer("bytes")
+    docs = train_mod.encode_corpus(tok, varied[1])
+    for T in (12, 40):
+        r = train_mod.Rows(tok, docs, layout, 5, T)
+        plan = r.plan(0)
+        n_rows = len(plan)
+        x, y = r.next_rows(n_rows)
+        assert r.cursor() == {"epoch": 0, "row": n_rows} and x.shape[1] <= T
+        seqs = [sequence(tok, docs.doc(i), layout, 5, 0) for i in range(len(docs))]
+        want = sorted((a, b) for s in seqs for a, b in zip(s[:-1], s[1:]))  # every (input, target) pair
+        got = sorted((a, b) for a, b in zip(x.flatten().tolist(), y.flatten().tolist()) if b >= 0)
+        assert got == want
+        for row, xr in zip(plan, x):
+            assert xr[0] == tok.bos or row[0][1] > 0  # a row opens a document, or a long one's next piece
+            for d, s, e in row:
+                assert e - s - 1 <= T and (s == 0 or len(seqs[d]) > T + 1)
+        assert all(len(s) > T + 1 or sum(1 for row in plan for p in row if p[0] == d) == 1
+                   for d, s in enumerate(seqs))
+
+
+def test_rows_ranks_skip_and_resume(varied):
+    """Ranks reading only their own rows see the global batch's parts; a Rows rebuilt at the saved cursor
+    continues identically, across epochs."""
+    tok = get_tokenizer("bytes")
+    docs = train_mod.encode_corpus(tok, varied[1])
+    T, B, world = 16, 2, 2
+    one, ranks = train_mod.Rows(tok, docs, "random", 5, T), [train_mod.Rows(tok, docs, "random", 5, T)
+                                                             for _ in range(world)]
+    for step in range(15):
+        glob = one.next_rows(world * B)[1]
+        for r, s in enumerate(ranks):
+            s.skip(r * B)
+            part = s.next_rows(B)[1]
+            assert torch.equal(part, glob[r * B:(r + 1) * B, :part.shape[1]])
+            assert (glob[r * B:(r + 1) * B, part.shape[1]:] == -1).all()
+            s.skip((world - 1 - r) * B)
+            assert s.cursor() == one.cursor()
+    c = one.cursor()
+    assert c["epoch"] >= 1
+    ahead = one.next_rows(5)
+    again = train_mod.Rows(tok, docs, "random", 5, T, **c).next_rows(5)
+    assert all(torch.equal(a, b) for a, b in zip(ahead, again))
+
+
 def test_val_windows_pad_targets_with_ignore(corpus):
     tok = get_tokenizer("bytes")
     edocs = [encode_doc(tok, json.loads(line)) for line in open(corpus)][:3]
