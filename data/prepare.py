@@ -204,7 +204,8 @@ def flag_errors(args):
     """Every flag checked before any work; -> one-line messages naming the flag."""
     errors = [out_dir_error(args.out)]
     if args.corpus is not None and not os.path.isfile(args.corpus):
-        errors.append(f"{args.corpus}: no such file (--corpus)")
+        errors.append(f"{args.corpus} is a directory; --corpus takes a JSONL file (--corpus)"
+                      if os.path.isdir(args.corpus) else f"{args.corpus}: no such file (--corpus)")
     if args.max_chunk_tokens is not None and args.max_chunk_tokens < 1:
         errors.append(f"must be >= 1, got {args.max_chunk_tokens} (--max-chunk-tokens)")
     if not (math.isfinite(args.mean_sentences) and args.mean_sentences >= 1):

@@ -351,9 +351,12 @@ def test_latent_ids_are_used_exactly_and_checked(tmp_path):
     (["--corpus", "GOOD", "--tokenizer", "gpt2", "--bpe-dir", "/nonexistent"], "(--tokenizer gpt2, --bpe-dir)"),
     (["--corpus", "GOOD", "--world"], "not allowed with argument"),
     (["--corpus", "GOOD", "--out", "FILE"], "exists and is not a directory (--out)"),
+    (["--corpus", "DIR"], "is a directory; --corpus takes a JSONL file (--corpus)"),
+    (["--corpus", "GOOD", "--workers", "100000"], "the extra ones would only queue (--workers)"),
+    (["--corpus", "GOOD", "--mean-sentences", "30"], "exceeds --max-sentences 20, the cap on every chunk"),
 ])
 def test_prepare_refuses_bad_input_before_writing(tmp_path, capsys, argv, msg):
-    files = {"EMPTY": tmp_path / "e.jsonl", "GOOD": tmp_path / "g.jsonl", "FILE": tmp_path / "g.jsonl"}
+    files = {"EMPTY": tmp_path / "e.jsonl", "GOOD": tmp_path / "g.jsonl", "FILE": tmp_path / "g.jsonl", "DIR": tmp_path}
     files["EMPTY"].write_text("\n")
     files["GOOD"].write_text('{"text": "Fine."}\n')
     out = tmp_path / "ds"
