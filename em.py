@@ -33,6 +33,7 @@ latents travel to the M-step as token ids: iter{t}/latents/, token shards train.
 the text for reading in iter{t}/latents.jsonl, beside the same ids as "latent_ids").
 """
 import argparse
+import contextlib
 import hashlib
 import itertools
 import json
@@ -47,7 +48,7 @@ import torch
 from data import questions as Q
 from data import report as R
 from data import rundir as D
-from data.corpus import add_flags, parser_error, read_json, write_atomic, write_json
+from data.corpus import add_flags, out_lock, parser_error, read_json, write_atomic, write_json
 from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, latent_marks, raw_pair, \
     think_prompt
 from data.shards import is_shard_dir, open_shards
@@ -325,7 +326,7 @@ def unit_work(model, tok, cfg, target, it, bounds):
     return work
 
 
-def estep(model, tok, cfg, target, it, out_dir, unit=512):
+def estep(model, tok, cfg, target, it, out_dir, unit=D.UNIT):
     """Sample, weight and resample one latent for every chunk of `target` (data/shards.Shards); -> an iterator
     over every chunk's row in (doc, chunk) order, read back one unit at a time. The chunks run in units
     (data/rundir.run_units: sharded over ranks, saved atomically, resumed after a kill; --estep sequential: whole
@@ -452,7 +453,7 @@ def eval_questions(model, tok, cfg, questions, mode, prefix=""):
     return {f"acc{tag}": acc, f"acc{tag}_se": math.sqrt(acc * (1 - acc) / n), "n_questions": len(rows)}, rows
 
 
-def eval_nll(model, tok, cfg, docs, latent, ks, unit=512):
+def eval_nll(model, tok, cfg, docs, latent, ks, unit=D.UNIT):
     """Held-out NLL per raw X token (and bits per byte). Raw model: exact -log p(X_i | BOS P_i). Latent model:
     -IW-ELBO_K = -(sum_i [logsumexp_k(log p_k - log q_k) - log K]) with fresh samples at temperature 1, for each
     K in ks (the first K of max(ks) samples; --estep sequential: one SMC run per K, whose kept ancestors depend
@@ -628,22 +629,26 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    lock = contextlib.ExitStack()
     try:
         cfg, args = parse_args(argv)
         # --seeds: each seed's run is checked (run_seeds), every one before the first starts
         checked = None if cfg.seeds else check_inputs(cfg, args.ckpt, args.eval)
+        if not args.eval and int(os.environ.get("RANK", "0")) == 0:  # one run per --out; --eval only reads it
+            lock.enter_context(out_lock(cfg.out))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    owned = setup_dist()[3]  # torchrun: E-step sharded over ranks, M-steps with DDP
-    try:
-        eval_only(cfg, args.ckpt, checked) if args.eval else run_seeds(cfg) if cfg.seeds else run(cfg, checked)
-    except (ValueError, OSError) as e:  # a problem no validation could see (a full disk, a file changed meanwhile)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    finally:
-        if owned:
-            torch.distributed.destroy_process_group()
+    with lock:  # released however the run ends
+        owned = setup_dist()[3]  # torchrun: E-step sharded over ranks, M-steps with DDP
+        try:
+            eval_only(cfg, args.ckpt, checked) if args.eval else run_seeds(cfg) if cfg.seeds else run(cfg, checked)
+        except (ValueError, OSError) as e:  # a problem no validation could see (a full disk, a changed file)
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        finally:
+            if owned:
+                torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -190,9 +190,19 @@ def inputs(tmp_path_factory):
              "NOLATENT": json.dumps({"text": "No latents here."}) + "\n", "ONE": json.dumps({"text": "Only one."}) + "\n",
              "MALFORMED": '{"text": "a"\n', "LIST": "[1, 2]\n", "TEXTINT": '{"text": 123}\n', "NOCHUNKS": '{"chunks": []}\n',
              "SUFFIXINT": '{"chunks": [{"suffix": 5}]}\n', "EMPTY": "", "BLANK": "\n\n"}
+    teach = lambda chunk: lines["TEACH"] + json.dumps({"chunks": [chunk]}) + "\n"
+    lines.update(TEACHIDS=teach({"suffix": "x. ", "latent": "a", "latent_ids": [300]}),
+                 TEACHLONG=teach({"suffix": "x. ", "latent": "a" * 121}),
+                 TEACHEMPTY=teach({"suffix": " ", "latent": "a"}),
+                 QEMPTY="".join(json.dumps(q) + "\n" for q in ({"question": "Q: 1\n", "answer": 1},
+                                                               {"question": "Q", "answer": ""})))
     for name, text in lines.items():
         (d / f"{name}.jsonl").write_text(text)
         f[name] = str(d / f"{name}.jsonl")
+    shutil.copytree(d / "ckpt", d / "HEAD0")
+    cfg = json.loads((d / "ckpt" / "config.json").read_text())
+    (d / "HEAD0" / "config.json").write_text(json.dumps({**cfg, "model": {**cfg["model"], "n_head": 0}}))
+    f["HEAD0"] = str(d / "HEAD0")
     for name, raw in (("BINARY", b"\x00\x01\x02\xff\n"), ("BADUTF8", b'{"text": "\xc3("}\n')):
         (d / f"{name}.jsonl").write_bytes(raw)
         f[name] = str(d / f"{name}.jsonl")
@@ -254,6 +264,25 @@ BAD_INPUTS = [  # (flags after --quick --out OUT, what the one line must say, th
     (["--init", "EMPTYDIR"], "no checkpoint at", ["--init", "CKPT"]),
     (["--init", "CKPT", "--block-size", "256", "--max-latent", "8"], "exceeds the model's block_size 128 (--init)",
      ["--init", "CKPT", "--max-latent", "8"]),
+    (["--init", "HEAD0"], "HEAD0/config.json: field 'n_head' must be an integer >= 1, got 0 (--init)",
+     ["--init", "CKPT"]),
+    (["--k", "1000000000"], "fit (--k)", ["--k", "4"]),
+    (["--k", "٣"], "invalid int value: '٣' (ASCII digits only) (--k)", ["--k", "3"]),
+    (["--eval-ks", "1,1"], "repeats a K, got '1,1' (--eval-ks)", ["--eval-ks", "1"]),
+    (["--eval-ks", "1,²"], "(ASCII digits), got '1,²' (--eval-ks)", ["--eval-ks", "1,2"]),
+    (["--eval-ks", "1000000000"], "fit (--eval-ks)", ["--eval-ks", "8"]),
+    (["--gen-batch", "1000000000000"], "fit (--gen-batch)", ["--gen-batch", "64"]),
+    (["--batch-size", "1000000000000"], "fit (--batch-size)", ["--batch-size", "8"]),
+    (["--seeds", "0,99999999999999999999"], "must be in [0, 2**63), got 99999999999999999999 (--seeds)", None),
+    (["--seeds", "0,١"], "(ASCII digits), e.g. 0,1,2 (--seeds)", None),
+    (["--questions", "EMPTYDIR"], "is a directory; --questions takes a file (--questions)", []),
+    (["--questions", "QEMPTY"], '"answer" is "": no generated text could match it (', []),
+    (["--init", "CKPT", "--corpus", "GOOD", "--teacher-latents", "TEACHIDS"],
+     "latent_ids outside the bytes vocabulary [0, 261) (", [*CORPUS, "GOOD"]),
+    (["--init", "CKPT", "--corpus", "GOOD", "--teacher-latents", "TEACHLONG"],
+     "a latent of 121 tokens is longer than 120 (--block-size 128", [*CORPUS, "GOOD"]),
+    (["--init", "CKPT", "--corpus", "GOOD", "--teacher-latents", "TEACHEMPTY"],
+     'a chunk with a "latent" needs text in its "suffix" (', [*CORPUS, "GOOD"]),
     (["--eval", "--ckpt", "TRUNC", "--val", "GOOD"], "(--ckpt)", None),
     (["--eval", "--ckpt", "CKPT"], "no held-out documents", None),
     (["--eval", "--val", "GOOD"], "--eval needs --ckpt", None),
@@ -484,3 +513,36 @@ def test_every_phase_config_is_checked_by_train_up_front(monkeypatch):
     cfg = em.EMConfig(m_steps=0)
     assert rundir.flag_errors(cfg, phase_errors=em.phase_errors) == [
         "phase iter1 would give train.py must be positive, got 0 (--max-steps)"]
+
+
+def test_one_run_per_out_and_a_stale_lock_does_not_block_a_resume(tmp_path, capsys, monkeypatch):
+    """A second em.py on a live run's --out is refused at once in one line naming the holder's pid, the LOCK left
+    as it was; a LOCK whose process is dead (a killed run) is taken, held while the run works and released after
+    (on an error too); under torchrun only rank 0 takes it."""
+    import socket
+    out = tmp_path / "out"
+    out.mkdir()
+    held = []
+    monkeypatch.setattr(em, "run", lambda cfg, checked: held.append(
+        json.loads((out / "LOCK").read_text())["pid"] if (out / "LOCK").exists() else None))
+    (out / "LOCK").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))  # live: this test
+    with pytest.raises(SystemExit) as e:
+        em.main(["--quick", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and f"in use by process {os.getpid()}" in err and not held
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / "LOCK").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    em.main(["--quick", "--out", str(out)])
+    assert held == [os.getpid()] and not (out / "LOCK").exists()
+
+    def fails(cfg, checked):
+        raise ValueError("a full disk")
+    monkeypatch.setattr(em, "run", fails)
+    with pytest.raises(SystemExit):
+        em.main(["--quick", "--out", str(out)])
+    assert "a full disk" in capsys.readouterr().err and not (out / "LOCK").exists()
+    monkeypatch.setattr(em, "run", lambda cfg, checked: held.append((out / "LOCK").exists()))
+    monkeypatch.setenv("RANK", "1")
+    em.main(["--quick", "--out", str(out)])
+    assert held[-1] is False
