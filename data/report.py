@@ -2,7 +2,7 @@
 and finished runs side by side (--estep paper against sequential on one world and seed).
 
 A result row is one model's metrics (em.py's run_eval) plus its name and either "iter" (warm start = 0, BoLT
-iterations) or "baseline" (base, raw_tokens, raw_flops, oracle). Columns:
+iterations) or "baseline" (base, a raw arm raw_*, oracle). Columns:
   accuracy          latent models: the answer after their thought. Raw models: the better of asked directly
                     (acc) and asked to reason in their training text's format (acc_reason); both are shown.
   NLL K=k           per raw text token: exact for raw models; for latent models the spec's IW-ELBO_K bound
@@ -20,7 +20,8 @@ import sys
 
 from data.corpus import write_atomic
 
-COLORS = {"base": "#8c564b", "raw_tokens": "#d62728", "raw_flops": "#ff7f0e", "oracle": "#2ca02c"}
+COLORS = {"base": "#8c564b", "raw_tokens": "#d62728", "raw_flops": "#ff7f0e", "raw_inline": "#9467bd",
+          "raw_warm": "#e377c2", "raw_pipeline": "#17becf", "oracle": "#2ca02c"}
 
 
 def best_acc(r):
@@ -81,15 +82,27 @@ def table(rows, ks, cell_fn=cells):
            ["| " + " | ".join(cell_fn(r, ks)) + " |" for r in rows]
 
 
+def is_raw(r):
+    """A raw model's row: the base model or a raw arm (em.py raw_arm; phase names raw_*)."""
+    return r.get("baseline") == "base" or r.get("baseline", "").startswith("raw_")
+
+
+def strongest_raw(rows):
+    """The raw arm the headline compares against: the best accuracy (best_acc: its better prompt) among the raw
+    rows that have one, None if none has. Picked on the accuracy the rows report (the test questions)."""
+    raw = [r for r in rows if is_raw(r) and best_acc(r)[0] is not None]
+    return max(raw, key=lambda r: best_acc(r)[0]) if raw else None
+
+
 def claims(rows, ks):
     """The comparison lines: the last BoLT iteration against the strongest raw arm (accuracy and NLL)."""
     last = [r for r in rows if r.get("iter")]
-    raw = [r for r in rows if r.get("baseline") in ("base", "raw_tokens", "raw_flops")]
+    raw = [r for r in rows if is_raw(r)]
     if not last or not raw:
         return []
     last, out = last[-1], []
-    if best_acc(last)[0] is not None and any(best_acc(r)[0] is not None for r in raw):
-        top = max((r for r in raw if best_acc(r)[0] is not None), key=lambda r: best_acc(r)[0])
+    top = strongest_raw(rows)
+    if best_acc(last)[0] is not None and top is not None:
         a, how = best_acc(top)
         how = {"reasoning": " asked to reason", "direct": " asked directly"}.get(how, " (its better prompt)")
         out.append(f"- Accuracy: {last['name']} {100 * best_acc(last)[0]:.1f}% vs the strongest raw arm, {top['name']}"
@@ -257,7 +270,7 @@ def svg_plot(results, nll_key, runs=(), x_key="iter", x_label="EM iteration",
             parts.append(f'<text x="{x(v)}" y="{y(lo) + 14}" text-anchor="middle">{v}</text>')
         for r in base:
             if get(r) is not None:
-                c = COLORS.get(r["baseline"], "#777")
+                c = COLORS.get(r["baseline"].removesuffix("_replay"), "#777")
                 parts.append(f'<line x1="{x0}" x2="{x1}" y1="{y(get(r))}" y2="{y(get(r))}" stroke="{c}" '
                              f'stroke-dasharray="5,3"/><text x="{x1 - 2}" y="{y(get(r)) - 3}" fill="{c}" '
                              f'text-anchor="end">{r["name"]}</text>')

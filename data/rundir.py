@@ -6,7 +6,7 @@ Not the method (that is em.py): the mechanics that make a run refusable in one l
   out_errors     an existing --out must hold the same configuration, and data a phase trained on must still be
                  what the inputs give (data_fingerprint: a sha256 of every input file and the data flags)
   write_data     the target corpus (latents stripped; as JSONL and as token shards), warm-start set, held-out
-                 docs and questions, atomically
+                 docs and questions, and the raw arms' training mixes (write_raw_data), atomically
   run_units      work cut into units (cut_units: from the shards' offsets), sharded over ranks, each saved
                  atomically: what makes the E-step resumable
   write_latents  the E-step's output streamed document by document: latents.jsonl (for reading) and the
@@ -17,6 +17,7 @@ EMConfig (read by field name; this module never imports em.py).
 import contextlib
 import math
 import os
+import random
 import re
 import shutil
 import time
@@ -38,8 +39,13 @@ DATA_FLAGS = ("tokenizer", "block_size", "seed", "world_target", "world_warm", "
 # smallest value of each integer flag; base_steps is checked apart (unused with --init)
 MINIMUM = dict(iters=0, k=1, n_layer=1, n_head=1, n_embd=1, block_size=1, batch_size=1, warm_steps=0, m_steps=0,
                max_latent=1, top_k=0, gen_batch=1, world_target=1, world_warm=1, world_heldout=1, world_questions=0)
+# em.py's raw baselines (--raw-arms; what each trains on: em.py raw_arm), each also "<arm>+replay": the raw
+# text mixed 1:1 by documents with the base corpus
+RAW_ARMS = ("tokens", "flops", "inline", "warm", "pipeline")
+# --raw-arms default: the warm set's walks inline, and the warm start continued with replay: 2 x m_steps steps
+DEFAULT_RAW_ARMS = "inline,warm+replay"
 # changing these between runs in the same --out would mix results; iters and report options may change
-RESUMABLE_KEYS = {"iters", "no_baselines", "gen_batch", "out"}
+RESUMABLE_KEYS = {"iters", "no_baselines", "raw_arms", "gen_batch", "out"}  # raw_arms: each arm its own phase
 # tokens a window keeps beside a latent (BOS, the marks, some text): --max-latent and a teacher latent get the rest
 SLACK = 8
 # chunks in one E-step unit and one evaluation group (em.estep, em.eval_nll): their K samples are held at once
@@ -65,6 +71,33 @@ def is_count(s):
 def eval_ks(cfg):
     """--eval-ks "1,2,4" -> [1, 2, 4] (flag_errors has checked it)."""
     return [int(k) for k in cfg.eval_ks.split(",")]
+
+
+def raw_arms_text(cfg):
+    """--raw-arms with "default" resolved: DEFAULT_RAW_ARMS, without +replay for a --corpus run (no base corpus)."""
+    if cfg.raw_arms != "default":
+        return cfg.raw_arms
+    return DEFAULT_RAW_ARMS.replace("+replay", "") if cfg.corpus else DEFAULT_RAW_ARMS
+
+
+def raw_arms(cfg):
+    """--raw-arms "inline+replay,warm" -> [("inline", True), ("warm", False)] (flag_errors has checked it)."""
+    return [(a.split("+")[0], a.endswith("+replay")) for a in raw_arms_text(cfg).split(",") if a]
+
+
+def raw_arm_errors(cfg):
+    """--raw-arms: a comma list of RAW_ARMS names, each optionally +replay, none twice; replay needs the base
+    corpus, which only the built-in world has."""
+    text = raw_arms_text(cfg)
+    arms = text.split(",") if text else []
+    names = {a.split("+")[0] if a.endswith("+replay") else a for a in arms}
+    return [msg for bad, msg in (
+        (not names <= set(RAW_ARMS), f"must be default or a comma list of {', '.join(RAW_ARMS)} (each optionally "
+                                     f"+replay), got {cfg.raw_arms!r} (--raw-arms)"),
+        (len(set(arms)) != len(arms), f"repeats an arm: {text!r} (--raw-arms)"),
+        (bool(cfg.corpus) and any(a.endswith("+replay") for a in arms),
+         "+replay mixes in the built-in world's base corpus; a --corpus run has none (--raw-arms)"),
+    ) if bad]
 
 
 def world_config(cfg):
@@ -120,7 +153,7 @@ def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
                                                   f"{cfg.block_size} (--max-latent)"),
         (eval_only and not ckpt, "--eval needs --ckpt DIR (--ckpt)"),
         (not 0 <= cfg.seed < 2**63, f"must be in [0, 2**63), got {cfg.seed} (--seed)"),
-    ) if bad]
+    ) if bad] + raw_arm_errors(cfg)
     if not errors and phase_errors:  # a safety net: the checks above should leave train.py nothing to refuse
         errors += phase_errors(cfg)
     n = W.n_problems(world_config(cfg)) if cfg.world_shape in W.SHAPES else 0  # a prose document holds several
@@ -417,6 +450,7 @@ def write_data(cfg, checked, ddir):
         shutil.rmtree(ddir)  # a stale target_gold.jsonl would feed the oracle
     if os.path.exists(done):
         write_target_shards(ddir, checked["tok"])  # data prepared before the shards existed gets them now
+        write_raw_data(cfg, ddir, checked["tok"])  # another --raw-arms needs another mix
         return
     if cfg.corpus:
         corpus = docs_in["corpus"]
@@ -428,7 +462,9 @@ def write_data(cfg, checked, ddir):
         write_docs(os.path.join(ddir, "heldout.jsonl"), docs_in["val"])
     if cfg.teacher_latents:
         write_docs(os.path.join(ddir, "warm.jsonl"), docs_in["teacher_latents"])
+        write_docs(os.path.join(ddir, "warm_inline.jsonl"), map(inline_latents, docs_in["teacher_latents"]))
     write_target_shards(ddir, checked["tok"])
+    write_raw_data(cfg, ddir, checked["tok"])
     write_json(done, {"corpus": cfg.corpus or "built-in world", "fingerprint": checked["fingerprint"]})
 
 
@@ -469,6 +505,52 @@ def write_target_shards(ddir, tok):
             write_shards(path, (encode_doc(tok, d) for d in iter_docs(path + ".jsonl")), tok)
 
 
+def inline_latents(doc):
+    """A --teacher-latents document as raw text, each chunk's latent written before the chunk it explains (the
+    prior layout's order, without its marks): the raw arm 'inline' for a warm set whose base text format is
+    unknown (the built-in world writes its own, in its base text's format: data/world.py warm_inline)."""
+    return {"id": doc["id"], "chunks": [{"suffix": (c["latent"] + " " if c["latent"] else "") + c["suffix"],
+                                         "latent": None} for c in doc["chunks"]]}
+
+
+def raw_data(ddir, arm, replay):
+    """The --data directory a raw arm trains on: target/ (the target corpus), raw_inline/ (the target and the
+    warm set with its latents inline: the arms inline and pipeline), each +replay with _replay."""
+    name = "raw_inline" if arm in ("inline", "pipeline") else "target"
+    return os.path.join(ddir, name + ("_replay" if replay else ""))
+
+
+def raw_docs(ddir, inline, replay, seed):
+    """One raw arm's training documents: target.jsonl, then warm_inline.jsonl (inline), then (replay) as many
+    base.jsonl documents as those, in an order seeded by `seed` (cycled, with fresh ids, when the base has fewer).
+    The training stream shuffles documents every epoch, so the order here is only what the draw picks."""
+    p = lambda name: os.path.join(ddir, name + ".jsonl")
+    if inline and not os.path.exists(p("warm_inline")):
+        raise ValueError(f"{p('warm_inline')} is missing: {ddir} was prepared without the warm set as raw text; "
+                         "delete it to prepare it again (--out)")
+    n = 0
+    for name in ("target", "warm_inline")[:1 + inline]:
+        for doc in iter_docs(p(name)):
+            n += 1
+            yield doc
+    if replay:
+        base = read_docs(p("base"))
+        order = random.Random(f"{seed}/replay").sample(range(len(base)), len(base))
+        for i in range(n):
+            doc = base[order[i % len(base)]]
+            yield doc if i < len(base) else {**doc, "id": f"{doc['id']}/{i // len(base)}"}
+
+
+def write_raw_data(cfg, ddir, tok):
+    """The token shards of every mix --raw-arms trains on beside target/ (raw_data), each written once, in a
+    temporary directory moved into place (write_shards)."""
+    for arm, replay in raw_arms(cfg):
+        path = raw_data(ddir, arm, replay)
+        if not is_shard_dir(path):
+            inline = os.path.basename(path).startswith("raw_inline")
+            write_shards(path, (encode_doc(tok, d) for d in raw_docs(ddir, inline, replay, cfg.seed)), tok)
+
+
 def read_data(cfg, checked, ddir):
     """What every rank reads back from out/data: target (memmapped shards, data/shards.Shards: nothing is read
     until a document is asked for), warm, heldout, gold (the path of target_gold.jsonl, read document by
@@ -480,7 +562,8 @@ def read_data(cfg, checked, ddir):
     data["gold"] = p("target_gold.jsonl") if os.path.exists(p("target_gold.jsonl")) else None
     data["questions"] = checked["questions"] if cfg.questions else Q.load_prepared(ddir)
     data["paths"] = {**{name: p(f"{name}.jsonl") for name in ("base", "warm")},  # train.py --data: JSONL or shards
-                     **{name: p(name) for name in ("target", "target_gold")}}
+                     **{name: p(name) for name in ("target", "target_gold")},
+                     **{arm + "+replay" * r: raw_data(ddir, arm, r) for arm, r in raw_arms(cfg)}}
     return data
 
 
