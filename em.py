@@ -21,8 +21,9 @@ The loop (spec: ../shared/docs/BOLT.md), in this file's order:
               schedule() every iteration (--m-step continue: from the previous model instead)
   evaluation  eval_nll (raw NLL, IW-ELBO_K: the spec's bound and the mode-conditional one), eval_questions
               (accuracy on questions as data, data/questions.py), run_eval (cached per phase)
-  baselines   the base model, raw token-matched and FLOP-matched (raw arms asked directly and asked to reason in
-              their training text's format), and the oracle (teacher latents on the whole target corpus)
+  baselines   the base model, the raw arms of --raw-arms (raw_arm: token- and FLOP-matched, the warm set's walks
+              inline, the warm start continued on raw text, the pipeline's compute; each asked directly and asked
+              to reason in its training text's format), and the oracle (gold walks on the whole target corpus)
 Not the method, kept apart: data/rundir.py checks every flag and input before anything is written (a bad command
 prints one line `error: <what> (<flag or file:line>)`, exits 2 and leaves --out as it was), prepares out/data
 (a sha256 of every input recorded: changed inputs are prepared again, or refused once trained on; the target
@@ -33,6 +34,7 @@ latents travel to the M-step as token ids: iter{t}/latents/, token shards train.
 the text for reading in iter{t}/latents.jsonl, beside the same ids as "latent_ids").
 """
 import argparse
+import contextlib
 import hashlib
 import itertools
 import json
@@ -40,14 +42,14 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
 from data import questions as Q
 from data import report as R
 from data import rundir as D
-from data.corpus import HelpFormatter, add_flags, opt, parser_error, read_json, write_atomic, write_json
+from data.corpus import HelpFormatter, add_flags, opt, out_lock, parser_error, read_json, write_atomic, write_json
 from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, latent_marks, raw_pair, \
     think_prompt
 from data.shards import is_shard_dir, open_shards
@@ -71,7 +73,10 @@ class EMConfig:
     out: str = opt("out/em", "run directory; the same command resumes it", group=RUN, metavar="DIR")
     quick: bool = opt(False, "tiny world and model: a one-minute smoke test", group=RUN)
     no_baselines: bool = opt(False, "skip the base and raw arms (and the oracle)", group=RUN)
-    oracle: bool = opt(False, "also train the oracle (gold latents; built-in worlds)", group=RUN)
+    raw_arms: str = opt("default", "raw baselines: a comma list of " + ", ".join(D.RAW_ARMS) + ", each optionally "
+                        "+replay (mixed 1:1 with the base corpus); empty: none; default: "
+                        f"{D.DEFAULT_RAW_ARMS} (a --corpus run: without +replay)", group=RUN, metavar="LIST")
+    oracle: bool = opt(False, "also train the oracle (gold walks; built-in worlds)", group=RUN)
     corpus: str = opt("", "target corpus ({'text'} or chunks); default: the world", group=INPUTS, metavar="JSONL")
     teacher_latents: str = opt("", "warm-start set with latents; default: the world's",
                                group=INPUTS, metavar="JSONL")
@@ -147,35 +152,97 @@ def run(cfg, checked=None):
                         **{f"estep_{k}": v for k, v in diag.items()}})
         print0(f"   iter {it}: " + R.fmt_metrics(results[-1]))
     if not cfg.no_baselines:
-        results += run_baselines(cfg, tok, data, base)
+        results += run_baselines(cfg, tok, data, base, warm)
     if rank_world()[0] == 0:
         report(cfg, results, time.time() - t_start, resumed)
     return results
 
 
-def run_baselines(cfg, tok, data, base):
-    """The base model as it is; raw data from base, token-matched (same epochs over the target documents as an
-    M-step) and FLOP-matched (same steps x tokens as an M-step); and the oracle, trained on teacher latents for
-    the whole corpus."""
-    steps = m_steps(cfg, tok)
-    epochs = steps * cfg.batch_size / n_rows(tok, cfg, latent_path(cfg), "random")
-    raw_steps = max(1, round(epochs * n_rows(tok, cfg, data["paths"]["target"], "raw") / cfg.batch_size))
+def run_baselines(cfg, tok, data, base, warm):
+    """The base model as it is; the raw arms of --raw-arms (raw_arm), each evaluated as a raw model (asked
+    directly and asked to reason; an arm that would train what an earlier one trains is not trained twice);
+    and with --oracle the oracle, trained on the gold walks for the whole corpus."""
     out = [{"name": "base (no target training)", "baseline": "base", **run_eval(cfg, "base", base, tok, data, False)}]
-    # document-aligned rows: a raw document takes a row as its latent twin does, so the two arms often agree
-    arms = {"raw_tokens": (f"raw, token-matched ({epochs:.1f} epochs)", raw_steps), "raw_flops": ("raw, FLOP-matched",
-                                                                                                 steps)}
-    if raw_steps == steps:
-        arms = {"raw_tokens": (f"raw, token- and FLOP-matched ({epochs:.1f} epochs)", steps)}
-    for name, (label, n) in arms.items():
-        ck = run_train(cfg, name, data["paths"]["target"], "raw", base, n)
-        out.append({"name": label, "baseline": name, "steps": n, **run_eval(cfg, name, ck, tok, data, False)})
+    done = set()
+    for arm, replay in D.raw_arms(cfg):
+        name, label, path, init, steps = raw_arm(cfg, tok, data, arm, replay, base, warm)
+        if (path, init, steps) in done:  # document-aligned rows: token- and FLOP-matching often agree
+            continue
+        done.add((path, init, steps))
+        phase = pipeline_phase(cfg, name) if arm == "pipeline" else name
+        ck = run_train(cfg, phase, path, "raw", init, steps)
+        out.append({"name": label, "baseline": name, "steps": steps, **run_eval(cfg, phase, ck, tok, data, False)})
     if data["gold"] is not None and cfg.oracle:
-        ck = run_train(cfg, "oracle", data["paths"]["target_gold"], "random", base, steps)
-        out.append({"name": "oracle (teacher latents)", "baseline": "oracle",
-                    **run_eval(cfg, "oracle", ck, tok, data, True)})
+        ck = run_train(cfg, "oracle", data["paths"]["target_gold"], "random", base, m_steps(cfg, tok))
+        out.append({"name": "oracle (the corpus' latents)" if cfg.corpus else "oracle (gold walks)",
+                    "baseline": "oracle", **run_eval(cfg, "oracle", ck, tok, data, True)})
     for r in out:
         print0(f"   {r['name']}: " + R.fmt_metrics(r))
     return out
+
+
+def raw_arm(cfg, tok, data, arm, replay, base, warm):
+    """One raw baseline of --raw-arms -> (name, label, train.py --data, init, steps); every one trains in the
+    raw layout and costs the steps given:
+      tokens    the target from base, as many epochs over its documents as an M-step makes over the latents
+      flops     the target from base, one M-step's steps (m_steps)
+      inline    (a) the target plus the warm set with the teacher's walks inline in the base text's format
+                (data/world.py warm_inline), from base, m_steps: the worked examples the latent arms see
+      warm      (b) the warm-start model continued on the target, m_steps
+      pipeline  (c) inline's data, from base, for as many training tokens as the warm start and every M-step
+                trained (pipeline_tokens; the E-step's sampling is not training and is not counted)
+    +replay: the same data mixed 1:1 by documents with the base corpus (data/rundir.raw_docs); the token-matched
+    arm then makes its epochs over the mix."""
+    path, rep, steps = data["paths"][arm + "+replay" * replay], ", base replay" if replay else "", m_steps(cfg, tok)
+    name = f"raw_{arm}" + "_replay" * replay
+    if arm == "tokens":
+        epochs = steps * cfg.batch_size / n_rows(tok, cfg, latent_path(cfg), "random")
+        n = max(1, round(epochs * n_rows(tok, cfg, path, "raw") / cfg.batch_size))
+        both = " and FLOP" if n == steps else ""  # document-aligned rows: a raw document takes a row as its twin
+        return name, f"raw, token{both}-matched{rep} ({epochs:.1f} epochs)", path, base, n
+    if arm == "pipeline":
+        n = steps_for_tokens(tok, cfg, pipeline_phase(cfg, name), path, "raw", pipeline_tokens(cfg, tok, data))
+        return name, f"raw + warm walks inline, pipeline tokens{rep} ({n} steps)", path, base, n
+    label = {"flops": "raw, FLOP-matched", "inline": "raw + warm walks inline", "warm": "warm start, then raw"}[arm]
+    return name, f"{label}{rep} (one M-step)", path, warm if arm == "warm" else base, steps
+
+
+def pipeline_phase(cfg, name):
+    """The pipeline arm's phase directory: its steps follow --iters, which a resumed run may change."""
+    return f"{name}_iters{cfg.iters}"
+
+
+def pipeline_tokens(cfg, tok, data):
+    """Tokens the pipeline trains after base: the warm start's steps and every M-step's, each over its own
+    corpus (the warm set; iteration t's latents) as train.py's rows lay it out."""
+    warm = phase_steps(cfg, tok, cfg.warm_steps, cfg.warm_epochs, data["paths"]["warm"])
+    return phase_tokens(tok, cfg, "warm", data["paths"]["warm"], "random", warm) + sum(
+        phase_tokens(tok, cfg, f"iter{t}", os.path.join(cfg.out, f"iter{t}", "latents"), "random", m_steps(cfg, tok))
+        for t in range(1, cfg.iters + 1))
+
+
+def phase_rows(tok, cfg, name, path, layout):
+    """The tokens (targets) of each row phase `name` trains on, in training order: train.Rows with the phase's
+    seed (train_config), planned from lengths alone; endless, --batch-size rows to a step."""
+    rows = Rows(tok, encode_corpus(tok, path), layout, key_int(cfg.seed, name) % 2**31, cfg.block_size)
+    for e in itertools.count():
+        for row in rows.plan(e):
+            yield sum(end - start - 1 for _, start, end in row)
+
+
+def phase_tokens(tok, cfg, name, path, layout, steps):
+    """Tokens phase `name` trains in `steps` optimizer steps."""
+    return sum(itertools.islice(phase_rows(tok, cfg, name, path, layout), steps * cfg.batch_size))
+
+
+def steps_for_tokens(tok, cfg, name, path, layout, tokens):
+    """The step count (>= 1) whose training tokens in phase `name` come nearest `tokens`: within half a step's."""
+    rows, done, steps = phase_rows(tok, cfg, name, path, layout), 0, 0
+    while True:
+        step = sum(itertools.islice(rows, cfg.batch_size))
+        if done + step / 2 >= tokens:
+            return max(1, steps)
+        done, steps = done + step, steps + 1
 
 
 def run_seeds(cfg):
@@ -327,7 +394,7 @@ def unit_work(model, tok, cfg, target, it, bounds):
     return work
 
 
-def estep(model, tok, cfg, target, it, out_dir, unit=512):
+def estep(model, tok, cfg, target, it, out_dir, unit=D.UNIT):
     """Sample, weight and resample one latent for every chunk of `target` (data/shards.Shards); -> an iterator
     over every chunk's row in (doc, chunk) order, read back one unit at a time. The chunks run in units
     (data/rundir.run_units: sharded over ranks, saved atomically, resumed after a kill; --estep sequential: whole
@@ -450,7 +517,7 @@ def eval_questions(model, tok, cfg, questions, mode, prefix=""):
     return {f"acc{tag}": acc, f"acc{tag}_se": math.sqrt(acc * (1 - acc) / n), "n_questions": len(rows)}, rows
 
 
-def eval_nll(model, tok, cfg, docs, latent, ks, unit=512):
+def eval_nll(model, tok, cfg, docs, latent, ks, unit=D.UNIT):
     """Held-out NLL per raw X token (and bits per byte). Raw model: exact -log p(X_i | BOS P_i). Latent model:
     -IW-ELBO_K = -(sum_i [logsumexp_k(log p_k - log q_k) - log K]) with fresh samples at temperature 1, for each
     K in ks (the first K of max(ks) samples; --estep sequential: one SMC run per K, whose kept ancestors depend
@@ -635,22 +702,26 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    lock = contextlib.ExitStack()
     try:
         cfg, args = parse_args(argv)
         # --seeds: each seed's run is checked (run_seeds), every one before the first starts
         checked = None if cfg.seeds else check_inputs(cfg, args.ckpt, args.eval)
+        if not args.eval and int(os.environ.get("RANK", "0")) == 0:  # one run per --out; --eval only reads it
+            lock.enter_context(out_lock(cfg.out))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    owned = setup_dist()[3]  # torchrun: E-step sharded over ranks, M-steps with DDP
-    try:
-        eval_only(cfg, args.ckpt, checked) if args.eval else run_seeds(cfg) if cfg.seeds else run(cfg, checked)
-    except (ValueError, OSError) as e:  # a problem no validation could see (a full disk, a file changed meanwhile)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    finally:
-        if owned:
-            torch.distributed.destroy_process_group()
+    with lock:  # released however the run ends
+        owned = setup_dist()[3]  # torchrun: E-step sharded over ranks, M-steps with DDP
+        try:
+            eval_only(cfg, args.ckpt, checked) if args.eval else run_seeds(cfg) if cfg.seeds else run(cfg, checked)
+        except (ValueError, OSError) as e:  # a problem no validation could see (a full disk, a changed file)
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        finally:
+            if owned:
+                torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

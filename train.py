@@ -27,13 +27,14 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from data.corpus import add_flags, atomic_dir, opt, out_dir_error, parser_error, write_atomic
+from common import bf16_native, device_error, pick_device, setup_dist
+from data.corpus import add_flags, atomic_dir, opt, out_dir_error, out_lock, parser_error, write_atomic
 from data.layout import MODES
 from data.loader import Rows, open_corpus, val_windows
 from data.shards import is_shard_dir
-from common import bf16_native, device_error, pick_device, setup_dist
 from data.tokenizer import check_tokenizer, get_tokenizer, tokenizer_error
-from model import GPT, GPTConfig, load_model, resolve_checkpoint
+from model import GPT, GPTConfig, check_checkpoint, device_bytes, gb, load_model, param_count, \
+    resolve_checkpoint, train_bytes
 
 
 DTYPES = ("auto", "bf16", "fp32")
@@ -87,6 +88,8 @@ class TrainConfig:
             v = getattr(self, name)
             if (v <= 0 if name in positive else v < 0) or (isinstance(v, float) and not math.isfinite(v)):
                 errors.append(f"must be {'positive' if name in positive else '>= 0'}, got {v} ({f(name)})")
+        if not 0 <= self.seed < 2**63:
+            errors.append(f"must be in [0, 2**63), got {self.seed} (--seed)")
         if self.min_lr > self.lr:
             errors.append(f"{self.min_lr} exceeds --lr {self.lr} (--min-lr)")
         if GPTConfig.head_error(self.n_embd, self.n_head):
@@ -113,7 +116,50 @@ def flag_errors(cfg):
                           f"data.prepare --corpus JSONL --out {path}) ({f(name)})")
     if cfg.init != "scratch" and not os.path.isdir(cfg.init) and not os.path.isdir(cfg.init + ".old"):
         errors.append(f"{cfg.init}: neither 'scratch' nor a checkpoint directory (--init)")
-    return errors + cfg.errors() + [e for e in (device_error(cfg.device), out_dir_error(cfg.out)) if e]
+    errors += cfg.errors() + [e for e in (device_error(cfg.device), out_dir_error(cfg.out)) if e]
+    return errors or model_errors(cfg)
+
+
+def model_errors(cfg):
+    """With every flag in range: --init checked without loading a weight (model.check_checkpoint: config, tensor
+    names and shapes, tokenizer), the window against the model's, and the sizes against this machine (a training
+    step's floor, model.train_bytes: the model, --batch-size, --total-batch-tokens). -> one-line messages."""
+    try:
+        tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
+    except (ValueError, OSError) as e:
+        return [f"{e} (--tokenizer)"]
+    if cfg.init == "scratch":
+        config = GPTConfig(block_size=cfg.block_size or 256, vocab_size=tok.n_vocab, n_layer=cfg.n_layer,
+                           n_head=cfg.n_head, n_embd=cfg.n_embd)
+    else:
+        try:
+            config, _ = check_checkpoint(cfg.init, tok)
+        except ValueError as e:
+            return [f"{e} (--init)"]
+        config = replace(config, vocab_size=max(config.vocab_size, tok.n_vocab))  # build_model grows it
+    T, world = cfg.block_size or config.block_size, int(os.environ.get("WORLD_SIZE", "1"))
+    if T > config.block_size:
+        return [f"{T} exceeds the model's block_size {config.block_size} (--block-size)"]
+    micro, have, P = cfg.batch_size * T * world, device_bytes(cfg.device), param_count(config)
+    if cfg.total_batch_tokens % micro:
+        return [f"{cfg.total_batch_tokens} is not a multiple of batch_size*block_size*world = {cfg.batch_size}*{T}*"
+                f"{world} = {micro} (--total-batch-tokens)"]
+    held = (cfg.total_batch_tokens or micro) // world  # tokens of one step's windows on this rank
+    one, per_seq = train_bytes(config, 1, T, T), train_bytes(config, 2, T, 0) - train_bytes(config, 1, T, 0)
+    if one > have:
+        return [f"the model's {P:,} parameters need at least {gb(one)} to train (weights, gradients and AdamW "
+                f"moments in fp32, one sequence), more than the {gb(have)} here "
+                f"({'--init' if cfg.init != 'scratch' else '--n-layer, --n-embd, --block-size'})"]
+    if train_bytes(config, cfg.batch_size, T, cfg.batch_size * T) > have:
+        return [f"{cfg.batch_size} sequences of {T} tokens need at least "
+                f"{gb(train_bytes(config, cfg.batch_size, T, cfg.batch_size * T))} to train, more than the {gb(have)} "
+                f"here: at most {(have - train_bytes(config, 0, T, 0)) // (per_seq + 16 * T)} fit (--batch-size)"]
+    if train_bytes(config, cfg.batch_size, T, held) > have:
+        fit = (have - train_bytes(config, cfg.batch_size, T, 0)) // 16 * world
+        return [f"{cfg.total_batch_tokens} tokens per step are held as int64 windows until the step ends: at least "
+                f"{gb(train_bytes(config, cfg.batch_size, T, held))} with the model, more than the {gb(have)} here: "
+                f"at most {fit} fit (--total-batch-tokens)"]
+    return []
 
 
 def check_flags(cfg):
@@ -259,7 +305,8 @@ def train(cfg):
     check_flags(cfg)
     rank, world, local_rank, owned = setup_dist(cfg.device)
     try:
-        return _train(cfg, rank, world, local_rank)
+        with out_lock(cfg.out) if rank == 0 else contextlib.nullcontext():  # one run per --out
+            return _train(cfg, rank, world, local_rank)
     finally:
         if owned:
             dist.destroy_process_group()
@@ -329,17 +376,17 @@ def setup(cfg, rank, world, local_rank):
     device = pick_device(cfg.device, local_rank)
     log = print if rank == 0 else (lambda *a, **k: None)
     tok = load_tokenizer(cfg)
+    docs = open_corpus(tok, cfg.data)  # read (and refused with file:line) before a model is built
+    vdocs = open_corpus(tok, cfg.val) if cfg.val else None
     state = resume_state(cfg, os.path.join(cfg.out, "ckpt")) if cfg.resume else None
     if state is None and cfg.resume:
         log(f"resume: no checkpoint in {os.path.join(cfg.out, 'ckpt')} yet, starting at step 0")
     model, meta, path = state or (build_model(cfg, tok), {"step": 0, "data": {}}, None)
     accum = settle(cfg, model, world, device)
     ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.dtype == "bf16" else contextlib.nullcontext
-    docs = open_corpus(tok, cfg.data)
     rows = Rows(tok, docs, cfg.layout, cfg.seed, cfg.block_size, **meta["data"])
     vals = {}
     if cfg.val:
-        vdocs = open_corpus(tok, cfg.val)
         for name, mode in (("val_loss", "raw"), ("val_loss_latent", cfg.layout))[:1 if cfg.layout == "raw" else 2]:
             vals[name] = tuple(map(torch.from_numpy, val_windows(tok, vdocs, mode, cfg.seed, cfg.block_size)))
     model.to(device)

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from data.corpus import read_docs
-from data.layout import encode_doc, sequence, sequence_length
+from data.layout import check_latent_ids, encode_doc, sequence, sequence_length
 from data.shards import from_docs, open_shards
 
 
@@ -102,7 +102,7 @@ def open_corpus(tok, path):
             raise ValueError(f"{path}: shards were tokenised with {docs.tokenizer!r} ({docs.n_vocab} tokens), but "
                              f"--tokenizer is {tok.name!r} ({tok.n_vocab})")
         return docs
-    docs = read_docs(path)
+    docs = read_docs(path, check=lambda doc: check_latent_ids(tok, doc))  # refused with file:line
     if not docs:
         raise ValueError(f"{path} holds no documents")
     return from_docs((encode_doc(tok, d) for d in docs), tok)

@@ -174,6 +174,29 @@ def test_combined_report_mean_and_sd(tmp_path):
     assert means[1]["nll_k1"] == pytest.approx(1.5) and means[2]["acc_best"] == pytest.approx(0.25)
 
 
+def test_report_compares_against_the_strongest_raw_arm_of_every_arm(tmp_path):
+    """The claims line picks the best raw arm by its better prompt among the base model and every raw_* arm
+    (replay ones included), never the oracle or a latent row; every arm gets a table row."""
+    row = lambda name, key, acc, reason=None: {"name": name, "baseline": key, "acc": acc, "acc_se": 0.01, "nll": 1.0,
+                                               **({} if reason is None else {"acc_reason": reason,
+                                                                              "acc_reason_se": 0.02})}
+    rows = [{"name": "BoLT iter 1", "iter": 1, "acc": 0.5, "acc_se": 0.01, "nll_k1": 2.0, "nll_mc_k1": 1.5},
+            row("base (no target training)", "base", 0.0, 0.2), row("raw, FLOP-matched (one M-step)", "raw_flops", 0.1, 0.0),
+            row("raw + warm walks inline, base replay (one M-step)", "raw_inline_replay", 0.05, 0.3),
+            row("warm start, then raw (one M-step)", "raw_warm", 0.25, 0.1),
+            {"name": "oracle (gold walks)", "baseline": "oracle", "acc": 1.0, "acc_se": 0.0, "nll_k1": 0.5}]
+    assert R.strongest_raw(rows)["baseline"] == "raw_inline_replay"
+    assert R.strongest_raw(rows[:1] + rows[-1:]) is None
+    text = R.report(str(tmp_path), rows, [1], "test.")
+    assert ("- Accuracy: BoLT iter 1 50.0% vs the strongest raw arm, raw + warm walks inline, base replay (one "
+            "M-step) asked to reason, 30.0% (+20.0 points).") in text
+    assert "| warm start, then raw (one M-step) | 25.0% ± 1.0 (direct) | 25.0% / 10.0% |" in text
+    assert "| oracle (gold walks) | 100.0% ± 0.0 |" in text
+    rows[3]["acc_reason"] = 0.2  # now the warm arm, asked directly, is the strongest
+    assert "vs the strongest raw arm, warm start, then raw (one M-step) asked directly, 25.0%" in \
+        R.report(str(tmp_path), rows, [1], "test.")
+
+
 @pytest.mark.slow
 def test_external_corpus_with_questions_every_arm_gets_accuracy(tmp_path):
     """--corpus/--teacher-latents/--val/--questions on a tiny corpus: every arm has an accuracy; a question no
@@ -199,20 +222,23 @@ def test_external_corpus_with_questions_every_arm_gets_accuracy(tmp_path):
                 str(tmp_path / "teacher.jsonl"), "--val", str(tmp_path / "val.jsonl"), "--questions",
                 str(tmp_path / "q.jsonl"), "--raw-prompt-prefix", str(tmp_path / "prefix.txt"), "--iters", "1",
                 "--k", "2", "--out", str(out), "--warm-steps", "2", "--m-steps", "2", "--block-size", "96",
+                "--raw-arms", "tokens,flops,inline,warm,pipeline", "--oracle",
                 "--batch-size", "2", "--max-latent", "12", "--n-layer", "1", "--n-head", "2", "--n-embd", "32"],
                timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = {m.get("baseline", m["name"]): m for m in map(json.loads, open(out / "metrics.jsonl"))}
-    assert set(metrics) == {"warm start", "BoLT iter 1", "base", "raw_tokens", "raw_flops", "oracle"}
+    raw_arms = ("raw_tokens", "raw_flops", "raw_inline", "raw_warm", "raw_pipeline")
+    assert set(metrics) == {"warm start", "BoLT iter 1", "base", *raw_arms, "oracle"}
     for name, m in metrics.items():
         assert m["n_questions"] == 2 and m["acc"] in (0.0, 0.5), name
-        raw = name in ("base", "raw_tokens", "raw_flops")
+        raw = name in ("base", *raw_arms)
         assert ("acc_reason" in m) is raw and ("nll" in m) is raw and ("nll_k1" in m) is not raw
-    for arm in ("warm", "iter1", "base", "raw_tokens", "raw_flops", "oracle"):
+    for arm in ("warm", "iter1", "base", "raw_tokens", "raw_flops", "raw_inline", "raw_warm", "raw_pipeline4",
+                "oracle"):
         rows = [json.loads(line) for line in open(out / arm / "eval_questions.jsonl")]
         assert not any(r["correct"] for r in rows if r["answer"] == "on the moon, 42 times"), arm
         reason = [r for r in rows if r["mode"] == "reason"]
-        if arm in ("base", "raw_tokens", "raw_flops"):
+        if arm.startswith("raw_") or arm == "base":
             assert metrics[arm]["acc"] == 0.5 and metrics[arm]["acc_reason"] == 0.5
             assert {r["prompt"] for r in reason} == {"Who: the cat\nWhere? ", "Who: the cat\nWho:"}
         else:
@@ -307,3 +333,30 @@ def test_seeds_run_each_seed_apart_then_a_combined_report(tmp_path):
     again = run_em(args)
     assert again.returncode == 0 and "] training " not in again.stdout  # no phase trains again
     assert [json.loads(line) for line in open(out / "seed0" / "metrics.jsonl")] == per[0]
+
+
+def test_seed_criteria_paired_steps_and_raw_arm(tmp_path):
+    """(b) needs every step up by > 2 paired SE, (d) the last iteration above the strongest raw arm (at its better
+    prompt) by > 2 paired SE; a seed that misses either is counted as not bootstrapped."""
+    from data import report as R
+
+    def write(seed, name, mode, correct):
+        d = tmp_path / f"seed{seed}" / name
+        d.mkdir(parents=True)
+        (d / "eval_questions.jsonl").write_text("".join(json.dumps({"mode": mode, "correct": c}) + "\n" for c in correct))
+
+    n = 200
+    per = {}
+    for seed, accs in ((0, (0.2, 0.5, 0.8)), (1, (0.2, 0.5, 0.51))):  # seed 1: last step +1 point, 2 SE = 1.4
+        rows = []
+        for it, a in enumerate(accs):
+            write(seed, "warm" if it == 0 else f"iter{it}", "latent", [int(i < a * n) for i in range(n)])
+            rows.append({"name": f"it{it}", "iter": it, "acc": a})
+        write(seed, "base", "reason", [int(i < 0.3 * n) for i in range(n)])
+        with open(tmp_path / f"seed{seed}" / "base" / "eval_questions.jsonl", "a") as f:
+            f.write("".join(json.dumps({"mode": "direct", "correct": 0}) + "\n" for _ in range(n)))
+        rows.append({"name": "base", "baseline": "base", "acc": 0.0, "acc_reason": 0.3})
+        per[seed] = rows
+    lines, ok = R.seed_criteria(str(tmp_path), per)
+    assert ok == {0: True, 1: False}
+    assert "1 of 2 seeds" in lines[0] and "base, 30.0%" in lines[-2]
