@@ -42,17 +42,18 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
 from data import questions as Q
 from data import report as R
 from data import rundir as D
-from data.corpus import HelpFormatter, add_flags, opt, out_lock, parser_error, read_json, write_atomic, write_json
+from data.corpus import HelpFormatter, add_flags, opt, out_lock, parser_error, read_json, write_atomic, \
+    write_json
 from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, latent_marks, raw_pair, \
     think_prompt
-from data.shards import is_shard_dir, open_shards
+from data.shards import is_shard_dir
 from data.tokenizer import check_tokenizer
 from model import GPTConfig, load_model
 from sample import generate, latent, score
@@ -224,7 +225,7 @@ def pipeline_tokens(cfg, tok, data):
 def phase_rows(tok, cfg, name, path, layout):
     """The tokens (targets) of each row phase `name` trains on, in training order: train.Rows with the phase's
     seed (train_config), planned from lengths alone; endless, --batch-size rows to a step."""
-    rows = Rows(tok, encode_corpus(tok, path), layout, key_int(cfg.seed, name) % 2**31, cfg.block_size)
+    rows = Rows(tok, open_corpus(tok, path), layout, key_int(cfg.seed, name) % 2**31, cfg.block_size)
     for e in itertools.count():
         for row in rows.plan(e):
             yield sum(end - start - 1 for _, start, end in row)
