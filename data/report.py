@@ -215,36 +215,47 @@ def bootstrapped(run_dir, rows):
     return bool(steps) and all(d > 2 * se for d, se, _ in steps), steps
 
 
+def pct_cell(r, dev=False):
+    acc = None if r is None else best_acc(r, dev)[0]
+    return "-" if acc is None else f"{100 * acc:.1f}%"
+
+
+def diff_cell(run_dir, a, b):
+    """'+12.0 ± 1.5 (paired)': test accuracy of row a minus row b, in points."""
+    if a is None or b is None or best_acc(a)[0] is None or best_acc(b)[0] is None:
+        return "-"
+    d, se, kind = paired(run_dir, a, b)
+    return f"{100 * d:+.1f} ± {100 * se:.1f} ({kind})"
+
+
 def seed_summary(out, per_seed, ks):
     """The multi-seed report's verdict: how many seeds bootstrapped ("k of n"), the last iteration's test accuracy
-    as mean ± sd over every seed, and one row per seed with its paired differences."""
-    k, verdicts, rows = max(ks), {}, []
-    its = sorted({r["iter"] for rs in per_seed.values() for r in rs if "iter" in r})
+    as mean ± sd over every seed, and one row per seed (out/seed{S}) with its paired differences."""
+    k, its = max(ks), sorted({r["iter"] for rs in per_seed.values() for r in rs if "iter" in r})
+    verdicts, rows, finals = {}, [], []
     for s, rs in per_seed.items():
         d = os.path.join(out, f"seed{s}")
         verdicts[s], steps = bootstrapped(d, rs)
         by_it = {r["iter"]: r for r in rs if "iter" in r}
         last, warm = by_it.get(its[-1]) if its else None, by_it.get(0)
-        top, on_dev = best_raw(rs)
-        pct = lambda r, dev=False: "-" if r is None or best_acc(r, dev)[0] is None else f"{100 * best_acc(r, dev)[0]:.1f}%"
-        vs = lambda o: "-" if last is None or o is None or best_acc(o)[0] is None or best_acc(last)[0] is None \
-            else "{:+.1f} ± {:.1f} ({})".format(*[100 * v for v in paired(d, last, o)[:2]], paired(d, last, o)[2])
+        top, _ = best_raw(rs)
+        worst = min(range(len(steps)), key=lambda j: steps[j][0] - 2 * steps[j][1], default=None)
         gap = paired_bound(d, last, warm, f"nll_k{k}") if last and warm else None
-        rows.append([str(s), *[pct(by_it.get(t)) for t in its], pct(last, True),
-                     "yes" if verdicts[s] else "no" + (f" (step {min(range(len(steps)), key=lambda j: steps[j][0] - 2 * steps[j][1]) + 1})" if steps else ""),
-                     vs(warm), "-" if top is None else f"{vs(top)} vs {top['name'].split(' (')[0]}",
+        rows.append([str(s), *[pct_cell(by_it.get(t)) for t in its], pct_cell(last, True),
+                     "yes" if verdicts[s] else "no" if worst is None else f"no (step {worst + 1})",
+                     diff_cell(d, last, warm), "-" if top is None else f"{diff_cell(d, last, top)} vs {top['name']}",
                      "-" if gap is None else f"{gap[0]:+.4f} ± {gap[1]:.4f}"])
-    finals = [best_acc(next(r for r in rs if r.get("iter") == its[-1]))[0] for rs in per_seed.values()
-              if its and any(r.get("iter") == its[-1] and "acc" in r for r in rs)]
+        if last is not None and best_acc(last)[0] is not None:
+            finals.append(best_acc(last)[0])
     m, sd = mean_sd(finals) if finals else (0.0, 0.0)
-    head = ["seed", *["warm start" if t == 0 else f"iter {t}" for t in its], f"dev, iter {its[-1] if its else '-'}",
-            "bootstrapped", "last - warm start", "last - raw arm best on dev", f"NLL K={k}: last - warm start"]
+    head = ["seed", *["warm start" if t == 0 else f"iter {t}" for t in its], "dev, last", "bootstrapped",
+            "last - warm start", "last - raw arm best on dev", f"NLL K={k}: last - warm start"]
     return [f"**Bootstrapped: {sum(verdicts.values())} of {len(verdicts)} seeds** (a seed bootstrapped when its test "
             "accuracy rises at every step, warm start -> 1 -> ... -> the last iteration, each step by more than twice "
-            "the step's standard error, paired over the same questions; else the step that fails by the most is "
+            "the step's standard error, paired over the same questions; else the step short of that by the most is "
             f"named). Last iteration's test accuracy over all {len(finals)} seeds: {100 * m:.1f}% ± {100 * sd:.1f} "
             "(mean ± sd). Differences are paired over the same test questions (± their standard error) and, for the "
-            "bound, over the same held-out documents.", "",
+            "bound, over the same held-out documents (± its standard error over them).", "",
             "| " + " | ".join(head) + " |", "|" + "---|" * len(head), *["| " + " | ".join(r) + " |" for r in rows]]
 
 

@@ -364,6 +364,8 @@ BAD_INPUTS = [  # (flags after --quick --out OUT, what the one line must say, th
     (["--init", "EMPTYDIR"], "no checkpoint at", ["--init", "CKPT"]),
     (["--init", "CKPT", "--block-size", "256", "--max-latent", "8"], "exceeds the model's block_size 128 (--init)",
      ["--init", "CKPT", "--max-latent", "8"]),
+    (["--dev-questions", "MALFORMED"], "delimiter (--dev-questions)", []),
+    (["--dev-questions", "FILE/nosuch.jsonl"], "no such file or directory (--dev-questions)", []),
     (["--eval", "--ckpt", "TRUNC", "--val", "GOOD"], "(--ckpt)", None),
     (["--eval", "--ckpt", "CKPT"], "no held-out documents", None),
     (["--eval", "--val", "GOOD"], "--eval needs --ckpt", None),
