@@ -50,13 +50,13 @@ from data import questions as Q
 from data import report as R
 from data import rundir as D
 from data.corpus import add_flags, parser_error, read_json, write_atomic, write_json
-from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, raw_pair, sequence_length, \
+from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, latent_marks, raw_pair, \
     think_layout
 from data.shards import is_shard_dir, open_shards
 from data.tokenizer import check_tokenizer
 from model import GPTConfig, load_model
 from sample import generate, latent, score
-from train import TrainConfig, barrier, pick_device, print0, rank_world, setup_dist, train, value_errors
+from train import Rows, TrainConfig, barrier, encode_corpus, pick_device, print0, rank_world, setup_dist, train, value_errors
 
 
 @dataclass
@@ -78,17 +78,22 @@ class EMConfig:
     # which on the prose world lost the problem's start digit and collapsed one seed (README, Results)
     estep: str = "sequential"
     no_baselines: bool = False
+    oracle: bool = False  # also train the oracle: gold walks on the whole target corpus (built-in worlds)
     # model (from scratch) and budgets
     n_layer: int = GPTConfig.n_layer
     n_head: int = GPTConfig.n_head
     n_embd: int = GPTConfig.n_embd
-    block_size: int = 128
-    batch_size: int = 16  # sequences per optimizer step
+    block_size: int = 256  # a prose document (two problems, their walks and marks) fits one row
+    batch_size: int = 8  # rows per optimizer step
     lr: float = 1e-3
     base_lr: float = 2e-3  # from scratch: at 1e-3 one seed's base sat on a plateau for 2,000 steps
     base_steps: int = 2000
-    warm_steps: int = 500
-    m_steps: int = 1000  # every M-step, the oracle and the FLOP-matched raw baseline
+    # budgets in epochs of the phase's own corpus (document-aligned rows / --batch-size), so they follow the
+    # corpus; a --*-steps value > 0 fixes the step count instead
+    warm_epochs: float = 20.0
+    m_epochs: float = 8.0  # every M-step, the oracle and the FLOP-matched raw baseline
+    warm_steps: int = 0
+    m_steps: int = 0
     # E-step and evaluation
     max_latent: int = 32  # sampled tokens per latent, EoL included
     temperature: float = 1.0
@@ -103,16 +108,17 @@ class EMConfig:
     raw_prompt_prefix: str = ""  # text file put before each question's "prompt" when a raw model may reason
     seeds: str = ""  # "0,1,2": one run per seed in out/seed{S}, then a combined report (instead of --seed)
     # the built-in world
-    world_target: int = 2000
-    world_warm: int = 800
-    world_heldout: int = 200
+    world_target: int = 1000
+    world_warm: int = 400
+    world_heldout: int = 100
     world_questions: int = 500  # test questions
     world_dev: int = 500  # dev questions (disjoint from the test ones): the 1,000 questions of before, halved
-    world_shape: str = "compact"  # compact: one problem, two chunks; prose: problems in words over chunks
+    world_shape: str = "prose"  # prose: problems in words over chunks; compact: one problem, two chunks
 
 
-QUICK = dict(n_layer=2, n_head=2, n_embd=64, batch_size=16, base_steps=150, warm_steps=60, m_steps=60,
-             world_target=120, world_warm=60, world_heldout=32, world_questions=32, world_dev=32, max_latent=32)
+QUICK = dict(n_layer=2, n_head=2, n_embd=64, block_size=128, batch_size=16, base_steps=150, warm_epochs=16,
+             world_target=120, world_warm=60, world_heldout=32, world_questions=32, world_dev=32,
+             world_shape="compact", max_latent=32)
 DIRECT_TOKENS = 24  # what a raw model asked directly may write: an answer sentence ("The result is 5." is 16 bytes)
 EVAL_VERSION = 4  # 2: questions as data, raw arms asked to reason, the spec's bound; 3: DIRECT_TOKENS 8 -> 24;
 # 4: a thought before every chunk of a question, the PRIOR-conditional bound, standard errors, the answer's NLL
@@ -132,14 +138,15 @@ def run(cfg, checked=None):
     print0(f"data: {len(data['target'])} target docs, {len(data['warm'])} warm-start docs, "
            f"{len(data['heldout'])} held-out docs, {len(data['questions'])} questions")
     base = cfg.init or run_train(cfg, "base", data["paths"]["base"], "raw", "", cfg.base_steps, cfg.base_lr)
-    warm = run_train(cfg, "warm", data["paths"]["warm"], "random", base, cfg.warm_steps)
+    warm = run_train(cfg, "warm", data["paths"]["warm"], "random", base,
+                     phase_steps(cfg, tok, cfg.warm_steps, cfg.warm_epochs, data["paths"]["warm"]))
     results = [{"name": "warm start", "iter": 0, **run_eval(cfg, "warm", warm, tok, data, True)}]
     prev = warm
     for it in range(1, cfg.iters + 1):
         print0(f"== iteration {it}/{cfg.iters} ({time.time() - t_start:.0f}s elapsed)")
         latents, diag = run_estep(cfg, tok, data, it, prev)
         init = base if cfg.m_step == "fresh" else prev
-        prev = run_train(cfg, f"iter{it}", latents, "random", init, cfg.m_steps)
+        prev = run_train(cfg, f"iter{it}", latents, "random", init, m_steps(cfg, tok))
         results.append({"name": f"BoLT iter {it}", "iter": it, **run_eval(cfg, f"iter{it}", prev, tok, data, True),
                         **{f"estep_{k}": v for k, v in diag.items()}})
         print0(f"   iter {it}: " + R.fmt_metrics(results[-1]))
@@ -154,17 +161,20 @@ def run_baselines(cfg, tok, data, base):
     """The base model as it is; raw data from base, token-matched (same epochs over the target documents as an
     M-step) and FLOP-matched (same steps x tokens as an M-step); and the oracle, trained on teacher latents for
     the whole corpus."""
-    batch_tokens = cfg.batch_size * cfg.block_size
-    latents = open_shards(os.path.join(cfg.out, "iter1", "latents")) if cfg.iters else data["target"]
-    epochs = cfg.m_steps * batch_tokens / corpus_tokens(latents, "random", cfg.seed)
-    raw_steps = max(1, round(epochs * corpus_tokens(data["target"], "raw") / batch_tokens))
+    steps = m_steps(cfg, tok)
+    epochs = steps * cfg.batch_size / n_rows(tok, cfg, latent_path(cfg), "random")
+    raw_steps = max(1, round(epochs * n_rows(tok, cfg, data["paths"]["target"], "raw") / cfg.batch_size))
     out = [{"name": "base (no target training)", "baseline": "base", **run_eval(cfg, "base", base, tok, data, False)}]
-    for name, label, steps in (("raw_tokens", f"raw, token-matched ({epochs:.1f} epochs)", raw_steps),
-                               ("raw_flops", "raw, FLOP-matched", cfg.m_steps)):
-        ck = run_train(cfg, name, data["paths"]["target"], "raw", base, steps)
-        out.append({"name": label, "baseline": name, "steps": steps, **run_eval(cfg, name, ck, tok, data, False)})
-    if data["gold"] is not None:
-        ck = run_train(cfg, "oracle", data["paths"]["target_gold"], "random", base, cfg.m_steps)
+    # document-aligned rows: a raw document takes a row as its latent twin does, so the two arms often agree
+    arms = {"raw_tokens": (f"raw, token-matched ({epochs:.1f} epochs)", raw_steps), "raw_flops": ("raw, FLOP-matched",
+                                                                                                 steps)}
+    if raw_steps == steps:
+        arms = {"raw_tokens": (f"raw, token- and FLOP-matched ({epochs:.1f} epochs)", steps)}
+    for name, (label, n) in arms.items():
+        ck = run_train(cfg, name, data["paths"]["target"], "raw", base, n)
+        out.append({"name": label, "baseline": name, "steps": n, **run_eval(cfg, name, ck, tok, data, False)})
+    if data["gold"] is not None and cfg.oracle:
+        ck = run_train(cfg, "oracle", data["paths"]["target_gold"], "random", base, steps)
         out.append({"name": "oracle (teacher latents)", "baseline": "oracle",
                     **run_eval(cfg, "oracle", ck, tok, data, True)})
     for r in out:
@@ -195,9 +205,10 @@ def run_seeds(cfg):
 
 def posterior_samples(model, tok, cfg, prompts, ids, temperature=None):
     """BOLT.md E-step 2: Z_k ~ q(Z | P_i, X_i) from the posterior prompt P_i SoL EoL X_i SoL POST, up to
-    cfg.max_latent tokens ending at EoL. ids: one keyed request id per sample (sample.generate), so no batch or
-    rank changes a draw. -> (zs: token ids without EoL, log_q: summed sampling log-probs, capped: hit the cap)."""
-    outs = generate(model, prompts, cfg.max_latent, stop_tokens=(tok.eol,),
+    cfg.max_latent tokens ending at EoL, the layout marks banned (layout.latent_marks: log q is under that masked
+    distribution). ids: one keyed request id per sample (sample.generate), so no batch or rank changes a draw.
+    -> (zs: token ids without EoL, log_q: summed sampling log-probs, capped: hit the cap)."""
+    outs = generate(model, prompts, cfg.max_latent, stop_tokens=(tok.eol,), banned=latent_marks(tok),
                     temperature=cfg.temperature if temperature is None else temperature,
                     top_k=cfg.top_k, top_p=cfg.top_p, seed=cfg.seed, ids=ids, batch_size=cfg.gen_batch)
     return [latent(o) for o in outs], [float(sum(o["logprobs"])) for o in outs], [not o["stopped"] for o in outs]
@@ -386,8 +397,8 @@ def train_config(cfg, name, data_path, layout, init, steps, lr=None, world=None)
 def phase_errors(cfg):
     """What train.py would refuse in the phases' configs (a safety net under rundir.flag_errors)."""
     world, errors = int(os.environ.get("WORLD_SIZE", "1")), []
-    for name, steps, lr in (("base", cfg.base_steps, cfg.base_lr), ("warm", cfg.warm_steps, None),
-                            ("iter1", cfg.m_steps, None))[1 if cfg.init else 0:]:
+    for name, steps, lr in (("base", cfg.base_steps, cfg.base_lr), ("warm", cfg.warm_steps or 1, None),
+                            ("iter1", cfg.m_steps or 1, None))[1 if cfg.init else 0:]:
         errors += [f"phase {name} would give train.py {e}" for e in
                    value_errors(train_config(cfg, name, "", "random", "", steps, lr, world))]
     return errors
@@ -430,8 +441,9 @@ def eval_questions(model, tok, cfg, questions, mode, prefix=""):
         if len(tok.encode(s)) != 1:
             raise ValueError(f"prompt_stop {s!r} is not one token of the {tok.name} tokenizer")
         stops += tok.encode(s)  # the reasoning ends there: the world's walk is one line, a tenth of the budget
+    ban = dict(banned=latent_marks(tok), ban_until=tok.eol) if mode == "latent" else {}
     outs = generate(model, prompts, n_new, stop_tokens=tuple(stops), temperature=0.0, seed=cfg.seed,
-                    batch_size=cfg.gen_batch)
+                    batch_size=cfg.gen_batch, **ban)
     rows = []
     for i, (q, asked, o) in enumerate(zip(questions, texts, outs)):
         text = tok.decode([t for t in o["tokens"] if t not in tok.special_ids])
@@ -457,7 +469,7 @@ def accuracy(rows, tag=""):
 def think_answers(model, tok, cfg, questions):
     """A latent model answers each question laid out as training lays out a document in prior mode
     (data/layout.think_layout): before each of the question's chunks in turn it writes a thought (greedy, up to
-    max_latent tokens ending at EoL), the last one before the chunk that holds the answer (the question's last,
+    max_latent tokens ending at EoL, the layout marks banned as in the E-step), the last one before the chunk that holds the answer (the question's last,
     "open"; else a chunk of its own after them), then it continues that chunk with the answer (DIRECT_TOKENS
     tokens, up to the SoL of a next chunk or EOS). Prompts lose their oldest tokens to fit the context.
     -> (thoughts per question, whether all of them closed, the answer prompts, the answers' generate() outputs)."""
@@ -468,7 +480,7 @@ def think_answers(model, tok, cfg, questions):
         todo = [i for i, c in enumerate(chunks) if j < len(c)]
         prompts = [fit(tok, think_layout(tok, chunks[i], thoughts[i]), cfg.block_size - cfg.max_latent) for i in todo]
         for i, o in zip(todo, generate(model, prompts, cfg.max_latent, stop_tokens=(tok.eol,), temperature=0.0,
-                                       seed=cfg.seed, batch_size=cfg.gen_batch)):
+                                       seed=cfg.seed, batch_size=cfg.gen_batch, banned=latent_marks(tok))):
             thoughts[i].append(latent(o))
             closed[i] = closed[i] and o["stopped"]
     prompts = [fit(tok, think_layout(tok, c, z), cfg.block_size - DIRECT_TOKENS) for c, z in zip(chunks, thoughts)]
@@ -627,10 +639,25 @@ def prepare_data(cfg, tok, checked=None):
     return D.read_data(cfg, checked, ddir)
 
 
-def corpus_tokens(docs, layout, seed=0):
-    """Tokens in one epoch of a corpus (data/shards.Shards) laid out in `layout` (epoch 0's coins), from its
-    chunk lengths alone (data/layout.sequence_length: no token read)."""
-    return sum(sequence_length(*docs.lens(i), layout, seed, 0) for i in range(len(docs)))
+def n_rows(tok, cfg, path, layout):
+    """Document-aligned training rows in one epoch of a corpus (train.Rows' plan, from lengths alone)."""
+    return len(Rows(tok, encode_corpus(tok, path), layout, key_int(cfg.seed, "rows") % 2**31, cfg.block_size).plan(0))
+
+
+def phase_steps(cfg, tok, steps, epochs, path):
+    """A phase's optimizer steps: `steps` if > 0, else `epochs` of its corpus (rows / --batch-size)."""
+    return steps or max(1, math.ceil(epochs * n_rows(tok, cfg, path, "random") / cfg.batch_size))
+
+
+def latent_path(cfg):
+    """Iteration 1's E-step latents (the target corpus with latents), which set every M-step's budget (the raw
+    target corpus without iterations)."""
+    return os.path.join(cfg.out, "iter1", "latents") if cfg.iters else os.path.join(cfg.out, "data", "target")
+
+
+def m_steps(cfg, tok):
+    """Every M-step's steps (the same each iteration): --m-steps, else --m-epochs of iteration 1's corpus."""
+    return phase_steps(cfg, tok, cfg.m_steps, cfg.m_epochs, latent_path(cfg))
 
 
 def save_config(cfg):

@@ -7,6 +7,8 @@ generate(model, prompts, max_new_tokens, ...) is the E-step's sampler: ragged pr
 call, rows finish independently at a stop token and are refilled with waiting prompts (prefilled straight into
 the freed rows). Every draw is keyed by (seed, request id, step) in kernels.sampling, so results never depend
 on the batch, batch_size or order. Identical prompts (the K samples of one E-step prompt) are prefilled once.
+`banned` token ids get zero probability (kernels.sampling masks their logits), until `ban_until` is sampled: a
+latent is generated with data/layout.latent_marks banned until its EoL, so a thought holds no layout mark.
 score(model, prefixes, continuations) is the E-step's log p: teacher-forced log-probs of each continuation,
 with logits materialised only at continuation positions, a slice at a time.
 
@@ -25,7 +27,7 @@ import sys
 
 import torch
 
-from data.layout import MODE_MARKS, explain_prompt, joint_continuation, think_prompt
+from data.layout import MODE_MARKS, explain_prompt, joint_continuation, latent_marks, think_prompt
 from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
 from kernels.sampling import sample
 from model import KVCache, load_model
@@ -110,23 +112,44 @@ def _check_prompts(model, prompts, max_new_tokens, ids):
                              f"model's block_size {bs}")
 
 
+def _ban_lists(model, prompts, banned, ban_until):
+    """`banned` (one collection of token ids for every prompt, or a list of one per prompt) -> a list per prompt,
+    checked against the vocabulary and ban_until (which must stay sampleable to lift the ban)."""
+    banned = list(banned)
+    per = [sorted(set(map(int, b))) for b in banned] if banned and not all(isinstance(t, int) for t in banned) \
+        else [sorted(set(banned))] * len(prompts)
+    if len(per) != len(prompts):
+        raise ValueError(f"got {len(per)} banned sets for {len(prompts)} prompts")
+    V = model.config.vocab_size
+    for b in per:
+        if any(not 0 <= t < V for t in b):
+            raise ValueError(f"banned tokens {b} outside the vocabulary [0, {V})")
+        if ban_until in b:
+            raise ValueError(f"ban_until {ban_until} is banned itself: the ban could never lift")
+    return per
+
+
 @torch.inference_mode()
 def generate(model, prompts, max_new_tokens, stop_tokens=(), temperature=1.0, top_k=0, top_p=1.0, seed=0,
-             ids=None, batch_size=64):
+             ids=None, batch_size=64, banned=(), ban_until=None):
     """Sample up to max_new_tokens after each prompt. ids: a stable int64 request id per prompt (default its index)
-    that keys the sampler's noise with the step. Returns, in input order, dicts {'tokens' (incl. the stop token if
-    hit), 'logprobs' (log q under the sampled distribution), 'raw_logprobs' (untempered), 'stopped'}."""
+    that keys the sampler's noise with the step. banned: token ids given zero probability, one collection for
+    every prompt or a list of one per prompt; ban_until: a token id whose sampling lifts that row's ban for the
+    tokens after it (None: the ban holds throughout). Returns, in input order, dicts {'tokens' (incl. the stop
+    token if hit), 'logprobs' (log q under the distribution sampled from, banned ids masked), 'raw_logprobs'
+    (untempered, unmasked), 'stopped'}."""
     prompts = [list(p) for p in prompts]
     ids = list(range(len(prompts))) if ids is None else [int(i) for i in ids]
     _check_prompts(model, prompts, max_new_tokens, ids)
+    banned = _ban_lists(model, prompts, banned, ban_until)
     if not prompts or max_new_tokens == 0:
         return [dict(tokens=[], logprobs=[], raw_logprobs=[], stopped=False) for _ in prompts]
     with eval_mode(model):
         return _generate(model, prompts, max_new_tokens, tuple(stop_tokens), (temperature, top_k, top_p), seed,
-                         ids, batch_size)
+                         ids, batch_size, banned, ban_until)
 
 
-def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size):
+def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size, banned, ban_until):
     n, V = len(prompts), model.config.vocab_size
     p0 = next(model.parameters())
     dev = p0.device
@@ -139,11 +162,14 @@ def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size):
         raise ValueError(f"stop tokens {stop_tokens} outside the vocabulary [0, {V})")
     is_stop[list(stop_tokens)] = True
     ids_t = torch.tensor(ids, dtype=torch.int64, device=dev)
+    NB = max(map(len, banned))
+    ban_t = torch.tensor([b + [-1] * (NB - len(b)) for b in banned], dtype=torch.int64, device=dev)  # (n, NB)
     # per-row state; each (B,) except the outputs (B, M + 1) whose last column takes writes from finished rows
     st = dict(ids=torch.zeros(B, dtype=torch.int64, device=dev), steps=torch.zeros(B, dtype=torch.int64, device=dev),
               live=torch.zeros(B, dtype=torch.bool, device=dev), stopped=torch.zeros(B, dtype=torch.bool, device=dev),
               tok=torch.zeros(B, M + 1, dtype=torch.int64, device=dev),
-              lp=torch.zeros(B, M + 1, device=dev), raw=torch.zeros(B, M + 1, device=dev))
+              lp=torch.zeros(B, M + 1, device=dev), raw=torch.zeros(B, M + 1, device=dev),
+              ban=torch.full((B, NB), -1, dtype=torch.int64, device=dev))  # each row's banned ids, -1 = none
     req, deadline = [-1] * B, [0] * B  # host: request in each row (-1 = free), iteration at which it must end
     results, nxt, it = [None] * n, 0, 0
     logits = torch.zeros(B, V, device=dev)
@@ -156,6 +182,7 @@ def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size):
         r = torch.tensor(free, device=dev)
         logits[r] = _prefill(model, cache, free, [prompts[i] for i in reqs])
         st["ids"][r] = ids_t[torch.tensor(reqs, device=dev)]
+        st["ban"][r] = ban_t[torch.tensor(reqs, device=dev)]
         st["steps"][r], st["live"][r], st["stopped"][r] = 0, True, False
         for row, i in zip(free, reqs):
             req[row], deadline[row] = i, it + M
@@ -163,7 +190,9 @@ def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size):
     assign(list(range(B)))
     next_check, n_busy, ar = (CHECK_EVERY if stop_tokens else M), B, torch.arange(B, device=dev)
     while True:
-        tok, lp, raw = sample(logits, *sampling, seed, st["ids"], st["steps"])  # each (B,)
+        tok, lp, raw = sample(logits, *sampling, seed, st["ids"], st["steps"], st["ban"] if NB else None)  # (B,)
+        if NB and ban_until is not None:
+            st["ban"].masked_fill_((tok == ban_until)[:, None], -1)  # the ban lifts after ban_until
         live, steps = st["live"], st["steps"]
         col = torch.where(live, steps, M)  # finished rows write to the spare column
         st["tok"][ar, col], st["lp"][ar, col], st["raw"][ar, col] = tok, lp, raw
@@ -277,10 +306,12 @@ def score(model, prefixes, continuations, batch_size=64):
 
 def think(model, tok, x, n, max_new_tokens, **sampling):
     """n samples of the model thinking about text x (ids), laid out as a one-chunk document in prior mode:
-    think_prompt = BOS [SoL PRIOR EoL X] SoL PRIOR; the model writes Z, EoL, then its text, and stops at EOS or at
-    the SoL that would open the next chunk. Returns (prompt, generate() outputs)."""
+    think_prompt = BOS [SoL PRIOR EoL X] SoL PRIOR; the model writes Z (the layout marks banned until EoL), EoL,
+    then its text, and stops at EOS or at the SoL that would open the next chunk. Returns (prompt, generate()
+    outputs)."""
     prompt = think_prompt(tok, x)
-    return prompt, generate(model, [prompt] * n, max_new_tokens, stop_tokens=(tok.eos, tok.sol), **sampling)
+    return prompt, generate(model, [prompt] * n, max_new_tokens, stop_tokens=(tok.eos, tok.sol),
+                            banned=latent_marks(tok), ban_until=tok.eol, **sampling)
 
 
 def latent(out):
@@ -291,11 +322,12 @@ def latent(out):
 def explain(model, tok, x, k, max_new_tokens, with_score=False, **sampling):
     """k posterior latents for text x (ids) from the E-step's prompt for a first chunk, explain_prompt =
     BOS SoL EoL X SoL POST, each {'z' (without EoL), 'tokens', 'log_q' (incl. EoL, under the distribution sampled
-    from), 'capped'}. with_score adds what em.py's E-step computes from the joint pair (BOS, SoL PRIOR Z EoL X):
+    from: the layout marks banned), 'capped'}. with_score adds what em.py's E-step computes from the joint pair (BOS, SoL PRIOR Z EoL X):
     'log_p' = log p(Z EoL X | BOS SoL PRIOR), without the MODE_MARKS as em.py; 'log_marks' = log p(SoL PRIOR | BOS),
     the same for every sample; 'log_w' = log_p - log_q, em.py's importance weight."""
     prompt = explain_prompt(tok, x)
-    outs = generate(model, [prompt] * k, max_new_tokens, stop_tokens=(tok.eol,), **sampling)
+    outs = generate(model, [prompt] * k, max_new_tokens, stop_tokens=(tok.eol,), banned=latent_marks(tok),
+                    **sampling)
     res = [dict(z=latent(o), tokens=o["tokens"],
                 log_q=float(sum(o["logprobs"])), capped=not o["stopped"]) for o in outs]
     if with_score:

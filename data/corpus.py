@@ -181,12 +181,13 @@ def unique_id(doc_id, ids, occurrences):
     return doc_id, repeat
 
 
-def scan_docs(path, skip_bad=False, stats=None, **chunk_kw):
+def scan_docs(path, skip_bad=False, stats=None, check=None, **chunk_kw):
     """A JSONL corpus one document at a time (memory of one line plus the set of ids seen, whatever the file's
     size): the documents read_docs returns, in order. A malformed line (bad JSON or UTF-8, not a document)
     raises ValueError naming the file and line; with skip_bad=True it is skipped. A repeated id is kept under
     "<id>#<occurrence>". Blank lines are ignored. When the generator is exhausted, a `stats` dict gets
-    'skipped', 'skipped_lines' and 'repeated' (note_stats reports them). chunk_kw (tok, max_tokens,
+    'skipped', 'skipped_lines' and 'repeated' (note_stats reports them). check: a function of each document
+    that raises ValueError to refuse it, named by file:line as a malformed line is. chunk_kw (tok, max_tokens,
     mean_sentences, max_sentences) go to chunk_text for {"text"} lines."""
     ids, occurrences, bad, repeated = set(), {}, [], 0
     with open(path, "rb") as f:
@@ -196,6 +197,8 @@ def scan_docs(path, skip_bad=False, stats=None, **chunk_kw):
                 continue
             try:
                 doc = parse_line(line, **chunk_kw)
+                if check:
+                    check(doc)
             except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
                 if not skip_bad:
                     raise ValueError(f"{e} ({path}:{lineno})") from None

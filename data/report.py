@@ -16,7 +16,7 @@ iterations) or "baseline" (base, raw_tokens, raw_flops, oracle). Columns:
                     the PRIOR cost)
   answer NLL        nats per test question of the answer's text after the model's own thoughts (em.py ans_nll):
                     it rises when accuracy falls, which a bound over whole documents can hardly show
-The multi-seed report adds what tells seeds apart (`seed_summary`): accuracy per iteration, whether the seed
+The multi-seed report adds what tells seeds apart (`seed_criteria`): accuracy per iteration, whether the seed
 bootstrapped, and paired differences on the same questions and documents, from each phase's
 eval_questions.jsonl and eval_docs.jsonl.
 
@@ -105,8 +105,8 @@ def table(rows, ks, cell_fn=cells):
 
 
 def is_raw(r):
-    """A raw arm: a baseline scored by its exact NLL (the oracle is a latent model)."""
-    return "baseline" in r and "nll" in r
+    """A raw arm: a baseline scored by an exact NLL or asked to reason (the oracle is a latent model)."""
+    return "baseline" in r and ("nll" in r or "acc_reason" in r)
 
 
 def best_raw(rows):
@@ -121,7 +121,7 @@ def claims(rows, ks, run_dir=None):
     paired over the same test questions when run_dir holds the per-question files), and its bounds against the
     best raw NLL."""
     last = [r for r in rows if r.get("iter")]
-    raw = [r for r in rows if is_raw(r)]
+    raw = [r for r in rows if is_raw(r) and "nll" in r]
     if not last:
         return []
     last, out = last[-1], []
@@ -173,11 +173,12 @@ def read_rows(run_dir, r, name):
 
 def question_correct(run_dir, r):
     """{question index: correct} of a row on the test questions, asked the way its accuracy is (best_acc), or
-    None without its eval_questions.jsonl."""
+    None without its eval_questions.jsonl (rows an older evaluation wrote without "split" and "q" are test
+    questions in order)."""
     rows = read_rows(run_dir, r, "eval_questions.jsonl")
     mode = "latent" if "acc_reason" not in r else "reason" if best_acc(r)[1] == "reasoning" else "direct"
-    got = {x["q"]: x["correct"] for x in rows or () if x.get("split") == "test" and x["mode"] == mode and "q" in x}
-    return got or None
+    mine = [x for x in rows or () if x.get("split", "test") == "test" and x["mode"] == mode]
+    return {x.get("q", i): x["correct"] for i, x in enumerate(mine)} or None
 
 
 def paired(run_dir, a, b):
@@ -228,35 +229,47 @@ def diff_cell(run_dir, a, b):
     return f"{100 * d:+.1f} ± {100 * se:.1f} ({kind})"
 
 
-def seed_summary(out, per_seed, ks):
-    """The multi-seed report's verdict: how many seeds bootstrapped ("k of n"), the last iteration's test accuracy
-    as mean ± sd over every seed, and one row per seed (out/seed{S}) with its paired differences."""
+def seed_criteria(out, per_seed, ks):
+    """The multi-seed report's verdict -> (markdown lines, {seed: bootstrapped}). Every seed is a row (out/seed{S}):
+    its test accuracy per iteration; (b) every step warm start -> 1 -> ... -> last up by more than twice its
+    paired standard error; (d) the last iteration above the raw arm best on dev by more than twice the paired
+    standard error (on the test questions both); bootstrapped = (b) and (d) ((b) alone when the run has no raw
+    arm); the last iteration's difference from the warm start and its bound's, paired over the same documents.
+    The head line counts the seeds that bootstrapped ("k of n") and gives the last iteration's test accuracy as
+    mean ± sd over all of them."""
     k, its = max(ks), sorted({r["iter"] for rs in per_seed.values() for r in rs if "iter" in r})
-    verdicts, rows, finals = {}, [], []
+    ok, rows, finals = {}, [], []
     for s, rs in per_seed.items():
         d = os.path.join(out, f"seed{s}")
-        verdicts[s], steps = bootstrapped(d, rs)
+        b_ok, steps = bootstrapped(d, rs)
         by_it = {r["iter"]: r for r in rs if "iter" in r}
         last, warm = by_it.get(its[-1]) if its else None, by_it.get(0)
         top, _ = best_raw(rs)
-        worst = min(range(len(steps)), key=lambda j: steps[j][0] - 2 * steps[j][1], default=None)
+        vs_top = paired(d, last, top) if top is not None and last is not None and best_acc(last)[0] is not None \
+            else None
+        d_ok = None if vs_top is None else vs_top[0] > 2 * vs_top[1]
+        ok[s] = b_ok and d_ok is not False
+        small = min(steps, key=lambda step: step[0] - 2 * step[1], default=None)
         gap = paired_bound(d, last, warm, f"nll_k{k}") if last and warm else None
+        yes = lambda v: "-" if v is None else "yes" if v else "NO"
         rows.append([str(s), *[pct_cell(by_it.get(t)) for t in its], pct_cell(last, True),
-                     "yes" if verdicts[s] else "no" if worst is None else f"no (step {worst + 1})",
-                     diff_cell(d, last, warm), "-" if top is None else f"{diff_cell(d, last, top)} vs {top['name']}",
-                     "-" if gap is None else f"{gap[0]:+.4f} ± {gap[1]:.4f}"])
+                     "-" if small is None else f"{100 * small[0]:+.1f} ± {100 * small[1]:.1f} ({small[2]})",
+                     yes(b_ok if steps else None), "-" if top is None else f"{top['name']}, {pct_cell(top)}",
+                     "-" if vs_top is None else f"{100 * vs_top[0]:+.1f} ± {100 * vs_top[1]:.1f} ({vs_top[2]})",
+                     yes(d_ok), diff_cell(d, last, warm), "-" if gap is None else f"{gap[0]:+.4f} ± {gap[1]:.4f}"])
         if last is not None and best_acc(last)[0] is not None:
             finals.append(best_acc(last)[0])
     m, sd = mean_sd(finals) if finals else (0.0, 0.0)
-    head = ["seed", *["warm start" if t == 0 else f"iter {t}" for t in its], "dev, last", "bootstrapped",
-            "last - warm start", "last - raw arm best on dev", f"NLL K={k}: last - warm start"]
-    return [f"**Bootstrapped: {sum(verdicts.values())} of {len(verdicts)} seeds** (a seed bootstrapped when its test "
-            "accuracy rises at every step, warm start -> 1 -> ... -> the last iteration, each step by more than twice "
-            "the step's standard error, paired over the same questions; else the step short of that by the most is "
-            f"named). Last iteration's test accuracy over all {len(finals)} seeds: {100 * m:.1f}% ± {100 * sd:.1f} "
-            "(mean ± sd). Differences are paired over the same test questions (± their standard error) and, for the "
-            "bound, over the same held-out documents (± its standard error over them).", "",
-            "| " + " | ".join(head) + " |", "|" + "---|" * len(head), *["| " + " | ".join(r) + " |" for r in rows]]
+    head = ["seed", *["warm start" if t == 0 else f"iter {t}" for t in its], "dev, last", "smallest step", "(b)",
+            "raw arm best on dev", "last - raw", "(d)", "last - warm start", f"NLL K={k}: last - warm start"]
+    return [f"**Bootstrapped on {sum(ok.values())} of {len(ok)} seeds** (every seed run is listed; bootstrapped = "
+            "(b) test accuracy up at every step, warm start -> 1 -> ... -> the last iteration, each step by more "
+            "than twice its standard error, and (d) the last iteration above the raw arm best on dev by more than "
+            "twice the standard error of the difference; standard errors paired over the same test questions). "
+            f"Last iteration's test accuracy over all {len(finals)} seeds: {100 * m:.1f}% ± {100 * sd:.1f} (mean ± "
+            "sd). The bound's difference is paired over the same held-out documents (± its standard error over "
+            "them).", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *["| " + " | ".join(r) + " |" for r in rows]], ok
 
 
 def report(out, results, ks, header, plot=True):
@@ -299,7 +312,7 @@ def combine(per_seed):
 
 
 def combined_report(out, per_seed, ks, header):
-    """out/report.md: how many seeds bootstrapped and each seed's paired differences (seed_summary), every metric
+    """out/report.md: how many seeds bootstrapped and each seed's paired differences (seed_criteria), every metric
     as mean ± sd over all seeds, then each seed's table and claims; out/plot.svg: the means with each seed drawn
     thin; out/metrics.jsonl: the mean rows. Returns the text."""
     means, spreads = combine(per_seed)
@@ -317,7 +330,7 @@ def combined_report(out, per_seed, ks, header):
 
     lines = [f"# BoLT over {len(per_seed)} seeds: `{' '.join(sys.argv)}`", "", header + " Cells are mean ± standard "
              f"deviation over the seeds {', '.join(map(str, per_seed))}; a raw arm's accuracy is the mean of each "
-             "seed's prompt chosen on dev. " + NOTE, "", *seed_summary(out, per_seed, ks), "",
+             "seed's prompt chosen on dev. " + NOTE, "", *seed_criteria(out, per_seed, ks)[0], "",
              *table(means, ks, cell_fn), "",
              "![accuracy and NLL per iteration, mean over seeds](plot.svg)", ""]
     for s, rs in per_seed.items():

@@ -28,7 +28,7 @@ from data import questions as Q
 from data import world as W
 from data.corpus import (atomic_open, doc_line, iter_docs, note_stats, out_dir_error, read_docs, read_json,
                          scan_docs, sha256_file, write_docs, write_json)
-from data.layout import encode_doc
+from data.layout import check_latent_marks, encode_doc
 from data.shards import ShardWriter, flatten, is_shard_dir, open_shards, write_shards
 from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
 
@@ -36,8 +36,9 @@ from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
 DATA_FLAGS = ("tokenizer", "block_size", "seed", "world_target", "world_warm", "world_heldout", "world_questions",
               "world_shape", "world_dev")
 # smallest value of each integer flag; base_steps is checked apart (unused with --init)
-MINIMUM = dict(iters=0, k=1, n_layer=1, n_head=1, n_embd=1, block_size=1, batch_size=1, warm_steps=1, m_steps=1,
-               max_latent=1, top_k=0, gen_batch=1, world_target=1, world_warm=1, world_heldout=1, world_questions=0, world_dev=0)
+MINIMUM = dict(iters=0, k=1, n_layer=1, n_head=1, n_embd=1, block_size=1, batch_size=1, warm_steps=0, m_steps=0,
+               max_latent=1, top_k=0, gen_batch=1, world_target=1, world_warm=1, world_heldout=1, world_questions=0,
+               world_dev=0)
 # changing these between runs in the same --out would mix results; iters and report options may change
 RESUMABLE_KEYS = {"iters", "no_baselines", "gen_batch", "out"}
 # evaluation only: changing them re-evaluates (eval.json records an eval_id) and never mixes training results
@@ -80,6 +81,8 @@ def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
         (not cfg.init and cfg.base_steps < 1, f"must be >= 1 without --init, got {cfg.base_steps} (--base-steps)"),
         (not positive(cfg.lr), f"must be a positive number, got {cfg.lr} (--lr)"),
         (not positive(cfg.base_lr), f"must be a positive number, got {cfg.base_lr} (--base-lr)"),
+        (not positive(cfg.warm_epochs), f"must be a positive number, got {cfg.warm_epochs} (--warm-epochs)"),
+        (not positive(cfg.m_epochs), f"must be a positive number, got {cfg.m_epochs} (--m-epochs)"),
         # temperature 0 is greedy: K identical samples whose weights say nothing, so only K = 1 may use it
         (not (math.isfinite(cfg.temperature) and cfg.temperature >= 0),
          f"must be a number >= 0, got {cfg.temperature} (--temperature)"),
@@ -156,12 +159,13 @@ class Docs:
         return self.n
 
 
-def read_input(path, name, **kw):
-    """Check one input corpus in one streaming pass (every line parsed, nothing kept but counts);
-    -> (Docs, error or None), ([], error) when a line is malformed or the file unreadable."""
+def read_input(path, name, check=None, **kw):
+    """Check one input corpus in one streaming pass (every line parsed, nothing kept but counts; check: a
+    function of each document that refuses it by ValueError); -> (Docs, error or None), ([], error) when a
+    line is malformed or refused or the file unreadable."""
     n, latent, stats = 0, None, {}
     try:
-        for doc in scan_docs(path, stats=stats, **kw):
+        for doc in scan_docs(path, stats=stats, check=check, **kw):
             if latent is None and any(c["latent"] is not None for c in doc["chunks"]):
                 latent = n
             n += 1
@@ -253,7 +257,8 @@ def out_errors(cfg, fp):
 
 def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
     """One validation pass before anything is written or trained: flags, tokenizer, --out, every input file
-    parsed line by line (read_input: memory flat in its size), every checkpoint loaded once, and an existing
+    parsed line by line (read_input: memory flat in its size; a latent to train on, in --teacher-latents or
+    --corpus, refused if it holds a layout mark), every checkpoint loaded once, and an existing
     --out's configuration and data. Raises ValueError with every problem on one line;
     -> {'tok', 'docs': {flag name: Docs, read again when iterated}, 'questions', 'dev_questions', 'fingerprint'}."""
     errors = flag_errors(cfg, eval_only, ckpt, phase_errors)
@@ -272,9 +277,10 @@ def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
     docs, errors = {}, [q_error, dev_error] + ([] if eval_only else [out_dir_error(cfg.out)])
     if eval_only and not os.path.isfile(heldout):
         errors.append(f"no held-out documents: pass --val PATH (or --out of a run that prepared {heldout})")
+    marks = lambda doc: check_latent_marks(tok, doc)  # the latents trained on (warm start, oracle) hold no mark
     for name, (path, kw) in reads.items():
         if path and not (eval_only and not os.path.isfile(path)):
-            docs[name], err = read_input(path, name, **kw)
+            docs[name], err = read_input(path, name, marks if name in ("corpus", "teacher_latents") else None, **kw)
             errors.append(err)
     if cfg.corpus and not cfg.val and not eval_only and 0 < len(docs["corpus"]) < 2:
         errors.append(f"{cfg.corpus} holds one document: a target corpus and held-out docs need 2 (--corpus)")

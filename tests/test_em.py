@@ -14,7 +14,7 @@ import time
 import pytest
 
 import em
-from conftest import ROOT, check_bounds, estep_docs, run_py, tiny_gpt
+from conftest import ROOT, check_bounds, estep_docs, marks_gpt, run_py, tiny_gpt
 from data import rundir
 from data.corpus import sha256_file
 from data.tokenizer import get_tokenizer
@@ -389,6 +389,31 @@ def test_bad_input_refused_at_once_and_out_stays_usable(tmp_path, capsys, inputs
         em.check_inputs(cfg, args.ckpt, args.eval)  # raises if the corrected command would be refused
 
 
+@pytest.mark.parametrize("flag", ["--teacher-latents", "--corpus"])
+def test_read_latent_with_a_layout_mark_is_refused(tmp_path, capsys, inputs, flag):
+    """A latent to train on (the warm start's, the oracle's) that holds BOS/EOS, SoL, EoL, PRIOR or POST, as
+    text or as latent_ids: exit 2, one line naming the mark and file:line, --out untouched."""
+    tok = get_tokenizer("bytes")
+    ok = json.dumps({"chunks": [{"suffix": "T. ", "latent": "why"}, {"suffix": "U.", "latent": None}]})
+    ids = [ord("a"), tok.sol, ord("b")]
+    cases = [({"suffix": "T. ", "latent": "a <|prior|> b"}, 2, '"latent" spells <|prior|>'),
+             ({"suffix": "T. ", "latent": tok.decode(ids), "latent_ids": ids}, 3,
+              '"latent_ids" hold the id of <|start_of_latent|>'),
+             ({"suffix": "T. ", "latent": "x<|end_of_latent|>"}, 2, '"latent" spells <|end_of_latent|>')]
+    for i, (bad, line, msg) in enumerate(cases):
+        path = tmp_path / f"marks{i}.jsonl"
+        path.write_text("".join((json.dumps({"chunks": [{"suffix": "S. ", "latent": "z"}, bad]}) if n == line
+                                 else ok) + "\n" for n in range(1, 5)))
+        files = {"--teacher-latents": inputs["TEACH"], "--corpus": inputs["GOOD"], flag: str(path)}
+        out = str(tmp_path / "out")
+        with pytest.raises(SystemExit) as e:
+            em.main(["--quick", "--out", out, "--init", inputs["CKPT"], *[a for kv in files.items() for a in kv]])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1, err
+        assert f"chunk 1: its {msg}, a layout mark" in err and f"({path}:{line})" in err, err
+        assert not os.path.exists(out)
+
+
 def test_other_configuration_in_out_is_refused_before_writing(tmp_path, capsys):
     out = tmp_path / "out"
     em.save_config(em.EMConfig(**{**em.QUICK, "quick": True, "out": str(out)}))
@@ -450,6 +475,43 @@ def test_estep_latent_ids_are_what_training_sees(monkeypatch, tmp_path):
         assert sequence(tok, edoc, "prior")[1:] == [tok.sol, tok.prior, *z, tok.eol, *tok.encode("Q."),
                                                     tok.sol, tok.prior, *z, tok.eol, *tok.encode("A."), tok.eos]
     assert all(c[:2 + len(z) + 1] == [tok.sol, tok.prior, *z, tok.eol] for c in scored)  # the scored tokens
+
+
+def test_sampled_latents_never_hold_a_layout_mark(tmp_path):
+    """On a model that writes the marks ~98% of the time: no latent the E-step (paper and sequential), the
+    held-out bound's sampler or the evaluation's thought produces holds one; log q is the log-probability under
+    the masked distribution sampled from (a direct masked log_softmax at the temperature)."""
+    import torch
+    from data.layout import latent_marks
+    tok = get_tokenizer("bytes")
+    model, marks = marks_gpt(tok), latent_marks(tok)
+    docs = [{"id": f"d{i}", "chunks": [{"suffix": f"Q: {i} ab\n", "latent": None},
+                                       {"suffix": f"A: {i}\n", "latent": None}]} for i in range(3)]
+    names = [tok.decode([t]) for t in tok.special_ids]
+    for estep in ("paper", "sequential"):
+        cfg = em.EMConfig(k=3, max_latent=8, block_size=64, gen_batch=8, estep=estep)
+        new, rows = estep_docs(model, tok, cfg, docs, 1, str(tmp_path / estep))
+        assert len(rows) == 6 and any(r["capped"] < 3 for r in rows)  # some latents end at EoL
+        assert all(not set(r["latent_ids"]) & tok.special_ids for r in rows)
+        assert all(n not in z for r in rows for z in r["samples"] for n in names)
+    cfg = em.EMConfig(k=3, max_latent=8, block_size=64, gen_batch=8)
+    prompts = [em.estep_prompts(tok, [tok.encode("Q: 7 ab\n")], 0, 8, 64)[0]] * 6
+    free = em.generate(model, prompts, 8, stop_tokens=(tok.eol,), seed=0, ids=range(6))
+    assert all(set(o["tokens"]) & set(marks) for o in free)  # the test has power
+    for temperature in (1.0, 0.7):  # the bound's samples, and the E-step's at another --temperature
+        zs, log_q, capped = em.posterior_samples(model, tok, cfg, prompts, list(range(6)), temperature)
+        for z, lq, cp in zip(zs, log_q, capped):
+            assert not set(z) & tok.special_ids
+            seq = prompts[0] + z + ([] if cp else [tok.eol])
+            with torch.no_grad():
+                logits = model(torch.tensor([seq]))[0, len(prompts[0]) - 1:-1].double()  # (n, V)
+            logits[:, marks] = float("-inf")
+            direct = torch.log_softmax(logits / temperature, -1).gather(1, torch.tensor(seq[len(prompts[0]):])[:, None])
+            assert abs(lq - float(direct.sum())) < 1e-3
+    qs = [{"question": f"Q: {i} ab\n", "answer": i, "answer_regex": r"(\d)"} for i in range(4)]
+    _, qrows = em.eval_questions(model, tok, cfg, qs, "latent")
+    for r in qrows:  # greedy: EoL at once before each chunk (marks banned), then the answer, where no ban holds
+        assert r["thoughts"] == ["", ""] and r["generated"].startswith("<|")
 
 
 def test_changed_corpus_is_prepared_again_or_refused(tmp_path, inputs):
