@@ -441,9 +441,8 @@ def eval_questions(model, tok, cfg, questions, mode, prefix=""):
         if len(tok.encode(s)) != 1:
             raise ValueError(f"prompt_stop {s!r} is not one token of the {tok.name} tokenizer")
         stops += tok.encode(s)  # the reasoning ends there: the world's walk is one line, a tenth of the budget
-    ban = dict(banned=latent_marks(tok), ban_until=tok.eol) if mode == "latent" else {}
     outs = generate(model, prompts, n_new, stop_tokens=tuple(stops), temperature=0.0, seed=cfg.seed,
-                    batch_size=cfg.gen_batch, **ban)
+                    batch_size=cfg.gen_batch)
     rows = []
     for i, (q, asked, o) in enumerate(zip(questions, texts, outs)):
         text = tok.decode([t for t in o["tokens"] if t not in tok.special_ids])
@@ -469,16 +468,18 @@ def accuracy(rows, tag=""):
 def think_answers(model, tok, cfg, questions):
     """A latent model answers each question laid out as training lays out a document in prior mode
     (data/layout.think_layout): before each of the question's chunks in turn it writes a thought (greedy, up to
-    max_latent tokens ending at EoL, the layout marks banned as in the E-step), the last one before the chunk that holds the answer (the question's last,
-    "open"; else a chunk of its own after them), then it continues that chunk with the answer (DIRECT_TOKENS
-    tokens, up to the SoL of a next chunk or EOS). Prompts lose their oldest tokens to fit the context.
+    max_latent tokens ending at EoL, the layout marks banned as in the E-step), the last one before the chunk
+    that holds the answer (the question's last, "open"; else a chunk of its own after them), then it continues
+    that chunk with the answer (DIRECT_TOKENS tokens, up to the SoL of a next chunk or EOS). Prompts lose their
+    oldest tokens to fit the context.
     -> (thoughts per question, whether all of them closed, the answer prompts, the answers' generate() outputs)."""
     chunks = [[tok.encode(c) for c in q.get("chunks") or [q["question"]]] + ([] if q.get("open") else [[]])
               for q in questions]
     thoughts, closed = [[] for _ in questions], [True] * len(questions)
     for j in range(max(map(len, chunks), default=0)):
         todo = [i for i, c in enumerate(chunks) if j < len(c)]
-        prompts = [fit(tok, think_layout(tok, chunks[i], thoughts[i]), cfg.block_size - cfg.max_latent) for i in todo]
+        prompts = [fit(tok, think_layout(tok, chunks[i], thoughts[i]), cfg.block_size - cfg.max_latent)
+                   for i in todo]
         for i, o in zip(todo, generate(model, prompts, cfg.max_latent, stop_tokens=(tok.eol,), temperature=0.0,
                                        seed=cfg.seed, batch_size=cfg.gen_batch, banned=latent_marks(tok))):
             thoughts[i].append(latent(o))

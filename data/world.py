@@ -402,8 +402,8 @@ def prose_question(table, problem, doc, text, span, position):
     opened = bool(chunks[-1])  # else the digit opens a chunk (a budget that splits sentences): so does the thought
     head = text[:r - len(RESULT_HEAD)]
     return {"question": text[:r], "chunks": chunks if opened else chunks[:-1], "open": opened, "answer": end,
-            "answer_text": text[r:r + 2], "gold": z, "position": position, "answer_regex": OPEN_RESULT_RE.pattern, "prompt": head + "Work:",
-            "prompt_regex": PROSE_WALK_RE.pattern, "prompt_stop": "."}
+            "answer_text": text[r:r + 2], "gold": z, "position": position, "answer_regex": OPEN_RESULT_RE.pattern,
+            "prompt": head + "Work:", "prompt_regex": PROSE_WALK_RE.pattern, "prompt_stop": "."}
 
 
 FILES = ("base", "target", "target_gold", "warm", "heldout")

@@ -136,8 +136,9 @@ def toy_em(monkeypatch, tmp_path, iters=3, k=4, seed=0):
     for it in range(1, iters + 1):
         _, rows = estep_docs(None, tok, cfg, w["target"], it, str(tmp_path / f"units{it}"))
         counts = {f: Counter(c) for f, c in base.items()}
-        for r in rows:
-            for (o, v), x in zip(re.findall(r"([a-z])(\d)", r["latent"] or ""), re.findall(r"(\d)[a-z]", r["latent"] or "")):
+        for r in rows:  # a walk "7a3b5": facts (a, 7) -> 3, (b, 3) -> 5
+            z = r["latent"] or ""
+            for (o, v), x in zip(re.findall(r"([a-z])(\d)", z), re.findall(r"(\d)[a-z]", z)):
                 counts[o, int(x)][int(v)] += 1
         belief = counts
         accs.append(accuracy())

@@ -240,7 +240,8 @@ def test_external_corpus_with_questions_every_arm_gets_accuracy(tmp_path):
     out = tmp_path / "run"
     r = run_em(["--init", base, "--corpus", str(tmp_path / "corpus.jsonl"), "--teacher-latents",
                 str(tmp_path / "teacher.jsonl"), "--val", str(tmp_path / "val.jsonl"), "--questions",
-                str(tmp_path / "q.jsonl"), "--dev-questions", str(tmp_path / "dev.jsonl"), "--raw-prompt-prefix", str(tmp_path / "prefix.txt"), "--iters", "1",
+                str(tmp_path / "q.jsonl"), "--dev-questions", str(tmp_path / "dev.jsonl"),
+                "--raw-prompt-prefix", str(tmp_path / "prefix.txt"), "--iters", "1",
                 "--k", "2", "--out", str(out), "--warm-steps", "2", "--m-steps", "2", "--block-size", "96",
                 "--batch-size", "2", "--max-latent", "12", "--n-layer", "1", "--n-head", "2", "--n-embd", "32"],
                timeout=900)
@@ -295,7 +296,8 @@ def test_combined_report_counts_bootstrapped_seeds_and_pairs_questions_and_docum
         rows.append({"name": "raw, FLOP-matched", "baseline": "raw_flops", "nll": 2.0, "acc": 0.1, "acc_se": 0.03,
                      "acc_reason": 0.2, "acc_reason_se": 0.04, "dev_acc": 0.5, "dev_acc_se": 0.05,
                      "dev_acc_reason": 0.1, "dev_acc_reason_se": 0.03})
-        write(d / "raw_flops" / "eval_questions.jsonl", qrows("direct", set(range(10))) + qrows("reason", set(range(20))))
+        write(d / "raw_flops" / "eval_questions.jsonl",
+              qrows("direct", set(range(10))) + qrows("reason", set(range(20))))
         for phase, lls in (("warm", (-20.0, -60.0)), ("iter2", (-15.0, -50.0))):
             write(d / phase / "eval_docs.jsonl", [{"id": f"d{i}", "n_tok": nt, "nll_k1": ll}
                                                   for i, (nt, ll) in enumerate(zip((10, 30), lls))])

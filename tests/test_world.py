@@ -266,7 +266,8 @@ def test_prose_questions_carry_their_chunks_and_rules(tmp_path):
         assert q["question"].endswith(W.RESULT_HEAD) and q["answer_text"] == f"{q['answer']}."
         if doc:  # the chunks are the document's (its text: this, the last problem, up to the end of its result)
             got = W.chunk_text(doc, None, PROSE.chunk_tokens)
-            assert got[:len(q["chunks"]) - 1] == q["chunks"][:-1] and got[len(q["chunks"]) - 1].startswith(q["chunks"][-1])
+            n = len(q["chunks"])
+            assert got[:n - 1] == q["chunks"][:-1] and got[n - 1].startswith(q["chunks"][-1])
             assert qs[k - 1]["question"] + qs[k - 1]["answer_text"] in q["question"]  # the first problem before it
         *_, (start, ops, result, _, _) = problems_in(q["question"] + W.RESULT.format(q["answer"]))
         assert q["gold"] == W.walk(table, start, ops)[0] and result == q["answer"] == W.walk(table, start, ops)[1]
@@ -341,6 +342,7 @@ def test_em_passes_the_shape_and_its_chunk_budget_and_counts_prose_problems():
     assert (D.world_config(cfg).shape, D.world_config(cfg).chunk_tokens) == ("prose", 64)
     assert "world_shape" in D.DATA_FLAGS and not D.flag_errors(cfg)
     assert any("(--world-shape)" in e for e in D.flag_errors(em.EMConfig(world_shape="poem")))
-    # 1000 + 2 * (2000 + 800 + 3200) problems exceed the 12,960 a prose world has; compact holds them
-    assert any("fewer than 13000" in e for e in D.flag_errors(em.EMConfig(world_shape="prose", world_heldout=3200)))
-    assert not D.flag_errors(em.EMConfig(world_heldout=3200))
+    # 500 + 500 questions + 2 * (2000 + 800 + 3200) problems exceed the 12,960 a prose world has; compact holds them
+    big = dict(world_target=2000, world_warm=800, world_heldout=3200)
+    assert any("fewer than 13000" in e for e in D.flag_errors(em.EMConfig(world_shape="prose", **big)))
+    assert not D.flag_errors(em.EMConfig(world_shape="compact", **big))
