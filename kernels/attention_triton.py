@@ -252,9 +252,9 @@ def _block_d(D):
 
 def _blocks(D, dtype):
     """{kernel: (BLOCK_M, BLOCK_N, num_warps, num_stages)}. Kernel constraints: fwd/dq BLOCK_M % BLOCK_N == 0,
-    dkdv BLOCK_N % BLOCK_M == 0. Chosen by compiling for sm80/sm90 without a GPU (ptxas, no register spills);
-    never timed. fp32 gets small tiles: its ieee dots run on FMA units and its tiles take twice the registers; its
-    dkdv is not software-pipelined (num_stages 1): Triton 3.0's pipeliner rejects it ('arith.select' shape error)."""
+    dkdv BLOCK_N % BLOCK_M == 0. Chosen by compiling for sm80/sm90 without a GPU (ptxas, no register spills but
+    fp32 dkdv's 32-64 bytes); never timed. fp32 gets small tiles: its ieee dots run on FMA units and its tiles take
+    twice the registers; its dkdv is not software-pipelined (num_stages 1): Triton 3.0's pipeliner rejects it."""
     if dtype == torch.float32 or D > 128:
         return dict(fwd=(32, 32, 8, 2), dkdv=(32, 32, 8, 1), dq=(32, 32, 8, 2))
     if D <= 64:
