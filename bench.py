@@ -285,12 +285,12 @@ def bench_train():
         opt = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
                                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
                                 lr=cfg.lr, betas=(0.9, 0.95))
-        stream, busy = tr.Stream(tok, edocs, cfg.layout, cfg.seed), 0.0
+        rows, busy = tr.Rows(tok, edocs, cfg.layout, cfg.seed, cfg.block_size), 0.0
         for step in range(cfg.max_steps):
             t0 = time.perf_counter()
             for g in opt.param_groups:
                 g["lr"] = tr.lr_at(step, cfg)
-            x, y = stream.windows(cfg.batch_size, cfg.block_size)
+            x, y = rows.next_rows(cfg.batch_size)
             _, loss = model(x, y)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)

@@ -33,6 +33,7 @@ latents travel to the M-step as token ids: iter{t}/latents/, token shards train.
 the text for reading in iter{t}/latents.jsonl, beside the same ids as "latent_ids").
 """
 import argparse
+import contextlib
 import hashlib
 import itertools
 import json
@@ -47,14 +48,14 @@ import torch
 from data import questions as Q
 from data import report as R
 from data import rundir as D
-from data.corpus import add_flags, parser_error, read_json, write_atomic, write_json
-from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, raw_pair, sequence_length, \
+from data.corpus import add_flags, out_lock, parser_error, read_json, write_atomic, write_json
+from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, latent_marks, raw_pair, \
     think_prompt
 from data.shards import is_shard_dir, open_shards
 from data.tokenizer import check_tokenizer
 from model import GPTConfig, load_model
 from sample import generate, latent, score
-from train import TrainConfig, barrier, pick_device, print0, rank_world, setup_dist, train, value_errors
+from train import Rows, TrainConfig, barrier, encode_corpus, pick_device, print0, rank_world, setup_dist, train, value_errors
 
 
 @dataclass
@@ -76,17 +77,22 @@ class EMConfig:
     # which on the prose world lost the problem's start digit and collapsed one seed (README, Results)
     estep: str = "sequential"
     no_baselines: bool = False
+    oracle: bool = False  # also train the oracle: gold walks on the whole target corpus (built-in worlds)
     # model (from scratch) and budgets
     n_layer: int = GPTConfig.n_layer
     n_head: int = GPTConfig.n_head
     n_embd: int = GPTConfig.n_embd
-    block_size: int = 128
-    batch_size: int = 16  # sequences per optimizer step
+    block_size: int = 256  # a prose document (two problems, their walks and marks) fits one row
+    batch_size: int = 8  # rows per optimizer step
     lr: float = 1e-3
     base_lr: float = 2e-3  # from scratch: at 1e-3 one seed's base sat on a plateau for 2,000 steps
     base_steps: int = 2000
-    warm_steps: int = 500
-    m_steps: int = 1000  # every M-step, the oracle and the FLOP-matched raw baseline
+    # budgets in epochs of the phase's own corpus (document-aligned rows / --batch-size), so they follow the
+    # corpus; a --*-steps value > 0 fixes the step count instead
+    warm_epochs: float = 20.0
+    m_epochs: float = 8.0  # every M-step, the oracle and the FLOP-matched raw baseline
+    warm_steps: int = 0
+    m_steps: int = 0
     # E-step and evaluation
     max_latent: int = 32  # sampled tokens per latent, EoL included
     temperature: float = 1.0
@@ -100,15 +106,15 @@ class EMConfig:
     raw_prompt_prefix: str = ""  # text file put before each question's "prompt" when a raw model may reason
     seeds: str = ""  # "0,1,2": one run per seed in out/seed{S}, then a combined report (instead of --seed)
     # the built-in world
-    world_target: int = 2000
-    world_warm: int = 800
-    world_heldout: int = 200
+    world_target: int = 1000
+    world_warm: int = 400
+    world_heldout: int = 100
     world_questions: int = 1000
-    world_shape: str = "compact"  # compact: one problem, two chunks; prose: problems in words over chunks
+    world_shape: str = "prose"  # prose: problems in words over chunks; compact: one problem, two chunks
 
 
-QUICK = dict(n_layer=2, n_head=2, n_embd=64, batch_size=16, base_steps=150, warm_steps=60, m_steps=60,
-             world_target=120, world_warm=60, world_heldout=32, world_questions=64, max_latent=32)
+QUICK = dict(n_layer=2, n_head=2, n_embd=64, block_size=128, batch_size=16, base_steps=150, warm_epochs=16,
+             world_target=120, world_warm=60, world_heldout=32, world_questions=64, world_shape="compact", max_latent=32)
 DIRECT_TOKENS = 24  # what a raw model asked directly may write: an answer sentence ("The result is 5." is 16 bytes)
 EVAL_VERSION = 3  # 2: questions as data, raw arms asked to reason, the spec's bound; 3: DIRECT_TOKENS 8 -> 24
 
@@ -127,14 +133,15 @@ def run(cfg, checked=None):
     print0(f"data: {len(data['target'])} target docs, {len(data['warm'])} warm-start docs, "
            f"{len(data['heldout'])} held-out docs, {len(data['questions'])} questions")
     base = cfg.init or run_train(cfg, "base", data["paths"]["base"], "raw", "", cfg.base_steps, cfg.base_lr)
-    warm = run_train(cfg, "warm", data["paths"]["warm"], "random", base, cfg.warm_steps)
+    warm = run_train(cfg, "warm", data["paths"]["warm"], "random", base,
+                     phase_steps(cfg, tok, cfg.warm_steps, cfg.warm_epochs, data["paths"]["warm"]))
     results = [{"name": "warm start", "iter": 0, **run_eval(cfg, "warm", warm, tok, data, True)}]
     prev = warm
     for it in range(1, cfg.iters + 1):
         print0(f"== iteration {it}/{cfg.iters} ({time.time() - t_start:.0f}s elapsed)")
         latents, diag = run_estep(cfg, tok, data, it, prev)
         init = base if cfg.m_step == "fresh" else prev
-        prev = run_train(cfg, f"iter{it}", latents, "random", init, cfg.m_steps)
+        prev = run_train(cfg, f"iter{it}", latents, "random", init, m_steps(cfg, tok))
         results.append({"name": f"BoLT iter {it}", "iter": it, **run_eval(cfg, f"iter{it}", prev, tok, data, True),
                         **{f"estep_{k}": v for k, v in diag.items()}})
         print0(f"   iter {it}: " + R.fmt_metrics(results[-1]))
@@ -149,17 +156,20 @@ def run_baselines(cfg, tok, data, base):
     """The base model as it is; raw data from base, token-matched (same epochs over the target documents as an
     M-step) and FLOP-matched (same steps x tokens as an M-step); and the oracle, trained on teacher latents for
     the whole corpus."""
-    batch_tokens = cfg.batch_size * cfg.block_size
-    latents = open_shards(os.path.join(cfg.out, "iter1", "latents")) if cfg.iters else data["target"]
-    epochs = cfg.m_steps * batch_tokens / corpus_tokens(latents, "random", cfg.seed)
-    raw_steps = max(1, round(epochs * corpus_tokens(data["target"], "raw") / batch_tokens))
+    steps = m_steps(cfg, tok)
+    epochs = steps * cfg.batch_size / n_rows(tok, cfg, latent_path(cfg), "random")
+    raw_steps = max(1, round(epochs * n_rows(tok, cfg, data["paths"]["target"], "raw") / cfg.batch_size))
     out = [{"name": "base (no target training)", "baseline": "base", **run_eval(cfg, "base", base, tok, data, False)}]
-    for name, label, steps in (("raw_tokens", f"raw, token-matched ({epochs:.1f} epochs)", raw_steps),
-                               ("raw_flops", "raw, FLOP-matched", cfg.m_steps)):
-        ck = run_train(cfg, name, data["paths"]["target"], "raw", base, steps)
-        out.append({"name": label, "baseline": name, "steps": steps, **run_eval(cfg, name, ck, tok, data, False)})
-    if data["gold"] is not None:
-        ck = run_train(cfg, "oracle", data["paths"]["target_gold"], "random", base, cfg.m_steps)
+    # document-aligned rows: a raw document takes a row as its latent twin does, so the two arms often agree
+    arms = {"raw_tokens": (f"raw, token-matched ({epochs:.1f} epochs)", raw_steps), "raw_flops": ("raw, FLOP-matched",
+                                                                                                 steps)}
+    if raw_steps == steps:
+        arms = {"raw_tokens": (f"raw, token- and FLOP-matched ({epochs:.1f} epochs)", steps)}
+    for name, (label, n) in arms.items():
+        ck = run_train(cfg, name, data["paths"]["target"], "raw", base, n)
+        out.append({"name": label, "baseline": name, "steps": n, **run_eval(cfg, name, ck, tok, data, False)})
+    if data["gold"] is not None and cfg.oracle:
+        ck = run_train(cfg, "oracle", data["paths"]["target_gold"], "random", base, steps)
         out.append({"name": "oracle (teacher latents)", "baseline": "oracle",
                     **run_eval(cfg, "oracle", ck, tok, data, True)})
     for r in out:
@@ -190,9 +200,10 @@ def run_seeds(cfg):
 
 def posterior_samples(model, tok, cfg, prompts, ids, temperature=None):
     """BOLT.md E-step 2: Z_k ~ q(Z | P_i, X_i) from the posterior prompt P_i SoL EoL X_i SoL POST, up to
-    cfg.max_latent tokens ending at EoL. ids: one keyed request id per sample (sample.generate), so no batch or
-    rank changes a draw. -> (zs: token ids without EoL, log_q: summed sampling log-probs, capped: hit the cap)."""
-    outs = generate(model, prompts, cfg.max_latent, stop_tokens=(tok.eol,),
+    cfg.max_latent tokens ending at EoL, the layout marks banned (layout.latent_marks: log q is under that masked
+    distribution). ids: one keyed request id per sample (sample.generate), so no batch or rank changes a draw.
+    -> (zs: token ids without EoL, log_q: summed sampling log-probs, capped: hit the cap)."""
+    outs = generate(model, prompts, cfg.max_latent, stop_tokens=(tok.eol,), banned=latent_marks(tok),
                     temperature=cfg.temperature if temperature is None else temperature,
                     top_k=cfg.top_k, top_p=cfg.top_p, seed=cfg.seed, ids=ids, batch_size=cfg.gen_batch)
     return [latent(o) for o in outs], [float(sum(o["logprobs"])) for o in outs], [not o["stopped"] for o in outs]
@@ -315,7 +326,7 @@ def unit_work(model, tok, cfg, target, it, bounds):
     return work
 
 
-def estep(model, tok, cfg, target, it, out_dir, unit=512):
+def estep(model, tok, cfg, target, it, out_dir, unit=D.UNIT):
     """Sample, weight and resample one latent for every chunk of `target` (data/shards.Shards); -> an iterator
     over every chunk's row in (doc, chunk) order, read back one unit at a time. The chunks run in units
     (data/rundir.run_units: sharded over ranks, saved atomically, resumed after a kill; --estep sequential: whole
@@ -377,8 +388,8 @@ def train_config(cfg, name, data_path, layout, init, steps, lr=None, world=None)
 def phase_errors(cfg):
     """What train.py would refuse in the phases' configs (a safety net under rundir.flag_errors)."""
     world, errors = int(os.environ.get("WORLD_SIZE", "1")), []
-    for name, steps, lr in (("base", cfg.base_steps, cfg.base_lr), ("warm", cfg.warm_steps, None),
-                            ("iter1", cfg.m_steps, None))[1 if cfg.init else 0:]:
+    for name, steps, lr in (("base", cfg.base_steps, cfg.base_lr), ("warm", cfg.warm_steps or 1, None),
+                            ("iter1", cfg.m_steps or 1, None))[1 if cfg.init else 0:]:
         errors += [f"phase {name} would give train.py {e}" for e in
                    value_errors(train_config(cfg, name, "", "random", "", steps, lr, world))]
     return errors
@@ -403,7 +414,8 @@ def run_train(cfg, name, data_path, layout, init, steps, lr=None):
 def eval_questions(model, tok, cfg, questions, mode, prefix=""):
     """Greedy accuracy on held-out questions and one row per question (prompt, generated text, extracted answer,
     correct). mode 'latent': the model writes its reasoning inside SoL PRIOR ... EoL first (the paper's
-    evaluation) and the rule reads the text after EoL; 'direct': a raw model answers in DIRECT_TOKENS tokens;
+    evaluation; the layout marks banned until EoL, so the thought ends only there or at the cap) and the rule
+    reads the text after EoL, which stops at EOS or SoL; 'direct': a raw model answers in DIRECT_TOKENS tokens;
     'reason': a raw model is asked in its training text's format (prefix + the question's "prompt") and may
     write max_latent + 8 tokens (up to a "prompt_stop" token). The answer rule is data/questions.py's
     (--answer-regex overrides the file's)."""
@@ -422,8 +434,9 @@ def eval_questions(model, tok, cfg, questions, mode, prefix=""):
         if len(tok.encode(s)) != 1:
             raise ValueError(f"prompt_stop {s!r} is not one token of the {tok.name} tokenizer")
         stops += tok.encode(s)  # the reasoning ends there: the world's walk is one line, a tenth of the budget
+    ban = dict(banned=latent_marks(tok), ban_until=tok.eol) if mode == "latent" else {}
     outs = generate(model, prompts, n_new, stop_tokens=tuple(stops), temperature=0.0, seed=cfg.seed,
-                    batch_size=cfg.gen_batch)
+                    batch_size=cfg.gen_batch, **ban)
     rows = []
     for q, asked, o in zip(questions, texts, outs):
         toks, closed = o["tokens"], mode != "latent" or tok.eol in o["tokens"]
@@ -440,7 +453,7 @@ def eval_questions(model, tok, cfg, questions, mode, prefix=""):
     return {f"acc{tag}": acc, f"acc{tag}_se": math.sqrt(acc * (1 - acc) / n), "n_questions": len(rows)}, rows
 
 
-def eval_nll(model, tok, cfg, docs, latent, ks, unit=512):
+def eval_nll(model, tok, cfg, docs, latent, ks, unit=D.UNIT):
     """Held-out NLL per raw X token (and bits per byte). Raw model: exact -log p(X_i | BOS P_i). Latent model:
     -IW-ELBO_K = -(sum_i [logsumexp_k(log p_k - log q_k) - log K]) with fresh samples at temperature 1, for each
     K in ks (the first K of max(ks) samples; --estep sequential: one SMC run per K, whose kept ancestors depend
@@ -543,10 +556,25 @@ def prepare_data(cfg, tok, checked=None):
     return D.read_data(cfg, checked, ddir)
 
 
-def corpus_tokens(docs, layout, seed=0):
-    """Tokens in one epoch of a corpus (data/shards.Shards) laid out in `layout` (epoch 0's coins), from its
-    chunk lengths alone (data/layout.sequence_length: no token read)."""
-    return sum(sequence_length(*docs.lens(i), layout, seed, 0) for i in range(len(docs)))
+def n_rows(tok, cfg, path, layout):
+    """Document-aligned training rows in one epoch of a corpus (train.Rows' plan, from lengths alone)."""
+    return len(Rows(tok, encode_corpus(tok, path), layout, key_int(cfg.seed, "rows") % 2**31, cfg.block_size).plan(0))
+
+
+def phase_steps(cfg, tok, steps, epochs, path):
+    """A phase's optimizer steps: `steps` if > 0, else `epochs` of its corpus (rows / --batch-size)."""
+    return steps or max(1, math.ceil(epochs * n_rows(tok, cfg, path, "random") / cfg.batch_size))
+
+
+def latent_path(cfg):
+    """Iteration 1's E-step latents (the target corpus with latents), which set every M-step's budget (the raw
+    target corpus without iterations)."""
+    return os.path.join(cfg.out, "iter1", "latents") if cfg.iters else os.path.join(cfg.out, "data", "target")
+
+
+def m_steps(cfg, tok):
+    """Every M-step's steps (the same each iteration): --m-steps, else --m-epochs of iteration 1's corpus."""
+    return phase_steps(cfg, tok, cfg.m_steps, cfg.m_epochs, latent_path(cfg))
 
 
 def save_config(cfg):
@@ -601,22 +629,26 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    lock = contextlib.ExitStack()
     try:
         cfg, args = parse_args(argv)
         # --seeds: each seed's run is checked (run_seeds), every one before the first starts
         checked = None if cfg.seeds else check_inputs(cfg, args.ckpt, args.eval)
+        if not args.eval and int(os.environ.get("RANK", "0")) == 0:  # one run per --out; --eval only reads it
+            lock.enter_context(out_lock(cfg.out))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    owned = setup_dist()[3]  # torchrun: E-step sharded over ranks, M-steps with DDP
-    try:
-        eval_only(cfg, args.ckpt, checked) if args.eval else run_seeds(cfg) if cfg.seeds else run(cfg, checked)
-    except (ValueError, OSError) as e:  # a problem no validation could see (a full disk, a file changed meanwhile)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    finally:
-        if owned:
-            torch.distributed.destroy_process_group()
+    with lock:  # released however the run ends
+        owned = setup_dist()[3]  # torchrun: E-step sharded over ranks, M-steps with DDP
+        try:
+            eval_only(cfg, args.ckpt, checked) if args.eval else run_seeds(cfg) if cfg.seeds else run(cfg, checked)
+        except (ValueError, OSError) as e:  # a problem no validation could see (a full disk, a changed file)
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        finally:
+            if owned:
+                torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

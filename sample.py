@@ -7,6 +7,8 @@ generate(model, prompts, max_new_tokens, ...) is the E-step's sampler: ragged pr
 call, rows finish independently at a stop token and are refilled with waiting prompts (prefilled straight into
 the freed rows). Every draw is keyed by (seed, request id, step) in kernels.sampling, so results never depend
 on the batch, batch_size or order. Identical prompts (the K samples of one E-step prompt) are prefilled once.
+`banned` token ids get zero probability (kernels.sampling masks their logits), until `ban_until` is sampled: a
+latent is generated with data/layout.latent_marks banned until its EoL, so a thought holds no layout mark.
 score(model, prefixes, continuations) is the E-step's log p: teacher-forced log-probs of each continuation,
 with logits materialised only at continuation positions, a slice at a time.
 
@@ -25,15 +27,20 @@ import sys
 
 import torch
 
-from data.layout import MODE_MARKS, explain_prompt, joint_continuation, think_prompt
-from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
+from data.corpus import ascii_float, ascii_int, parser_error
+from data.layout import MODE_MARKS, explain_prompt, joint_continuation, latent_marks, think_prompt
+from data.tokenizer import TOKENIZERS, get_tokenizer
 from kernels.sampling import sample
-from model import KVCache, load_model
+from model import KVCache, check_checkpoint, device_bytes, fit_tokenizer, gb, kv_cache_bytes, load_model, \
+    param_count
 
 PREFILL_TOKENS = 4096  # padded tokens per prefill call: large matmuls, yet little padding on length-sorted prompts
 SCORE_TOKENS = 8192  # padded tokens per scoring forward
 LOGIT_ELEMS = 1 << 24  # fp32 logits materialised at once when scoring (64 MB; ~330 positions of GPT-2's vocab)
 CHECK_EVERY = 4  # decode steps between looks at which rows have stopped (a host sync on GPU)
+# a floor of the Python memory generate() keeps per sequence, and per new token (its id and two log-probs):
+# measured with tracemalloc, 1.3 KB at 8 new tokens and 10.3 KB at 128 (about 400 + 75 a token)
+SEQ_BYTES, TOKEN_BYTES = 256, 64
 
 
 # ----------------------------------------------------------------------------- batching (generation and scoring)
@@ -110,23 +117,44 @@ def _check_prompts(model, prompts, max_new_tokens, ids):
                              f"model's block_size {bs}")
 
 
+def _ban_lists(model, prompts, banned, ban_until):
+    """`banned` (one collection of token ids for every prompt, or a list of one per prompt) -> a list per prompt,
+    checked against the vocabulary and ban_until (which must stay sampleable to lift the ban)."""
+    banned = list(banned)
+    per = [sorted(set(map(int, b))) for b in banned] if banned and not all(isinstance(t, int) for t in banned) \
+        else [sorted(set(banned))] * len(prompts)
+    if len(per) != len(prompts):
+        raise ValueError(f"got {len(per)} banned sets for {len(prompts)} prompts")
+    V = model.config.vocab_size
+    for b in per:
+        if any(not 0 <= t < V for t in b):
+            raise ValueError(f"banned tokens {b} outside the vocabulary [0, {V})")
+        if ban_until in b:
+            raise ValueError(f"ban_until {ban_until} is banned itself: the ban could never lift")
+    return per
+
+
 @torch.inference_mode()
 def generate(model, prompts, max_new_tokens, stop_tokens=(), temperature=1.0, top_k=0, top_p=1.0, seed=0,
-             ids=None, batch_size=64):
+             ids=None, batch_size=64, banned=(), ban_until=None):
     """Sample up to max_new_tokens after each prompt. ids: a stable int64 request id per prompt (default its index)
-    that keys the sampler's noise with the step. Returns, in input order, dicts {'tokens' (incl. the stop token if
-    hit), 'logprobs' (log q under the sampled distribution), 'raw_logprobs' (untempered), 'stopped'}."""
+    that keys the sampler's noise with the step. banned: token ids given zero probability, one collection for
+    every prompt or a list of one per prompt; ban_until: a token id whose sampling lifts that row's ban for the
+    tokens after it (None: the ban holds throughout). Returns, in input order, dicts {'tokens' (incl. the stop
+    token if hit), 'logprobs' (log q under the distribution sampled from, banned ids masked), 'raw_logprobs'
+    (untempered, unmasked), 'stopped'}."""
     prompts = [list(p) for p in prompts]
     ids = list(range(len(prompts))) if ids is None else [int(i) for i in ids]
     _check_prompts(model, prompts, max_new_tokens, ids)
+    banned = _ban_lists(model, prompts, banned, ban_until)
     if not prompts or max_new_tokens == 0:
         return [dict(tokens=[], logprobs=[], raw_logprobs=[], stopped=False) for _ in prompts]
     with eval_mode(model):
         return _generate(model, prompts, max_new_tokens, tuple(stop_tokens), (temperature, top_k, top_p), seed,
-                         ids, batch_size)
+                         ids, batch_size, banned, ban_until)
 
 
-def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size):
+def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size, banned, ban_until):
     n, V = len(prompts), model.config.vocab_size
     p0 = next(model.parameters())
     dev = p0.device
@@ -139,11 +167,14 @@ def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size):
         raise ValueError(f"stop tokens {stop_tokens} outside the vocabulary [0, {V})")
     is_stop[list(stop_tokens)] = True
     ids_t = torch.tensor(ids, dtype=torch.int64, device=dev)
+    NB = max(map(len, banned))
+    ban_t = torch.tensor([b + [-1] * (NB - len(b)) for b in banned], dtype=torch.int64, device=dev)  # (n, NB)
     # per-row state; each (B,) except the outputs (B, M + 1) whose last column takes writes from finished rows
     st = dict(ids=torch.zeros(B, dtype=torch.int64, device=dev), steps=torch.zeros(B, dtype=torch.int64, device=dev),
               live=torch.zeros(B, dtype=torch.bool, device=dev), stopped=torch.zeros(B, dtype=torch.bool, device=dev),
               tok=torch.zeros(B, M + 1, dtype=torch.int64, device=dev),
-              lp=torch.zeros(B, M + 1, device=dev), raw=torch.zeros(B, M + 1, device=dev))
+              lp=torch.zeros(B, M + 1, device=dev), raw=torch.zeros(B, M + 1, device=dev),
+              ban=torch.full((B, NB), -1, dtype=torch.int64, device=dev))  # each row's banned ids, -1 = none
     req, deadline = [-1] * B, [0] * B  # host: request in each row (-1 = free), iteration at which it must end
     results, nxt, it = [None] * n, 0, 0
     logits = torch.zeros(B, V, device=dev)
@@ -156,6 +187,7 @@ def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size):
         r = torch.tensor(free, device=dev)
         logits[r] = _prefill(model, cache, free, [prompts[i] for i in reqs])
         st["ids"][r] = ids_t[torch.tensor(reqs, device=dev)]
+        st["ban"][r] = ban_t[torch.tensor(reqs, device=dev)]
         st["steps"][r], st["live"][r], st["stopped"][r] = 0, True, False
         for row, i in zip(free, reqs):
             req[row], deadline[row] = i, it + M
@@ -163,7 +195,9 @@ def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size):
     assign(list(range(B)))
     next_check, n_busy, ar = (CHECK_EVERY if stop_tokens else M), B, torch.arange(B, device=dev)
     while True:
-        tok, lp, raw = sample(logits, *sampling, seed, st["ids"], st["steps"])  # each (B,)
+        tok, lp, raw = sample(logits, *sampling, seed, st["ids"], st["steps"], st["ban"] if NB else None)  # (B,)
+        if NB and ban_until is not None:
+            st["ban"].masked_fill_((tok == ban_until)[:, None], -1)  # the ban lifts after ban_until
         live, steps = st["live"], st["steps"]
         col = torch.where(live, steps, M)  # finished rows write to the spare column
         st["tok"][ar, col], st["lp"][ar, col], st["raw"][ar, col] = tok, lp, raw
@@ -277,10 +311,12 @@ def score(model, prefixes, continuations, batch_size=64):
 
 def think(model, tok, x, n, max_new_tokens, **sampling):
     """n samples of the model thinking about text x (ids), laid out as the evaluation lays out a question:
-    think_prompt = BOS [SoL PRIOR EoL X] SoL PRIOR; the model writes Z, EoL, then its text, and stops at EOS or at
-    the SoL that would open the next chunk. Returns (prompt, generate() outputs)."""
+    think_prompt = BOS [SoL PRIOR EoL X] SoL PRIOR; the model writes Z (the layout marks banned until EoL), EoL,
+    then its text, and stops at EOS or at the SoL that would open the next chunk. Returns (prompt, generate()
+    outputs)."""
     prompt = think_prompt(tok, x)
-    return prompt, generate(model, [prompt] * n, max_new_tokens, stop_tokens=(tok.eos, tok.sol), **sampling)
+    return prompt, generate(model, [prompt] * n, max_new_tokens, stop_tokens=(tok.eos, tok.sol),
+                            banned=latent_marks(tok), ban_until=tok.eol, **sampling)
 
 
 def latent(out):
@@ -291,11 +327,12 @@ def latent(out):
 def explain(model, tok, x, k, max_new_tokens, with_score=False, **sampling):
     """k posterior latents for text x (ids) from the E-step's prompt for a first chunk, explain_prompt =
     BOS SoL EoL X SoL POST, each {'z' (without EoL), 'tokens', 'log_q' (incl. EoL, under the distribution sampled
-    from), 'capped'}. with_score adds what em.py's E-step computes from the joint pair (BOS, SoL PRIOR Z EoL X):
+    from: the layout marks banned), 'capped'}. with_score adds what em.py's E-step computes from the joint pair (BOS, SoL PRIOR Z EoL X):
     'log_p' = log p(Z EoL X | BOS SoL PRIOR), without the MODE_MARKS as em.py; 'log_marks' = log p(SoL PRIOR | BOS),
     the same for every sample; 'log_w' = log_p - log_q, em.py's importance weight."""
     prompt = explain_prompt(tok, x)
-    outs = generate(model, [prompt] * k, max_new_tokens, stop_tokens=(tok.eol,), **sampling)
+    outs = generate(model, [prompt] * k, max_new_tokens, stop_tokens=(tok.eol,), banned=latent_marks(tok),
+                    **sampling)
     res = [dict(z=latent(o), tokens=o["tokens"],
                 log_q=float(sum(o["logprobs"])), capped=not o["stopped"]) for o in outs]
     if with_score:
@@ -368,18 +405,22 @@ def parse_args(argv=None):
     ap.add_argument("--score", action="store_true", help="with --explain: each sample's log p and log w as the "
                     "E-step computes them, and the resampling weights")
     ap.add_argument("--raw", action="store_true", help="print the token stream as is (special tokens by name)")
-    ap.add_argument("--num-samples", type=int, default=1, help="samples (--explain: K)")
-    ap.add_argument("--max-new-tokens", type=int, default=None, help="default: min(128, what fits in block_size)")
-    ap.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    ap.add_argument("--top-k", type=int, default=0, help="0 = off")
-    ap.add_argument("--top-p", type=float, default=1.0, help="1.0 = off")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--num-samples", type=ascii_int, default=1, help="samples (--explain: K)")
+    ap.add_argument("--max-new-tokens", type=ascii_int, default=None,
+                    help="default: min(128, what fits in block_size)")
+    ap.add_argument("--temperature", type=ascii_float, default=1.0, help="0 = greedy")
+    ap.add_argument("--top-k", type=ascii_int, default=0, help="0 = off")
+    ap.add_argument("--top-p", type=ascii_float, default=1.0, help="1.0 = off")
+    ap.add_argument("--seed", type=ascii_int, default=0, help="seed of the sampler's keyed noise")
     ap.add_argument("--tokenizer", default=None, help="bytes | gpt2 | a dir with tokenizer.json / tokenizer.model "
                     "(default: the checkpoint's; gpt2 for a HF GPT-2 dir, the dir itself for a Llama one)")
     ap.add_argument("--bpe-dir", default=None, help="directory with GPT-2's vocab.bpe + encoder.json")
-    ap.add_argument("--device", default="cpu")
-    ap.error = fail
-    a = ap.parse_args(argv)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.error = parser_error  # 'invalid int value: ... (--flag)', as every CLI says it
+    try:
+        a = ap.parse_args(argv)
+    except ValueError as e:
+        fail(str(e))
     mode = "--think" if a.think else "--explain"
     errors = [msg for bad, msg in (
         (a.think and a.explain, "--think writes a thought then text, --explain thoughts for a given text: pick one "
@@ -426,33 +467,58 @@ def check_latent(meta, mode):
                          f"train_config layout is {layout!r}" + (" (raw text, no latents)" if layout == "raw" else ""))
 
 
-def load(a):
-    """The checkpoint and its tokenizer -> (model, tok), refused if the mode needs latents the model lacks."""
-    model, meta = load_model(a.ckpt, device=a.device)
+def check(a):
+    """The checkpoint and its tokenizer, before any weight is read (model.check_checkpoint: config, tensor names
+    and shapes, vocabulary) -> (GPTConfig, meta, tok); refused if the mode needs latents the model lacks."""
+    config, meta = check_checkpoint(a.ckpt)
     if a.think or a.explain:
         check_latent(meta, "--think" if a.think else "--explain")
-    tok = get_tokenizer(a.tokenizer or meta.get("tokenizer_dir") or meta.get("tokenizer", "bytes"), a.bpe_dir)
-    check_tokenizer(meta, tok)
-    if model.config.vocab_size < tok.n_vocab:  # a HF GPT-2 dir: grow the vocabulary to hold the latent tokens
+    tok = get_tokenizer(a.tokenizer or meta.get("tokenizer_dir") or meta.get("tokenizer") or "bytes", a.bpe_dir)
+    fit_tokenizer(a.ckpt, config, meta, tok)
+    return config, meta, tok
+
+
+def load(a, tok):
+    """The checked checkpoint's weights on --device, its vocabulary grown to the tokenizer's (a HF directory: the
+    latent tokens)."""
+    model, _ = load_model(a.ckpt, device=a.device)
+    if model.config.vocab_size < tok.n_vocab:
         model.resize_vocab(tok.n_vocab)
-    if model.config.vocab_size != tok.n_vocab:
-        raise ValueError(f"model vocabulary {model.config.vocab_size} != tokenizer {tok.name}'s {tok.n_vocab}")
-    return model, tok
+    return model
+
+
+def size_error(config, n, M):
+    """--num-samples against this machine: generate() keeps every sequence's tokens and log-probs (a floor of
+    SEQ_BYTES + TOKEN_BYTES a new token) beside the model and a KV cache of min(n, 64) rows."""
+    have, P = device_bytes("cpu"), param_count(config)
+    fixed = 4 * P + kv_cache_bytes(config, min(n, 64), config.block_size)
+    per = SEQ_BYTES + TOKEN_BYTES * M
+    if fixed + n * per > have:
+        return (f"{n} samples of {M} new tokens need at least {gb(fixed + n * per)}, more than the {gb(have)} here: "
+                f"at most {max(0, (have - fixed) // per)} fit (--num-samples)")
+    return None
 
 
 def main(argv=None):
     a = parse_args(argv)
     try:
-        model, tok = load(a)
+        config, _, tok = check(a)
     except (OSError, ValueError, KeyError) as e:
         fail(f"{e} (--ckpt)")
     x = tok.encode(a.prompt)
     prompt = think_prompt(tok, x) if a.think else explain_prompt(tok, x) if a.explain else [tok.bos] + x
-    room = model.config.block_size - len(prompt)
+    room = config.block_size - len(prompt)
     if room < 1 or (a.max_new_tokens or 0) > room:
-        fail(f"the prompt takes {len(prompt)} of the model's {model.config.block_size} positions, leaving {room} "
+        fail(f"the prompt takes {len(prompt)} of the model's {config.block_size} positions, leaving {room} "
              f"for new tokens (--prompt, --max-new-tokens)")
     M = min(128, room) if a.max_new_tokens is None else a.max_new_tokens
+    err = size_error(config, a.num_samples, M)
+    if err:
+        fail(err)
+    try:
+        model = load(a, tok)
+    except (OSError, ValueError, KeyError) as e:  # weights the header did not show broken (a corrupt payload)
+        fail(f"{e} (--ckpt)")
     kw = dict(temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, seed=a.seed)
     if a.explain:
         prompt, outs = explain(model, tok, x, a.num_samples, M, with_score=a.score, **kw)

@@ -8,12 +8,14 @@ meta, argparse flags). Runs three ways with the same code:
 Data: --data is a JSONL corpus (tokenised at start-up into in-memory arrays) or a token shard directory from
 `python -m data.prepare` (memmapped: memory and start-up flat in corpus size); both become a data/shards.Shards.
 Each epoch lays all documents out in --layout (data/layout.sequence; the random layout's coins are keyed by
-(seed, epoch), so they are re-flipped every epoch) in an order shuffled with a per-epoch seed, as one endless
-stream built on the fly one document at a time, and cuts consecutive block_size windows. A global step takes the
-next batch_size * world * accum windows; each rank reads only its own share and skips the others' by document
-lengths, so the data order does not depend on the number of ranks, and the loss is the token sum divided by the
-global target count (DDP == one process). Checkpoints: out/ckpt/ (model.GPT.save + optim.safetensors, one atomic
-directory, with the stream's cursor); metrics: out/metrics.jsonl.
+(seed, epoch), so they are re-flipped every epoch) in an order shuffled with a per-epoch seed, and packs them
+into document-aligned rows (Rows: every row starts at a document's BOS, best-fit, padded; nanochat's and
+modded-nanogpt's loaders align to BOS the same way), so a latent always sees the text before it in its
+document. A global step takes the next batch_size * world * accum rows; each rank reads only its own share
+(the packing plan is built from document lengths alone, identically on every rank), so the data order does not
+depend on the number of ranks, and the loss is the token sum divided by the global target count (DDP == one
+process). Checkpoints: out/ckpt/ (model.GPT.save + optim.safetensors, one atomic directory, with the rows'
+cursor); metrics: out/metrics.jsonl.
 """
 import argparse
 import contextlib
@@ -30,11 +32,13 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from data.corpus import add_flags, atomic_dir, out_dir_error, parser_error, read_docs, write_atomic
-from data.layout import MODES, encode_doc, sequence, sequence_length
+from data.corpus import add_flags, atomic_dir, out_dir_error, out_lock, parser_error, read_docs, \
+    write_atomic
+from data.layout import MODES, check_latent_ids, encode_doc, sequence, sequence_length
 from data.shards import from_docs, is_shard_dir, open_shards
 from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
-from model import GPT, GPTConfig, load_model, resolve_checkpoint
+from model import GPT, GPTConfig, check_checkpoint, device_bytes, gb, load_model, param_count, \
+    resolve_checkpoint, train_bytes
 
 
 def opt(default, help, choices=None):
@@ -95,7 +99,50 @@ def flag_errors(cfg):
                           f"data.prepare --corpus JSONL --out {path}) ({f(name)})")
     if cfg.init != "scratch" and not os.path.isdir(cfg.init) and not os.path.isdir(cfg.init + ".old"):
         errors.append(f"{cfg.init}: neither 'scratch' nor a checkpoint directory (--init)")
-    return errors + value_errors(cfg) + [e for e in (device_error(cfg.device), out_dir_error(cfg.out)) if e]
+    errors += value_errors(cfg) + [e for e in (device_error(cfg.device), out_dir_error(cfg.out)) if e]
+    return errors or model_errors(cfg)
+
+
+def model_errors(cfg):
+    """With every flag in range: --init checked without loading a weight (model.check_checkpoint: config, tensor
+    names and shapes, tokenizer), the window against the model's, and the sizes against this machine (a training
+    step's floor, model.train_bytes: the model, --batch-size, --total-batch-tokens). -> one-line messages."""
+    try:
+        tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
+    except (ValueError, OSError) as e:
+        return [f"{e} (--tokenizer)"]
+    if cfg.init == "scratch":
+        config = GPTConfig(block_size=cfg.block_size or 256, vocab_size=tok.n_vocab, n_layer=cfg.n_layer,
+                           n_head=cfg.n_head, n_embd=cfg.n_embd)
+    else:
+        try:
+            config, _ = check_checkpoint(cfg.init, tok)
+        except ValueError as e:
+            return [f"{e} (--init)"]
+        config = replace(config, vocab_size=max(config.vocab_size, tok.n_vocab))  # build_model grows it
+    T, world = cfg.block_size or config.block_size, int(os.environ.get("WORLD_SIZE", "1"))
+    if T > config.block_size:
+        return [f"{T} exceeds the model's block_size {config.block_size} (--block-size)"]
+    micro, have, P = cfg.batch_size * T * world, device_bytes(cfg.device), param_count(config)
+    if cfg.total_batch_tokens % micro:
+        return [f"{cfg.total_batch_tokens} is not a multiple of batch_size*block_size*world = {cfg.batch_size}*{T}*"
+                f"{world} = {micro} (--total-batch-tokens)"]
+    held = (cfg.total_batch_tokens or micro) // world  # tokens of one step's windows on this rank
+    one, per_seq = train_bytes(config, 1, T, T), train_bytes(config, 2, T, 0) - train_bytes(config, 1, T, 0)
+    if one > have:
+        return [f"the model's {P:,} parameters need at least {gb(one)} to train (weights, gradients and AdamW "
+                f"moments in fp32, one sequence), more than the {gb(have)} here "
+                f"({'--init' if cfg.init != 'scratch' else '--n-layer, --n-embd, --block-size'})"]
+    if train_bytes(config, cfg.batch_size, T, cfg.batch_size * T) > have:
+        return [f"{cfg.batch_size} sequences of {T} tokens need at least "
+                f"{gb(train_bytes(config, cfg.batch_size, T, cfg.batch_size * T))} to train, more than the {gb(have)} "
+                f"here: at most {(have - train_bytes(config, 0, T, 0)) // (per_seq + 16 * T)} fit (--batch-size)"]
+    if train_bytes(config, cfg.batch_size, T, held) > have:
+        fit = (have - train_bytes(config, cfg.batch_size, T, 0)) // 16 * world
+        return [f"{cfg.total_batch_tokens} tokens per step are held as int64 windows until the step ends: at least "
+                f"{gb(train_bytes(config, cfg.batch_size, T, held))} with the model, more than the {gb(have)} here: "
+                f"at most {fit} fit (--total-batch-tokens)"]
+    return []
 
 
 def value_errors(cfg):
@@ -113,6 +160,8 @@ def value_errors(cfg):
         v = getattr(cfg, name)
         if (v <= 0 if name in positive else v < 0) or (isinstance(v, float) and not math.isfinite(v)):
             errors.append(f"must be {'positive' if name in positive else '>= 0'}, got {v} ({f(name)})")
+    if not 0 <= cfg.seed < 2**63:
+        errors.append(f"must be in [0, 2**63), got {cfg.seed} (--seed)")
     if cfg.min_lr > cfg.lr:
         errors.append(f"{cfg.min_lr} exceeds --lr {cfg.lr} (--min-lr)")
     if cfg.n_head > 0 and cfg.n_embd % cfg.n_head:
@@ -195,82 +244,79 @@ def bf16_native(device):
 
 # ----------------------------------------------------------------------------- data
 
-class Stream:
-    """The endless training stream: epoch e = the layout sequences of all documents in a permutation seeded by
-    (seed, e), concatenated, built on the fly from a data/shards.Shards corpus one document at a time. Held in
-    memory: the permutations of at most two epochs, (n_docs,) int64 each, and the one document being read.
-    The cursor is (epoch, pos) = token offset in the epoch, and (doc, off) = the doc-th document of the epoch's
-    order and the offset into its sequence; all four are stored in checkpoints (without doc/off, as in older
-    checkpoints, the stream walks the epoch's document lengths up to pos)."""
+class Rows:
+    """Document-aligned training rows (nanochat's and modded-nanogpt's BOS-aligned loaders): epoch e lays every
+    document out in --layout in a permutation seeded by (seed, e) and packs them into rows of T targets, each row
+    starting at a document's BOS. A row takes the oldest waiting document, then best-fit the largest waiting ones
+    that still fit (a window of `look` documents), and pads the rest (target -1): no document is cut unless it is
+    longer than T + 1 tokens, which is split into consecutive T-target pieces. So a chunk's latent is always in a
+    window with the text before it in its document (up to T). The plan is built from lengths alone (no token
+    read); the cursor is (epoch, row)."""
 
-    def __init__(self, tok, docs, layout, seed, epoch=0, pos=0, doc=None, off=None):
-        self.tok, self.docs, self.layout, self.seed = tok, docs, layout, seed
-        self.orders, self.seq, self.len = {}, (None, None), (None, None)
-        self.epoch, self.pos, self.doc, self.off = epoch, 0, 0, 0
-        if doc is None:
-            self.skip(pos)
-        else:
-            self.pos, self.doc, self.off = pos, doc, off
+    def __init__(self, tok, docs, layout, seed, T, epoch=0, row=0, look=64):
+        self.tok, self.docs, self.layout, self.seed, self.T, self.look = tok, docs, layout, seed, T, look
+        self.epoch, self.row, self.plans = epoch, row, {}
 
-    def order(self, e):
-        if e not in self.orders:
-            self.orders = {k: v for k, v in self.orders.items() if k >= e - 1}  # keep the current epoch
-            self.orders[e] = np.random.default_rng([self.seed, e]).permutation(len(self.docs))  # (n_docs,) int64
-        return self.orders[e]
+    def plan(self, e):
+        """Epoch e's rows: a list of rows, each a list of (doc index, start, end) token pieces, sum(end-start-1) <= T."""
+        if e not in self.plans:
+            self.plans = {k: v for k, v in self.plans.items() if k >= e - 1}
+            order = np.random.default_rng([self.seed, e]).permutation(len(self.docs))  # (n_docs,) int64
+            pieces = []  # (doc, start, end): x = seq[start:end-1], y = seq[start+1:end]
+            for d in order:
+                L = sequence_length(*self.docs.lens(d), self.layout, self.seed, e)
+                pieces += [(int(d), s, min(s + self.T + 1, L)) for s in range(0, L - 1, self.T)]
+            rows, wait, nxt = [], [], 0
+            while wait or nxt < len(pieces):
+                while len(wait) < self.look and nxt < len(pieces):
+                    wait.append(pieces[nxt])
+                    nxt += 1
+                row = [wait.pop(0)]
+                room = self.T - (row[0][2] - row[0][1] - 1)
+                while True:
+                    fit = [i for i, p in enumerate(wait) if p[2] - p[1] - 1 <= room]
+                    if not fit:
+                        break
+                    i = max(fit, key=lambda i: (wait[i][2] - wait[i][1], -i))
+                    room -= wait[i][2] - wait[i][1] - 1
+                    row.append(wait.pop(i))
+                rows.append(row)
+            self.plans[e] = rows
+        return self.plans[e]
 
-    def sequence(self, e, k):
-        """The k-th document of epoch e's order, laid out: (L,) int64."""
-        if self.seq[0] != (e, k):
-            d = self.docs.doc(self.order(e)[k])
-            self.seq = ((e, k), np.asarray(sequence(self.tok, d, self.layout, self.seed, e), dtype=np.int64))
-        return self.seq[1]
-
-    def length(self, e, k):
-        """len(self.sequence(e, k)) from the shard offsets, without reading tokens."""
-        if self.seq[0] == (e, k):
-            return len(self.seq[1])
-        if self.len[0] != (e, k):
-            self.len = ((e, k), sequence_length(*self.docs.lens(self.order(e)[k]), self.layout, self.seed, e))
-        return self.len[1]
+    def next_rows(self, n):
+        """The next n rows (x, y: (n, W) int64, W <= T the longest row's length, padding: x 0, y -1) and advance
+        the cursor."""
+        x = np.zeros((n, self.T), dtype=np.int64)
+        y = np.full((n, self.T), -1, dtype=np.int64)
+        for r in range(n):
+            if self.row == len(self.plan(self.epoch)):
+                self.epoch, self.row = self.epoch + 1, 0
+            at = 0
+            for d, s, t in self.plan(self.epoch)[self.row]:
+                seq = np.asarray(sequence(self.tok, self.docs.doc(d), self.layout, self.seed, self.epoch))[s:t]
+                x[r, at:at + len(seq) - 1], y[r, at:at + len(seq) - 1] = seq[:-1], seq[1:]
+                at += len(seq) - 1
+            self.row += 1
+        w = max(int((y >= 0).sum(1).max()), 1)  # trim the batch to its longest row: padding costs no compute
+        return torch.from_numpy(x[:, :w]), torch.from_numpy(y[:, :w])
 
     def skip(self, n):
-        """Advance the cursor n tokens, reading document lengths only (how a rank passes others' windows)."""
-        while n > 0:
-            step = min(n, self.length(self.epoch, self.doc) - self.off)
-            self.off, self.pos, n = self.off + step, self.pos + step, n - step
-            if self.off == self.length(self.epoch, self.doc):
-                self.doc, self.off = self.doc + 1, 0
-                if self.doc == len(self.docs):
-                    self.epoch, self.doc, self.pos = self.epoch + 1, 0, 0
-
-    def windows(self, n, T):
-        """Next n windows: x, y (n, T) int64 with y = x shifted by one token; reads n*T + 1 tokens and advances
-        the cursor n*T."""
-        parts, need, e, k, off = [], n * T + 1, self.epoch, self.doc, self.off
-        while need > 0:
-            part = self.sequence(e, k)[off:off + need]
-            parts.append(part)
-            need, k, off = need - len(part), k + 1, 0
-            if k == len(self.docs):
-                e, k = e + 1, 0
-        buf = torch.from_numpy(np.concatenate(parts))
-        self.skip(n * T)
-        return buf[:-1].view(n, T), buf[1:].view(n, T)
+        for _ in range(n):
+            if self.row == len(self.plan(self.epoch)):
+                self.epoch, self.row = self.epoch + 1, 0
+            self.row += 1
 
     def cursor(self):
-        return {"epoch": self.epoch, "pos": self.pos, "doc": self.doc, "off": self.off}
+        return {"epoch": self.epoch, "row": self.row}
 
 
 def val_windows(tok, docs, mode, seed, T):
-    """Held-out documents (a Shards) in one layout (epoch 0 coins), concatenated in file order and cut into
-    windows; the last window's missing targets are -1. -> x, y (n, T). Held in memory: val sets are small."""
-    ids = np.concatenate([np.asarray(sequence(tok, docs.doc(i), mode, seed, 0), dtype=np.int64)
-                          for i in range(len(docs))])
-    n = -(-(len(ids) - 1) // T)
-    x = np.zeros(n * T, dtype=np.int64)
-    y = np.full(n * T, -1, dtype=np.int64)
-    x[:len(ids) - 1], y[:len(ids) - 1] = ids[:-1], ids[1:]
-    return torch.from_numpy(x).view(n, T), torch.from_numpy(y).view(n, T)
+    """Held-out documents (a Shards) in one layout (epoch 0's coins and order) as the training rows lay them out
+    (Rows: document-aligned, padding -1), so the held-out loss reads text at the positions training puts it.
+    -> x, y (n, W). Held in memory: val sets are small."""
+    rows = Rows(tok, docs, mode, seed, T)
+    return rows.next_rows(len(rows.plan(0)))
 
 
 def encode_corpus(tok, path):
@@ -282,7 +328,7 @@ def encode_corpus(tok, path):
             raise ValueError(f"{path}: shards were tokenised with {docs.tokenizer!r} ({docs.n_vocab} tokens), but "
                              f"--tokenizer is {tok.name!r} ({tok.n_vocab})")
         return docs
-    docs = read_docs(path)
+    docs = read_docs(path, check=lambda doc: check_latent_ids(tok, doc))  # refused with file:line
     if not docs:
         raise ValueError(f"{path} holds no documents")
     return from_docs((encode_doc(tok, d) for d in docs), tok)
@@ -422,7 +468,8 @@ def train(cfg):
     check_flags(cfg)
     rank, world, local_rank, owned = setup_dist(cfg.device)
     try:
-        return _train(cfg, rank, world, local_rank)
+        with out_lock(cfg.out) if rank == 0 else contextlib.nullcontext():  # one run per --out
+            return _train(cfg, rank, world, local_rank)
     finally:
         if owned:
             dist.destroy_process_group()
@@ -435,10 +482,12 @@ def _train(cfg, rank, world, local_rank):
         tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
     except (ValueError, FileNotFoundError) as e:
         raise ValueError(f"{e} (--tokenizer)") from None
+    docs = encode_corpus(tok, cfg.data)  # read (and refused with file:line) before a model is built
+    vdocs = encode_corpus(tok, cfg.val) if cfg.val else None
     ckpt = os.path.join(cfg.out, "ckpt")
     state = resume_state(cfg, ckpt) if cfg.resume else None
     if state is None:
-        model, meta = build_model(cfg, tok), {"step": 0, "data": {"epoch": 0, "pos": 0}}
+        model, meta = build_model(cfg, tok), {"step": 0, "data": {"epoch": 0, "row": 0}}
         if cfg.resume:
             log(f"resume: no checkpoint in {ckpt} yet, starting at step 0")
     else:
@@ -462,11 +511,9 @@ def _train(cfg, rank, world, local_rank):
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.dtype == "bf16" else contextlib.nullcontext
 
-    docs = encode_corpus(tok, cfg.data)
-    stream = Stream(tok, docs, cfg.layout, cfg.seed, **meta["data"])
+    rows = Rows(tok, docs, cfg.layout, cfg.seed, T, **meta["data"])
     vals = {}
     if cfg.val:
-        vdocs = encode_corpus(tok, cfg.val)
         vals = {"val_loss": val_windows(tok, vdocs, "raw", cfg.seed, T)}
         if cfg.layout != "raw":
             vals["val_loss_latent"] = val_windows(tok, vdocs, cfg.layout, cfg.seed, T)
@@ -506,7 +553,7 @@ def _train(cfg, rank, world, local_rank):
         if rank == 0:
             save_checkpoint(ckpt, model, opt, names, {
                 "tokenizer": tok.name, "train_config": asdict(cfg), "step": step, "train_loss": train_loss,
-                "data": stream.cursor()})
+                "data": rows.cursor()})
         if world > 1:
             dist.barrier()  # nobody returns (or reads the checkpoint) before it exists
 
@@ -518,13 +565,16 @@ def _train(cfg, rank, world, local_rank):
         lr = lr_at(step, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        # the global batch is accum x world x batch_size windows of the stream; this rank reads only its own
+        # the global batch is accum x world x batch_size rows; this rank reads only its own
         batch, B = [], cfg.batch_size
         for i in range(accum):
-            stream.skip(rank * B * T)
-            batch.append(stream.windows(B, T))  # x, y (B, T)
-            stream.skip((world - 1 - rank) * B * T)
-        count = cfg.total_batch_tokens  # global target count: training windows hold no padding
+            rows.skip(rank * B)
+            batch.append(rows.next_rows(B))  # x, y (B, W <= T), y = -1 on padding
+            rows.skip((world - 1 - rank) * B)
+        n = torch.tensor(float(sum(int((y >= 0).sum()) for _, y in batch)))
+        if world > 1:
+            dist.all_reduce(n)
+        count = max(float(n), 1.0)  # the global batch's targets (padding left out): DDP == one process
         loss_sum = torch.zeros((), device=device)
         for i, (x, y) in enumerate(batch):
             xb, yb = x.to(device, non_blocking=True), y.to(device, non_blocking=True)

@@ -43,6 +43,40 @@ def latent_tokens(tok, chunk):
     return list(ids)
 
 
+def check_latent_ids(tok, doc, max_len=None, why=""):
+    """Refuse (ValueError) a read document whose latents `tok` cannot read: 'latent_ids' outside the vocabulary or
+    not decoding to their text (latent_tokens), or a latent of more than max_len tokens (`why`: the rule that
+    sets max_len)."""
+    for k, c in enumerate(doc["chunks"]):
+        try:
+            z = latent_tokens(tok, c)
+        except ValueError as e:
+            raise ValueError(f"chunk {k}: {e}") from None
+        if max_len is not None and z is not None and len(z) > max_len:
+            raise ValueError(f"chunk {k}: a latent of {len(z)} tokens is longer than {max_len} ({why})")
+
+
+def latent_marks(tok):
+    """The layout marks a thought never contains, banned while one is sampled (sample.generate `banned`): BOS,
+    EOS, SoL, PRIOR, POST; a thought ends at EoL. A mark inside a latent would make its training sequence
+    ambiguous (a thought inside a thought, a second mode mark, a document end). Sorted ids (BOS = EOS for bytes
+    and gpt2)."""
+    return sorted({tok.bos, tok.eos, tok.sol, tok.prior, tok.post})
+
+
+def check_latent_marks(tok, doc):
+    """Refuse (ValueError) a read document whose latent holds a layout mark, BOS, EOS, SoL, EoL, PRIOR or POST: as
+    an id in its 'latent_ids', or spelled by name in its text (how decode writes a sampled mark)."""
+    names = {m: tok.decode([m]) for m in sorted(tok.special_ids)}
+    for k, c in enumerate(doc["chunks"]):
+        ids = [names[t] for t in c.get("latent_ids") or [] if t in names]
+        text = [n for n in names.values() if n in (c.get("latent") or "")]
+        if ids or text:
+            what = f'"latent_ids" hold the id of {ids[0]}' if ids else f'"latent" spells {text[0]}'
+            raise ValueError(f"chunk {k}: its {what}, a layout mark; a thought never contains "
+                             f"{', '.join(names.values())}")
+
+
 def coin(seed, epoch, doc_id, chunk):
     """Fair coin keyed by (seed, epoch, doc id, chunk): the same on every rank, process and resume."""
     h = hashlib.blake2b(f"{seed}/{epoch}/{doc_id}/{chunk}".encode(), digest_size=1).digest()

@@ -150,6 +150,52 @@ def combine(per_seed):
     return means, spreads
 
 
+def correct_vector(run_dir, name, row):
+    """Per-question correctness (0/1, question order) of one model of a run: its eval_questions.jsonl rows of the
+    mode its accuracy was read from (a raw arm: the better of direct and reasoning)."""
+    how = best_acc(row)[1]
+    mode = "reason" if how == "reasoning" else "direct" if how == "direct" else "latent"
+    with open(os.path.join(run_dir, name, "eval_questions.jsonl")) as f:
+        return [int(r["correct"]) for r in map(json.loads, f) if r["mode"] == mode]
+
+
+def paired(a, b):
+    """Mean of b - a over the same questions and its standard error (paired: per-question differences)."""
+    d = [y - x for x, y in zip(a, b)]
+    m = sum(d) / len(d)
+    return m, math.sqrt(sum((x - m) ** 2 for x in d) / max(len(d) - 1, 1) / len(d))
+
+
+def seed_criteria(out, per_seed):
+    """Per seed: (b) accuracy rises warm -> 1 -> ... -> last by > 2 paired SE at every step; (d) the last iteration
+    beats the strongest raw arm (the base model and the trained raw arms, each at its better prompt) by > 2 paired
+    SE. -> (markdown lines, {seed: passed})."""
+    lines = ["| seed | accuracy warm -> iterations | smallest step (paired SE) | (b) | strongest raw arm | "
+             "last - raw (paired SE) | (d) |", "|---|---|---|---|---|---|---|"]
+    ok = {}
+    for s, rs in per_seed.items():
+        d = os.path.join(out, f"seed{s}")
+        its = sorted((r for r in rs if "iter" in r), key=lambda r: r["iter"])
+        raw = [r for r in rs if r.get("baseline") in ("base", "raw_tokens", "raw_flops")]
+        if len(its) < 2 or not raw or "acc" not in its[0]:
+            continue
+        vec = {r["iter"]: correct_vector(d, "warm" if r["iter"] == 0 else f"iter{r['iter']}", r) for r in its}
+        steps = [paired(vec[a["iter"]], vec[b["iter"]]) for a, b in zip(its, its[1:])]
+        small = min(steps, key=lambda m_se: m_se[0] - 2 * m_se[1])
+        b_ok = all(m > 2 * se for m, se in steps)
+        top = max(raw, key=lambda r: best_acc(r)[0])
+        dm, dse = paired(correct_vector(d, top["baseline"], top), vec[its[-1]["iter"]])
+        d_ok = dm > 2 * dse
+        ok[s] = b_ok and d_ok
+        path = " -> ".join(f"{100 * r['acc']:.1f}" for r in its)
+        lines.append(f"| {s} | {path}% | {100 * small[0]:+.1f} ({100 * small[1]:.1f}) | {'yes' if b_ok else 'NO'} | "
+                     f"{top['name']}, {100 * best_acc(top)[0]:.1f}% | {100 * dm:+.1f} ({100 * dse:.1f}) | "
+                     f"{'yes' if d_ok else 'NO'} |")
+    head = [f"**Bootstrapped on {sum(ok.values())} of {len(ok)} seeds** ((b) and (d) both met; every seed run is "
+            "listed):", ""]
+    return head + lines, ok
+
+
 def combined_report(out, per_seed, ks, header):
     """out/report.md: every metric as mean ± sd over seeds, then each seed's table; out/plot.svg: the means
     with each seed drawn thin; out/metrics.jsonl: the mean rows. Returns the text."""
@@ -169,7 +215,7 @@ def combined_report(out, per_seed, ks, header):
     lines = [f"# BoLT over {len(per_seed)} seeds: `{' '.join(sys.argv)}`", "", header + " Cells are mean ± standard "
              f"deviation over the seeds {', '.join(map(str, per_seed))}; a raw arm's accuracy is the mean of each "
              "seed's better prompt. " + NOTE, "", *table(means, ks, cell_fn), "", *claims(means, ks), "",
-             "![accuracy and NLL per iteration, mean over seeds](plot.svg)", ""]
+             "![accuracy and NLL per iteration, mean over seeds](plot.svg)", "", *seed_criteria(out, per_seed)[0], ""]
     for s, rs in per_seed.items():
         lines += [f"## seed {s} (seed{s}/report.md)", "", *table(rs, ks), ""]
     text = "\n".join(lines)

@@ -11,7 +11,7 @@ Not the method (that is em.py): the mechanics that make a run refusable in one l
                  atomically: what makes the E-step resumable
   write_latents  the E-step's output streamed document by document: latents.jsonl (for reading) and the
                  latents as token shards (what the M-step trains on), with its diagnostics
-No torch here: checkpoint_error imports model.py only when a checkpoint is to be checked. `cfg` is em.py's
+No torch at import: checkpoint_error and size_errors import model.py when they run. `cfg` is em.py's
 EMConfig (read by field name; this module never imports em.py).
 """
 import contextlib
@@ -28,24 +28,38 @@ from data import questions as Q
 from data import world as W
 from data.corpus import (atomic_open, doc_line, iter_docs, note_stats, out_dir_error, read_docs, read_json,
                          scan_docs, sha256_file, write_docs, write_json)
-from data.layout import encode_doc
+from data.layout import check_latent_ids, check_latent_marks, encode_doc
 from data.shards import ShardWriter, flatten, is_shard_dir, open_shards, write_shards
-from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
+from data.tokenizer import TOKENIZERS, get_tokenizer
 
 # the flags that shape out/data besides its input files; data/DONE records them (data_fingerprint)
 DATA_FLAGS = ("tokenizer", "block_size", "seed", "world_target", "world_warm", "world_heldout", "world_questions",
               "world_shape")
 # smallest value of each integer flag; base_steps is checked apart (unused with --init)
-MINIMUM = dict(iters=0, k=1, n_layer=1, n_head=1, n_embd=1, block_size=1, batch_size=1, warm_steps=1, m_steps=1,
+MINIMUM = dict(iters=0, k=1, n_layer=1, n_head=1, n_embd=1, block_size=1, batch_size=1, warm_steps=0, m_steps=0,
                max_latent=1, top_k=0, gen_batch=1, world_target=1, world_warm=1, world_heldout=1, world_questions=0)
 # changing these between runs in the same --out would mix results; iters and report options may change
 RESUMABLE_KEYS = {"iters", "no_baselines", "gen_batch", "out"}
+# tokens a window keeps beside a latent (BOS, the marks, some text): --max-latent and a teacher latent get the rest
+SLACK = 8
+# chunks in one E-step unit and one evaluation group (em.estep, em.eval_nll): their K samples are held at once
+UNIT = 512
+# a floor of the memory one latent sample holds while its unit runs: prompt references, the sampled tokens and
+# log-probs, the scored continuation (measured with tracemalloc on a 1-layer model: 3.0 KB at --max-latent 8,
+# 4.9 KB at 32)
+SAMPLE_BYTES = 1024
 # evaluation only: changing them re-evaluates (eval.json records an eval_id) and never mixes training results
 EVAL_KEYS = {"eval_ks", "questions", "answer_regex", "raw_prompt_prefix", "seeds"}
 
 
 def flag(name):
     return "--" + name.replace("_", "-")
+
+
+def is_count(s):
+    """An integer >= 0 written in ASCII digits (int() also reads other scripts' digits)."""
+    s = s.strip()
+    return s.isascii() and s.isdigit()
 
 
 def eval_ks(cfg):
@@ -74,11 +88,14 @@ def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
               if getattr(cfg, k) < lo]
     positive = lambda v: math.isfinite(v) and v > 0
     ks = cfg.eval_ks.split(",")
+    ks_ok = all(is_count(k) and int(k) >= 1 for k in ks)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     errors += [msg for bad, msg in (
         (not cfg.init and cfg.base_steps < 1, f"must be >= 1 without --init, got {cfg.base_steps} (--base-steps)"),
         (not positive(cfg.lr), f"must be a positive number, got {cfg.lr} (--lr)"),
         (not positive(cfg.base_lr), f"must be a positive number, got {cfg.base_lr} (--base-lr)"),
+        (not positive(cfg.warm_epochs), f"must be a positive number, got {cfg.warm_epochs} (--warm-epochs)"),
+        (not positive(cfg.m_epochs), f"must be a positive number, got {cfg.m_epochs} (--m-epochs)"),
         # temperature 0 is greedy: K identical samples whose weights say nothing, so only K = 1 may use it
         (not (math.isfinite(cfg.temperature) and cfg.temperature >= 0),
          f"must be a number >= 0, got {cfg.temperature} (--temperature)"),
@@ -88,8 +105,8 @@ def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
         (cfg.n_head >= 1 and cfg.n_embd % cfg.n_head != 0, f"{cfg.n_embd} is not divisible by --n-head "
                                                            f"{cfg.n_head} (--n-embd)"),
         (cfg.batch_size % world != 0, f"{cfg.batch_size} is not divisible by the {world} ranks (--batch-size)"),
-        (not all(k.strip().isdigit() and int(k) >= 1 for k in ks), f"must be a comma list of integers >= 1, got "
-                                                                  f"{cfg.eval_ks!r} (--eval-ks)"),
+        (not ks_ok, f"must be a comma list of integers >= 1 (ASCII digits), got {cfg.eval_ks!r} (--eval-ks)"),
+        (ks_ok and len({int(k) for k in ks}) != len(ks), f"repeats a K, got {cfg.eval_ks!r} (--eval-ks)"),
         (cfg.tokenizer not in TOKENIZERS and not os.path.isdir(cfg.tokenizer),
          f"{cfg.tokenizer!r}: choose one of {', '.join(TOKENIZERS)} or a tokenizer directory (--tokenizer)"),
         (cfg.m_step not in ("fresh", "continue"), "must be fresh or continue (--m-step)"),
@@ -99,8 +116,8 @@ def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
         (bool(cfg.corpus) and not cfg.init and not eval_only, "--corpus needs --init (base weights for that corpus)"),
         (bool(cfg.corpus) and not cfg.teacher_latents and not eval_only,
          "--corpus needs --teacher-latents (the warm-start set)"),
-        (cfg.max_latent + 8 > cfg.block_size, f"{cfg.max_latent} leaves no room in --block-size {cfg.block_size} "
-                                              "(--max-latent)"),
+        (cfg.max_latent + SLACK > cfg.block_size, f"{cfg.max_latent} leaves no room in --block-size "
+                                                  f"{cfg.block_size} (--max-latent)"),
         (eval_only and not ckpt, "--eval needs --ckpt DIR (--ckpt)"),
         (not 0 <= cfg.seed < 2**63, f"must be in [0, 2**63), got {cfg.seed} (--seed)"),
     ) if bad]
@@ -117,10 +134,13 @@ def arg_errors(cfg, given, eval_only, ckpt):
     """The command line's own rules: --seeds against --seed and --eval (`given`: the flags typed), every named
     path exists, --answer-regex compiles."""
     seeds = cfg.seeds.split(",")
+    seeds_ok = all(is_count(x) for x in seeds)
     errors = [msg for bad, msg in (
-        (bool(cfg.seeds) and not all(x.strip().isdigit() for x in seeds),
-         "must be comma-separated integers >= 0, e.g. 0,1,2 (--seeds)"),
-        (bool(cfg.seeds) and len(set(seeds)) != len(seeds), "repeats a seed (--seeds)"),
+        (bool(cfg.seeds) and not seeds_ok, "must be comma-separated integers >= 0 (ASCII digits), e.g. 0,1,2 "
+                                           "(--seeds)"),
+        (bool(cfg.seeds) and seeds_ok and any(int(x) >= 2**63 for x in seeds),
+         f"must be in [0, 2**63), got {max(seeds, key=int) if seeds_ok else ''} (--seeds)"),
+        (bool(cfg.seeds) and seeds_ok and len({int(x) for x in seeds}) != len(seeds), "repeats a seed (--seeds)"),
         (bool(cfg.seeds) and "seed" in given, "pass --seed or --seeds, not both (--seeds)"),
         (bool(cfg.seeds) and eval_only, "--eval evaluates one --ckpt: drop --seeds (--seeds)"),
     ) if bad]
@@ -129,6 +149,8 @@ def arg_errors(cfg, given, eval_only, ckpt):
                     ("raw_prompt_prefix", cfg.raw_prompt_prefix)):
         if p and not os.path.exists(p):
             errors.append(f"{p}: no such file or directory ({flag(name)})")
+        elif p and name not in ("init", "ckpt") and os.path.isdir(p):
+            errors.append(f"{p} is a directory; {flag(name)} takes a file ({flag(name)})")
     try:
         if cfg.answer_regex:
             Q.check_regex(cfg.answer_regex, "--answer-regex")
@@ -154,12 +176,13 @@ class Docs:
         return self.n
 
 
-def read_input(path, name, **kw):
-    """Check one input corpus in one streaming pass (every line parsed, nothing kept but counts);
+def read_input(path, name, check, stats, **kw):
+    """Check one input corpus in one streaming pass (every line parsed and its latents checked by `check`, nothing
+    kept but counts; `stats` gets scan_docs' counts, for note_stats once every input passed);
     -> (Docs, error or None), ([], error) when a line is malformed or the file unreadable."""
-    n, latent, stats = 0, None, {}
+    n, latent = 0, None
     try:
-        for doc in scan_docs(path, stats=stats, **kw):
+        for doc in scan_docs(path, stats=stats, check=check, **kw):
             if latent is None and any(c["latent"] is not None for c in doc["chunks"]):
                 latent = n
             n += 1
@@ -167,36 +190,64 @@ def read_input(path, name, **kw):
         return [], str(e)
     except OSError as e:
         return [], f"{path}: {e.strerror or e} ({flag(name)})"
-    note_stats(path, stats)
     return Docs(path, kw, n, latent), None if n else f"{path} holds no documents ({flag(name)})"
 
 
-def read_questions(cfg):
+def read_questions(cfg, tok):
     """--questions read whole, once (the questions and the rules are inputs: refused now, not after hours of
     training); -> (questions or None, error or None)."""
-    if not cfg.questions or not os.path.isfile(cfg.questions):
+    if not cfg.questions or not os.path.exists(cfg.questions):
         return None, None
     try:
-        return Q.read_questions(cfg.questions), None
-    except ValueError as e:
+        return Q.read_questions(cfg.questions, tok), None
+    except (ValueError, OSError) as e:
         return None, f"{e} (--questions)"
 
 
 def checkpoint_error(path, name, tok, block_size):
-    """Why `path` cannot be loaded as a model for this run (None when it can): files, config, weights,
-    tokenizer, vocabulary and context length are all checked by loading it once on the CPU."""
-    from model import load_model  # torch only when there is a checkpoint to check
+    """-> (why `path` cannot be this run's model or None, its GPTConfig or None): model.check_checkpoint reads its
+    config.json and safetensors header(s) only (no weight), and the run's tokenizer and context must fit it."""
+    from model import check_checkpoint  # torch only when there is a checkpoint to check
     try:
-        model, meta = load_model(path, tok.n_vocab)
-        check_tokenizer(meta, tok)
-    except (ValueError, OSError) as e:  # FileNotFoundError: a missing file
-        return f"{e} ({flag(name)})"
-    if model.config.vocab_size != tok.n_vocab:
-        return (f"{path}: vocabulary {model.config.vocab_size} is not tokenizer {tok.name}'s {tok.n_vocab} "
-                f"({flag(name)})")
-    if block_size > model.config.block_size:
-        return f"--block-size {block_size} exceeds the model's block_size {model.config.block_size} ({flag(name)})"
-    return None
+        config, _ = check_checkpoint(path, tok)
+    except ValueError as e:
+        return f"{e} ({flag(name)})", None
+    if block_size > config.block_size:
+        return (f"--block-size {block_size} exceeds the model's block_size {config.block_size} ({flag(name)})",
+                config)
+    return None, config
+
+
+def size_errors(cfg, config, eval_only=False):
+    """The size flags against what this machine can hold for the model `config` (model.py's floors: a flag is
+    refused only when even the floor does not fit): the model itself (with its AdamW state when it trains), K and
+    the largest --eval-ks (a unit's UNIT chunks x K samples in host memory), --gen-batch (generation's KV cache
+    beside the model) and a training step per rank (--batch-size). Every message says how many would fit."""
+    from model import device_bytes, gb, kv_cache_bytes, param_count, train_bytes
+    host, dev, T, P = device_bytes("cpu"), device_bytes("auto"), cfg.block_size, param_count(config)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    B, model_flags = cfg.batch_size // world, "--init" if cfg.init else "--n-layer, --n-embd, --block-size"
+    model = 4 * P if eval_only else train_bytes(config, 1, T, T)
+    if model > dev:
+        what = "its fp32 weights" if eval_only else "weights, gradients and AdamW moments in fp32, one sequence"
+        return [f"the model's {P:,} parameters need at least {gb(model)} ({what}), more than the {gb(dev)} here "
+                f"({'--ckpt' if eval_only else model_flags})"]
+    errors, k_max = [], host // (UNIT * SAMPLE_BYTES)
+    for name, k in (() if eval_only else (("k", cfg.k),)) + (("eval_ks", max(eval_ks(cfg))),):
+        if k > k_max:
+            errors.append(f"{k} samples for each of a unit's {UNIT} chunks hold at least {gb(UNIT * k * SAMPLE_BYTES)}"
+                          f", more than the {gb(host)} here: at most {k_max} fit ({flag(name)})")
+    per_row = kv_cache_bytes(config, 1, T)
+    if 4 * P + cfg.gen_batch * per_row > dev:
+        errors.append(f"{cfg.gen_batch} rows of generation's KV cache ({T} positions) need at least "
+                      f"{gb(cfg.gen_batch * per_row)} beside the model's {gb(4 * P)}, more than the {gb(dev)} here: "
+                      f"at most {(dev - 4 * P) // per_row} fit (--gen-batch)")
+    if not eval_only and train_bytes(config, B, T, B * T) > dev:
+        per_seq = train_bytes(config, 2, T, 2 * T) - train_bytes(config, 1, T, T)
+        errors.append(f"{cfg.batch_size} sequences of {T} tokens per step ({B} per rank) need at least "
+                      f"{gb(train_bytes(config, B, T, B * T))} to train, more than the {gb(dev)} here: at most "
+                      f"{(dev - train_bytes(config, 0, T, 0)) // per_seq * world} fit (--batch-size)")
+    return errors
 
 
 def data_fingerprint(cfg):
@@ -250,7 +301,8 @@ def out_errors(cfg, fp):
 
 def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
     """One validation pass before anything is written or trained: flags, tokenizer, --out, every input file
-    parsed line by line (read_input: memory flat in its size), every checkpoint loaded once, and an existing
+    parsed line by line (read_input: memory flat in its size; a latent to train on, in --teacher-latents or
+    --corpus, refused if it holds a layout mark), every checkpoint loaded once, and an existing
     --out's configuration and data. Raises ValueError with every problem on one line;
     -> {'tok', 'docs': {flag name: Docs, read again when iterated}, 'questions', 'fingerprint'}."""
     errors = flag_errors(cfg, eval_only, ckpt, phase_errors)
@@ -265,22 +317,37 @@ def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
     reads = ({"val": (heldout, {})} if eval_only else
              {"corpus": (cfg.corpus, budget), "val": (cfg.val, budget if cfg.corpus else {}),
               "teacher_latents": (cfg.teacher_latents, {})})
-    questions, q_error = read_questions(cfg)
-    docs, errors = {}, [q_error] if eval_only else [q_error, out_dir_error(cfg.out)]
+    # a latent no E-step could write (longer than the largest --max-latent) or ids another tokenizer's
+    room, why = cfg.block_size - SLACK, f"--block-size {cfg.block_size} leaves a latent that many tokens, as it " \
+                                        "does --max-latent"
+    ids = lambda doc: check_latent_ids(tok, doc, room, why)
+    questions, q_error = read_questions(cfg, tok)
+    docs, errors, stats = {}, [q_error] if eval_only else [q_error, out_dir_error(cfg.out)], {}
     if eval_only and not os.path.isfile(heldout):
         errors.append(f"no held-out documents: pass --val PATH (or --out of a run that prepared {heldout})")
+    # the latents trained on (warm start, oracle) also hold no layout mark
+    trained = lambda doc: (ids(doc), check_latent_marks(tok, doc))
     for name, (path, kw) in reads.items():
         if path and not (eval_only and not os.path.isfile(path)):
-            docs[name], err = read_input(path, name, **kw)
+            stats[path] = {}
+            docs[name], err = read_input(path, name, trained if name in ("corpus", "teacher_latents") else ids,
+                                         stats[path], **kw)
             errors.append(err)
     if cfg.corpus and not cfg.val and not eval_only and 0 < len(docs["corpus"]) < 2:
         errors.append(f"{cfg.corpus} holds one document: a target corpus and held-out docs need 2 (--corpus)")
     if docs.get("teacher_latents") and \
             not any(c["latent"] for d in docs["teacher_latents"] for c in d["chunks"]):
         errors.append(f"{cfg.teacher_latents} holds no latents: the warm start needs them (--teacher-latents)")
+    model = None  # the model the run trains or evaluates: --init's or --ckpt's, else the flags' shape
     for name, path in (("init", cfg.init), ("ckpt", ckpt if eval_only else "")):
         if path:
-            errors.append(checkpoint_error(path, name, tok, cfg.block_size))
+            err, model = checkpoint_error(path, name, tok, cfg.block_size)
+            errors.append(err)
+    if not any(errors):
+        from model import GPTConfig
+        errors += size_errors(cfg, model or GPTConfig(block_size=cfg.block_size, vocab_size=tok.n_vocab,
+                                                      n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd),
+                              eval_only)
     fp = None
     if not eval_only and not any(errors):  # every input is a readable file by now
         fp = data_fingerprint(cfg)
@@ -288,6 +355,8 @@ def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
     errors = [e for e in errors if e]
     if errors:
         raise ValueError("; ".join(errors))
+    for path, st in stats.items():  # skipped and repeated documents, once the command is accepted
+        note_stats(path, st)
     return {"tok": tok, "docs": docs, "questions": questions, "fingerprint": fp}
 
 

@@ -1,11 +1,14 @@
 """Batched sampling for generation: temperature, top-k, top-p, Gumbel-max on counter-based noise.
 
-sample(logits, temperature, top_k, top_p, seed, ids, steps) -> (token, logprob, raw_logprob), all (B,):
+sample(logits, temperature, top_k, top_p, seed, ids, steps, banned=None) -> (token, logprob, raw_logprob), (B,):
 - logits (B, V) any float dtype (computed in fp32). temperature / top_k / top_p: python scalars or (B,) tensors;
   temperature 0 = argmax, top_k 0 = off, top_p 1.0 = off. seed: python int; ids, steps: (B,) int64.
-- logprob: log-prob of the token under the distribution actually sampled from (temperature, then top-k, then
-  top-p on the renormalised top-k distribution) -- this is log q for BoLT's importance weights; 0 for argmax rows.
-- raw_logprob: log-prob under the untempered, unfiltered log_softmax(logits).
+- banned: None or (B, NB) int64 token ids per row, -1 = no id (padding): their logits become -inf before
+  anything else, so they have zero probability and argmax (temperature 0) skips them too.
+- logprob: log-prob of the token under the distribution actually sampled from (banned ids masked, temperature,
+  then top-k, then top-p on the renormalised top-k distribution) -- this is log q for BoLT's importance weights;
+  0 for argmax rows.
+- raw_logprob: log-prob under the untempered, unfiltered, unmasked log_softmax(logits) (the model's own).
 Support semantics (thresholds, so ties are kept together): top-k keeps every token whose tempered logit is >= the
 k-th largest; top-p keeps a token iff the top-k-renormalised mass of tokens strictly above it is < top_p.
 
@@ -125,20 +128,29 @@ def _thresholds(s, top_k, top_p, prefix=1024):
     raise AssertionError("unreachable")
 
 
-def sample_ref(logits, temperature, top_k, top_p, seed, ids, steps):
+def ban(x, banned):
+    """x (B, V) with each row's banned ids set to -inf; banned (B, NB) int64, -1 = padding (no id)."""
+    B, V = x.shape
+    hit = torch.zeros(B, V + 1, dtype=torch.bool, device=x.device)  # column V takes the padding
+    hit.scatter_(1, torch.where(banned >= 0, banned, V).to(x.device), True)
+    return x.masked_fill(hit[:, :V], float("-inf"))
+
+
+def sample_ref(logits, temperature, top_k, top_p, seed, ids, steps, banned=None):
     """Readable torch sampler (the CPU path). See the module docstring for the contract."""
     B, V = logits.shape
     dev = logits.device
     x = logits.float()  # (B, V)
     raw_lse = torch.logsumexp(x, dim=-1)
-    greedy_tok = x.argmax(dim=-1)
     raw_at = lambda tok: x.gather(1, tok[:, None]).squeeze(1) - raw_lse
+    xm = x if banned is None else ban(x, banned)  # (B, V) what is sampled from
+    greedy_tok = xm.argmax(dim=-1)
     if not torch.is_tensor(temperature) and temperature <= 0:  # all rows argmax: no noise needed
         return greedy_tok, torch.zeros(B, device=dev), raw_at(greedy_tok)
 
     temp = _rows(temperature, B, torch.float32, dev)
     greedy = temp <= 0
-    s = x * torch.where(greedy, 1.0, 1.0 / temp)[:, None]  # (B, V) tempered logits
+    s = xm * torch.where(greedy, 1.0, 1.0 / temp)[:, None]  # (B, V) tempered logits
     k = _rows(top_k, B, torch.int64, dev)
     p = _rows(top_p, B, torch.float32, dev)
     filt = ((k > 0) & (k < V)) | (p < 1.0)
@@ -153,8 +165,8 @@ def sample_ref(logits, temperature, top_k, top_p, seed, ids, steps):
 
 # ----------------------------------------------------------------------------- dispatch
 
-def sample(logits, temperature, top_k, top_p, seed, ids, steps):
+def sample(logits, temperature, top_k, top_p, seed, ids, steps, banned=None):
     if backend(logits) == "triton":
         from kernels.sampling_triton import sample_triton
-        return sample_triton(logits, temperature, top_k, top_p, seed, ids, steps)
-    return sample_ref(logits, temperature, top_k, top_p, seed, ids, steps)
+        return sample_triton(logits, temperature, top_k, top_p, seed, ids, steps, banned)
+    return sample_ref(logits, temperature, top_k, top_p, seed, ids, steps, banned)

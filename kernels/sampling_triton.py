@@ -11,7 +11,8 @@ from kernels.sampling import _rows, row_keys
 # ----------------------------------------------------------------------------- Triton kernel
 # Grid: one program per block of ROWS rows; every loop walks the vocabulary in (ROWS, BLOCK) tiles, so V is
 # unbounded (128k and more). Thresholds live in "key" space: the fp32 bit pattern mapped to an int32 with the same
-# order, so a binary search over keys finds an exact logit threshold in <= 32 passes and never sorts.
+# order, so a binary search over keys finds an exact logit threshold in <= 32 passes and never sorts. Banned ids
+# (NB per row, -1 = padding) are masked in every tile's tempered logits s, so every pass sees the same support.
 
 
 @triton.jit
@@ -32,13 +33,18 @@ def _key(s):  # order-preserving int32 key of fp32 values; -0.0 (key -1) is fold
 
 
 @triton.jit
-def _tile(logits_ptr, stride, rows, rmask, start, V, scale, BLOCK: tl.constexpr):
-    """One (ROWS, BLOCK) tile: column ids, validity, raw fp32 logits x and tempered s (-inf outside)."""
+def _tile(logits_ptr, stride, rows, rmask, start, V, scale, ban_ptr, NB: tl.constexpr, BLOCK: tl.constexpr):
+    """One (ROWS, BLOCK) tile: column ids, validity, raw fp32 logits x and tempered s (-inf outside and at the
+    row's banned ids)."""
     cols = start + tl.arange(0, BLOCK)  # (BLOCK,)
     valid = rmask[:, None] & (cols < V)[None, :]  # (ROWS, BLOCK)
     x = tl.load(logits_ptr + rows.to(tl.int64)[:, None] * stride + cols[None, :], mask=valid,
                 other=float("-inf")).to(tl.float32)
-    return cols, valid, x, x * scale[:, None]
+    s = x * scale[:, None]
+    for j in tl.static_range(NB):
+        b = tl.load(ban_ptr + rows * NB + j, mask=rmask, other=-1)  # (ROWS,) the j-th banned id of each row
+        s = tl.where(cols[None, :] == b[:, None], float("-inf"), s)
+    return cols, valid, x, s
 
 
 @triton.jit
@@ -69,14 +75,15 @@ def _argmax_update(best, idx, val, cols):
 
 
 @triton.jit
-def _support_pass(logits_ptr, stride, rows, rmask, V, scale, rkey, thr, R: tl.constexpr, BLOCK: tl.constexpr):
+def _support_pass(logits_ptr, stride, rows, rmask, V, scale, ban_ptr, rkey, thr, NB: tl.constexpr, R: tl.constexpr,
+                  BLOCK: tl.constexpr):
     """log-sum-exp of s and the Gumbel-max token over each row's support {key(s) >= thr}."""
     m = tl.full((R,), float("-inf"), tl.float32)
     l = tl.zeros((R,), tl.float32)
     best = tl.full((R,), float("-inf"), tl.float32)
     tok = tl.zeros((R,), tl.int32)
     for start in range(0, V, BLOCK):
-        cols, valid, x, s = _tile(logits_ptr, stride, rows, rmask, start, V, scale, BLOCK)
+        cols, valid, x, s = _tile(logits_ptr, stride, rows, rmask, start, V, scale, ban_ptr, NB, BLOCK)
         s = tl.where(valid & (_key(s) >= thr[:, None]), s, float("-inf"))
         m, l = _online_lse(m, l, s)
         best, tok = _argmax_update(best, tok, _gumbel_tile(s, cols, rkey), cols)
@@ -84,16 +91,17 @@ def _support_pass(logits_ptr, stride, rows, rmask, V, scale, rkey, thr, R: tl.co
 
 
 @triton.jit
-def _sample_kernel(logits_ptr, stride, B, V, inv_t_ptr, top_k_ptr, top_p_ptr, rkey_ptr,
+def _sample_kernel(logits_ptr, stride, B, V, inv_t_ptr, top_k_ptr, top_p_ptr, rkey_ptr, ban_ptr,
                    tok_ptr, logprob_ptr, raw_ptr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
-                   FILTER: tl.constexpr):
+                   FILTER: tl.constexpr, NB: tl.constexpr):
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)  # (ROWS,)
     rmask = rows < B
     inv_t = tl.load(inv_t_ptr + rows, mask=rmask, other=1.0)
     greedy = inv_t == 0.0  # temperature 0
     scale = tl.where(greedy, 1.0, inv_t)
     rkey = tl.load(rkey_ptr + rows, mask=rmask, other=0).to(tl.uint32)
-    # pass 1: raw log-sum-exp and argmax, key range of s, and (if no filter) the answer itself
+    # pass 1: raw log-sum-exp, argmax and max of s (banned ids masked), key range of s, and (if no filter) the
+    # answer itself
     mr = tl.full((ROWS,), float("-inf"), tl.float32)
     lr = tl.zeros((ROWS,), tl.float32)
     amax = tl.full((ROWS,), float("-inf"), tl.float32)
@@ -105,9 +113,9 @@ def _sample_kernel(logits_ptr, stride, B, V, inv_t_ptr, top_k_ptr, top_p_ptr, rk
     best = tl.full((ROWS,), float("-inf"), tl.float32)
     stok = tl.zeros((ROWS,), tl.int32)
     for start in range(0, V, BLOCK):
-        cols, valid, x, s = _tile(logits_ptr, stride, rows, rmask, start, V, scale, BLOCK)
+        cols, valid, x, s = _tile(logits_ptr, stride, rows, rmask, start, V, scale, ban_ptr, NB, BLOCK)
         mr, lr = _online_lse(mr, lr, x)
-        amax, atok = _argmax_update(amax, atok, x, cols)
+        amax, atok = _argmax_update(amax, atok, s, cols)  # scale 1 on argmax rows: s is the masked x
         key = _key(s)
         kmin = tl.minimum(kmin, tl.min(tl.where(valid, key, 2147483647), 1))
         kmax = tl.maximum(kmax, tl.max(tl.where(valid, key, -2147483647 - 1), 1))
@@ -125,18 +133,17 @@ def _sample_kernel(logits_ptr, stride, B, V, inv_t_ptr, top_k_ptr, top_p_ptr, rk
             mid = lo + (hi - lo) // 2
             cnt = tl.zeros((ROWS,), tl.int64)
             for start in range(0, V, BLOCK):
-                cols, valid, x, s = _tile(logits_ptr, stride, rows, rmask, start, V, scale, BLOCK)
+                cols, valid, x, s = _tile(logits_ptr, stride, rows, rmask, start, V, scale, ban_ptr, NB, BLOCK)
                 cnt += tl.sum((valid & (_key(s) >= mid[:, None])).to(tl.int64), 1)
             ok = cnt >= k
             active = hi - lo > 1
             lo = tl.where(active & ok, mid, lo)
             hi = tl.where(active & ~ok, mid, hi)
         thr_k = lo
-        m_s = amax * scale  # max of s (scale > 0 preserves the order); 0 for an all -inf row
-        m_s = tl.where(m_s == float("-inf"), 0.0, m_s)
+        m_s = tl.where(amax == float("-inf"), 0.0, amax)  # max of s over the allowed ids; 0 for an all -inf row
         z = tl.zeros((ROWS,), tl.float32)  # top-k mass, relative to the row max m
         for start in range(0, V, BLOCK):
-            cols, valid, x, s = _tile(logits_ptr, stride, rows, rmask, start, V, scale, BLOCK)
+            cols, valid, x, s = _tile(logits_ptr, stride, rows, rmask, start, V, scale, ban_ptr, NB, BLOCK)
             z += tl.sum(tl.where(valid & (_key(s) >= thr_k[:, None]), tl.exp(s - m_s[:, None]), 0.0), 1)
         # top-p: the smallest key t with mass{key > t} < p * z (mass over the top-k support)
         lo = thr_k - 1
@@ -145,7 +152,7 @@ def _sample_kernel(logits_ptr, stride, B, V, inv_t_ptr, top_k_ptr, top_p_ptr, rk
             mid = lo + (hi - lo) // 2
             mass = tl.zeros((ROWS,), tl.float32)
             for start in range(0, V, BLOCK):
-                cols, valid, x, s = _tile(logits_ptr, stride, rows, rmask, start, V, scale, BLOCK)
+                cols, valid, x, s = _tile(logits_ptr, stride, rows, rmask, start, V, scale, ban_ptr, NB, BLOCK)
                 key = _key(s)
                 inside = valid & (key > mid[:, None]) & (key >= thr_k[:, None])
                 mass += tl.sum(tl.where(inside, tl.exp(s - m_s[:, None]), 0.0), 1)
@@ -153,7 +160,7 @@ def _sample_kernel(logits_ptr, stride, B, V, inv_t_ptr, top_k_ptr, top_p_ptr, rk
             active = hi - lo > 1
             hi = tl.where(active & below, mid, hi)
             lo = tl.where(active & ~below, mid, lo)
-        lse, stok = _support_pass(logits_ptr, stride, rows, rmask, V, scale, rkey, hi, ROWS, BLOCK)
+        lse, stok = _support_pass(logits_ptr, stride, rows, rmask, V, scale, ban_ptr, rkey, hi, NB, ROWS, BLOCK)
     tok = tl.where(greedy, atok, stok)
     x_tok = tl.load(logits_ptr + rows.to(tl.int64) * stride + tok, mask=rmask, other=0.0).to(tl.float32)
     tl.store(tok_ptr + rows, tok.to(tl.int64), mask=rmask)
@@ -169,7 +176,7 @@ def _blocks(V, rows=None, block=None):
     return rows, block, 8 if block >= 2048 else 4
 
 
-def sample_triton(logits, temperature, top_k, top_p, seed, ids, steps, rows=None, block=None):
+def sample_triton(logits, temperature, top_k, top_p, seed, ids, steps, banned=None, rows=None, block=None):
     """The fused Triton sampler (same contract and bits as sample_ref). rows/block override the tile shape."""
     B, V = logits.shape
     dev = logits.device
@@ -181,11 +188,13 @@ def sample_triton(logits, temperature, top_k, top_p, seed, ids, steps, rows=None
     top_p_t = _rows(top_p, B, torch.float32, dev)
     filt = torch.is_tensor(top_k) or torch.is_tensor(top_p) or (0 < top_k < V) or top_p < 1.0
     rkey = row_keys(seed, ids.to(dev).long(), steps.to(dev).long())
+    NB = 0 if banned is None else banned.shape[1]
+    ban = banned.to(device=dev, dtype=torch.int32).contiguous() if NB else rkey  # (B, NB); unread when NB = 0
     tok = torch.empty(B, dtype=torch.int64, device=dev)
     logprob = torch.empty(B, dtype=torch.float32, device=dev)
     raw = torch.empty(B, dtype=torch.float32, device=dev)
     R, BLOCK, warps = _blocks(V, rows, block)
-    _sample_kernel[(triton.cdiv(B, R),)](logits, logits.stride(0), B, V, inv_t, top_k_t, top_p_t, rkey,
-                                         tok, logprob, raw, ROWS=R, BLOCK=BLOCK, FILTER=filt, num_warps=warps,
-                                         enable_fp_fusion=False)  # s + g rounded as in torch, no fma
+    _sample_kernel[(triton.cdiv(B, R),)](logits, logits.stride(0), B, V, inv_t, top_k_t, top_p_t, rkey, ban,
+                                         tok, logprob, raw, ROWS=R, BLOCK=BLOCK, FILTER=filt, NB=NB,
+                                         num_warps=warps, enable_fp_fusion=False)  # s + g rounded as in torch, no fma
     return tok, logprob, raw

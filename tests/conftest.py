@@ -8,6 +8,7 @@ Shared (import them: `from conftest import ROOT, run_py, tiny_gpt`):
   ROOT      the repository root (the cwd of every subprocess)
   run_py    python ARGS in a fresh process at ROOT, output captured as text
   tiny_gpt  a tiny GPT whose init is fixed by its seed
+  marks_gpt   a tiny GPT that writes the layout marks almost always (what sampling a latent must refuse)
   estep_docs  em.estep on documents in memory (packed as token shards, as out/data/target/ holds them)
 """
 import os
@@ -37,6 +38,20 @@ def tiny_gpt(seed=0, **config):
     from model import GPT, GPTConfig
     torch.manual_seed(seed)
     return GPT(GPTConfig(**{**TINY_GPT, **config}))
+
+
+def marks_gpt(tok, seed=0, eol=3.0, **config):
+    """A tiny GPT for `tok` biased to write the layout marks: ln_f's first unit is a constant 1 that lm_head
+    reads with weight 8 for BOS/EOS, SoL, PRIOR, POST and `eol` for EoL, so at every position the marks hold ~98%
+    of the mass (a warm start that has not learned the thought format), EoL comes next, the bytes share the rest."""
+    m = tiny_gpt(seed, vocab_size=tok.n_vocab, **config)
+    with torch.no_grad():
+        m.transformer.ln_f.weight[0], m.transformer.ln_f.bias[0] = 0.0, 1.0  # h[..., 0] = 1 at every position
+        w = m.lm_head.weight  # (V, C), tied with wte: the first embedding unit changes too, harmless here
+        w[:, 0] = 0.0
+        w[[tok.bos, tok.eos, tok.sol, tok.prior, tok.post], 0] = 8.0
+        w[tok.eol, 0] = eol
+    return m
 
 
 def estep_docs(model, tok, cfg, docs, it, out_dir, unit=512):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import em
-from conftest import ROOT, estep_docs, run_py, tiny_gpt
+from conftest import ROOT, estep_docs, marks_gpt, run_py, tiny_gpt
 from data import rundir
 from data.corpus import sha256_file
 from data.tokenizer import get_tokenizer
@@ -190,9 +190,19 @@ def inputs(tmp_path_factory):
              "NOLATENT": json.dumps({"text": "No latents here."}) + "\n", "ONE": json.dumps({"text": "Only one."}) + "\n",
              "MALFORMED": '{"text": "a"\n', "LIST": "[1, 2]\n", "TEXTINT": '{"text": 123}\n', "NOCHUNKS": '{"chunks": []}\n',
              "SUFFIXINT": '{"chunks": [{"suffix": 5}]}\n', "EMPTY": "", "BLANK": "\n\n"}
+    teach = lambda chunk: lines["TEACH"] + json.dumps({"chunks": [chunk]}) + "\n"
+    lines.update(TEACHIDS=teach({"suffix": "x. ", "latent": "a", "latent_ids": [300]}),
+                 TEACHLONG=teach({"suffix": "x. ", "latent": "a" * 121}),
+                 TEACHEMPTY=teach({"suffix": " ", "latent": "a"}),
+                 QEMPTY="".join(json.dumps(q) + "\n" for q in ({"question": "Q: 1\n", "answer": 1},
+                                                               {"question": "Q", "answer": ""})))
     for name, text in lines.items():
         (d / f"{name}.jsonl").write_text(text)
         f[name] = str(d / f"{name}.jsonl")
+    shutil.copytree(d / "ckpt", d / "HEAD0")
+    cfg = json.loads((d / "ckpt" / "config.json").read_text())
+    (d / "HEAD0" / "config.json").write_text(json.dumps({**cfg, "model": {**cfg["model"], "n_head": 0}}))
+    f["HEAD0"] = str(d / "HEAD0")
     for name, raw in (("BINARY", b"\x00\x01\x02\xff\n"), ("BADUTF8", b'{"text": "\xc3("}\n')):
         (d / f"{name}.jsonl").write_bytes(raw)
         f[name] = str(d / f"{name}.jsonl")
@@ -254,6 +264,25 @@ BAD_INPUTS = [  # (flags after --quick --out OUT, what the one line must say, th
     (["--init", "EMPTYDIR"], "no checkpoint at", ["--init", "CKPT"]),
     (["--init", "CKPT", "--block-size", "256", "--max-latent", "8"], "exceeds the model's block_size 128 (--init)",
      ["--init", "CKPT", "--max-latent", "8"]),
+    (["--init", "HEAD0"], "HEAD0/config.json: field 'n_head' must be an integer >= 1, got 0 (--init)",
+     ["--init", "CKPT"]),
+    (["--k", "1000000000"], "fit (--k)", ["--k", "4"]),
+    (["--k", "٣"], "invalid int value: '٣' (ASCII digits only) (--k)", ["--k", "3"]),
+    (["--eval-ks", "1,1"], "repeats a K, got '1,1' (--eval-ks)", ["--eval-ks", "1"]),
+    (["--eval-ks", "1,²"], "(ASCII digits), got '1,²' (--eval-ks)", ["--eval-ks", "1,2"]),
+    (["--eval-ks", "1000000000"], "fit (--eval-ks)", ["--eval-ks", "8"]),
+    (["--gen-batch", "1000000000000"], "fit (--gen-batch)", ["--gen-batch", "64"]),
+    (["--batch-size", "1000000000000"], "fit (--batch-size)", ["--batch-size", "8"]),
+    (["--seeds", "0,99999999999999999999"], "must be in [0, 2**63), got 99999999999999999999 (--seeds)", None),
+    (["--seeds", "0,١"], "(ASCII digits), e.g. 0,1,2 (--seeds)", None),
+    (["--questions", "EMPTYDIR"], "is a directory; --questions takes a file (--questions)", []),
+    (["--questions", "QEMPTY"], '"answer" is "": no generated text could match it (', []),
+    (["--init", "CKPT", "--corpus", "GOOD", "--teacher-latents", "TEACHIDS"],
+     "latent_ids outside the bytes vocabulary [0, 261) (", [*CORPUS, "GOOD"]),
+    (["--init", "CKPT", "--corpus", "GOOD", "--teacher-latents", "TEACHLONG"],
+     "a latent of 121 tokens is longer than 120 (--block-size 128", [*CORPUS, "GOOD"]),
+    (["--init", "CKPT", "--corpus", "GOOD", "--teacher-latents", "TEACHEMPTY"],
+     'a chunk with a "latent" needs text in its "suffix" (', [*CORPUS, "GOOD"]),
     (["--eval", "--ckpt", "TRUNC", "--val", "GOOD"], "(--ckpt)", None),
     (["--eval", "--ckpt", "CKPT"], "no held-out documents", None),
     (["--eval", "--val", "GOOD"], "--eval needs --ckpt", None),
@@ -275,6 +304,31 @@ def test_bad_input_refused_at_once_and_out_stays_usable(tmp_path, capsys, inputs
     if fixed is not None:
         cfg, args = em.parse_args(argv(fixed))
         em.check_inputs(cfg, args.ckpt, args.eval)  # raises if the corrected command would be refused
+
+
+@pytest.mark.parametrize("flag", ["--teacher-latents", "--corpus"])
+def test_read_latent_with_a_layout_mark_is_refused(tmp_path, capsys, inputs, flag):
+    """A latent to train on (the warm start's, the oracle's) that holds BOS/EOS, SoL, EoL, PRIOR or POST, as
+    text or as latent_ids: exit 2, one line naming the mark and file:line, --out untouched."""
+    tok = get_tokenizer("bytes")
+    ok = json.dumps({"chunks": [{"suffix": "T. ", "latent": "why"}, {"suffix": "U.", "latent": None}]})
+    ids = [ord("a"), tok.sol, ord("b")]
+    cases = [({"suffix": "T. ", "latent": "a <|prior|> b"}, 2, '"latent" spells <|prior|>'),
+             ({"suffix": "T. ", "latent": tok.decode(ids), "latent_ids": ids}, 3,
+              '"latent_ids" hold the id of <|start_of_latent|>'),
+             ({"suffix": "T. ", "latent": "x<|end_of_latent|>"}, 2, '"latent" spells <|end_of_latent|>')]
+    for i, (bad, line, msg) in enumerate(cases):
+        path = tmp_path / f"marks{i}.jsonl"
+        path.write_text("".join((json.dumps({"chunks": [{"suffix": "S. ", "latent": "z"}, bad]}) if n == line
+                                 else ok) + "\n" for n in range(1, 5)))
+        files = {"--teacher-latents": inputs["TEACH"], "--corpus": inputs["GOOD"], flag: str(path)}
+        out = str(tmp_path / "out")
+        with pytest.raises(SystemExit) as e:
+            em.main(["--quick", "--out", out, "--init", inputs["CKPT"], *[a for kv in files.items() for a in kv]])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1, err
+        assert f"chunk 1: its {msg}, a layout mark" in err and f"({path}:{line})" in err, err
+        assert not os.path.exists(out)
 
 
 def test_other_configuration_in_out_is_refused_before_writing(tmp_path, capsys):
@@ -338,6 +392,43 @@ def test_estep_latent_ids_are_what_training_sees(monkeypatch, tmp_path):
         assert sequence(tok, edoc, "prior")[1:] == [tok.sol, tok.prior, *z, tok.eol, *tok.encode("Q."),
                                                     tok.sol, tok.prior, *z, tok.eol, *tok.encode("A."), tok.eos]
     assert all(c[:2 + len(z) + 1] == [tok.sol, tok.prior, *z, tok.eol] for c in scored)  # the scored tokens
+
+
+def test_sampled_latents_never_hold_a_layout_mark(tmp_path):
+    """On a model that writes the marks ~98% of the time: no latent the E-step (paper and sequential), the
+    held-out bound's sampler or the evaluation's thought produces holds one; log q is the log-probability under
+    the masked distribution sampled from (a direct masked log_softmax at the temperature)."""
+    import torch
+    from data.layout import latent_marks
+    tok = get_tokenizer("bytes")
+    model, marks = marks_gpt(tok), latent_marks(tok)
+    docs = [{"id": f"d{i}", "chunks": [{"suffix": f"Q: {i} ab\n", "latent": None},
+                                       {"suffix": f"A: {i}\n", "latent": None}]} for i in range(3)]
+    names = [tok.decode([t]) for t in tok.special_ids]
+    for estep in ("paper", "sequential"):
+        cfg = em.EMConfig(k=3, max_latent=8, block_size=64, gen_batch=8, estep=estep)
+        new, rows = estep_docs(model, tok, cfg, docs, 1, str(tmp_path / estep))
+        assert len(rows) == 6 and any(r["capped"] < 3 for r in rows)  # some latents end at EoL
+        assert all(not set(r["latent_ids"]) & tok.special_ids for r in rows)
+        assert all(n not in z for r in rows for z in r["samples"] for n in names)
+    cfg = em.EMConfig(k=3, max_latent=8, block_size=64, gen_batch=8)
+    prompts = [em.estep_prompts(tok, [tok.encode("Q: 7 ab\n")], 0, 8, 64)[0]] * 6
+    free = em.generate(model, prompts, 8, stop_tokens=(tok.eol,), seed=0, ids=range(6))
+    assert all(set(o["tokens"]) & set(marks) for o in free)  # the test has power
+    for temperature in (1.0, 0.7):  # the bound's samples, and the E-step's at another --temperature
+        zs, log_q, capped = em.posterior_samples(model, tok, cfg, prompts, list(range(6)), temperature)
+        for z, lq, cp in zip(zs, log_q, capped):
+            assert not set(z) & tok.special_ids
+            seq = prompts[0] + z + ([] if cp else [tok.eol])
+            with torch.no_grad():
+                logits = model(torch.tensor([seq]))[0, len(prompts[0]) - 1:-1].double()  # (n, V)
+            logits[:, marks] = float("-inf")
+            direct = torch.log_softmax(logits / temperature, -1).gather(1, torch.tensor(seq[len(prompts[0]):])[:, None])
+            assert abs(lq - float(direct.sum())) < 1e-3
+    qs = [{"question": f"Q: {i} ab\n", "answer": i, "answer_regex": r"(\d)"} for i in range(4)]
+    _, qrows = em.eval_questions(model, tok, cfg, qs, "latent")
+    for r in qrows:  # greedy: EoL at once (marks banned), then the answer text, where the ban has lifted
+        assert r["generated"].startswith("<|end_of_latent|><|")
 
 
 def test_changed_corpus_is_prepared_again_or_refused(tmp_path, inputs):
@@ -422,3 +513,36 @@ def test_every_phase_config_is_checked_by_train_up_front(monkeypatch):
     cfg = em.EMConfig(m_steps=0)
     assert rundir.flag_errors(cfg, phase_errors=em.phase_errors) == [
         "phase iter1 would give train.py must be positive, got 0 (--max-steps)"]
+
+
+def test_one_run_per_out_and_a_stale_lock_does_not_block_a_resume(tmp_path, capsys, monkeypatch):
+    """A second em.py on a live run's --out is refused at once in one line naming the holder's pid, the LOCK left
+    as it was; a LOCK whose process is dead (a killed run) is taken, held while the run works and released after
+    (on an error too); under torchrun only rank 0 takes it."""
+    import socket
+    out = tmp_path / "out"
+    out.mkdir()
+    held = []
+    monkeypatch.setattr(em, "run", lambda cfg, checked: held.append(
+        json.loads((out / "LOCK").read_text())["pid"] if (out / "LOCK").exists() else None))
+    (out / "LOCK").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))  # live: this test
+    with pytest.raises(SystemExit) as e:
+        em.main(["--quick", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and f"in use by process {os.getpid()}" in err and not held
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / "LOCK").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    em.main(["--quick", "--out", str(out)])
+    assert held == [os.getpid()] and not (out / "LOCK").exists()
+
+    def fails(cfg, checked):
+        raise ValueError("a full disk")
+    monkeypatch.setattr(em, "run", fails)
+    with pytest.raises(SystemExit):
+        em.main(["--quick", "--out", str(out)])
+    assert "a full disk" in capsys.readouterr().err and not (out / "LOCK").exists()
+    monkeypatch.setattr(em, "run", lambda cfg, checked: held.append((out / "LOCK").exists()))
+    monkeypatch.setenv("RANK", "1")
+    em.main(["--quick", "--out", str(out)])
+    assert held[-1] is False

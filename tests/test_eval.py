@@ -302,3 +302,30 @@ def test_seeds_run_each_seed_apart_then_a_combined_report(tmp_path):
     again = run_em(args)
     assert again.returncode == 0 and "] training " not in again.stdout  # no phase trains again
     assert [json.loads(line) for line in open(out / "seed0" / "metrics.jsonl")] == per[0]
+
+
+def test_seed_criteria_paired_steps_and_raw_arm(tmp_path):
+    """(b) needs every step up by > 2 paired SE, (d) the last iteration above the strongest raw arm (at its better
+    prompt) by > 2 paired SE; a seed that misses either is counted as not bootstrapped."""
+    from data import report as R
+
+    def write(seed, name, mode, correct):
+        d = tmp_path / f"seed{seed}" / name
+        d.mkdir(parents=True)
+        (d / "eval_questions.jsonl").write_text("".join(json.dumps({"mode": mode, "correct": c}) + "\n" for c in correct))
+
+    n = 200
+    per = {}
+    for seed, accs in ((0, (0.2, 0.5, 0.8)), (1, (0.2, 0.5, 0.51))):  # seed 1: last step +1 point, 2 SE = 1.4
+        rows = []
+        for it, a in enumerate(accs):
+            write(seed, "warm" if it == 0 else f"iter{it}", "latent", [int(i < a * n) for i in range(n)])
+            rows.append({"name": f"it{it}", "iter": it, "acc": a})
+        write(seed, "base", "reason", [int(i < 0.3 * n) for i in range(n)])
+        with open(tmp_path / f"seed{seed}" / "base" / "eval_questions.jsonl", "a") as f:
+            f.write("".join(json.dumps({"mode": "direct", "correct": 0}) + "\n" for _ in range(n)))
+        rows.append({"name": "base", "baseline": "base", "acc": 0.0, "acc_reason": 0.3})
+        per[seed] = rows
+    lines, ok = R.seed_criteria(str(tmp_path), per)
+    assert ok == {0: True, 1: False}
+    assert "1 of 2 seeds" in lines[0] and "base, 30.0%" in lines[-2]

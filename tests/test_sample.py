@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import sample
-from conftest import run_py, tiny_gpt
+from conftest import marks_gpt, run_py, tiny_gpt
 from sample import generate, score
 
 
@@ -194,7 +194,7 @@ def test_cli_missing_and_corrupt_checkpoint_one_line(tmp_path):
 
 # ----------------------------------------------------------------------------- --think / --explain
 
-from data.layout import estep_prompts, explain_prompt, joint_continuation, think_prompt  # noqa: E402
+from data.layout import estep_prompts, explain_prompt, joint_continuation, latent_marks, think_prompt  # noqa: E402
 from data.tokenizer import get_tokenizer  # noqa: E402
 
 TOK = get_tokenizer("bytes")
@@ -223,22 +223,26 @@ def test_think_and_explain_prompts_are_the_layouts(tmp_path, monkeypatch, capsys
     (think_p, M1, stop1, kw1), (expl_p, M2, stop2, kw2) = seen
     assert think_p == [[B, S, P, E] + x + [S, P]] * 2 == [think_prompt(TOK, x)] * 2  # question chunk, then a thought
     assert M1 == 9 and set(stop1) == {TOK.eos, TOK.sol}  # the answer ends where the next chunk would start
+    assert kw1["banned"] == latent_marks(TOK) and kw1["ban_until"] == E  # no mark inside the thought
     assert expl_p == [[B, S, E] + x + [S, Q]] * 3 == [explain_prompt(TOK, x)] * 3
     assert expl_p[0] == estep_prompts(TOK, [x], 0, 16, 64)[0]  # the E-step's prompt for a first chunk
     assert M2 == 64 - len(expl_p[0]) and tuple(stop2) == (E,) and kw2["seed"] == 4 and kw2["temperature"] == 1.0
+    assert kw2["banned"] == latent_marks(TOK)
 
 
-def independent_logprobs(model, ids, start, temperature=1.0):
-    """log p of ids[start:] given what precedes each, from one plain forward at the given temperature."""
+def independent_logprobs(model, ids, start, temperature=1.0, banned=(), until=None):
+    """log p of ids[start:] given what precedes each, from one plain forward at the given temperature, the
+    banned ids' logits -inf at every position up to the first `until` token after start (the ban it lifts)."""
     with torch.no_grad():
-        lp = torch.log_softmax(model(torch.tensor([ids]))[0].double() / temperature, dim=-1)  # (T, V)
+        logits = model(torch.tensor([ids]))[0].double()  # (T, V)
+    lift = next((t for t in range(start, len(ids)) if ids[t] == until), len(ids))  # the last banned position
+    logits[start - 1:lift, list(banned)] = float("-inf")
+    lp = torch.log_softmax(logits / temperature, dim=-1)
     return [float(lp[t - 1, ids[t]]) for t in range(start, len(ids))]
 
 
 def test_explain_score_equals_independent_computation():
-    m = tiny_model(vocab=TOK.n_vocab, block=64)
-    with torch.no_grad():
-        m.transformer.wte.weight[TOK.eol] *= 6  # a peaked EoL logit: some samples stop, others hit the cap
+    m = marks_gpt(TOK)  # marks dominate: log q is under the masked distribution, far from the model's own
     x = TOK.encode("A: 5 for 7 ciqx\n")
     prompt, res = sample.explain(m, TOK, x, 12, 10, with_score=True, temperature=0.7, seed=3)
     assert prompt == explain_prompt(TOK, x)
@@ -246,13 +250,82 @@ def test_explain_score_equals_independent_computation():
     marks = independent_logprobs(m, [TOK.bos] + joint_continuation(TOK, [], x), 1)[:2]
     for r in res:
         assert r["tokens"] == r["z"] + ([] if r["capped"] else [TOK.eol])
-        lq = sum(independent_logprobs(m, prompt + r["tokens"], len(prompt), temperature=0.7))
+        assert not set(r["z"]) & TOK.special_ids
+        lq = sum(independent_logprobs(m, prompt + r["tokens"], len(prompt), 0.7, latent_marks(TOK)))
         joint = [TOK.bos, TOK.sol, TOK.prior] + r["z"] + [TOK.eol] + x
         lp = independent_logprobs(m, joint, 1)
         assert abs(r["log_q"] - lq) < 1e-3
         assert abs(r["log_marks"] - sum(marks)) < 1e-3 and abs(sum(lp[:2]) - sum(marks)) < 1e-3
         assert abs(r["log_p"] - sum(lp[2:])) < 1e-3  # Z EoL X, the mode marks SoL PRIOR left out as em.py does
         assert abs(r["log_w"] - (sum(lp[2:]) - lq)) < 1e-3
+
+
+def test_banned_tokens_never_sampled_and_log_q_exact():
+    """generate(banned=): on a model whose marks hold ~98% of every step's mass, no banned id is drawn (sampled,
+    top-k, greedy); each log-prob is log_softmax of the masked, tempered logits; one set for all or one per
+    request (here every other request is unbanned and writes marks)."""
+    m, marks = marks_gpt(TOK), latent_marks(TOK)
+    prompts = [explain_prompt(TOK, TOK.encode(t)) for t in ("A: 5 for 7\n", "A: 12\n", "hi")] * 3
+    for kw in (dict(temperature=0.8), dict(temperature=1.0, top_k=50), dict(temperature=0.0)):
+        out = generate(m, prompts, 10, stop_tokens=(TOK.eol,), seed=2, batch_size=4, banned=marks, **kw)
+        assert all(not set(o["tokens"]) & set(marks) for o in out)
+        assert any(o["stopped"] for o in out) or kw["temperature"] == 0
+        if kw["temperature"] == 0.8:
+            for p, o in zip(prompts, out):
+                direct = independent_logprobs(m, p + o["tokens"], len(p), 0.8, marks)
+                assert torch.allclose(torch.tensor(o["logprobs"]), torch.tensor(direct, dtype=torch.float32),
+                                      atol=1e-4)
+        if kw["temperature"] == 0:  # greedy: the argmax of the masked logits (the marks' own argmax otherwise)
+            assert all(o["logprobs"] == [0.0] * len(o["tokens"]) for o in out)
+            for p, o in zip(prompts, out):
+                with torch.no_grad():
+                    logits = m(torch.tensor([p + o["tokens"]]))[0, len(p) - 1:-1]  # (n, V)
+                logits[:, marks] = float("-inf")
+                assert logits.argmax(-1).tolist() == o["tokens"]
+    per = [marks if i % 2 else [] for i in range(len(prompts))]
+    out = generate(m, prompts, 10, stop_tokens=(TOK.eol,), seed=2, batch_size=4, banned=per)
+    assert all(bool(set(o["tokens"]) & set(marks)) != bool(i % 2) for i, o in enumerate(out))
+
+
+def test_ban_lifts_after_ban_until():
+    """banned + ban_until: the marks are banned up to and including the first EoL, allowed after it (a thought,
+    then its text); log q follows the ban per position."""
+    m, marks = marks_gpt(TOK), latent_marks(TOK)
+    p = think_prompt(TOK, TOK.encode("Q: 7 ciqx\n"))
+    out = generate(m, [p] * 12, 16, seed=4, batch_size=5, banned=marks, ban_until=TOK.eol)
+    closed = [o for o in out if TOK.eol in o["tokens"]]
+    assert closed and len(closed) < len(out)
+    for o in out:
+        t = o["tokens"]
+        cut = t.index(TOK.eol) if TOK.eol in t else len(t)
+        assert not set(t[:cut + 1]) & set(marks)
+        direct = independent_logprobs(m, p + t, len(p), 1.0, marks, until=TOK.eol)
+        assert torch.allclose(torch.tensor(o["logprobs"]), torch.tensor(direct, dtype=torch.float32), atol=1e-4)
+    assert all(set(o["tokens"][o["tokens"].index(TOK.eol) + 1:]) & set(marks) for o in closed)  # lifted
+
+
+def test_banned_refused_when_malformed():
+    m = tiny_model(vocab=TOK.n_vocab)
+    for kw, msg in ((dict(banned=[TOK.n_vocab]), "outside the vocabulary"),
+                    (dict(banned=[TOK.eol], ban_until=TOK.eol), "could never lift"),
+                    (dict(banned=[[1], [2], [3]]), "3 banned sets for 2 prompts")):
+        with pytest.raises(ValueError, match=msg):
+            generate(m, [[1], [2]], 3, **kw)
+
+
+def test_think_and_explain_write_no_mark():
+    """think / explain (--think, --explain) on a model that writes marks: the thought holds none; think's text
+    after EoL is raw text (the ban lifted: it stops at the SoL or EOS the model writes at once)."""
+    m = marks_gpt(TOK)
+    prompt, outs = sample.think(m, TOK, TOK.encode("Q: 7 ciqx\n"), 12, 16, seed=1)
+    answered = [o["tokens"] for o in outs if TOK.eol in o["tokens"][:-1]]  # text after the thought
+    assert answered and len(answered) < len(outs)
+    for o in outs:
+        t = o["tokens"]
+        assert not set(t[:t.index(TOK.eol) if TOK.eol in t else len(t)]) & TOK.special_ids
+    assert all(set(t[t.index(TOK.eol) + 1:]) & set(latent_marks(TOK)) for t in answered)  # the ban lifted
+    _, res = sample.explain(m, TOK, TOK.encode("A: 5\n"), 12, 16, seed=1)
+    assert all(not set(r["z"]) & TOK.special_ids for r in res)
 
 
 def test_render_shows_thought_apart_from_text():
@@ -331,6 +404,9 @@ def test_bad_flags_refused_with_one_line(tmp_path, capsys):
     assert "(--device)" in refused(capsys, *p, "--device", "nonsense")
     assert "--temperature" in refused(capsys, *p, "--temperature", "warm")  # argparse's own errors: one line too
     assert "--tokenizer" in refused(capsys, *p, "--tokenizer", "gpt3")
+    assert "fit (--num-samples)" in refused(capsys, *p, "--num-samples", "10000000000000")  # past this machine
+    assert "(ASCII digits only) (--num-samples)" in refused(capsys, *p, "--num-samples", "٣")
+    assert "(--seed)" in refused(capsys, *p, "--seed", str(2 ** 63))
     two = refused(capsys, *p, "--think", "--explain", "--num-samples", "0")  # every problem, still one line
     assert "pick one" in two and "(--num-samples)" in two
 

@@ -1,6 +1,6 @@
 """train.py on CPU, tiny models (2 layers, 32-64 wide, 32-token windows), seconds per test.
 
-Covers: the data stream (packing across epochs, per-epoch shuffle and coin re-flip, cursor resume), overfitting,
+Covers: the document-aligned rows (every target once per epoch, per-epoch shuffle and coin re-flip, cursor resume), overfitting,
 torchrun DDP == one process, stop + resume == straight run (weights and data order), checkpoints that load with
 model.GPT.load and survive an interrupted save, a caller-owned process group, HF GPT-2 init with the latent
 tokens added, and one-line errors for bad flags.
@@ -22,7 +22,7 @@ from data.prepare import prepare_corpus
 from data.shards import from_docs
 from data.tokenizer import get_tokenizer
 from model import GPT
-from train import Stream, TrainConfig, main, train
+from train import TrainConfig, main, train
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=2, warmup_steps=2, lr=3e-3, dtype="fp32",
             log_every=1, eval_every=0, ckpt_every=0)
@@ -56,19 +56,7 @@ def losses(out):
     return {r["step"]: r["loss"] for r in map(json.loads, open(os.path.join(out, "metrics.jsonl"))) if "loss" in r}
 
 
-# ----------------------------------------------------------------------------- data stream
-
-def reference_stream(tok, edocs, layout, seed, n):
-    """The first n tokens of the stream as train.py defined it before shards (the spec the lazy Stream must
-    match token for token): epoch e = every document's sequence(seed, e), in the order
-    default_rng([seed, e]).permutation, materialised and concatenated, epoch after epoch."""
-    out, e = [], 0
-    while len(out) < n:
-        for i in np.random.default_rng([seed, e]).permutation(len(edocs)):
-            out += sequence(tok, edocs[i], layout, seed, e)
-        e += 1
-    return out[:n]
-
+# ----------------------------------------------------------------------------- training rows
 
 def write_varied_corpus(path, n=13):
     """1-4 chunks per document, latents missing, empty or of any length; uneven lengths so windows straddle
@@ -93,50 +81,74 @@ def varied(tmp_path_factory):
 
 
 @pytest.mark.parametrize("layout", ["random", "posterior", "raw"])
-def test_stream_equals_materialised_reference_jsonl_and_shards(varied, layout):
+def test_rows_same_from_jsonl_and_shards_and_reshuffled_per_epoch(varied, layout):
+    """A JSONL corpus and its shard directory give the same rows token for token over several epochs; each epoch
+    reshuffles the documents (and re-flips the random layout's coins)."""
     tok = get_tokenizer("bytes")
     path, shard_dir = varied
-    edocs = [encode_doc(tok, d) for d in read_docs(path)]
-    T, n, steps = 16, 3, 100
-    ref = reference_stream(tok, edocs, layout, 5, steps * n * T + 1)
-    for src in (train_mod.encode_corpus(tok, path), train_mod.encode_corpus(tok, shard_dir)):
-        s = Stream(tok, src, layout, seed=5)
-        xs, ys = zip(*(s.windows(n, T) for _ in range(steps)))
-        x, y = torch.cat(xs).flatten().tolist(), torch.cat(ys).flatten().tolist()
-        assert x == ref[:-1] and y == ref[1:]  # token for token, y shifted by one
-        assert s.epoch >= 3  # several epochs (coins re-flipped, documents reshuffled) were compared
+    a, b = (train_mod.Rows(tok, train_mod.encode_corpus(tok, src), layout, 5, 16) for src in (path, shard_dir))
+    n = 3 * len(a.plan(0))
+    assert all(torch.equal(u, v) for u, v in zip(a.next_rows(n), b.next_rows(n))) and a.epoch >= 2
+    first = lambda e: [p[0] for row in a.plan(e) for p in row]
+    assert set(first(0)) == set(first(1)) == set(range(len(a.docs))) and first(0) != first(1)
 
 
-def test_stream_ranks_skip_and_resume(varied):
-    """Two ranks reading only their own windows (skipping the other's) see the global batch's halves; a stream
-    rebuilt at the saved cursor continues identically, with or without (doc, off)."""
+@pytest.mark.parametrize("layout", ["random", "raw"])
+def test_rows_document_aligned_every_target_once(varied, layout):
+    """Each epoch's rows hold every document's targets exactly once; every row starts at a BOS (a document's
+    start), documents that fit are never cut, longer ones are split into consecutive T-target pieces; no target
+    crosses from one document into the next."""
     tok = get_tokenizer("bytes")
     docs = train_mod.encode_corpus(tok, varied[1])
-    T, B, world, accum = 16, 2, 2, 3
-    one, ranks = Stream(tok, docs, "random", 5), [Stream(tok, docs, "random", 5) for _ in range(world)]
-    for step in range(12):
-        glob = one.windows(accum * world * B, T)[0].view(accum, world, B, T)
+    for T in (12, 40):
+        r = train_mod.Rows(tok, docs, layout, 5, T)
+        plan = r.plan(0)
+        n_rows = len(plan)
+        x, y = r.next_rows(n_rows)
+        assert r.cursor() == {"epoch": 0, "row": n_rows} and x.shape[1] <= T
+        seqs = [sequence(tok, docs.doc(i), layout, 5, 0) for i in range(len(docs))]
+        want = sorted((a, b) for s in seqs for a, b in zip(s[:-1], s[1:]))  # every (input, target) pair
+        got = sorted((a, b) for a, b in zip(x.flatten().tolist(), y.flatten().tolist()) if b >= 0)
+        assert got == want
+        for row, xr in zip(plan, x):
+            assert xr[0] == tok.bos or row[0][1] > 0  # a row opens a document, or a long one's next piece
+            for d, s, e in row:
+                assert e - s - 1 <= T and (s == 0 or len(seqs[d]) > T + 1)
+        assert all(len(s) > T + 1 or sum(1 for row in plan for p in row if p[0] == d) == 1
+                   for d, s in enumerate(seqs))
+
+
+def test_rows_ranks_skip_and_resume(varied):
+    """Ranks reading only their own rows see the global batch's parts; a Rows rebuilt at the saved cursor
+    continues identically, across epochs."""
+    tok = get_tokenizer("bytes")
+    docs = train_mod.encode_corpus(tok, varied[1])
+    T, B, world = 16, 2, 2
+    one, ranks = train_mod.Rows(tok, docs, "random", 5, T), [train_mod.Rows(tok, docs, "random", 5, T)
+                                                             for _ in range(world)]
+    for step in range(15):
+        glob = one.next_rows(world * B)[1]
         for r, s in enumerate(ranks):
-            for i in range(accum):
-                s.skip(r * B * T)
-                assert torch.equal(s.windows(B, T)[0], glob[i, r])
-                s.skip((world - 1 - r) * B * T)
+            s.skip(r * B)
+            part = s.next_rows(B)[1]
+            assert torch.equal(part, glob[r * B:(r + 1) * B, :part.shape[1]])
+            assert (glob[r * B:(r + 1) * B, part.shape[1]:] == -1).all()
+            s.skip((world - 1 - r) * B)
             assert s.cursor() == one.cursor()
     c = one.cursor()
-    assert c["epoch"] >= 2 and c["pos"] > 0
-    ahead = one.windows(5, T)
-    for t in (Stream(tok, docs, "random", 5, **c), Stream(tok, docs, "random", 5, c["epoch"], c["pos"])):
-        assert t.cursor() == c  # (doc, off) found again from (epoch, pos), as for an older checkpoint
-        assert all(torch.equal(a, b) for a, b in zip(ahead, t.windows(5, T)))
+    assert c["epoch"] >= 1
+    ahead = one.next_rows(5)
+    again = train_mod.Rows(tok, docs, "random", 5, T, **c).next_rows(5)
+    assert all(torch.equal(a, b) for a, b in zip(ahead, again))
 
 
-def test_val_windows_pad_targets_with_ignore(corpus):
+def test_val_windows_are_the_rows_of_one_epoch(corpus):
     tok = get_tokenizer("bytes")
     edocs = [encode_doc(tok, json.loads(line)) for line in open(corpus)][:3]
-    ids = [t for d in edocs for t in sequence(tok, d, "raw")]
     x, y = train_mod.val_windows(tok, from_docs(edocs, tok), "raw", 0, 32)
-    assert x.flatten()[:len(ids) - 1].tolist() == ids[:-1]
-    assert (y != -1).sum() == len(ids) - 1 and y.flatten()[:len(ids) - 1].tolist() == ids[1:]
+    seqs = [sequence(tok, d, "raw") for d in edocs]
+    assert (y != -1).sum() == sum(len(s) - 1 for s in seqs)  # every target once, padding ignored
+    assert all(row[0] == tok.bos for row in x)  # these documents fit a row each: every row opens one
 
 
 # ----------------------------------------------------------------------------- training
@@ -348,3 +360,36 @@ def test_resume_does_not_duplicate_metric_rows(tmp_path, corpus):
     assert [r["step"] for r in rows if "val_loss" in r] == [3, 6]
     train(replace(cfg, stop_at=0, resume=True))  # resuming a finished run logs its closing evaluation once
     assert [json.loads(line) for line in open(path)] == rows
+
+
+def test_one_run_per_out_lock_released_on_error(tmp_path, corpus, capsys, monkeypatch):
+    """train.py holds out/LOCK while it trains: a second process on a live run's --out is refused at once, a dead
+    holder's LOCK is taken, and the lock is released (and a directory it created removed) when training fails."""
+    import socket
+    import subprocess
+    import sys
+    out = tmp_path / "o"
+    out.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (out / "LOCK").write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname()}))
+        with pytest.raises(SystemExit) as e:
+            main(["--data", corpus, "--out", str(out), "--block-size", "32"])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and f"in use by process {sleeper.pid}" in err and err.count("\n") == 1
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    seen = []
+
+    def fails(cfg, rank, world, local_rank):
+        seen.append(json.loads((tmp_path / "fresh" / "LOCK").read_text())["pid"])
+        raise ValueError("disk full")
+    monkeypatch.setattr(train_mod, "_train", fails)
+    with pytest.raises(SystemExit):
+        main(["--data", corpus, "--out", str(tmp_path / "fresh"), "--block-size", "32"])
+    assert seen == [os.getpid()] and not (tmp_path / "fresh").exists()
+    (out / "LOCK").write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname()}))  # dead by now
+    monkeypatch.setattr(train_mod, "_train", lambda cfg, *a: seen.append((out / "LOCK").read_text()) or {})
+    train(TrainConfig(data=corpus, out=str(out), block_size=32))
+    assert str(os.getpid()) in seen[-1] and not (out / "LOCK").exists()

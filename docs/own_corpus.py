@@ -1,0 +1,136 @@
+"""A corpus of another shape than the built-in worlds, for em.py --corpus --teacher-latents --questions.
+
+    python docs/own_corpus.py --world out/em/data/world.json --out out/own     # then (README, "Your corpus"):
+    python em.py --corpus out/own/target.jsonl --teacher-latents out/own/warm.jsonl \
+        --questions out/own/questions.jsonl --init out/em/base/model/ckpt --out out/own_em
+
+The same knowledge as a built-in world (its world.json: the operator table, the facts its base text states
+for sure, the decoys of the others), so a base model pretrained on that world knows what it can know; but
+documents written as lab notes, not as the worlds' problems: 1 to 4 readings per note (the worlds: always 2),
+each "Register R7 holds 7. The machine runs c and i, then q and x." and a reading that states only the
+result, "The display read 5.", with lab-note sentences between them a third of the time and a closing remark
+half the time. em.py chunks the target text itself; the warm-start set is chunked the same way here, with the
+teacher's walk (the world's imperfect teacher) on the chunk that holds each reading. Questions are a
+register's statement answered by a reading, with "chunks" as the chunker splits them, and the base text's
+format for a raw model asked to reason ("<statement> Work:"). Problems the base text holds are left out.
+"""
+import argparse
+import json
+import os
+import random
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from data import world as W  # noqa: E402
+from data.corpus import chunk_text, write_atomic, write_docs  # noqa: E402
+
+OPEN = ("Register R{} holds {}. ", "We load {} into register R{}. ")
+RUN = ("The machine runs {} and {}, then {} and {}. ", "It steps through {}, {}, {} and {}. ")
+READ = "The display read {}. "
+READ_RE = r"The display read (\d)\."
+NOTES = ("The lab was quiet. ", "Nobody touched the dial. ", "We wrote it down twice. ", "Coffee was cold. ")
+CLOSE = ("End of notes. ", "That was the last one today. ")
+
+
+def note_statement(problem, rng):
+    start, ops = problem
+    opening = rng.choice(OPEN)
+    reg = rng.randrange(1, 10)
+    head = opening.format(reg, start) if opening.startswith("Register") else opening.format(start, reg)
+    return head + rng.choice(RUN).format(*ops)
+
+
+def note(problems, results, rng):
+    """-> (text, [(statement start, offset of the result digit)])."""
+    text, spans = "", []
+    for k, (p, r) in enumerate(zip(problems, results)):
+        if k and rng.random() < 1 / 3:
+            text += rng.choice(NOTES)
+        begin = len(text)
+        st = note_statement(p, rng)
+        text += st + READ.format(r)
+        spans.append((begin, begin + len(st) + len(READ.format(r)) - 3))
+    if rng.random() < 0.5:
+        text += rng.choice(CLOSE)
+    return text, spans
+
+
+def build(meta, n_target, n_warm, n_questions, budget, seed, base_problems):
+    cfg = W.WorldConfig(**meta["config"])
+    table = meta["table"]
+    decoys = {(k[0], int(k[1:])): tuple(v) for k, v in meta["decoys"].items()}  # "c7": [2, 9]
+    rng = random.Random(f"own/{seed}")
+    seen, problems = set(base_problems), []
+
+    def draw():
+        while True:
+            p = W.random_problem(cfg, rng)
+            if p not in seen:
+                seen.add(p)
+                return p
+
+    def docs(name, n, teacher=None):
+        out, texts = [], []
+        for d in range(n):
+            ps = [draw() for _ in range(rng.randint(1, 4))]
+            text, spans = note(ps, [W.walk(table, *p)[1] for p in ps], rng)
+            walks = W.teacher_walks(cfg, table, decoys, teacher, ps) if teacher else None
+            out.append(W.prose_doc(f"{name}-{d}", text, spans, walks, None, budget))
+            texts.append({"id": f"{name}-{d}", "text": text})
+        return out, texts
+
+    questions = []
+    for _ in range(n_questions):
+        p = draw()
+        st = note_statement(p, rng)
+        z, end = W.walk(table, *p)
+        questions.append({"question": st, "chunks": chunk_text(st, None, budget), "answer": end, "gold": z,
+                          "answer_regex": READ_RE, "prompt": st + "Work:", "prompt_regex": W.PROSE_WALK_RE.pattern,
+                          "prompt_stop": "."})
+    _, target = docs("note", n_target)
+    warm, _ = docs("warm", n_warm, random.Random(f"own/{seed}/teacher"))
+    return target, warm, questions
+
+
+def base_problems(path):
+    """The (start, ops) of every walk worked in a base text (the world's base.jsonl), so none is reused."""
+    out = set()
+    with open(path) as f:
+        for line in f:
+            for doc in [json.loads(line)]:
+                for c in doc["chunks"]:
+                    for z in re.findall(r"Work: (\d(?:[a-z]\d)+)\.", c["suffix"]):
+                        out.add((int(z[0]), z[1::2]))
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--world", required=True, help="a built-in world's world.json (em.py writes out/em/data/world.json)")
+    ap.add_argument("--out", required=True, help="output directory: target.jsonl, warm.jsonl, questions.jsonl")
+    ap.add_argument("--n-target", type=int, default=1000, help="lab-note documents without latents")
+    ap.add_argument("--n-warm", type=int, default=300, help="warm-start notes with the teacher's walks")
+    ap.add_argument("--n-questions", type=int, default=1000, help="held-out questions")
+    ap.add_argument("--chunk-tokens", type=int, default=64, help="chunk budget of the warm set (em.py's: block_size // 4)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the notes' problems, wording and teacher")
+    a = ap.parse_args(argv)
+    try:
+        with open(a.world) as f:
+            meta = json.load(f)
+        base = base_problems(os.path.join(os.path.dirname(a.world), "base.jsonl"))
+        if min(a.n_target, a.n_warm, a.n_questions, a.chunk_tokens) < 1:
+            raise ValueError("--n-target, --n-warm, --n-questions and --chunk-tokens must be >= 1")
+        target, warm, questions = build(meta, a.n_target, a.n_warm, a.n_questions, a.chunk_tokens, a.seed, base)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    os.makedirs(a.out, exist_ok=True)
+    write_atomic(os.path.join(a.out, "target.jsonl"), "".join(json.dumps(d) + "\n" for d in target))
+    write_docs(os.path.join(a.out, "warm.jsonl"), warm)
+    write_atomic(os.path.join(a.out, "questions.jsonl"), "".join(json.dumps(q) + "\n" for q in questions))
+    print(f"wrote {a.out}: {len(target)} notes, {len(warm)} warm-start notes, {len(questions)} questions")
+
+
+if __name__ == "__main__":
+    main()
