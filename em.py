@@ -23,8 +23,9 @@ The loop (spec: ../shared/docs/BOLT.md), in this file's order:
               standard errors over documents), eval_questions (accuracy on test and dev questions as data,
               data/questions.py, a latent model thinking before every chunk as in training: think_answers),
               run_eval (cached per phase)
-  baselines   the base model, raw token-matched and FLOP-matched (raw arms asked directly and asked to reason in
-              their training text's format), and the oracle (teacher latents on the whole target corpus)
+  baselines   the base model, the raw arms of --raw-arms (raw_arm: token- and FLOP-matched, the warm set's walks
+              inline, the warm start continued on raw text, the pipeline's compute; each asked directly and asked
+              to reason in its training text's format), and the oracle (gold walks on the whole target corpus)
 Not the method, kept apart: data/rundir.py checks every flag and input before anything is written (a bad command
 prints one line `error: <what> (<flag or file:line>)`, exits 2 and leaves --out as it was), prepares out/data
 (a sha256 of every input recorded: changed inputs are prepared again, or refused once trained on; the target
@@ -35,6 +36,7 @@ latents travel to the M-step as token ids: iter{t}/latents/, token shards train.
 the text for reading in iter{t}/latents.jsonl, beside the same ids as "latent_ids").
 """
 import argparse
+import contextlib
 import hashlib
 import itertools
 import json
@@ -42,14 +44,14 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
 from data import questions as Q
 from data import report as R
 from data import rundir as D
-from data.corpus import add_flags, parser_error, read_json, write_atomic, write_json
+from data.corpus import add_flags, out_lock, parser_error, read_json, write_atomic, write_json
 from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, latent_marks, raw_pair, \
     think_layout
 from data.shards import is_shard_dir, open_shards
@@ -78,6 +80,10 @@ class EMConfig:
     # which on the prose world lost the problem's start digit and collapsed one seed (README, Results)
     estep: str = "sequential"
     no_baselines: bool = False
+    raw_arms: str = field(default="default", metadata={"help": (
+        "raw baselines, a comma list of " + ", ".join(D.RAW_ARMS) + " (em.py raw_arm: what each trains on and "
+        "its steps), each optionally +replay (its documents mixed 1:1 with the base corpus's); empty: none; "
+        f"default: {D.DEFAULT_RAW_ARMS} (a --corpus run, with no base corpus: without +replay)")})
     oracle: bool = False  # also train the oracle: gold walks on the whole target corpus (built-in worlds)
     # model (from scratch) and budgets
     n_layer: int = GPTConfig.n_layer
@@ -91,7 +97,7 @@ class EMConfig:
     # budgets in epochs of the phase's own corpus (document-aligned rows / --batch-size), so they follow the
     # corpus; a --*-steps value > 0 fixes the step count instead
     warm_epochs: float = 20.0
-    m_epochs: float = 8.0  # every M-step, the oracle and the FLOP-matched raw baseline
+    m_epochs: float = 8.0  # every M-step, the oracle and most raw arms (raw_arm)
     warm_steps: int = 0
     m_steps: int = 0
     # E-step and evaluation
@@ -151,35 +157,98 @@ def run(cfg, checked=None):
                         **{f"estep_{k}": v for k, v in diag.items()}})
         print0(f"   iter {it}: " + R.fmt_metrics(results[-1]))
     if not cfg.no_baselines:
-        results += run_baselines(cfg, tok, data, base)
+        results += run_baselines(cfg, tok, data, base, warm)
     if rank_world()[0] == 0:
         report(cfg, results, time.time() - t_start, resumed)
     return results
 
 
-def run_baselines(cfg, tok, data, base):
-    """The base model as it is; raw data from base, token-matched (same epochs over the target documents as an
-    M-step) and FLOP-matched (same steps x tokens as an M-step); and the oracle, trained on teacher latents for
-    the whole corpus."""
-    steps = m_steps(cfg, tok)
-    epochs = steps * cfg.batch_size / n_rows(tok, cfg, latent_path(cfg), "random")
-    raw_steps = max(1, round(epochs * n_rows(tok, cfg, data["paths"]["target"], "raw") / cfg.batch_size))
+def run_baselines(cfg, tok, data, base, warm):
+    """The base model as it is; the raw arms of --raw-arms (raw_arm), each evaluated as a raw model (asked
+    directly and asked to reason; an arm that would train what an earlier one trains is not trained twice);
+    and with --oracle the oracle, trained on the gold walks for the whole corpus."""
     out = [{"name": "base (no target training)", "baseline": "base", **run_eval(cfg, "base", base, tok, data, False)}]
-    # document-aligned rows: a raw document takes a row as its latent twin does, so the two arms often agree
-    arms = {"raw_tokens": (f"raw, token-matched ({epochs:.1f} epochs)", raw_steps), "raw_flops": ("raw, FLOP-matched",
-                                                                                                 steps)}
-    if raw_steps == steps:
-        arms = {"raw_tokens": (f"raw, token- and FLOP-matched ({epochs:.1f} epochs)", steps)}
-    for name, (label, n) in arms.items():
-        ck = run_train(cfg, name, data["paths"]["target"], "raw", base, n)
-        out.append({"name": label, "baseline": name, "steps": n, **run_eval(cfg, name, ck, tok, data, False)})
+    done = set()
+    for arm, replay in D.raw_arms(cfg):
+        name, label, path, init, steps = raw_arm(cfg, tok, data, arm, replay, base, warm)
+        if (path, init, steps) in done:  # document-aligned rows: token- and FLOP-matching often agree
+            continue
+        done.add((path, init, steps))
+        phase = pipeline_phase(cfg, name) if arm == "pipeline" else name
+        ck = run_train(cfg, phase, path, "raw", init, steps)
+        out.append({"name": label, "baseline": name, "phase": phase, "steps": steps,
+                    **run_eval(cfg, phase, ck, tok, data, False)})
     if data["gold"] is not None and cfg.oracle:
-        ck = run_train(cfg, "oracle", data["paths"]["target_gold"], "random", base, steps)
-        out.append({"name": "oracle (teacher latents)", "baseline": "oracle",
-                    **run_eval(cfg, "oracle", ck, tok, data, True)})
+        ck = run_train(cfg, "oracle", data["paths"]["target_gold"], "random", base, m_steps(cfg, tok))
+        out.append({"name": "oracle (the corpus' latents)" if cfg.corpus else "oracle (gold walks)",
+                    "baseline": "oracle", **run_eval(cfg, "oracle", ck, tok, data, True)})
     for r in out:
         print0(f"   {r['name']}: " + R.fmt_metrics(r))
     return out
+
+
+def raw_arm(cfg, tok, data, arm, replay, base, warm):
+    """One raw baseline of --raw-arms -> (name, label, train.py --data, init, steps); every one trains in the
+    raw layout and costs the steps given:
+      tokens    the target from base, as many epochs over its documents as an M-step makes over the latents
+      flops     the target from base, one M-step's steps (m_steps)
+      inline    (a) the target plus the warm set with the teacher's walks inline in the base text's format
+                (data/world.py warm_inline), from base, m_steps: the worked examples the latent arms see
+      warm      (b) the warm-start model continued on the target, m_steps
+      pipeline  (c) inline's data, from base, for as many training tokens as the warm start and every M-step
+                trained (pipeline_tokens; the E-step's sampling is not training and is not counted)
+    +replay: the same data mixed 1:1 by documents with the base corpus (data/rundir.raw_docs); the token-matched
+    arm then makes its epochs over the mix."""
+    path, rep, steps = data["paths"][arm + "+replay" * replay], ", base replay" if replay else "", m_steps(cfg, tok)
+    name = f"raw_{arm}" + "_replay" * replay
+    if arm == "tokens":
+        epochs = steps * cfg.batch_size / n_rows(tok, cfg, latent_path(cfg), "random")
+        n = max(1, round(epochs * n_rows(tok, cfg, path, "raw") / cfg.batch_size))
+        both = " and FLOP" if n == steps else ""  # document-aligned rows: a raw document takes a row as its twin
+        return name, f"raw, token{both}-matched{rep} ({epochs:.1f} epochs)", path, base, n
+    if arm == "pipeline":
+        n = steps_for_tokens(tok, cfg, pipeline_phase(cfg, name), path, "raw", pipeline_tokens(cfg, tok, data))
+        return name, f"raw + warm walks inline, pipeline tokens{rep} ({n} steps)", path, base, n
+    label = {"flops": "raw, FLOP-matched", "inline": "raw + warm walks inline", "warm": "warm start, then raw"}[arm]
+    return name, f"{label}{rep} (one M-step)", path, warm if arm == "warm" else base, steps
+
+
+def pipeline_phase(cfg, name):
+    """The pipeline arm's phase directory: its steps follow --iters, which a resumed run may change."""
+    return f"{name}_iters{cfg.iters}"
+
+
+def pipeline_tokens(cfg, tok, data):
+    """Tokens the pipeline trains after base: the warm start's steps and every M-step's, each over its own
+    corpus (the warm set; iteration t's latents) as train.py's rows lay it out."""
+    warm = phase_steps(cfg, tok, cfg.warm_steps, cfg.warm_epochs, data["paths"]["warm"])
+    return phase_tokens(tok, cfg, "warm", data["paths"]["warm"], "random", warm) + sum(
+        phase_tokens(tok, cfg, f"iter{t}", os.path.join(cfg.out, f"iter{t}", "latents"), "random", m_steps(cfg, tok))
+        for t in range(1, cfg.iters + 1))
+
+
+def phase_rows(tok, cfg, name, path, layout):
+    """The tokens (targets) of each row phase `name` trains on, in training order: train.Rows with the phase's
+    seed (train_config), planned from lengths alone; endless, --batch-size rows to a step."""
+    rows = Rows(tok, encode_corpus(tok, path), layout, key_int(cfg.seed, name) % 2**31, cfg.block_size)
+    for e in itertools.count():
+        for row in rows.plan(e):
+            yield sum(end - start - 1 for _, start, end in row)
+
+
+def phase_tokens(tok, cfg, name, path, layout, steps):
+    """Tokens phase `name` trains in `steps` optimizer steps."""
+    return sum(itertools.islice(phase_rows(tok, cfg, name, path, layout), steps * cfg.batch_size))
+
+
+def steps_for_tokens(tok, cfg, name, path, layout, tokens):
+    """The step count (>= 1) whose training tokens in phase `name` come nearest `tokens`: within half a step's."""
+    rows, done, steps = phase_rows(tok, cfg, name, path, layout), 0, 0
+    while True:
+        step = sum(itertools.islice(rows, cfg.batch_size))
+        if done + step / 2 >= tokens:
+            return max(1, steps)
+        done, steps = done + step, steps + 1
 
 
 def run_seeds(cfg):
@@ -335,7 +404,7 @@ def unit_work(model, tok, cfg, target, it, bounds):
     return work
 
 
-def estep(model, tok, cfg, target, it, out_dir, unit=512):
+def estep(model, tok, cfg, target, it, out_dir, unit=D.UNIT):
     """Sample, weight and resample one latent for every chunk of `target` (data/shards.Shards); -> an iterator
     over every chunk's row in (doc, chunk) order, read back one unit at a time. The chunks run in units
     (data/rundir.run_units: sharded over ranks, saved atomically, resumed after a kill; --estep sequential: whole
@@ -502,14 +571,14 @@ def eval_latent(model, tok, cfg, questions):
         regex = cfg.answer_regex or q.get("answer_regex")
         got = Q.extract(text, q["answer"], regex) if ok else None
         rows.append({"mode": "latent", "q": i, "prompt": q["question"], "thoughts": [tok.decode(z) for z in zs],
-                     "generated": tok.decode(o["tokens"]), "answer_text": text, "extracted": got,
+                     "closed": ok, "generated": tok.decode(o["tokens"]), "answer_text": text, "extracted": got,
                      "answer": q["answer"], "correct": Q.correct(got, q["answer"], regex), "ans_logp": s["sum"]})
     nll = [-r["ans_logp"] for r in rows]
     m, sd = R.mean_sd(nll) if nll else (0.0, 0.0)
     return {**accuracy(rows), "ans_nll": m, "ans_nll_se": sd / math.sqrt(max(len(nll), 1))}, rows
 
 
-def eval_nll(model, tok, cfg, docs, latent, ks, unit=512, per_doc=None):
+def eval_nll(model, tok, cfg, docs, latent, ks, unit=D.UNIT, per_doc=None):
     """Held-out NLL per raw X token (and bits per byte). Raw model: exact -log p(X_i | BOS P_i). Latent model:
     -IW-ELBO_K = -(sum_i [logsumexp_k(log p_k - log q_k) - log K]) with fresh samples at temperature 1, for each
     K in ks (the first K of max(ks) samples; --estep sequential: one SMC run per K, whose kept ancestors depend
@@ -714,22 +783,26 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    lock = contextlib.ExitStack()
     try:
         cfg, args = parse_args(argv)
         # --seeds: each seed's run is checked (run_seeds), every one before the first starts
         checked = None if cfg.seeds else check_inputs(cfg, args.ckpt, args.eval)
+        if not args.eval and int(os.environ.get("RANK", "0")) == 0:  # one run per --out; --eval only reads it
+            lock.enter_context(out_lock(cfg.out))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    owned = setup_dist()[3]  # torchrun: E-step sharded over ranks, M-steps with DDP
-    try:
-        eval_only(cfg, args.ckpt, checked) if args.eval else run_seeds(cfg) if cfg.seeds else run(cfg, checked)
-    except (ValueError, OSError) as e:  # a problem no validation could see (a full disk, a file changed meanwhile)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    finally:
-        if owned:
-            torch.distributed.destroy_process_group()
+    with lock:  # released however the run ends
+        owned = setup_dist()[3]  # torchrun: E-step sharded over ranks, M-steps with DDP
+        try:
+            eval_only(cfg, args.ckpt, checked) if args.eval else run_seeds(cfg) if cfg.seeds else run(cfg, checked)
+        except (ValueError, OSError) as e:  # a problem no validation could see (a full disk, a changed file)
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        finally:
+            if owned:
+                torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -27,15 +27,20 @@ import sys
 
 import torch
 
+from data.corpus import ascii_float, ascii_int, parser_error
 from data.layout import MODE_MARKS, explain_prompt, joint_continuation, latent_marks, think_prompt
-from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
+from data.tokenizer import TOKENIZERS, get_tokenizer
 from kernels.sampling import sample
-from model import KVCache, load_model
+from model import KVCache, check_checkpoint, device_bytes, fit_tokenizer, gb, kv_cache_bytes, load_model, \
+    param_count
 
 PREFILL_TOKENS = 4096  # padded tokens per prefill call: large matmuls, yet little padding on length-sorted prompts
 SCORE_TOKENS = 8192  # padded tokens per scoring forward
 LOGIT_ELEMS = 1 << 24  # fp32 logits materialised at once when scoring (64 MB; ~330 positions of GPT-2's vocab)
 CHECK_EVERY = 4  # decode steps between looks at which rows have stopped (a host sync on GPU)
+# a floor of the Python memory generate() keeps per sequence, and per new token (its id and two log-probs):
+# measured with tracemalloc, 1.3 KB at 8 new tokens and 10.3 KB at 128 (about 400 + 75 a token)
+SEQ_BYTES, TOKEN_BYTES = 256, 64
 
 
 # ----------------------------------------------------------------------------- batching (generation and scoring)
@@ -400,18 +405,22 @@ def parse_args(argv=None):
     ap.add_argument("--score", action="store_true", help="with --explain: each sample's log p and log w as the "
                     "E-step computes them, and the resampling weights")
     ap.add_argument("--raw", action="store_true", help="print the token stream as is (special tokens by name)")
-    ap.add_argument("--num-samples", type=int, default=1, help="samples (--explain: K)")
-    ap.add_argument("--max-new-tokens", type=int, default=None, help="default: min(128, what fits in block_size)")
-    ap.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    ap.add_argument("--top-k", type=int, default=0, help="0 = off")
-    ap.add_argument("--top-p", type=float, default=1.0, help="1.0 = off")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--num-samples", type=ascii_int, default=1, help="samples (--explain: K)")
+    ap.add_argument("--max-new-tokens", type=ascii_int, default=None,
+                    help="default: min(128, what fits in block_size)")
+    ap.add_argument("--temperature", type=ascii_float, default=1.0, help="0 = greedy")
+    ap.add_argument("--top-k", type=ascii_int, default=0, help="0 = off")
+    ap.add_argument("--top-p", type=ascii_float, default=1.0, help="1.0 = off")
+    ap.add_argument("--seed", type=ascii_int, default=0, help="seed of the sampler's keyed noise")
     ap.add_argument("--tokenizer", default=None, help="bytes | gpt2 | a dir with tokenizer.json / tokenizer.model "
                     "(default: the checkpoint's; gpt2 for a HF GPT-2 dir, the dir itself for a Llama one)")
     ap.add_argument("--bpe-dir", default=None, help="directory with GPT-2's vocab.bpe + encoder.json")
-    ap.add_argument("--device", default="cpu")
-    ap.error = fail
-    a = ap.parse_args(argv)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.error = parser_error  # 'invalid int value: ... (--flag)', as every CLI says it
+    try:
+        a = ap.parse_args(argv)
+    except ValueError as e:
+        fail(str(e))
     mode = "--think" if a.think else "--explain"
     errors = [msg for bad, msg in (
         (a.think and a.explain, "--think writes a thought then text, --explain thoughts for a given text: pick one "
@@ -458,33 +467,58 @@ def check_latent(meta, mode):
                          f"train_config layout is {layout!r}" + (" (raw text, no latents)" if layout == "raw" else ""))
 
 
-def load(a):
-    """The checkpoint and its tokenizer -> (model, tok), refused if the mode needs latents the model lacks."""
-    model, meta = load_model(a.ckpt, device=a.device)
+def check(a):
+    """The checkpoint and its tokenizer, before any weight is read (model.check_checkpoint: config, tensor names
+    and shapes, vocabulary) -> (GPTConfig, meta, tok); refused if the mode needs latents the model lacks."""
+    config, meta = check_checkpoint(a.ckpt)
     if a.think or a.explain:
         check_latent(meta, "--think" if a.think else "--explain")
-    tok = get_tokenizer(a.tokenizer or meta.get("tokenizer_dir") or meta.get("tokenizer", "bytes"), a.bpe_dir)
-    check_tokenizer(meta, tok)
-    if model.config.vocab_size < tok.n_vocab:  # a HF GPT-2 dir: grow the vocabulary to hold the latent tokens
+    tok = get_tokenizer(a.tokenizer or meta.get("tokenizer_dir") or meta.get("tokenizer") or "bytes", a.bpe_dir)
+    fit_tokenizer(a.ckpt, config, meta, tok)
+    return config, meta, tok
+
+
+def load(a, tok):
+    """The checked checkpoint's weights on --device, its vocabulary grown to the tokenizer's (a HF directory: the
+    latent tokens)."""
+    model, _ = load_model(a.ckpt, device=a.device)
+    if model.config.vocab_size < tok.n_vocab:
         model.resize_vocab(tok.n_vocab)
-    if model.config.vocab_size != tok.n_vocab:
-        raise ValueError(f"model vocabulary {model.config.vocab_size} != tokenizer {tok.name}'s {tok.n_vocab}")
-    return model, tok
+    return model
+
+
+def size_error(config, n, M):
+    """--num-samples against this machine: generate() keeps every sequence's tokens and log-probs (a floor of
+    SEQ_BYTES + TOKEN_BYTES a new token) beside the model and a KV cache of min(n, 64) rows."""
+    have, P = device_bytes("cpu"), param_count(config)
+    fixed = 4 * P + kv_cache_bytes(config, min(n, 64), config.block_size)
+    per = SEQ_BYTES + TOKEN_BYTES * M
+    if fixed + n * per > have:
+        return (f"{n} samples of {M} new tokens need at least {gb(fixed + n * per)}, more than the {gb(have)} here: "
+                f"at most {max(0, (have - fixed) // per)} fit (--num-samples)")
+    return None
 
 
 def main(argv=None):
     a = parse_args(argv)
     try:
-        model, tok = load(a)
+        config, _, tok = check(a)
     except (OSError, ValueError, KeyError) as e:
         fail(f"{e} (--ckpt)")
     x = tok.encode(a.prompt)
     prompt = think_prompt(tok, x) if a.think else explain_prompt(tok, x) if a.explain else [tok.bos] + x
-    room = model.config.block_size - len(prompt)
+    room = config.block_size - len(prompt)
     if room < 1 or (a.max_new_tokens or 0) > room:
-        fail(f"the prompt takes {len(prompt)} of the model's {model.config.block_size} positions, leaving {room} "
+        fail(f"the prompt takes {len(prompt)} of the model's {config.block_size} positions, leaving {room} "
              f"for new tokens (--prompt, --max-new-tokens)")
     M = min(128, room) if a.max_new_tokens is None else a.max_new_tokens
+    err = size_error(config, a.num_samples, M)
+    if err:
+        fail(err)
+    try:
+        model = load(a, tok)
+    except (OSError, ValueError, KeyError) as e:  # weights the header did not show broken (a corrupt payload)
+        fail(f"{e} (--ckpt)")
     kw = dict(temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, seed=a.seed)
     if a.explain:
         prompt, outs = explain(model, tok, x, a.num_samples, M, with_score=a.score, **kw)

@@ -32,11 +32,13 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from data.corpus import add_flags, atomic_dir, out_dir_error, parser_error, read_docs, write_atomic
-from data.layout import MODES, encode_doc, sequence, sequence_length
+from data.corpus import add_flags, atomic_dir, out_dir_error, out_lock, parser_error, read_docs, \
+    write_atomic
+from data.layout import MODES, check_latent_ids, encode_doc, sequence, sequence_length
 from data.shards import from_docs, is_shard_dir, open_shards
 from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
-from model import GPT, GPTConfig, load_model, resolve_checkpoint
+from model import GPT, GPTConfig, check_checkpoint, device_bytes, gb, load_model, param_count, \
+    resolve_checkpoint, train_bytes
 
 
 def opt(default, help, choices=None):
@@ -97,7 +99,50 @@ def flag_errors(cfg):
                           f"data.prepare --corpus JSONL --out {path}) ({f(name)})")
     if cfg.init != "scratch" and not os.path.isdir(cfg.init) and not os.path.isdir(cfg.init + ".old"):
         errors.append(f"{cfg.init}: neither 'scratch' nor a checkpoint directory (--init)")
-    return errors + value_errors(cfg) + [e for e in (device_error(cfg.device), out_dir_error(cfg.out)) if e]
+    errors += value_errors(cfg) + [e for e in (device_error(cfg.device), out_dir_error(cfg.out)) if e]
+    return errors or model_errors(cfg)
+
+
+def model_errors(cfg):
+    """With every flag in range: --init checked without loading a weight (model.check_checkpoint: config, tensor
+    names and shapes, tokenizer), the window against the model's, and the sizes against this machine (a training
+    step's floor, model.train_bytes: the model, --batch-size, --total-batch-tokens). -> one-line messages."""
+    try:
+        tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
+    except (ValueError, OSError) as e:
+        return [f"{e} (--tokenizer)"]
+    if cfg.init == "scratch":
+        config = GPTConfig(block_size=cfg.block_size or 256, vocab_size=tok.n_vocab, n_layer=cfg.n_layer,
+                           n_head=cfg.n_head, n_embd=cfg.n_embd)
+    else:
+        try:
+            config, _ = check_checkpoint(cfg.init, tok)
+        except ValueError as e:
+            return [f"{e} (--init)"]
+        config = replace(config, vocab_size=max(config.vocab_size, tok.n_vocab))  # build_model grows it
+    T, world = cfg.block_size or config.block_size, int(os.environ.get("WORLD_SIZE", "1"))
+    if T > config.block_size:
+        return [f"{T} exceeds the model's block_size {config.block_size} (--block-size)"]
+    micro, have, P = cfg.batch_size * T * world, device_bytes(cfg.device), param_count(config)
+    if cfg.total_batch_tokens % micro:
+        return [f"{cfg.total_batch_tokens} is not a multiple of batch_size*block_size*world = {cfg.batch_size}*{T}*"
+                f"{world} = {micro} (--total-batch-tokens)"]
+    held = (cfg.total_batch_tokens or micro) // world  # tokens of one step's windows on this rank
+    one, per_seq = train_bytes(config, 1, T, T), train_bytes(config, 2, T, 0) - train_bytes(config, 1, T, 0)
+    if one > have:
+        return [f"the model's {P:,} parameters need at least {gb(one)} to train (weights, gradients and AdamW "
+                f"moments in fp32, one sequence), more than the {gb(have)} here "
+                f"({'--init' if cfg.init != 'scratch' else '--n-layer, --n-embd, --block-size'})"]
+    if train_bytes(config, cfg.batch_size, T, cfg.batch_size * T) > have:
+        return [f"{cfg.batch_size} sequences of {T} tokens need at least "
+                f"{gb(train_bytes(config, cfg.batch_size, T, cfg.batch_size * T))} to train, more than the {gb(have)} "
+                f"here: at most {(have - train_bytes(config, 0, T, 0)) // (per_seq + 16 * T)} fit (--batch-size)"]
+    if train_bytes(config, cfg.batch_size, T, held) > have:
+        fit = (have - train_bytes(config, cfg.batch_size, T, 0)) // 16 * world
+        return [f"{cfg.total_batch_tokens} tokens per step are held as int64 windows until the step ends: at least "
+                f"{gb(train_bytes(config, cfg.batch_size, T, held))} with the model, more than the {gb(have)} here: "
+                f"at most {fit} fit (--total-batch-tokens)"]
+    return []
 
 
 def value_errors(cfg):
@@ -115,6 +160,8 @@ def value_errors(cfg):
         v = getattr(cfg, name)
         if (v <= 0 if name in positive else v < 0) or (isinstance(v, float) and not math.isfinite(v)):
             errors.append(f"must be {'positive' if name in positive else '>= 0'}, got {v} ({f(name)})")
+    if not 0 <= cfg.seed < 2**63:
+        errors.append(f"must be in [0, 2**63), got {cfg.seed} (--seed)")
     if cfg.min_lr > cfg.lr:
         errors.append(f"{cfg.min_lr} exceeds --lr {cfg.lr} (--min-lr)")
     if cfg.n_head > 0 and cfg.n_embd % cfg.n_head:
@@ -281,7 +328,7 @@ def encode_corpus(tok, path):
             raise ValueError(f"{path}: shards were tokenised with {docs.tokenizer!r} ({docs.n_vocab} tokens), but "
                              f"--tokenizer is {tok.name!r} ({tok.n_vocab})")
         return docs
-    docs = read_docs(path)
+    docs = read_docs(path, check=lambda doc: check_latent_ids(tok, doc))  # refused with file:line
     if not docs:
         raise ValueError(f"{path} holds no documents")
     return from_docs((encode_doc(tok, d) for d in docs), tok)
@@ -421,7 +468,8 @@ def train(cfg):
     check_flags(cfg)
     rank, world, local_rank, owned = setup_dist(cfg.device)
     try:
-        return _train(cfg, rank, world, local_rank)
+        with out_lock(cfg.out) if rank == 0 else contextlib.nullcontext():  # one run per --out
+            return _train(cfg, rank, world, local_rank)
     finally:
         if owned:
             dist.destroy_process_group()
@@ -434,6 +482,8 @@ def _train(cfg, rank, world, local_rank):
         tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
     except (ValueError, FileNotFoundError) as e:
         raise ValueError(f"{e} (--tokenizer)") from None
+    docs = encode_corpus(tok, cfg.data)  # read (and refused with file:line) before a model is built
+    vdocs = encode_corpus(tok, cfg.val) if cfg.val else None
     ckpt = os.path.join(cfg.out, "ckpt")
     state = resume_state(cfg, ckpt) if cfg.resume else None
     if state is None:
@@ -461,11 +511,9 @@ def _train(cfg, rank, world, local_rank):
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.dtype == "bf16" else contextlib.nullcontext
 
-    docs = encode_corpus(tok, cfg.data)
     rows = Rows(tok, docs, cfg.layout, cfg.seed, T, **meta["data"])
     vals = {}
     if cfg.val:
-        vdocs = encode_corpus(tok, cfg.val)
         vals = {"val_loss": val_windows(tok, vdocs, "raw", cfg.seed, T)}
         if cfg.layout != "raw":
             vals["val_loss_latent"] = val_windows(tok, vdocs, cfg.layout, cfg.seed, T)

@@ -15,6 +15,7 @@ is seeded by a hashlib hash of the text (never Python's salted hash()), so bound
 iteration, process and machine. With a token budget, an over-long sentence is split at word boundaries (inside
 a word only when one word alone is over budget) and no chunk exceeds the budget.
 """
+import argparse
 import contextlib
 import dataclasses
 import hashlib
@@ -24,8 +25,10 @@ import os
 import random
 import re
 import shutil
+import socket
 import sys
 import tempfile
+import time
 
 # A sentence ends at terminal punctuation (plus closing quotes/brackets) followed by whitespace that is not
 # followed by a lowercase letter ("e.g. this" stays whole), at CJK full stops, or at a blank line. The
@@ -141,6 +144,8 @@ def _parse_doc(obj, chunk_kw):
             z = c.get("latent")
             if z is not None and not isinstance(z, str):
                 raise ValueError(f'chunk {k}: "latent" must be a string or null')
+            if z is not None and not c["suffix"].strip():  # a thought about no text: nothing to score it on
+                raise ValueError(f'chunk {k}: a chunk with a "latent" needs text in its "suffix"')
             ids = c.get("latent_ids")
             if ids is not None:
                 if z is None or not isinstance(ids, list) or \
@@ -158,7 +163,7 @@ def _parse_doc(obj, chunk_kw):
     else:
         raise ValueError('a document needs "text" or "chunks"')
     doc_id = obj.get("id")
-    if doc_id is not None and not isinstance(doc_id, (str, int)):
+    if doc_id is not None and (isinstance(doc_id, bool) or not isinstance(doc_id, (str, int))):
         raise ValueError('"id" must be a string or an integer')
     return {"id": content_id(text) if doc_id is None else str(doc_id), "chunks": chunks}
 
@@ -181,15 +186,24 @@ def unique_id(doc_id, ids, occurrences):
     return doc_id, repeat
 
 
+def odd_doc(doc):
+    """Why a parsed document holds nothing to learn from (None: it does): its text is whitespace only, or it holds
+    a NUL character (binary debris from extraction, never prose). Such documents are skipped and counted, as
+    repeated ones are kept and counted (note_stats)."""
+    if any("\0" in c["suffix"] or "\0" in (c["latent"] or "") for c in doc["chunks"]):
+        return "NUL"
+    return None if any(c["suffix"].strip() for c in doc["chunks"]) else "whitespace"
+
+
 def scan_docs(path, skip_bad=False, stats=None, check=None, **chunk_kw):
     """A JSONL corpus one document at a time (memory of one line plus the set of ids seen, whatever the file's
-    size): the documents read_docs returns, in order. A malformed line (bad JSON or UTF-8, not a document)
-    raises ValueError naming the file and line; with skip_bad=True it is skipped. A repeated id is kept under
-    "<id>#<occurrence>". Blank lines are ignored. When the generator is exhausted, a `stats` dict gets
-    'skipped', 'skipped_lines' and 'repeated' (note_stats reports them). check: a function of each document
-    that raises ValueError to refuse it, named by file:line as a malformed line is. chunk_kw (tok, max_tokens,
-    mean_sentences, max_sentences) go to chunk_text for {"text"} lines."""
-    ids, occurrences, bad, repeated = set(), {}, [], 0
+    size): the documents read_docs returns, in order. A malformed line (bad JSON or UTF-8, not a document, or a
+    document `check(doc)` refuses by raising ValueError) raises ValueError naming the file and line; with
+    skip_bad=True it is skipped. A document of whitespace only or with a NUL character (odd_doc) is skipped. A
+    repeated id is kept under "<id>#<occurrence>". Blank lines are ignored. When the generator is exhausted, a
+    `stats` dict gets 'skipped', 'skipped_lines', 'odd_lines' and 'repeated' (note_stats reports them).
+    chunk_kw (tok, max_tokens, mean_sentences, max_sentences) go to chunk_text for {"text"} lines."""
+    ids, occurrences, bad, odd, repeated = set(), {}, [], [], 0
     with open(path, "rb") as f:
         # split on b"\n" only: str.splitlines would also break at U+2028 etc. inside a JSON string
         for lineno, line in enumerate(f, 1):
@@ -197,6 +211,9 @@ def scan_docs(path, skip_bad=False, stats=None, check=None, **chunk_kw):
                 continue
             try:
                 doc = parse_line(line, **chunk_kw)
+                if odd_doc(doc):
+                    odd.append(lineno)
+                    continue
                 if check:
                     check(doc)
             except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -209,24 +226,31 @@ def scan_docs(path, skip_bad=False, stats=None, check=None, **chunk_kw):
             yield doc
     if stats is not None:
         stats["skipped"], stats["skipped_lines"], stats["repeated"] = len(bad), bad, repeated
+        stats["odd_lines"] = odd
+
+
+def shown_lines(lines):
+    return ", ".join(map(str, lines[:10])) + (", ..." if len(lines) > 10 else "")
 
 
 def note_stats(path, stats):
     """scan_docs' stats on stderr: the malformed lines skipped and the repeated documents kept."""
-    bad = stats["skipped_lines"]
+    bad, odd = stats["skipped_lines"], stats.get("odd_lines", [])
     if bad:
-        shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
-        print(f"read_docs: skipped {len(bad)} malformed line(s) in {path} (lines {shown})", file=sys.stderr)
+        print(f"read_docs: skipped {len(bad)} malformed line(s) in {path} (lines {shown_lines(bad)})", file=sys.stderr)
+    if odd:
+        print(f"read_docs: skipped {len(odd)} document(s) of whitespace only or with NUL characters in {path} "
+              f"(lines {shown_lines(odd)})", file=sys.stderr)
     if stats["repeated"]:
         print(f"read_docs: {stats['repeated']} repeated document(s) in {path} kept as distinct documents "
               "(id#2, id#3, ...)", file=sys.stderr)
 
 
-def read_docs(path, skip_bad=False, stats=None, **chunk_kw):
+def read_docs(path, skip_bad=False, stats=None, check=None, **chunk_kw):
     """Read a JSONL corpus whole -> list of {'id', 'chunks': [{'suffix', 'latent'}]}: scan_docs' documents, the
     skipped lines and repeats reported on stderr (and in `stats` if a dict is passed)."""
     stats = {} if stats is None else stats
-    docs = list(scan_docs(path, skip_bad, stats, **chunk_kw))
+    docs = list(scan_docs(path, skip_bad, stats, check, **chunk_kw))
     note_stats(path, stats)
     return docs
 
@@ -269,11 +293,123 @@ def out_dir_error(path, flag="--out"):
     return None
 
 
+LOCK = "LOCK"
+
+
+def _alive(pid):
+    """Whether process `pid` runs on this host (a zombie counts: its parent has not reaped it yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _lock_holder(path):
+    """LOCK's {'pid', 'host'}, None when it names a dead process on this host (stale) or was left empty by a
+    kill between its create and its write (a minute old or more)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            holder = json.loads(f.read())
+        pid, host = int(holder["pid"]), str(holder["host"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError):  # being written, or debris
+        try:
+            fresh = time.time() - os.path.getmtime(path) < 60
+        except OSError:
+            return None
+        return {"pid": "?", "host": "?"} if fresh else None
+    if host == socket.gethostname() and not _alive(pid):
+        return None
+    return {"pid": pid, "host": host}
+
+
+@contextlib.contextmanager
+def out_lock(out, flag="--out"):
+    """`with out_lock(out):` this process owns `out`: out/LOCK, created with O_EXCL, holds its pid and host until
+    the block ends (by return or by exception). A second process on the same directory is refused at once with a
+    ValueError naming the holder; a LOCK whose process is dead (a killed run) is moved aside and taken, so a resume
+    is never blocked. Creates `out` if needed and, when the block leaves it empty, removes what it created (a
+    refused or failed command leaves --out as it was). Under torchrun only rank 0 should take it."""
+    path, created, p = os.path.join(out, LOCK), [], os.path.abspath(out)
+    while not os.path.exists(p):
+        created.append(p)
+        p = os.path.dirname(p)
+    os.makedirs(out, exist_ok=True)
+    try:
+        for attempt in range(3):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                break
+            except FileExistsError:
+                holder = _lock_holder(path)
+                if holder is not None:
+                    raise ValueError(f"{out} is in use by process {holder['pid']} on {holder['host']} (it holds "
+                                     f"{path}); wait for it, or use another {flag} ({flag})") from None
+                _drop_stale(path)
+        else:
+            raise ValueError(f"{path} keeps coming back: another process is taking {out} ({flag})")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
+        try:
+            yield path
+        finally:
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                with open(path, encoding="utf-8") as f:
+                    mine = json.loads(f.read())["pid"] == os.getpid()
+                if mine:  # never another process's lock
+                    os.unlink(path)
+    finally:
+        for d in created:  # deepest first; one that holds anything stays
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
+
+
+def _drop_stale(path):
+    """Move a stale LOCK aside and delete it. If, between the look and the move, another process replaced it
+    with its own live lock, that one is put back (os.link fails rather than overwrite a newer one)."""
+    aside = f"{path}.stale{os.getpid()}"
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return
+    if _lock_holder(aside) is not None:  # a live lock was moved: restore it
+        with contextlib.suppress(OSError):
+            os.link(aside, path)
+    with contextlib.suppress(OSError):
+        os.unlink(aside)
+
+
 def parser_error(message):
     """argparse's error hook for every CLI: 'argument --k: invalid int value' -> ValueError('invalid int value
     (--k)'), which main() prints as one line and exit code 2 (argparse would print its usage block first)."""
     m = re.match(r"argument (\S+?)(?:/\S+)?: (.*)", message, re.S)
     raise ValueError(f"{m[2]} ({m[1]})" if m else message)
+
+
+def ascii_int(s):
+    """argparse's int for every CLI: ASCII digits only (int() would also read '١٢', '²'-free Unicode digits and
+    '1_000', so a flag could mean a number its user never typed)."""
+    t = s.strip()
+    if not re.fullmatch(r"[+-]?[0-9]+", t):
+        raise argparse.ArgumentTypeError(f"invalid int value: {s!r}" + ("" if s.isascii() else " (ASCII digits only)"))
+    return int(t)
+
+
+def ascii_float(s):
+    """argparse's float for every CLI: what float() reads, in ASCII and without digit separators."""
+    try:
+        if not s.isascii() or "_" in s:
+            raise ValueError
+        return float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {s!r}" + ("" if s.isascii() else " (ASCII digits "
+                                                                          "only)")) from None
 
 
 def add_flags(ap, config, given_only=False, types=None):
@@ -288,6 +424,7 @@ def add_flags(ap, config, given_only=False, types=None):
             ap.add_argument(flag, action="store_true", help=h)
         else:
             kind = (types or {}).get(f.name) or (f.type if isinstance(f.type, type) else type(f.default))
+            kind = {int: ascii_int, float: ascii_float}.get(kind, kind)
             ap.add_argument(flag, type=kind, default=None if given_only else f.default, choices=meta.get("choices"),
                             help=h)
     return ap

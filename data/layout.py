@@ -43,6 +43,19 @@ def latent_tokens(tok, chunk):
     return list(ids)
 
 
+def check_latent_ids(tok, doc, max_len=None, why=""):
+    """Refuse (ValueError) a read document whose latents `tok` cannot read: 'latent_ids' outside the vocabulary or
+    not decoding to their text (latent_tokens), or a latent of more than max_len tokens (`why`: the rule that
+    sets max_len)."""
+    for k, c in enumerate(doc["chunks"]):
+        try:
+            z = latent_tokens(tok, c)
+        except ValueError as e:
+            raise ValueError(f"chunk {k}: {e}") from None
+        if max_len is not None and z is not None and len(z) > max_len:
+            raise ValueError(f"chunk {k}: a latent of {len(z)} tokens is longer than {max_len} ({why})")
+
+
 def latent_marks(tok):
     """The layout marks a thought never contains, banned while one is sampled (sample.generate `banned`): BOS,
     EOS, SoL, PRIOR, POST; a thought ends at EoL. A mark inside a latent would make its training sequence

@@ -28,7 +28,8 @@ import sys
 import time
 
 from data import world
-from data.corpus import doc_line, out_dir_error, parse_line, parser_error, sha256_file, unique_id
+from data.corpus import ascii_float, ascii_int, doc_line, odd_doc, out_dir_error, parse_line, parser_error, \
+    sha256_file, shown_lines, unique_id
 from data.layout import encode_doc
 from data.shards import ShardWriter, flatten, token_dtype
 from data.tokenizer import TOKENIZERS, get_tokenizer
@@ -72,15 +73,18 @@ def _init_worker(tokenizer, bpe_dir, chunk_kw):
 
 def _work(batch):
     """[(lineno, line bytes)] -> [(lineno, error or None, docs.jsonl line, flatten tuple)]: parse, chunk and
-    encode in a worker process (the slow part; numpy arrays travel back cheaply)."""
+    encode in a worker process (the slow part; numpy arrays travel back cheaply). A document with nothing to learn
+    from (corpus.odd_doc) comes back as (lineno, None, None, None)."""
     tok, kw, out = _worker["tok"], _worker["kw"], []
     for lineno, line in batch:
         try:
             doc = parse_line(line, **kw)
-        except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+            encoded = None if odd_doc(doc) else encode_doc(tok, doc)
+        except ValueError as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors; bad latent_ids
             out.append((lineno, str(e), None, None))
             continue
-        out.append((lineno, None, doc_line(doc), flatten(encode_doc(tok, doc), _worker["dtype"])))
+        out.append((lineno, None, None, None) if encoded is None else
+                   (lineno, None, doc_line(doc), flatten(encoded, _worker["dtype"])))
     return out
 
 
@@ -130,7 +134,7 @@ def prepare_corpus(corpus, out, tokenizer="bytes", bpe_dir=None, max_chunk_token
     tok = get_tokenizer(tokenizer, bpe_dir)
     workers = workers or os.cpu_count() or 1
     chunk_kw = {"max_tokens": max_chunk_tokens, "mean_sentences": mean_sentences, "max_sentences": max_sentences}
-    bad, ids, occurrences, repeated = [], set(), {}, [0]
+    bad, odd, ids, occurrences, repeated = [], [], set(), {}, [0]
 
     def items():
         for lineno, err, line, flat in _parsed(corpus, workers, (tokenizer, bpe_dir, chunk_kw)):
@@ -138,6 +142,9 @@ def prepare_corpus(corpus, out, tokenizer="bytes", bpe_dir=None, max_chunk_token
                 if not skip_bad:
                     raise ValueError(f"{err} ({corpus}:{lineno})")
                 bad.append(lineno)
+                continue
+            if line is None:  # whitespace only or NUL characters: skipped and counted, as read_docs does
+                odd.append(lineno)
                 continue
             doc_id, repeat = unique_id(flat[0], ids, occurrences)
             if repeat:  # kept under its new id, in docs.jsonl and in the shards alike (data/corpus.py)
@@ -149,19 +156,22 @@ def prepare_corpus(corpus, out, tokenizer="bytes", bpe_dir=None, max_chunk_token
             raise ValueError(f"{corpus} holds no documents (--corpus)")
         if repeated[0]:
             print(f"prepare: kept {repeated[0]} repeated document(s) under ids <id>#n", file=sys.stderr)
+        if odd:
+            print(f"prepare: skipped {len(odd)} document(s) of whitespace only or with NUL characters "
+                  f"(lines {shown_lines(odd)})", file=sys.stderr)
         # before _write's finish copies info into the manifest
         info["source"]["skipped_lines"], info["source"]["repeated_docs"] = len(bad), repeated[0]
+        info["source"]["odd_docs"] = len(odd)
 
     info = {"source": {"kind": "corpus", "path": os.path.abspath(corpus), "sha256": sha256_file(corpus),
-                       "skipped_lines": len(bad), "repeated_docs": 0},
+                       "skipped_lines": len(bad), "repeated_docs": 0, "odd_docs": 0},
             "chunking": {"method": "sentences, 1+Poisson(mean_sentences-1) per chunk, capped; "
                                    "RNG seeded by sha256 of the document text; {\"chunks\"} docs kept as given",
                          "mean_sentences": mean_sentences, "max_sentences": max_sentences,
                          "max_chunk_tokens": max_chunk_tokens}}
     manifest = _write(out, tok, items(), info, max_chunk_tokens)
     if bad:
-        shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
-        print(f"prepare: skipped {len(bad)} malformed line(s) in {corpus} (lines {shown})", file=sys.stderr)
+        print(f"prepare: skipped {len(bad)} malformed line(s) in {corpus} (lines {shown_lines(bad)})", file=sys.stderr)
     over = manifest["counts"]["chunks_over_budget"]
     if over:  # only pre-chunked {"chunks"} docs can be over budget: a chunk with a latent is never re-split
         print(f"prepare: warning: {over} pre-chunked chunk(s) exceed --max-chunk-tokens {max_chunk_tokens} "
@@ -176,16 +186,17 @@ def build_parser():
     src.add_argument("--corpus", metavar="JSONL", help='corpus: one {"text"} or {"chunks": [...]} doc per line')
     src.add_argument("--world", action="store_true",
                      help="write the built-in table world instead (see `python -m data.world --help` for its knobs)")
-    p.add_argument("--seed", type=int, default=0, help="--world: the world's seed")
+    p.add_argument("--seed", type=ascii_int, default=0, help="--world: the world's seed")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (docs.jsonl, manifest.json)")
     p.add_argument("--tokenizer", default="bytes", choices=TOKENIZERS, help="token counts and budgets use it")
     p.add_argument("--bpe-dir", default=None, metavar="D", help="directory with GPT-2's vocab.bpe + encoder.json")
-    p.add_argument("--max-chunk-tokens", type=int, default=None, metavar="N",
+    p.add_argument("--max-chunk-tokens", type=ascii_int, default=None, metavar="N",
                    help="split {\"text\"} docs so no chunk has more than N tokens (default: no limit)")
-    p.add_argument("--mean-sentences", type=float, default=8, help="lambda: mean sentences per chunk (default 8)")
-    p.add_argument("--max-sentences", type=int, default=20, help="cap on sentences per chunk (default 20)")
+    p.add_argument("--mean-sentences", type=ascii_float, default=8,
+                   help="lambda: mean sentences per chunk (default 8)")
+    p.add_argument("--max-sentences", type=ascii_int, default=20, help="cap on sentences per chunk (default 20)")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed lines (counted) instead of stopping")
-    p.add_argument("--workers", type=int, default=0, help="tokenising processes (default 0: all cores)")
+    p.add_argument("--workers", type=ascii_int, default=0, help="tokenising processes (default 0: all cores)")
     return p
 
 
@@ -193,7 +204,8 @@ def flag_errors(args):
     """Every flag checked before any work; -> one-line messages naming the flag."""
     errors = [out_dir_error(args.out)]
     if args.corpus is not None and not os.path.isfile(args.corpus):
-        errors.append(f"{args.corpus}: no such file (--corpus)")
+        errors.append(f"{args.corpus} is a directory; --corpus takes a JSONL file (--corpus)"
+                      if os.path.isdir(args.corpus) else f"{args.corpus}: no such file (--corpus)")
     if args.max_chunk_tokens is not None and args.max_chunk_tokens < 1:
         errors.append(f"must be >= 1, got {args.max_chunk_tokens} (--max-chunk-tokens)")
     if not (math.isfinite(args.mean_sentences) and args.mean_sentences >= 1):
@@ -202,6 +214,12 @@ def flag_errors(args):
         errors.append(f"must be >= 1, got {args.max_sentences} (--max-sentences)")
     if args.workers < 0:
         errors.append(f"must be >= 0 (0 = all cores), got {args.workers} (--workers)")
+    if args.workers > (os.cpu_count() or 1):  # each a process with its own tokenizer
+        errors.append(f"{args.workers} processes for the {os.cpu_count() or 1} cores here: tokenising is CPU-bound, "
+                      "the extra ones would only queue (--workers)")
+    if args.max_sentences >= 1 and args.mean_sentences > args.max_sentences:
+        errors.append(f"{args.mean_sentences} exceeds --max-sentences {args.max_sentences}, the cap on every chunk "
+                      "(--mean-sentences)")
     if args.world:
         errors += world.check(world.WorldConfig(seed=args.seed))
     else:

@@ -25,6 +25,7 @@ and after the open chunk's text for an open question; a raw model: the text afte
   No text (a latent model that never closed its thought), or no match: no answer, scored wrong.
 """
 import json
+import math
 import os
 import re
 
@@ -64,9 +65,13 @@ def correct(got, answer, regex=None):
     return got.strip() == answer_text(answer).strip()
 
 
-def read_questions(path):
-    """Validated question records from a JSONL file; ValueError names the file and line."""
+def read_questions(path, tok=None):
+    """Validated question records from a JSONL file; ValueError names the file and line. Every field is checked:
+    a non-blank question, a non-blank or finite answer, string options and regexes that compile, chunks that
+    tile the question; with `tok`, a "prompt_stop" that is one token (where generation stops)."""
     out = []
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory, not a questions JSONL file")
     with open(path, "rb") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -82,6 +87,11 @@ def read_questions(path):
             if bad:
                 raise ValueError(f'a question needs a "question" string and an "answer" string or number '
                                  f"({path}:{n})")
+            if not q["question"].strip():
+                raise ValueError(f'"question" is blank: a model would be asked nothing ({path}:{n})')
+            a = q["answer"]
+            if not answer_text(a).strip() or isinstance(a, float) and not math.isfinite(a):
+                raise ValueError(f'"answer" is {json.dumps(a)}: no generated text could match it ({path}:{n})')
             if not isinstance(q.get("open", False), bool):
                 raise ValueError(f'"open" must be true or false ({path}:{n})')
             for key in ("prompt", "answer_regex", "prompt_regex", "prompt_stop", "answer_text"):
@@ -89,6 +99,9 @@ def read_questions(path):
                     raise ValueError(f'"{key}" must be a string ({path}:{n})')
                 if key.endswith("regex") and key in q:
                     check_regex(q[key], f"{path}:{n}")
+            if tok is not None and "prompt_stop" in q and len(tok.encode(q["prompt_stop"])) != 1:
+                raise ValueError(f'"prompt_stop" {q["prompt_stop"]!r} is not one token of the {tok.name} tokenizer '
+                                 f"({path}:{n})")
             chunks = q.get("chunks", [q["question"]])
             if not (isinstance(chunks, list) and chunks and all(isinstance(c, str) and c for c in chunks)
                     and "".join(chunks) == q["question"]):

@@ -2,7 +2,7 @@
 and finished runs side by side (--estep paper against sequential on one world and seed).
 
 A result row is one model's metrics (em.py's run_eval) plus its name and either "iter" (warm start = 0, BoLT
-iterations) or "baseline" (base, raw_tokens, raw_flops, oracle). Columns:
+iterations) or "baseline" (base, a raw arm raw_*, oracle). Columns:
   accuracy          on the test questions. Latent models: the answer after their thoughts. Raw models: asked
                     directly (acc) or asked to reason in their training text's format (acc_reason), whichever is
                     better on the dev questions (on the test ones when there are none); both are shown.
@@ -31,7 +31,8 @@ import sys
 
 from data.corpus import write_atomic
 
-COLORS = {"base": "#8c564b", "raw_tokens": "#d62728", "raw_flops": "#ff7f0e", "oracle": "#2ca02c"}
+COLORS = {"base": "#8c564b", "raw_tokens": "#d62728", "raw_flops": "#ff7f0e", "raw_inline": "#9467bd",
+          "raw_warm": "#e377c2", "raw_pipeline": "#17becf", "oracle": "#2ca02c"}
 
 
 def best_acc(r, dev=False):
@@ -105,8 +106,8 @@ def table(rows, ks, cell_fn=cells):
 
 
 def is_raw(r):
-    """A raw arm: a baseline scored by an exact NLL or asked to reason (the oracle is a latent model)."""
-    return "baseline" in r and ("nll" in r or "acc_reason" in r)
+    """A raw model's row: the base model or a raw arm (em.py raw_arm; phase names raw_*)."""
+    return r.get("baseline") == "base" or r.get("baseline", "").startswith("raw_")
 
 
 def best_raw(rows):
@@ -160,8 +161,8 @@ NOTE = ("Accuracy is on the test questions, dev accuracy beside it (recipe choic
 # ----------------------------------------------------------------------------- paired differences
 
 def phase_dir(r):
-    """The directory under a run's --out that holds a result row's evaluation files."""
-    return "warm" if r.get("iter") == 0 else f"iter{r['iter']}" if "iter" in r else r["baseline"]
+    """The directory under a run's --out that holds a result row's evaluation files (a raw arm's "phase")."""
+    return "warm" if r.get("iter") == 0 else f"iter{r['iter']}" if "iter" in r else r.get("phase", r["baseline"])
 
 
 def read_rows(run_dir, r, name):
@@ -376,7 +377,7 @@ def svg_plot(results, nll_key, runs=(), x_key="iter", x_label="EM iteration",
             parts.append(f'<text x="{x(v)}" y="{y(lo) + 14}" text-anchor="middle">{v}</text>')
         for r in base:
             if get(r) is not None:
-                c = COLORS.get(r["baseline"], "#777")
+                c = COLORS.get(r["baseline"].removesuffix("_replay"), "#777")
                 parts.append(f'<line x1="{x0}" x2="{x1}" y1="{y(get(r))}" y2="{y(get(r))}" stroke="{c}" '
                              f'stroke-dasharray="5,3"/><text x="{x1 - 2}" y="{y(get(r)) - 3}" fill="{c}" '
                              f'text-anchor="end">{r["name"]}</text>')

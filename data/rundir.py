@@ -6,17 +6,18 @@ Not the method (that is em.py): the mechanics that make a run refusable in one l
   out_errors     an existing --out must hold the same configuration, and data a phase trained on must still be
                  what the inputs give (data_fingerprint: a sha256 of every input file and the data flags)
   write_data     the target corpus (latents stripped; as JSONL and as token shards), warm-start set, held-out
-                 docs and questions, atomically
+                 docs and questions, and the raw arms' training mixes (write_raw_data), atomically
   run_units      work cut into units (cut_units: from the shards' offsets), sharded over ranks, each saved
                  atomically: what makes the E-step resumable
   write_latents  the E-step's output streamed document by document: latents.jsonl (for reading) and the
                  latents as token shards (what the M-step trains on), with its diagnostics
-No torch here: checkpoint_error imports model.py only when a checkpoint is to be checked. `cfg` is em.py's
+No torch at import: checkpoint_error and size_errors import model.py when they run. `cfg` is em.py's
 EMConfig (read by field name; this module never imports em.py).
 """
 import contextlib
 import math
 import os
+import random
 import re
 import shutil
 import time
@@ -28,9 +29,9 @@ from data import questions as Q
 from data import world as W
 from data.corpus import (atomic_open, doc_line, iter_docs, note_stats, out_dir_error, read_docs, read_json,
                          scan_docs, sha256_file, write_docs, write_json)
-from data.layout import check_latent_marks, encode_doc
+from data.layout import check_latent_ids, check_latent_marks, encode_doc
 from data.shards import ShardWriter, flatten, is_shard_dir, open_shards, write_shards
-from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
+from data.tokenizer import TOKENIZERS, get_tokenizer
 
 # the flags that shape out/data besides its input files; data/DONE records them (data_fingerprint)
 DATA_FLAGS = ("tokenizer", "block_size", "seed", "world_target", "world_warm", "world_heldout", "world_questions",
@@ -39,8 +40,21 @@ DATA_FLAGS = ("tokenizer", "block_size", "seed", "world_target", "world_warm", "
 MINIMUM = dict(iters=0, k=1, n_layer=1, n_head=1, n_embd=1, block_size=1, batch_size=1, warm_steps=0, m_steps=0,
                max_latent=1, top_k=0, gen_batch=1, world_target=1, world_warm=1, world_heldout=1, world_questions=0,
                world_dev=0)
+# em.py's raw baselines (--raw-arms; what each trains on: em.py raw_arm), each also "<arm>+replay": the raw
+# text mixed 1:1 by documents with the base corpus
+RAW_ARMS = ("tokens", "flops", "inline", "warm", "pipeline")
+# --raw-arms default: the warm set's walks inline, and the warm start continued with replay: 2 x m_steps steps
+DEFAULT_RAW_ARMS = "inline,warm+replay"
 # changing these between runs in the same --out would mix results; iters and report options may change
-RESUMABLE_KEYS = {"iters", "no_baselines", "gen_batch", "out"}
+RESUMABLE_KEYS = {"iters", "no_baselines", "raw_arms", "gen_batch", "out"}  # raw_arms: each arm its own phase
+# tokens a window keeps beside a latent (BOS, the marks, some text): --max-latent and a teacher latent get the rest
+SLACK = 8
+# chunks in one E-step unit and one evaluation group (em.estep, em.eval_nll): their K samples are held at once
+UNIT = 512
+# a floor of the memory one latent sample holds while its unit runs: prompt references, the sampled tokens and
+# log-probs, the scored continuation (measured with tracemalloc on a 1-layer model: 3.0 KB at --max-latent 8,
+# 4.9 KB at 32)
+SAMPLE_BYTES = 1024
 # evaluation only: changing them re-evaluates (eval.json records an eval_id) and never mixes training results
 EVAL_KEYS = {"eval_ks", "questions", "dev_questions", "answer_regex", "raw_prompt_prefix", "seeds"}
 
@@ -49,9 +63,42 @@ def flag(name):
     return "--" + name.replace("_", "-")
 
 
+def is_count(s):
+    """An integer >= 0 written in ASCII digits (int() also reads other scripts' digits)."""
+    s = s.strip()
+    return s.isascii() and s.isdigit()
+
+
 def eval_ks(cfg):
     """--eval-ks "1,2,4" -> [1, 2, 4] (flag_errors has checked it)."""
     return [int(k) for k in cfg.eval_ks.split(",")]
+
+
+def raw_arms_text(cfg):
+    """--raw-arms with "default" resolved: DEFAULT_RAW_ARMS, without +replay for a --corpus run (no base corpus)."""
+    if cfg.raw_arms != "default":
+        return cfg.raw_arms
+    return DEFAULT_RAW_ARMS.replace("+replay", "") if cfg.corpus else DEFAULT_RAW_ARMS
+
+
+def raw_arms(cfg):
+    """--raw-arms "inline+replay,warm" -> [("inline", True), ("warm", False)] (flag_errors has checked it)."""
+    return [(a.split("+")[0], a.endswith("+replay")) for a in raw_arms_text(cfg).split(",") if a]
+
+
+def raw_arm_errors(cfg):
+    """--raw-arms: a comma list of RAW_ARMS names, each optionally +replay, none twice; replay needs the base
+    corpus, which only the built-in world has."""
+    text = raw_arms_text(cfg)
+    arms = text.split(",") if text else []
+    names = {a.split("+")[0] if a.endswith("+replay") else a for a in arms}
+    return [msg for bad, msg in (
+        (not names <= set(RAW_ARMS), f"must be default or a comma list of {', '.join(RAW_ARMS)} (each optionally "
+                                     f"+replay), got {cfg.raw_arms!r} (--raw-arms)"),
+        (len(set(arms)) != len(arms), f"repeats an arm: {text!r} (--raw-arms)"),
+        (bool(cfg.corpus) and any(a.endswith("+replay") for a in arms),
+         "+replay mixes in the built-in world's base corpus; a --corpus run has none (--raw-arms)"),
+    ) if bad]
 
 
 def world_config(cfg):
@@ -76,6 +123,7 @@ def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
               if getattr(cfg, k) < lo]
     positive = lambda v: math.isfinite(v) and v > 0
     ks = cfg.eval_ks.split(",")
+    ks_ok = all(is_count(k) and int(k) >= 1 for k in ks)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     errors += [msg for bad, msg in (
         (not cfg.init and cfg.base_steps < 1, f"must be >= 1 without --init, got {cfg.base_steps} (--base-steps)"),
@@ -92,8 +140,8 @@ def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
         (cfg.n_head >= 1 and cfg.n_embd % cfg.n_head != 0, f"{cfg.n_embd} is not divisible by --n-head "
                                                            f"{cfg.n_head} (--n-embd)"),
         (cfg.batch_size % world != 0, f"{cfg.batch_size} is not divisible by the {world} ranks (--batch-size)"),
-        (not all(k.strip().isdigit() and int(k) >= 1 for k in ks), f"must be a comma list of integers >= 1, got "
-                                                                  f"{cfg.eval_ks!r} (--eval-ks)"),
+        (not ks_ok, f"must be a comma list of integers >= 1 (ASCII digits), got {cfg.eval_ks!r} (--eval-ks)"),
+        (ks_ok and len({int(k) for k in ks}) != len(ks), f"repeats a K, got {cfg.eval_ks!r} (--eval-ks)"),
         (cfg.tokenizer not in TOKENIZERS and not os.path.isdir(cfg.tokenizer),
          f"{cfg.tokenizer!r}: choose one of {', '.join(TOKENIZERS)} or a tokenizer directory (--tokenizer)"),
         (cfg.m_step not in ("fresh", "continue"), "must be fresh or continue (--m-step)"),
@@ -103,11 +151,11 @@ def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
         (bool(cfg.corpus) and not cfg.init and not eval_only, "--corpus needs --init (base weights for that corpus)"),
         (bool(cfg.corpus) and not cfg.teacher_latents and not eval_only,
          "--corpus needs --teacher-latents (the warm-start set)"),
-        (cfg.max_latent + 8 > cfg.block_size, f"{cfg.max_latent} leaves no room in --block-size {cfg.block_size} "
-                                              "(--max-latent)"),
+        (cfg.max_latent + SLACK > cfg.block_size, f"{cfg.max_latent} leaves no room in --block-size "
+                                                  f"{cfg.block_size} (--max-latent)"),
         (eval_only and not ckpt, "--eval needs --ckpt DIR (--ckpt)"),
         (not 0 <= cfg.seed < 2**63, f"must be in [0, 2**63), got {cfg.seed} (--seed)"),
-    ) if bad]
+    ) if bad] + raw_arm_errors(cfg)
     if not errors and phase_errors:  # a safety net: the checks above should leave train.py nothing to refuse
         errors += phase_errors(cfg)
     n = W.n_problems(world_config(cfg)) if cfg.world_shape in W.SHAPES else 0  # a prose document holds several
@@ -121,10 +169,13 @@ def arg_errors(cfg, given, eval_only, ckpt):
     """The command line's own rules: --seeds against --seed and --eval (`given`: the flags typed), every named
     path exists, --answer-regex compiles."""
     seeds = cfg.seeds.split(",")
+    seeds_ok = all(is_count(x) for x in seeds)
     errors = [msg for bad, msg in (
-        (bool(cfg.seeds) and not all(x.strip().isdigit() for x in seeds),
-         "must be comma-separated integers >= 0, e.g. 0,1,2 (--seeds)"),
-        (bool(cfg.seeds) and len(set(seeds)) != len(seeds), "repeats a seed (--seeds)"),
+        (bool(cfg.seeds) and not seeds_ok, "must be comma-separated integers >= 0 (ASCII digits), e.g. 0,1,2 "
+                                           "(--seeds)"),
+        (bool(cfg.seeds) and seeds_ok and any(int(x) >= 2**63 for x in seeds),
+         f"must be in [0, 2**63), got {max(seeds, key=int) if seeds_ok else ''} (--seeds)"),
+        (bool(cfg.seeds) and seeds_ok and len({int(x) for x in seeds}) != len(seeds), "repeats a seed (--seeds)"),
         (bool(cfg.seeds) and "seed" in given, "pass --seed or --seeds, not both (--seeds)"),
         (bool(cfg.seeds) and eval_only, "--eval evaluates one --ckpt: drop --seeds (--seeds)"),
     ) if bad]
@@ -134,6 +185,8 @@ def arg_errors(cfg, given, eval_only, ckpt):
                     ("raw_prompt_prefix", cfg.raw_prompt_prefix)):
         if p and not os.path.exists(p):
             errors.append(f"{p}: no such file or directory ({flag(name)})")
+        elif p and name not in ("init", "ckpt") and os.path.isdir(p):
+            errors.append(f"{p} is a directory; {flag(name)} takes a file ({flag(name)})")
     try:
         if cfg.answer_regex:
             Q.check_regex(cfg.answer_regex, "--answer-regex")
@@ -159,11 +212,11 @@ class Docs:
         return self.n
 
 
-def read_input(path, name, check=None, **kw):
-    """Check one input corpus in one streaming pass (every line parsed, nothing kept but counts; check: a
-    function of each document that refuses it by ValueError); -> (Docs, error or None), ([], error) when a
-    line is malformed or refused or the file unreadable."""
-    n, latent, stats = 0, None, {}
+def read_input(path, name, check, stats, **kw):
+    """Check one input corpus in one streaming pass (every line parsed and its latents checked by `check`, nothing
+    kept but counts; `stats` gets scan_docs' counts, for note_stats once every input passed);
+    -> (Docs, error or None), ([], error) when a line is malformed or the file unreadable."""
+    n, latent = 0, None
     try:
         for doc in scan_docs(path, stats=stats, check=check, **kw):
             if latent is None and any(c["latent"] is not None for c in doc["chunks"]):
@@ -173,37 +226,65 @@ def read_input(path, name, check=None, **kw):
         return [], str(e)
     except OSError as e:
         return [], f"{path}: {e.strerror or e} ({flag(name)})"
-    note_stats(path, stats)
     return Docs(path, kw, n, latent), None if n else f"{path} holds no documents ({flag(name)})"
 
 
-def read_questions(cfg, name="questions"):
+def read_questions(cfg, tok, name="questions"):
     """--questions (or --dev-questions) read whole, once (the questions and the rules are inputs: refused now,
     not after hours of training); -> (questions or None, error or None)."""
     path = getattr(cfg, name)
-    if not path or not os.path.isfile(path):
+    if not path or not os.path.exists(path):
         return None, None
     try:
-        return Q.read_questions(path), None
-    except ValueError as e:
+        return Q.read_questions(path, tok), None
+    except (ValueError, OSError) as e:
         return None, f"{e} ({flag(name)})"
 
 
 def checkpoint_error(path, name, tok, block_size):
-    """Why `path` cannot be loaded as a model for this run (None when it can): files, config, weights,
-    tokenizer, vocabulary and context length are all checked by loading it once on the CPU."""
-    from model import load_model  # torch only when there is a checkpoint to check
+    """-> (why `path` cannot be this run's model or None, its GPTConfig or None): model.check_checkpoint reads its
+    config.json and safetensors header(s) only (no weight), and the run's tokenizer and context must fit it."""
+    from model import check_checkpoint  # torch only when there is a checkpoint to check
     try:
-        model, meta = load_model(path, tok.n_vocab)
-        check_tokenizer(meta, tok)
-    except (ValueError, OSError) as e:  # FileNotFoundError: a missing file
-        return f"{e} ({flag(name)})"
-    if model.config.vocab_size != tok.n_vocab:
-        return (f"{path}: vocabulary {model.config.vocab_size} is not tokenizer {tok.name}'s {tok.n_vocab} "
-                f"({flag(name)})")
-    if block_size > model.config.block_size:
-        return f"--block-size {block_size} exceeds the model's block_size {model.config.block_size} ({flag(name)})"
-    return None
+        config, _ = check_checkpoint(path, tok)
+    except ValueError as e:
+        return f"{e} ({flag(name)})", None
+    if block_size > config.block_size:
+        return (f"--block-size {block_size} exceeds the model's block_size {config.block_size} ({flag(name)})",
+                config)
+    return None, config
+
+
+def size_errors(cfg, config, eval_only=False):
+    """The size flags against what this machine can hold for the model `config` (model.py's floors: a flag is
+    refused only when even the floor does not fit): the model itself (with its AdamW state when it trains), K and
+    the largest --eval-ks (a unit's UNIT chunks x K samples in host memory), --gen-batch (generation's KV cache
+    beside the model) and a training step per rank (--batch-size). Every message says how many would fit."""
+    from model import device_bytes, gb, kv_cache_bytes, param_count, train_bytes
+    host, dev, T, P = device_bytes("cpu"), device_bytes("auto"), cfg.block_size, param_count(config)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    B, model_flags = cfg.batch_size // world, "--init" if cfg.init else "--n-layer, --n-embd, --block-size"
+    model = 4 * P if eval_only else train_bytes(config, 1, T, T)
+    if model > dev:
+        what = "its fp32 weights" if eval_only else "weights, gradients and AdamW moments in fp32, one sequence"
+        return [f"the model's {P:,} parameters need at least {gb(model)} ({what}), more than the {gb(dev)} here "
+                f"({'--ckpt' if eval_only else model_flags})"]
+    errors, k_max = [], host // (UNIT * SAMPLE_BYTES)
+    for name, k in (() if eval_only else (("k", cfg.k),)) + (("eval_ks", max(eval_ks(cfg))),):
+        if k > k_max:
+            errors.append(f"{k} samples for each of a unit's {UNIT} chunks hold at least {gb(UNIT * k * SAMPLE_BYTES)}"
+                          f", more than the {gb(host)} here: at most {k_max} fit ({flag(name)})")
+    per_row = kv_cache_bytes(config, 1, T)
+    if 4 * P + cfg.gen_batch * per_row > dev:
+        errors.append(f"{cfg.gen_batch} rows of generation's KV cache ({T} positions) need at least "
+                      f"{gb(cfg.gen_batch * per_row)} beside the model's {gb(4 * P)}, more than the {gb(dev)} here: "
+                      f"at most {(dev - 4 * P) // per_row} fit (--gen-batch)")
+    if not eval_only and train_bytes(config, B, T, B * T) > dev:
+        per_seq = train_bytes(config, 2, T, 2 * T) - train_bytes(config, 1, T, T)
+        errors.append(f"{cfg.batch_size} sequences of {T} tokens per step ({B} per rank) need at least "
+                      f"{gb(train_bytes(config, B, T, B * T))} to train, more than the {gb(dev)} here: at most "
+                      f"{(dev - train_bytes(config, 0, T, 0)) // per_seq * world} fit (--batch-size)")
+    return errors
 
 
 def data_fingerprint(cfg):
@@ -273,23 +354,37 @@ def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
     reads = ({"val": (heldout, {})} if eval_only else
              {"corpus": (cfg.corpus, budget), "val": (cfg.val, budget if cfg.corpus else {}),
               "teacher_latents": (cfg.teacher_latents, {})})
-    (questions, q_error), (dev, dev_error) = read_questions(cfg), read_questions(cfg, "dev_questions")
-    docs, errors = {}, [q_error, dev_error] + ([] if eval_only else [out_dir_error(cfg.out)])
+    # a latent no E-step could write (longer than the largest --max-latent) or ids another tokenizer's
+    room, why = cfg.block_size - SLACK, f"--block-size {cfg.block_size} leaves a latent that many tokens, as it " \
+                                        "does --max-latent"
+    ids = lambda doc: check_latent_ids(tok, doc, room, why)
+    (questions, q_error), (dev, dev_error) = read_questions(cfg, tok), read_questions(cfg, tok, "dev_questions")
+    docs, errors, stats = {}, [q_error, dev_error] + ([] if eval_only else [out_dir_error(cfg.out)]), {}
     if eval_only and not os.path.isfile(heldout):
         errors.append(f"no held-out documents: pass --val PATH (or --out of a run that prepared {heldout})")
-    marks = lambda doc: check_latent_marks(tok, doc)  # the latents trained on (warm start, oracle) hold no mark
+    # the latents trained on (warm start, oracle) also hold no layout mark
+    trained = lambda doc: (ids(doc), check_latent_marks(tok, doc))
     for name, (path, kw) in reads.items():
         if path and not (eval_only and not os.path.isfile(path)):
-            docs[name], err = read_input(path, name, marks if name in ("corpus", "teacher_latents") else None, **kw)
+            stats[path] = {}
+            docs[name], err = read_input(path, name, trained if name in ("corpus", "teacher_latents") else ids,
+                                         stats[path], **kw)
             errors.append(err)
     if cfg.corpus and not cfg.val and not eval_only and 0 < len(docs["corpus"]) < 2:
         errors.append(f"{cfg.corpus} holds one document: a target corpus and held-out docs need 2 (--corpus)")
     if docs.get("teacher_latents") and \
             not any(c["latent"] for d in docs["teacher_latents"] for c in d["chunks"]):
         errors.append(f"{cfg.teacher_latents} holds no latents: the warm start needs them (--teacher-latents)")
+    model = None  # the model the run trains or evaluates: --init's or --ckpt's, else the flags' shape
     for name, path in (("init", cfg.init), ("ckpt", ckpt if eval_only else "")):
         if path:
-            errors.append(checkpoint_error(path, name, tok, cfg.block_size))
+            err, model = checkpoint_error(path, name, tok, cfg.block_size)
+            errors.append(err)
+    if not any(errors):
+        from model import GPTConfig
+        errors += size_errors(cfg, model or GPTConfig(block_size=cfg.block_size, vocab_size=tok.n_vocab,
+                                                      n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd),
+                              eval_only)
     fp = None
     if not eval_only and not any(errors):  # every input is a readable file by now
         fp = data_fingerprint(cfg)
@@ -297,6 +392,8 @@ def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
     errors = [e for e in errors if e]
     if errors:
         raise ValueError("; ".join(errors))
+    for path, st in stats.items():  # skipped and repeated documents, once the command is accepted
+        note_stats(path, st)
     return {"tok": tok, "docs": docs, "questions": questions, "dev_questions": dev, "fingerprint": fp}
 
 
@@ -357,6 +454,7 @@ def write_data(cfg, checked, ddir):
         shutil.rmtree(ddir)  # a stale target_gold.jsonl would feed the oracle
     if os.path.exists(done):
         write_target_shards(ddir, checked["tok"])  # data prepared before the shards existed gets them now
+        write_raw_data(cfg, ddir, checked["tok"])  # another --raw-arms needs another mix
         return
     if cfg.corpus:
         corpus = docs_in["corpus"]
@@ -368,7 +466,9 @@ def write_data(cfg, checked, ddir):
         write_docs(os.path.join(ddir, "heldout.jsonl"), docs_in["val"])
     if cfg.teacher_latents:
         write_docs(os.path.join(ddir, "warm.jsonl"), docs_in["teacher_latents"])
+        write_docs(os.path.join(ddir, "warm_inline.jsonl"), map(inline_latents, docs_in["teacher_latents"]))
     write_target_shards(ddir, checked["tok"])
+    write_raw_data(cfg, ddir, checked["tok"])
     write_json(done, {"corpus": cfg.corpus or "built-in world", "fingerprint": checked["fingerprint"]})
 
 
@@ -409,6 +509,52 @@ def write_target_shards(ddir, tok):
             write_shards(path, (encode_doc(tok, d) for d in iter_docs(path + ".jsonl")), tok)
 
 
+def inline_latents(doc):
+    """A --teacher-latents document as raw text, each chunk's latent written before the chunk it explains (the
+    prior layout's order, without its marks): the raw arm 'inline' for a warm set whose base text format is
+    unknown (the built-in world writes its own, in its base text's format: data/world.py warm_inline)."""
+    return {"id": doc["id"], "chunks": [{"suffix": (c["latent"] + " " if c["latent"] else "") + c["suffix"],
+                                         "latent": None} for c in doc["chunks"]]}
+
+
+def raw_data(ddir, arm, replay):
+    """The --data directory a raw arm trains on: target/ (the target corpus), raw_inline/ (the target and the
+    warm set with its latents inline: the arms inline and pipeline), each +replay with _replay."""
+    name = "raw_inline" if arm in ("inline", "pipeline") else "target"
+    return os.path.join(ddir, name + ("_replay" if replay else ""))
+
+
+def raw_docs(ddir, inline, replay, seed):
+    """One raw arm's training documents: target.jsonl, then warm_inline.jsonl (inline), then (replay) as many
+    base.jsonl documents as those, in an order seeded by `seed` (cycled, with fresh ids, when the base has fewer).
+    The training stream shuffles documents every epoch, so the order here is only what the draw picks."""
+    p = lambda name: os.path.join(ddir, name + ".jsonl")
+    if inline and not os.path.exists(p("warm_inline")):
+        raise ValueError(f"{p('warm_inline')} is missing: {ddir} was prepared without the warm set as raw text; "
+                         "delete it to prepare it again (--out)")
+    n = 0
+    for name in ("target", "warm_inline")[:1 + inline]:
+        for doc in iter_docs(p(name)):
+            n += 1
+            yield doc
+    if replay:
+        base = read_docs(p("base"))
+        order = random.Random(f"{seed}/replay").sample(range(len(base)), len(base))
+        for i in range(n):
+            doc = base[order[i % len(base)]]
+            yield doc if i < len(base) else {**doc, "id": f"{doc['id']}/{i // len(base)}"}
+
+
+def write_raw_data(cfg, ddir, tok):
+    """The token shards of every mix --raw-arms trains on beside target/ (raw_data), each written once, in a
+    temporary directory moved into place (write_shards)."""
+    for arm, replay in raw_arms(cfg):
+        path = raw_data(ddir, arm, replay)
+        if not is_shard_dir(path):
+            inline = os.path.basename(path).startswith("raw_inline")
+            write_shards(path, (encode_doc(tok, d) for d in raw_docs(ddir, inline, replay, cfg.seed)), tok)
+
+
 def read_data(cfg, checked, ddir):
     """What every rank reads back from out/data: target (memmapped shards, data/shards.Shards: nothing is read
     until a document is asked for), warm, heldout, gold (the path of target_gold.jsonl, read document by
@@ -422,7 +568,8 @@ def read_data(cfg, checked, ddir):
     for name in ("questions", "dev_questions"):
         data[name] = checked[name] if getattr(cfg, name) else Q.load_prepared(ddir, name)
     data["paths"] = {**{name: p(f"{name}.jsonl") for name in ("base", "warm")},  # train.py --data: JSONL or shards
-                     **{name: p(name) for name in ("target", "target_gold")}}
+                     **{name: p(name) for name in ("target", "target_gold")},
+                     **{arm + "+replay" * r: raw_data(ddir, arm, r) for arm, r in raw_arms(cfg)}}
     return data
 
 

@@ -17,11 +17,13 @@ walk finds each step's operator in the question by content, not by counting. Its
             fraction of the others, and guesses the rest as the base does, so its walks do not always end at
             the answer. (A perfect teacher needs a set so small, to leave knowledge for EM, that the warm
             start failed to learn the format: 8-19% on 30-100 documents.)
+  warm_inline  the warm set as raw text, each teacher walk inline where the base text puts a walk (a raw
+            baseline's view of the same worked examples)
   heldout   held-out documents for raw NLL / IW-ELBO, and held-out questions (data/questions.py format), test
             and dev (n_dev, dev_questions.jsonl: drawn last, disjoint from the test questions, for choosing a
-            recipe without looking at the test), that carry their own answer rules: a latent or directly asked model writes "A: 5 ...", read by
-            ANSWER_RE; a raw model asked to reason gets the base text's format, "7 ciqx:", and writes the walk,
-            whose answer is where it ends (WALK_RE)
+            recipe without looking at the test), that carry their own answer rules: a latent or directly asked
+            model writes "A: 5 ...", read by ANSWER_RE; a raw model asked to reason gets the base text's
+            format, "7 ciqx:", and writes the walk, whose answer is where it ends (WALK_RE)
 A document is one problem, two chunks: the question (its latent is empty: nothing to think before reading a
 question) and the answer (its latent is the walk). Problems never repeat across the parts.
 
@@ -163,6 +165,16 @@ def teacher_docs(cfg, table, decoys, rng, problems):
     return out
 
 
+def inline_doc(doc, problem):
+    """A compact warm-start doc as raw text with its teacher walk inline in the base text's format, the line
+    '7 ciqx: 7c8i5q7x5' between the question and the answer: what a raw model reads of the walk a latent model
+    is given as Z (em.py's raw arm 'inline')."""
+    q, a = doc["chunks"]
+    line = f"{problem[0]} {problem[1]}: {a['latent']}\n"
+    return {"id": doc["id"], "chunks": [{"suffix": q["suffix"], "latent": None},
+                                        {"suffix": line + a["suffix"], "latent": None}]}
+
+
 def step_ops(cfg, j):
     """The operators step j may use: a block of ops // steps letters per step (step 0: a..f for 24 ops and 4
     steps). A step's operator is then the one question letter from its block, a lookup by content the
@@ -274,9 +286,11 @@ def build(cfg, tok=None):
     base = [{"id": f"base-{d}", "chunks": [{"suffix": "".join(base_line(cfg, table, decoys, taken, base_rng)
                                                               for _ in range(cfg.walks_per_base_doc)),
                                             "latent": None}]} for d in range(cfg.n_base)]
+    warm_problems = cut(cfg.n_warm)
+    warm = teacher_docs(cfg, table, decoys, random.Random(f"{cfg.seed}/teacher"), warm_problems)
     return {**knowledge, "base": base, "questions": questions, "heldout": heldout, "target": target,
-            "target_gold": target_gold,
-            "warm": teacher_docs(cfg, table, decoys, random.Random(f"{cfg.seed}/teacher"), cut(cfg.n_warm)),
+            "target_gold": target_gold, "warm": warm,
+            "warm_inline": [inline_doc(d, p) for d, p in zip(warm, warm_problems)],
             "dev_questions": [question_record(table, p) for p in cut(cfg.n_dev)]}
 
 
@@ -333,6 +347,15 @@ def prose_doc(doc_id, text, spans, walks, tok, budget):
     return {"id": doc_id, "chunks": chunks}
 
 
+def inline_walks(text, spans, walks):
+    """Prose text with each problem's walk worked inline before its result sentence, as the base text states it
+    ('... Work: 7c8i5q7x5. The result is 5. '); spans: prose_text's (statement start, result digit offset)."""
+    at = RESULT.index("{}")  # the result digit's offset in its sentence
+    for (_, r), z in sorted(zip(spans, walks), reverse=True):  # from the end: earlier offsets stay valid
+        text = text[:r - at] + f"Work: {z}. " + text[r - at:]
+    return text
+
+
 def prose_base_doc(cfg, table, decoys, taken, rng):
     """Base text in the documents' wording with the walk worked inline before the result:
     'Start from 7. Apply c, then i. Next apply q, then x. Work: 7c8i5q7x5. The result is 5. ', problems no
@@ -358,7 +381,7 @@ def build_prose(cfg, tok, table, decoys, rng):
         text, spans = prose_text([statement(p, words) for p in ps], [RESULT.format(walk(table, *p)[1]) for p in ps],
                                  words)
         walks = walks_of(ps) if walks_of else [walk(table, *p)[0] for p in ps]
-        return prose_doc(f"{name}-{d}", text, spans, walks, tok, cfg.chunk_tokens), text, spans
+        return prose_doc(f"{name}-{d}", text, spans, walks, tok, cfg.chunk_tokens), text, spans, walks
 
     docs = lambda name, n, walks_of=None: [doc(name, d, cut(per), walks_of) for d in range(n)]
 
@@ -366,21 +389,25 @@ def build_prose(cfg, tok, table, decoys, rng):
         out = []
         for d, i in enumerate(range(0, n, per)):
             ps = cut(min(per, n - i))
-            gold, text, spans = doc(name, d, ps)
+            gold, text, spans, _ = doc(name, d, ps)
             out += [prose_question(table, p, gold, text, span, j) for j, (p, span) in enumerate(zip(ps, spans))]
         return out
 
     test = questions("question", cfg.n_questions)
-    heldout = [d for d, _, _ in docs("heldout", cfg.n_heldout)]
+    heldout = [d for d, *_ in docs("heldout", cfg.n_heldout)]
     gold = docs("target", cfg.n_target)
-    target = [prose_doc(d["id"], text, spans, None, tok, cfg.chunk_tokens) for d, text, spans in gold]
+    target = [prose_doc(d["id"], text, spans, None, tok, cfg.chunk_tokens) for d, text, spans, _ in gold]
     teacher = random.Random(f"{cfg.seed}/teacher")
-    warm = [d for d, _, _ in docs("warm", cfg.n_warm, lambda ps: teacher_walks(cfg, table, decoys, teacher, ps))]
+    warm = docs("warm", cfg.n_warm, lambda ps: teacher_walks(cfg, table, decoys, teacher, ps))
+    # the teacher's walks worked inline as the base text works them: what em.py's raw arm 'inline' reads
+    warm_inline = [prose_doc(d["id"], inline_walks(text, spans, walks), [], None, tok, cfg.chunk_tokens)
+                   for d, text, spans, walks in warm]
     base_rng = random.Random(f"{cfg.seed}/base")
     base = [{"id": f"base-{d}", "chunks": [{"suffix": prose_base_doc(cfg, table, decoys, taken, base_rng),
                                             "latent": None}]} for d in range(cfg.n_base)]
     return {"base": base, "questions": test, "heldout": heldout, "target": target,
-            "target_gold": [d for d, _, _ in gold], "warm": warm, "dev_questions": questions("dev", cfg.n_dev)}
+            "target_gold": [d for d, *_ in gold], "warm": [d for d, *_ in warm], "warm_inline": warm_inline,
+            "dev_questions": questions("dev", cfg.n_dev)}
 
 
 def prose_question(table, problem, doc, text, span, position):
@@ -406,7 +433,7 @@ def prose_question(table, problem, doc, text, span, position):
             "prompt": head + "Work:", "prompt_regex": PROSE_WALK_RE.pattern, "prompt_stop": "."}
 
 
-FILES = ("base", "target", "target_gold", "warm", "heldout")
+FILES = ("base", "target", "target_gold", "warm", "warm_inline", "heldout")
 
 
 def write(cfg, out, tok=None):

@@ -351,9 +351,12 @@ def test_latent_ids_are_used_exactly_and_checked(tmp_path):
     (["--corpus", "GOOD", "--tokenizer", "gpt2", "--bpe-dir", "/nonexistent"], "(--tokenizer gpt2, --bpe-dir)"),
     (["--corpus", "GOOD", "--world"], "not allowed with argument"),
     (["--corpus", "GOOD", "--out", "FILE"], "exists and is not a directory (--out)"),
+    (["--corpus", "DIR"], "is a directory; --corpus takes a JSONL file (--corpus)"),
+    (["--corpus", "GOOD", "--workers", "100000"], "the extra ones would only queue (--workers)"),
+    (["--corpus", "GOOD", "--mean-sentences", "30"], "exceeds --max-sentences 20, the cap on every chunk"),
 ])
 def test_prepare_refuses_bad_input_before_writing(tmp_path, capsys, argv, msg):
-    files = {"EMPTY": tmp_path / "e.jsonl", "GOOD": tmp_path / "g.jsonl", "FILE": tmp_path / "g.jsonl"}
+    files = {"EMPTY": tmp_path / "e.jsonl", "GOOD": tmp_path / "g.jsonl", "FILE": tmp_path / "g.jsonl", "DIR": tmp_path}
     files["EMPTY"].write_text("\n")
     files["GOOD"].write_text('{"text": "Fine."}\n')
     out = tmp_path / "ds"
@@ -408,3 +411,65 @@ def test_write_docs_streams_into_a_temp_file(tmp_path):
         write_docs(p, docs(fail=True))
     assert read_docs(p) == old and os.listdir(tmp_path) == ["d.jsonl"]
     assert all(before == old for before, _ in seen[3:])
+
+
+def test_odd_documents_are_skipped_and_counted_everywhere(tmp_path, capsys):
+    """A document of whitespace only or with a NUL character is skipped and counted on stderr with its lines, by
+    read_docs (em.py, train.py) and by data.prepare alike, as repeated documents are kept and counted; a chunk
+    with a latent but no text is refused with file:line."""
+    p = tmp_path / "c.jsonl"
+    write_lines(p, [json.dumps({"text": "Real text. More."}), json.dumps({"text": " \n\t "}),
+                    json.dumps({"text": "A NUL\u0000 here."}), json.dumps({"text": "Real text. More."}),
+                    json.dumps({"chunks": [{"suffix": "  ", "latent": None}, {"suffix": "\n", "latent": None}]}),
+                    json.dumps({"chunks": [{"suffix": "x", "latent": "why\u0000"}]})])
+    stats = {}
+    docs = read_docs(p, stats=stats)
+    err = capsys.readouterr().err
+    assert len(docs) == 2 and stats["odd_lines"] == [2, 3, 5, 6] and stats["repeated"] == 1
+    assert f"skipped 4 document(s) of whitespace only or with NUL characters in {p} (lines 2, 3, 5, 6)" in err
+    assert "1 repeated document(s)" in err
+    m = prepare_main(["--corpus", str(p), "--out", str(tmp_path / "ds"), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert m["counts"]["docs"] == 2 and m["source"]["odd_docs"] == 4 and "(lines 2, 3, 5, 6)" in err
+    write_lines(p, [json.dumps({"text": "Real text."}), json.dumps({"chunks": [{"suffix": " ", "latent": "z"}]})])
+    with pytest.raises(ValueError, match=r'a chunk with a "latent" needs text in its "suffix" \(.*c\.jsonl:2\)'):
+        read_docs(p)
+
+
+def test_out_lock_one_holder_stale_locks_taken_released_on_error(tmp_path):
+    """out/LOCK holds the holder's pid: a second taker is refused naming it (this test's own pid and a sleeping
+    process count as live); a dead pid's LOCK is taken over; the lock goes when the block ends, by an exception
+    too, and a directory the lock created is removed again when left empty."""
+    import subprocess
+    import sys
+    from data.corpus import out_lock
+    out = tmp_path / "a" / "out"
+    with out_lock(str(out)) as path:
+        assert json.loads(open(path).read())["pid"] == os.getpid()
+        with pytest.raises(ValueError, match=rf"in use by process {os.getpid()} .*\(--out\)"):
+            with out_lock(str(out)):
+                pass
+        assert os.path.exists(path)  # the refused taker left the holder's lock alone
+    assert not (tmp_path / "a").exists()  # created by the lock, empty again: removed
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        out.mkdir(parents=True)
+        (out / "kept.txt").write_text("x")
+        import socket
+        host = socket.gethostname()
+        (out / "LOCK").write_text(json.dumps({"pid": sleeper.pid, "host": host}))
+        with pytest.raises(ValueError, match=f"in use by process {sleeper.pid}"):
+            with out_lock(str(out)):
+                pass
+        assert json.loads((out / "LOCK").read_text())["pid"] == sleeper.pid
+        (out / "LOCK").write_text(json.dumps({"pid": dead.pid, "host": host}))  # a killed run's lock
+        with pytest.raises(RuntimeError):
+            with out_lock(str(out)) as path:
+                assert json.loads(open(path).read())["pid"] == os.getpid()
+                raise RuntimeError("the run failed")
+        assert sorted(os.listdir(out)) == ["kept.txt"]  # released on the error; the directory stays
+    finally:
+        sleeper.kill()
+        sleeper.wait()

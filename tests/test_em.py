@@ -17,6 +17,7 @@ import em
 from conftest import ROOT, check_bounds, estep_docs, marks_gpt, run_py, tiny_gpt
 from data import rundir
 from data.corpus import sha256_file
+from data.shards import open_shards
 from data.tokenizer import get_tokenizer
 
 TINY = ["--quick", "--iters", "2", "--k", "2", "--world-target", "24", "--world-warm", "16", "--world-heldout", "4",
@@ -266,10 +267,10 @@ def test_real_model_path_hf_gpt2_dir_gpt2_tokenizer_authors_format(tmp_path):
     r = run_em(["--init", str(tmp_path / "gpt2"), "--tokenizer", "gpt2", "--corpus", str(tmp_path / "corpus.jsonl"),
                 "--teacher-latents", str(tmp_path / "teacher.jsonl"), "--iters", "1", "--k", "2", "--out", str(out),
                 "--warm-steps", "3", "--m-steps", "3", "--block-size", "96", "--batch-size", "4",
-                "--max-latent", "12"], timeout=900)
+                "--max-latent", "12", "--oracle"], timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = [json.loads(l) for l in open(out / "metrics.jsonl")]
-    assert {m["name"] for m in metrics} >= {"warm start", "BoLT iter 1", "oracle (teacher latents)"}
+    assert {m["name"] for m in metrics} >= {"warm start", "BoLT iter 1", "oracle (the corpus' latents)"}
     check_bounds(out, metrics)
     assert "report" in (out / "report.md").read_text().lower()
 
@@ -301,9 +302,19 @@ def inputs(tmp_path_factory):
              "NOLATENT": json.dumps({"text": "No latents here."}) + "\n", "ONE": json.dumps({"text": "Only one."}) + "\n",
              "MALFORMED": '{"text": "a"\n', "LIST": "[1, 2]\n", "TEXTINT": '{"text": 123}\n', "NOCHUNKS": '{"chunks": []}\n',
              "SUFFIXINT": '{"chunks": [{"suffix": 5}]}\n', "EMPTY": "", "BLANK": "\n\n"}
+    teach = lambda chunk: lines["TEACH"] + json.dumps({"chunks": [chunk]}) + "\n"
+    lines.update(TEACHIDS=teach({"suffix": "x. ", "latent": "a", "latent_ids": [300]}),
+                 TEACHLONG=teach({"suffix": "x. ", "latent": "a" * 121}),
+                 TEACHEMPTY=teach({"suffix": " ", "latent": "a"}),
+                 QEMPTY="".join(json.dumps(q) + "\n" for q in ({"question": "Q: 1\n", "answer": 1},
+                                                               {"question": "Q", "answer": ""})))
     for name, text in lines.items():
         (d / f"{name}.jsonl").write_text(text)
         f[name] = str(d / f"{name}.jsonl")
+    shutil.copytree(d / "ckpt", d / "HEAD0")
+    cfg = json.loads((d / "ckpt" / "config.json").read_text())
+    (d / "HEAD0" / "config.json").write_text(json.dumps({**cfg, "model": {**cfg["model"], "n_head": 0}}))
+    f["HEAD0"] = str(d / "HEAD0")
     for name, raw in (("BINARY", b"\x00\x01\x02\xff\n"), ("BADUTF8", b'{"text": "\xc3("}\n')):
         (d / f"{name}.jsonl").write_bytes(raw)
         f[name] = str(d / f"{name}.jsonl")
@@ -342,6 +353,12 @@ BAD_INPUTS = [  # (flags after --quick --out OUT, what the one line must say, th
     (["--world-target", "20000"], "(--world-target + --world-warm", []),
     (["--world-heldout", "0"], "(--world-heldout)", []),
     (["--nosuch", "1"], "unrecognized arguments", []),
+    (["--raw-arms", "tokens,oracle"], "got 'tokens,oracle' (--raw-arms)", ["--raw-arms", "tokens"]),
+    (["--raw-arms", "warm+replay,inline,warm+replay"], "repeats an arm", ["--raw-arms", "warm+replay,inline,warm"]),
+    (["--raw-arms", "warm+base"], "(each optionally +replay)", ["--raw-arms", ""]),
+    (["--raw-arms", "inline,,warm"], "(--raw-arms)", ["--raw-arms", "inline,warm"]),
+    ([*CORPUS, "GOOD", "--raw-arms", "pipeline+replay"], "a --corpus run has none (--raw-arms)",
+     [*CORPUS, "GOOD", "--raw-arms", "pipeline"]),
     (["--out", "FILE"], "exists and is not a directory (--out)", None),
     (["--out", "FILE/sub"], "cannot be created (--out)", None),
     ([*CORPUS, "MALFORMED"], "MALFORMED.jsonl:1)", [*CORPUS, "GOOD"]),
@@ -367,6 +384,25 @@ BAD_INPUTS = [  # (flags after --quick --out OUT, what the one line must say, th
      ["--init", "CKPT", "--max-latent", "8"]),
     (["--dev-questions", "MALFORMED"], "delimiter (--dev-questions)", []),
     (["--dev-questions", "FILE/nosuch.jsonl"], "no such file or directory (--dev-questions)", []),
+    (["--init", "HEAD0"], "HEAD0/config.json: field 'n_head' must be an integer >= 1, got 0 (--init)",
+     ["--init", "CKPT"]),
+    (["--k", "1000000000"], "fit (--k)", ["--k", "4"]),
+    (["--k", "٣"], "invalid int value: '٣' (ASCII digits only) (--k)", ["--k", "3"]),
+    (["--eval-ks", "1,1"], "repeats a K, got '1,1' (--eval-ks)", ["--eval-ks", "1"]),
+    (["--eval-ks", "1,²"], "(ASCII digits), got '1,²' (--eval-ks)", ["--eval-ks", "1,2"]),
+    (["--eval-ks", "1000000000"], "fit (--eval-ks)", ["--eval-ks", "8"]),
+    (["--gen-batch", "1000000000000"], "fit (--gen-batch)", ["--gen-batch", "64"]),
+    (["--batch-size", "1000000000000"], "fit (--batch-size)", ["--batch-size", "8"]),
+    (["--seeds", "0,99999999999999999999"], "must be in [0, 2**63), got 99999999999999999999 (--seeds)", None),
+    (["--seeds", "0,١"], "(ASCII digits), e.g. 0,1,2 (--seeds)", None),
+    (["--questions", "EMPTYDIR"], "is a directory; --questions takes a file (--questions)", []),
+    (["--questions", "QEMPTY"], '"answer" is "": no generated text could match it (', []),
+    (["--init", "CKPT", "--corpus", "GOOD", "--teacher-latents", "TEACHIDS"],
+     "latent_ids outside the bytes vocabulary [0, 261) (", [*CORPUS, "GOOD"]),
+    (["--init", "CKPT", "--corpus", "GOOD", "--teacher-latents", "TEACHLONG"],
+     "a latent of 121 tokens is longer than 120 (--block-size 128", [*CORPUS, "GOOD"]),
+    (["--init", "CKPT", "--corpus", "GOOD", "--teacher-latents", "TEACHEMPTY"],
+     'a chunk with a "latent" needs text in its "suffix" (', [*CORPUS, "GOOD"]),
     (["--eval", "--ckpt", "TRUNC", "--val", "GOOD"], "(--ckpt)", None),
     (["--eval", "--ckpt", "CKPT"], "no held-out documents", None),
     (["--eval", "--val", "GOOD"], "--eval needs --ckpt", None),
@@ -565,10 +601,13 @@ def test_corpus_is_checked_and_prepared_streaming(tmp_path, inputs):
         write_docs(ref / "heldout.jsonl", heldout)
         if any(c["latent"] is not None for d in target for c in d["chunks"]):
             write_docs(ref / "target_gold.jsonl", target)
-        got = sorted(f for f in os.listdir(tmp_path / name / "data") if f.endswith(".jsonl") and f != "warm.jsonl")
+        got = sorted(f for f in os.listdir(tmp_path / name / "data") if f.endswith(".jsonl") and f not in ("warm.jsonl", "warm_inline.jsonl"))
         assert got == sorted(os.listdir(ref)) and len(got) == (2 if name == "tail" else 3)
         for f in got:
             assert (tmp_path / name / "data" / f).read_bytes() == (ref / f).read_bytes(), (name, f)
+        # the raw arm 'inline' reads the teacher latents as text, each before the chunk it explains
+        inline = read_docs(str(tmp_path / name / "data" / "warm_inline.jsonl"))
+        assert [c["suffix"] for d in inline for c in d["chunks"]] == [f"why T{i}. " for i in range(3)]
     checked = em.check_inputs(cfg)
     with open(corpus, "a") as f:
         f.write(line(99, None) + "\n")
@@ -597,3 +636,109 @@ def test_every_phase_config_is_checked_by_train_up_front(monkeypatch):
     cfg = em.EMConfig(m_steps=0)
     assert rundir.flag_errors(cfg, phase_errors=em.phase_errors) == [
         "phase iter1 would give train.py must be positive, got 0 (--max-steps)"]
+
+
+def test_one_run_per_out_and_a_stale_lock_does_not_block_a_resume(tmp_path, capsys, monkeypatch):
+    """A second em.py on a live run's --out is refused at once in one line naming the holder's pid, the LOCK left
+    as it was; a LOCK whose process is dead (a killed run) is taken, held while the run works and released after
+    (on an error too); under torchrun only rank 0 takes it."""
+    import socket
+    out = tmp_path / "out"
+    out.mkdir()
+    held = []
+    monkeypatch.setattr(em, "run", lambda cfg, checked: held.append(
+        json.loads((out / "LOCK").read_text())["pid"] if (out / "LOCK").exists() else None))
+    (out / "LOCK").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))  # live: this test
+    with pytest.raises(SystemExit) as e:
+        em.main(["--quick", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and f"in use by process {os.getpid()}" in err and not held
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / "LOCK").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    em.main(["--quick", "--out", str(out)])
+    assert held == [os.getpid()] and not (out / "LOCK").exists()
+
+    def fails(cfg, checked):
+        raise ValueError("a full disk")
+    monkeypatch.setattr(em, "run", fails)
+    with pytest.raises(SystemExit):
+        em.main(["--quick", "--out", str(out)])
+    assert "a full disk" in capsys.readouterr().err and not (out / "LOCK").exists()
+    monkeypatch.setattr(em, "run", lambda cfg, checked: held.append((out / "LOCK").exists()))
+    monkeypatch.setenv("RANK", "1")
+    em.main(["--quick", "--out", str(out)])
+    assert held[-1] is False
+
+
+def test_raw_arms_default_replays_only_where_a_base_corpus_exists():
+    assert rundir.raw_arms(em.EMConfig()) == [("inline", False), ("warm", True)]
+    assert rundir.raw_arms(em.EMConfig(corpus="c.jsonl")) == [("inline", False), ("warm", False)]
+    assert rundir.raw_arms(em.EMConfig(raw_arms="")) == [] and not rundir.raw_arm_errors(em.EMConfig(raw_arms=""))
+    assert rundir.raw_arm_errors(em.EMConfig(raw_arms="warm+replay", corpus="c.jsonl")) == [
+        "+replay mixes in the built-in world's base corpus; a --corpus run has none (--raw-arms)"]
+
+
+def test_raw_arms_train_on_what_they_should(monkeypatch, tmp_path):
+    """Every --raw-arms arm's train.py configuration and prepared data (train and evaluation faked): inline's
+    data is the target then the warm set with the teacher's walks inline; warm starts from the warm checkpoint;
+    pipeline trains as many tokens as the warm start and every M-step (counted on train.py's own rows);
+    +replay adds as many base documents; the token-matched arm makes the M-step's epochs over the target."""
+    arms = "tokens,flops,inline,warm,pipeline,inline+replay,warm+replay"
+    cfg = em.EMConfig(**{**em.QUICK, "quick": True, "out": str(tmp_path / "run"), "iters": 2, "raw_arms": arms,
+                         "oracle": True})
+    checked = em.check_inputs(cfg)
+    tok, data = checked["tok"], em.prepare_data(cfg, checked["tok"], checked)
+    for t in (1, 2):  # the iterations' latents: the gold walks stand in
+        shutil.copytree(data["paths"]["target_gold"], tmp_path / f"run/iter{t}/latents")
+    seen = {}
+
+    def fake_train(tc):
+        seen[os.path.basename(os.path.dirname(tc.out))] = tc
+        return {"ckpt": os.path.join(tc.out, "ckpt")}
+    monkeypatch.setattr(em, "train", fake_train)
+    monkeypatch.setattr(em, "run_eval", lambda cfg, name, ckpt, tok, data, latent: {"acc": 0.1, "acc_se": 0.0})
+    rows = em.run_baselines(cfg, tok, data, "BASE", "WARM")
+    assert set(seen) == {"raw_tokens", "raw_flops", "raw_inline", "raw_warm", "raw_pipeline_iters2",
+                         "raw_inline_replay", "raw_warm_replay", "oracle"}
+    assert [r["baseline"] for r in rows] == ["base", "raw_tokens", "raw_flops", "raw_inline", "raw_warm",
+                                             "raw_pipeline", "raw_inline_replay", "raw_warm_replay", "oracle"]
+    assert rows[-1]["name"] == "oracle (gold walks)"
+    raw = {k: tc for k, tc in seen.items() if k != "oracle"}
+    assert all(tc.layout == "raw" for tc in raw.values())
+    assert {k for k, tc in raw.items() if tc.init == "WARM"} == {"raw_warm", "raw_warm_replay"}
+    assert all(tc.init == "BASE" for k, tc in raw.items() if "warm" not in k)
+    # the shards each arm reads: (a) target, then the warm set with each teacher walk in a base-text line
+    text = lambda docs, i: tok.decode([t for x in docs.doc(i)["x"] for t in x])
+    target, warm = data["target"], rundir.read_docs(str(tmp_path / "run/data/warm.jsonl"))
+    inline = open_shards(raw["raw_inline"].data)
+    assert len(inline) == len(target) + len(warm) and raw["raw_pipeline_iters2"].data == raw["raw_inline"].data
+    assert [inline.doc(i) for i in range(len(target))] == [target.doc(i) for i in range(len(target))]
+    for i, d in enumerate(warm):
+        q, a = d["chunks"]
+        assert text(inline, len(target) + i) == q["suffix"] + f"{q['suffix'][3:-1]}: {a['latent']}\n" + a["suffix"]
+    base = {"".join(c["suffix"] for c in d["chunks"]) for d in rundir.read_docs(str(tmp_path / "run/data/base.jsonl"))}
+    for arm, n in (("raw_inline_replay", len(inline)), ("raw_warm_replay", len(target))):
+        mix = open_shards(raw[arm].data)
+        assert len(mix) == 2 * n and [mix.doc(i) for i in range(3)] == [inline.doc(i) for i in range(3)]
+        assert all(text(mix, i) in base for i in range(n, 2 * n))
+    assert raw["raw_warm"].data == raw["raw_flops"].data == data["paths"]["target"]
+    # compute: (c) trains the warm start's and both M-steps' tokens, as train.py's rows hold them, within a batch
+    from train import Rows, encode_corpus
+
+    def trained(tc):
+        rows = Rows(tok, encode_corpus(tok, tc.data), tc.layout, tc.seed, tc.block_size)
+        return int((rows.next_rows(tc.max_steps * cfg.batch_size)[1] >= 0).sum())
+    m = em.m_steps(cfg, tok)
+    warm_steps = em.phase_steps(cfg, tok, cfg.warm_steps, cfg.warm_epochs, data["paths"]["warm"])
+    pipeline = trained(em.train_config(cfg, "warm", data["paths"]["warm"], "random", "BASE", warm_steps)) + sum(
+        trained(em.train_config(cfg, f"iter{t}", str(tmp_path / f"run/iter{t}/latents"), "random", "BASE", m))
+        for t in (1, 2))
+    assert abs(trained(raw["raw_pipeline_iters2"]) - pipeline) <= cfg.batch_size * cfg.block_size
+    assert raw["raw_pipeline_iters2"].max_steps != warm_steps + 2 * m  # raw rows hold more tokens than latent ones
+    assert all(raw[k].max_steps == seen["oracle"].max_steps == m for k in ("raw_flops", "raw_inline", "raw_warm"))
+    # the token-matched arm: as many epochs over the raw target as an M-step over iteration 1's latents
+    epochs = m * cfg.batch_size / em.n_rows(tok, cfg, str(tmp_path / "run/iter1/latents"), "random")
+    rows_raw = em.n_rows(tok, cfg, data["paths"]["target"], "raw")
+    assert abs(raw["raw_tokens"].max_steps - epochs * rows_raw / cfg.batch_size) <= 0.5
+    assert raw["raw_tokens"].max_steps < m and f"({epochs:.1f} epochs)" in rows[1]["name"]

@@ -170,7 +170,7 @@ def test_a_latent_model_thinks_before_every_chunk_as_training_lays_it_out(monkey
     assert answers[0][:2] == [rounds[1][0][0] + [*enc("t2"), E, *enc("Apply c. The result is ")],  # open: continued
                               rounds[1][0][1] + [*enc("t2"), E]]  # the answer opens a chunk of its own
     assert scored[:2] == [(answers[0][0], enc("7.")), (answers[0][1], enc("A: 7\n"))]
-    assert [r["thoughts"] for r in rows] == [["t1", "t2"]] * 3
+    assert [r["thoughts"] for r in rows] == [["t1", "t2"]] * 3 and [r["closed"] for r in rows] == [True, True, False]
     assert [r["extracted"] for r in rows] == ["7", "7", None]  # a thought never closed: no answer
     assert [r["correct"] for r in rows] == [True, True, False]
     assert m["acc"] == pytest.approx(2 / 3) and m["ans_nll"] == pytest.approx((1.0 + 2.5 + 0.5) / 3)
@@ -216,11 +216,41 @@ def test_combined_report_mean_and_sd(tmp_path):
     assert means[1]["nll_k1"] == pytest.approx(1.5) and means[2]["acc_best"] == pytest.approx(0.25)
 
 
+def test_report_compares_against_the_strongest_raw_arm_of_every_arm(tmp_path):
+    """The claims line picks the best raw arm by its better prompt among the base model and every raw_* arm
+    (replay ones included), never the oracle or a latent row, on the dev questions when there are some; every arm
+    gets a table row."""
+    row = lambda name, key, acc, reason=None: {"name": name, "baseline": key, "acc": acc, "acc_se": 0.01, "nll": 1.0,
+                                               **({} if reason is None else {"acc_reason": reason,
+                                                                              "acc_reason_se": 0.02})}
+    rows = [{"name": "BoLT iter 1", "iter": 1, "acc": 0.5, "acc_se": 0.01, "nll_k1": 2.0, "nll_mc_k1": 1.5},
+            row("base (no target training)", "base", 0.0, 0.2), row("raw, FLOP-matched (one M-step)", "raw_flops", 0.1, 0.0),
+            row("raw + warm walks inline, base replay (one M-step)", "raw_inline_replay", 0.05, 0.3),
+            row("warm start, then raw (one M-step)", "raw_warm", 0.25, 0.1),
+            {"name": "oracle (gold walks)", "baseline": "oracle", "acc": 1.0, "acc_se": 0.0, "nll_k1": 0.5}]
+    assert R.best_raw(rows) == (rows[3], False)  # no dev questions: the best on test
+    assert R.best_raw(rows[:1] + rows[-1:])[0] is None
+    text = R.report(str(tmp_path), rows, [1], "test.")
+    assert ("- Accuracy: BoLT iter 1 50.0% vs the best raw arm, raw + warm walks inline, base replay (one "
+            "M-step) asked to reason, 30.0%: +20.0 points ± 2.2 (unpaired standard error).") in text
+    assert "| warm start, then raw (one M-step) | 25.0% ± 1.0 (direct) | - | 25.0% / 10.0% |" in text
+    assert "| oracle (gold walks) | 100.0% ± 0.0 |" in text
+    rows[3]["acc_reason"] = 0.2  # now the warm arm, asked directly, is the strongest
+    assert "vs the best raw arm, warm start, then raw (one M-step) asked directly, 25.0%" in \
+        R.report(str(tmp_path), rows, [1], "test.")
+    for r in rows[1:5]:  # with dev questions the arm is chosen on them: the FLOP-matched one, asked directly
+        r.update(dev_acc=0.9 if r["baseline"] == "raw_flops" else 0.1, dev_acc_se=0.01)
+    assert R.best_raw(rows) == (rows[2], True)
+    assert "vs the raw arm best on dev, raw, FLOP-matched (one M-step) asked directly, 10.0%" in \
+        R.report(str(tmp_path), rows, [1], "test.")
+
+
 @pytest.mark.slow
 def test_external_corpus_with_questions_every_arm_gets_accuracy(tmp_path):
-    """--corpus/--teacher-latents/--val/--questions on a tiny corpus: every arm has an accuracy; a question no
-    model can answer is scored wrong everywhere and one every text answers (regex '^()', answer '') right
-    wherever an answer exists; raw arms are also asked with the few-shot prefix."""
+    """--corpus/--teacher-latents/--val/--questions/--dev-questions on a tiny corpus: every arm has a test and a
+    dev accuracy, each the mean of its rows' rule (a question no model can answer is scored wrong everywhere,
+    one read by a regex right exactly where the regex finds the answer, a latent model's only when all its
+    thoughts closed); raw arms are also asked with the few-shot prefix."""
     from train import TrainConfig, train
     text = ["The cat sat on the mat. ", "It was warm. ", "Then the dog came in. "]
     write = lambda p, rows: p.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -230,9 +260,9 @@ def test_external_corpus_with_questions_every_arm_gets_accuracy(tmp_path):
                                                                    for t in text[::-1]]} for i in range(3)])
     write(tmp_path / "val.jsonl", [{"id": "v0", "chunks": [{"suffix": t, "latent": None} for t in text[:2]]}])
     write(tmp_path / "q.jsonl", [{"question": "Where? ", "answer": "on the moon, 42 times"},
-                                 {"question": "Who? ", "answer": "", "answer_regex": "^()", "prompt": "Who:",
-                                  "prompt_regex": "^()"}])
-    write(tmp_path / "dev.jsonl", [{"question": "Why? ", "answer": "", "answer_regex": "^()"}])
+                                 {"question": "Who? ", "answer": "t", "answer_regex": "(t)", "prompt": "Who:",
+                                  "prompt_regex": "(t)"}])
+    write(tmp_path / "dev.jsonl", [{"question": "Why? ", "answer": "t", "answer_regex": "(t)"}])
     (tmp_path / "prefix.txt").write_text("Who: the cat\n")
     base = train(TrainConfig(data=str(tmp_path / "corpus.jsonl"), layout="raw", out=str(tmp_path / "base"),
                              n_layer=1, n_head=2, n_embd=32, block_size=96, max_steps=2, batch_size=2,
@@ -243,31 +273,33 @@ def test_external_corpus_with_questions_every_arm_gets_accuracy(tmp_path):
                 str(tmp_path / "q.jsonl"), "--dev-questions", str(tmp_path / "dev.jsonl"),
                 "--raw-prompt-prefix", str(tmp_path / "prefix.txt"), "--iters", "1",
                 "--k", "2", "--out", str(out), "--warm-steps", "2", "--m-steps", "2", "--block-size", "96",
+                "--raw-arms", "tokens,flops,inline,warm,pipeline", "--oracle",
                 "--batch-size", "2", "--max-latent", "12", "--n-layer", "1", "--n-head", "2", "--n-embd", "32"],
                timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = {m.get("baseline", m["name"]): m for m in map(json.loads, open(out / "metrics.jsonl"))}
-    assert set(metrics) == {"warm start", "BoLT iter 1", "base", "raw_tokens", "raw_flops", "oracle"}
-    arms = dict(zip(["warm start", "BoLT iter 1", "base", "raw_tokens", "raw_flops", "oracle"],
-                    ["warm", "iter1", "base", "raw_tokens", "raw_flops", "oracle"]))
+    raw_arms = ("raw_tokens", "raw_flops", "raw_inline", "raw_warm", "raw_pipeline")
+    assert set(metrics) == {"warm start", "BoLT iter 1", "base", *raw_arms, "oracle"}
     for name, m in metrics.items():
-        raw = name in ("base", "raw_tokens", "raw_flops")
+        raw = name in ("base", *raw_arms)
         assert ("acc_reason" in m) is raw and ("nll" in m) is raw and ("nll_k1" in m) is not raw
         assert m["n_questions"] == 2 and m["dev_n_questions"] == 1 and ("ans_nll" in m) is not raw
-        rows = [json.loads(line) for line in open(out / arms[name] / "eval_questions.jsonl")]
+        phase = {"warm start": "warm", "BoLT iter 1": "iter1"}.get(name, m.get("phase", name))
+        rows = [json.loads(line) for line in open(out / phase / "eval_questions.jsonl")]
         test = [r for r in rows if r["split"] == "test" and r["mode"] == ("direct" if raw else "latent")]
         dev = [r for r in rows if r["split"] == "dev" and r["mode"] == ("direct" if raw else "latent")]
-        # '^()' answers any text: right exactly where an answer exists (a latent model's thoughts all closed)
-        assert [r["correct"] for r in test + dev] == [False] + [r["extracted"] is not None for r in test[1:] + dev]
+        # '(t)': right exactly where a "t" was written after the question (a latent model: after its thoughts)
+        closed = [raw or r["closed"] for r in test + dev]
+        assert [r["correct"] for r in test + dev] == [False] + [ok and "t" in r["answer_text"]
+                                                             for ok, r in zip(closed[1:], test[1:] + dev)]
         assert m["acc"] == sum(r["correct"] for r in test) / 2 and m["dev_acc"] == dev[0]["correct"]
         if not raw:
             assert m["ans_nll"] == pytest.approx(-sum(r["ans_logp"] for r in test) / 2) and m["ans_nll"] > 0
-    for arm in arms.values():
-        rows = [json.loads(line) for line in open(out / arm / "eval_questions.jsonl")]
-        assert not any(r["correct"] for r in rows if r["answer"] == "on the moon, 42 times"), arm
+        assert not any(r["correct"] for r in rows if r["answer"] == "on the moon, 42 times"), name
         reason = [r for r in rows if r["mode"] == "reason" and r["split"] == "test"]
-        if arm in ("base", "raw_tokens", "raw_flops"):
-            assert metrics[arm]["acc"] == 0.5 and metrics[arm]["acc_reason"] == 0.5
+        if raw:
+            assert m["acc_reason"] == sum(r["correct"] for r in reason) / 2
+            assert [r["correct"] for r in reason] == [False, "t" in reason[1]["answer_text"]]
             assert {r["prompt"] for r in reason} == {"Who: the cat\nWhere? ", "Who: the cat\nWho:"}
         else:
             assert not reason

@@ -7,6 +7,7 @@ a dropped bias or a wrong key cannot hide behind near-zero parameters.
 """
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -580,12 +581,137 @@ def test_em_runs_from_a_tiny_llama_dir(tmp_path):
     r = run_py(["em.py", "--init", d, "--tokenizer", d, "--corpus", str(tmp_path / "corpus.jsonl"),
                 "--teacher-latents", str(tmp_path / "teacher.jsonl"), "--val", str(tmp_path / "val.jsonl"),
                 "--iters", "1", "--k", "2", "--out", str(out), "--warm-steps", "3", "--m-steps", "3",
-                "--block-size", "96", "--batch-size", "4", "--max-latent", "12"], env={"OMP_NUM_THREADS": "1"},
+                "--block-size", "96", "--batch-size", "4", "--max-latent", "12", "--oracle"],
+               env={"OMP_NUM_THREADS": "1"},
                timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = [json.loads(line) for line in open(out / "metrics.jsonl")]
-    assert {m["name"] for m in metrics} >= {"warm start", "BoLT iter 1", "oracle (teacher latents)"}
+    assert {m["name"] for m in metrics} >= {"warm start", "BoLT iter 1", "oracle (the corpus' latents)"}
     check_bounds(out, metrics)
     assert "report" in (out / "report.md").read_text().lower()
     model, meta = load_model(str(out / "iter1" / "model" / "ckpt"))
     assert model.config.arch == "llama" and model.config.vocab_size == n + 7 and meta["tokenizer"] == tok.name
+
+
+# ----------------------------------------------------------------------------- checking a checkpoint before any work
+
+CONFIGS = [GPTConfig(), GPTConfig(bias=False, n_inner=80), GPTConfig(arch="llama", n_kv_head=2, bias=False,
+                                                                    tie_embeddings=False, n_inner=96),
+           GPTConfig(arch="llama", n_kv_head=1, vocab_size=300)]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["gpt2", "gpt2-nobias", "llama-gqa-untied", "llama-mqa"])
+def test_tensor_tables_and_param_count_match_the_module(config):
+    """model.our_tensors (what check_checkpoint expects of our files) and param_count are GPT's own state dict."""
+    from model import our_tensors, param_count
+    fixed, optional, prefix, block, n_layer = our_tensors(config)
+    table = {**fixed, **optional, **{f"{prefix}{i}.{k}": v for i in range(n_layer) for k, v in block.items()}}
+    model = GPT(config)
+    assert table == {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert param_count(config) == sum(p.numel() for p in model.parameters())
+
+
+def test_check_checkpoint_passes_real_directories_without_reading_weights(hf_dir, llama_dir, saved, monkeypatch):
+    """HF GPT-2 (save_pretrained and hub names), HF Llama and our checkpoint pass; the config it returns is the
+    one the loader builds; no weight is read (the loaders' readers are broken for the check)."""
+    from model import check_checkpoint
+    import model as model_mod
+    _, st, hub, (V, P, C, L, H) = hf_dir
+    want = {d: load_model(d)[0].config for d in (st, hub, llama_dir[1], saved)}
+
+    def no_weights(*a, **k):
+        raise AssertionError("a weight was read")
+    monkeypatch.setattr(model_mod, "load_file", no_weights)
+    for d, config in want.items():
+        got, meta = check_checkpoint(d)
+        assert got == config, d
+    assert check_checkpoint(st)[1] == {"tokenizer": "gpt2", "init": st}
+
+
+def hf_copy(src, dst, change=None, drop=(), add=None):
+    """A copy of HF directory `src` with config.json fields changed and tensors dropped or added."""
+    shutil.copytree(src, dst)
+    cfg = json.load(open(os.path.join(src, "config.json")))
+    corrupt(dst, "config.json", json.dumps({**cfg, **(change or {})} if isinstance(change, dict) or change is None
+                                           else change).encode())
+    if drop or add:
+        sd = load_file(os.path.join(src, "model.safetensors"))
+        save_file({**{k: v for k, v in sd.items() if k not in drop}, **(add or {})},
+                  os.path.join(dst, "model.safetensors"))
+    return dst
+
+
+def test_check_checkpoint_refusals_name_the_file_and_field(hf_dir, tmp_path):
+    """Every malformed HF GPT-2 directory of the issue is refused with ValueError naming the file and the field
+    (or the tensor), never a TypeError, a KeyError or GPTConfig's repr."""
+    from model import check_checkpoint
+    _, st, _, (V, P, C, L, H) = hf_dir
+    cases = [(5, "config.json: must hold a JSON object, got int"), ("x", "must hold a JSON object, got str"),
+             ([1], "got list"), ({"n_layer": None}, "field 'n_layer' is missing"),
+             ({"n_head": 0}, "field 'n_head' must be an integer >= 1, got 0"),
+             ({"n_embd": True}, "field 'n_embd' must be an integer >= 1, got true"),
+             ({"vocab_size": 1.5}, "field 'vocab_size'"), ({"n_positions": None, "n_ctx": None}, "'n_positions'"),
+             ({"n_head": 5}, f"field 'n_embd' ({C}) is not divisible by field 'n_head' (5)"),
+             ({"n_embd": 2 * C, "n_head": H}, "has shape"), ({"vocab_size": V + 1}, "wte.weight has shape"),
+             ({"n_layer": L + 1}, f"no tensor transformer.h.{L}.ln_1.weight"), ({"n_layer": L - 1}, f"h.{L - 1}."),
+             ({"n_positions": P * 2}, "wpe.weight has shape")]
+    for i, (change, msg) in enumerate(cases):
+        d = hf_copy(st, str(tmp_path / f"c{i}"), change)
+        with pytest.raises(ValueError, match=re.escape(msg)) as e:
+            check_checkpoint(d)
+        assert "config.json" in str(e.value) or "model.safetensors" in str(e.value)
+        assert "GPTConfig(" not in str(e.value)
+    name = "transformer.h.0.mlp.c_fc.bias"
+    with pytest.raises(ValueError, match=f"model.safetensors: no tensor transformer.h.0.mlp.c_fc.bias"):
+        check_checkpoint(hf_copy(st, str(tmp_path / "drop"), drop=(name,)))
+    with pytest.raises(ValueError, match="tensor transformer.h.0.extra is not one the config"):
+        check_checkpoint(hf_copy(st, str(tmp_path / "add"), add={"transformer.h.0.extra": torch.zeros(2)}))
+    with pytest.raises(ValueError, match="tensor transformer.ln_f.bias is I64, not a float type"):
+        check_checkpoint(hf_copy(st, str(tmp_path / "int"),
+                                 add={"transformer.ln_f.bias": torch.zeros(C, dtype=torch.int64)}))
+
+
+def test_check_checkpoint_refuses_bad_llama_and_ours(llama_dir, saved, tmp_path):
+    from model import check_checkpoint
+    _, d = llama_dir
+    for i, (change, msg) in enumerate([({"num_key_value_heads": 3}, "field 'num_attention_heads' (4) is not a "
+                                                                    "multiple of field 'num_key_value_heads' (3)"),
+                                       ({"hidden_size": 64, "num_attention_heads": 64}, "RoPE needs an even one"),
+                                       ({"intermediate_size": 97}, "_proj.weight has shape"),
+                                       ({"rms_norm_eps": -1}, "field 'rms_norm_eps' must be a finite number > 0"),
+                                       ({"rope_scaling": "x"}, "field 'rope_scaling' must be an object"),
+                                       ({"tie_word_embeddings": "no"}, "field 'tie_word_embeddings'")]):
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            check_checkpoint(hf_copy(d, str(tmp_path / f"l{i}"), change))
+    cfg = json.load(open(os.path.join(saved, "config.json")))
+    for i, (model_cfg, msg) in enumerate([(5, "field 'model' must be an object"),
+                                         ({**cfg["model"], "n_head": -1}, "field 'n_head' must be an integer >= 1"),
+                                         ({**cfg["model"], "arch": "rnn"}, "field 'arch' must be one of gpt2, llama"),
+                                         ({**cfg["model"], "dropout": 2}, "field 'dropout' must be a number in [0, 1)"),
+                                         ({**cfg["model"], "n_embd": 32, "n_head": 4}, "has shape")]):
+        corrupt(saved, "config.json", json.dumps({**cfg, "model": model_cfg}).encode())
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            check_checkpoint(saved)
+
+
+def test_check_checkpoint_tokenizer_must_fit(llama_dir, saved, tmp_path):
+    """With a tokenizer: ours needs exactly its vocabulary; a Llama directory without a tokenizer is refused
+    unless its vocabulary is the given tokenizer's (257 or 261 for bytes), and a gpt2 directory is gpt2's."""
+    from data.tokenizer import get_tokenizer
+    from model import check_checkpoint
+    tok = get_tokenizer("bytes")
+    assert check_checkpoint(saved, tok)[0].vocab_size == 261
+    _, d = llama_dir  # vocabulary 301, no tokenizer files
+    with pytest.raises(ValueError, match="vocab_size 301 is larger than the 261 tokens of tokenizer 'bytes'"):
+        check_checkpoint(d, tok)
+    for V, ok in ((200, False), (257, True), (261, True)):
+        small = make_llama(str(tmp_path / f"v{V}"), 2, True, None, vocab=V)
+        if ok:
+            assert check_checkpoint(str(tmp_path / f"v{V}"), tok)[0].vocab_size == small.config.vocab_size
+        else:
+            with pytest.raises(ValueError, match="ships no tokenizer"):
+                check_checkpoint(str(tmp_path / f"v{V}"), tok)
+    cfg = json.load(open(os.path.join(saved, "config.json")))
+    corrupt(saved, "config.json", json.dumps({**cfg, "tokenizer": "gpt2"}).encode())
+    with pytest.raises(ValueError, match="trained with tokenizer 'gpt2'"):
+        check_checkpoint(saved, tok)

@@ -404,6 +404,9 @@ def test_bad_flags_refused_with_one_line(tmp_path, capsys):
     assert "(--device)" in refused(capsys, *p, "--device", "nonsense")
     assert "--temperature" in refused(capsys, *p, "--temperature", "warm")  # argparse's own errors: one line too
     assert "--tokenizer" in refused(capsys, *p, "--tokenizer", "gpt3")
+    assert "fit (--num-samples)" in refused(capsys, *p, "--num-samples", "10000000000000")  # past this machine
+    assert "(ASCII digits only) (--num-samples)" in refused(capsys, *p, "--num-samples", "٣")
+    assert "(--seed)" in refused(capsys, *p, "--seed", str(2 ** 63))
     two = refused(capsys, *p, "--think", "--explain", "--num-samples", "0")  # every problem, still one line
     assert "pick one" in two and "(--num-samples)" in two
 

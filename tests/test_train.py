@@ -360,3 +360,36 @@ def test_resume_does_not_duplicate_metric_rows(tmp_path, corpus):
     assert [r["step"] for r in rows if "val_loss" in r] == [3, 6]
     train(replace(cfg, stop_at=0, resume=True))  # resuming a finished run logs its closing evaluation once
     assert [json.loads(line) for line in open(path)] == rows
+
+
+def test_one_run_per_out_lock_released_on_error(tmp_path, corpus, capsys, monkeypatch):
+    """train.py holds out/LOCK while it trains: a second process on a live run's --out is refused at once, a dead
+    holder's LOCK is taken, and the lock is released (and a directory it created removed) when training fails."""
+    import socket
+    import subprocess
+    import sys
+    out = tmp_path / "o"
+    out.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (out / "LOCK").write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname()}))
+        with pytest.raises(SystemExit) as e:
+            main(["--data", corpus, "--out", str(out), "--block-size", "32"])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and f"in use by process {sleeper.pid}" in err and err.count("\n") == 1
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    seen = []
+
+    def fails(cfg, rank, world, local_rank):
+        seen.append(json.loads((tmp_path / "fresh" / "LOCK").read_text())["pid"])
+        raise ValueError("disk full")
+    monkeypatch.setattr(train_mod, "_train", fails)
+    with pytest.raises(SystemExit):
+        main(["--data", corpus, "--out", str(tmp_path / "fresh"), "--block-size", "32"])
+    assert seen == [os.getpid()] and not (tmp_path / "fresh").exists()
+    (out / "LOCK").write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname()}))  # dead by now
+    monkeypatch.setattr(train_mod, "_train", lambda cfg, *a: seen.append((out / "LOCK").read_text()) or {})
+    train(TrainConfig(data=corpus, out=str(out), block_size=32))
+    assert str(os.getpid()) in seen[-1] and not (out / "LOCK").exists()

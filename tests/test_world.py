@@ -346,3 +346,26 @@ def test_em_passes_the_shape_and_its_chunk_budget_and_counts_prose_problems():
     big = dict(world_target=2000, world_warm=800, world_heldout=3200)
     assert any("fewer than 13000" in e for e in D.flag_errors(em.EMConfig(world_shape="prose", **big)))
     assert not D.flag_errors(em.EMConfig(world_shape="compact", **big))
+
+
+@pytest.mark.parametrize("cfg", [SMALL, PROSE], ids=["compact", "prose"])
+def test_warm_inline_is_the_warm_set_with_each_teacher_walk_where_the_base_text_puts_a_walk(cfg):
+    """The raw arm 'inline' reads the warm set's teacher walks as raw text, in the base text's own format:
+    compact, the base line '7 ciqx: <walk>' between question and answer; prose, 'Work: <walk>. ' before each
+    result sentence. Taking that text out gives back the warm document, walk for walk."""
+    w = W.build(cfg)
+    walk_of_base = r"(\d [a-z]+): (\w+)\n" if cfg.shape == "compact" else r"Work: (\w+)\. "
+    assert re.search(walk_of_base, w["base"][0]["chunks"][0]["suffix"])  # the format is the base text's
+    assert [d["id"] for d in w["warm_inline"]] == [d["id"] for d in w["warm"]]
+    for raw, warm in zip(w["warm_inline"], w["warm"]):
+        assert all(c["latent"] is None for c in raw["chunks"])
+        text = "".join(c["suffix"] for c in raw["chunks"])
+        walks = [z for c in warm["chunks"] if c["latent"] for z in c["latent"].split(" ")]
+        assert len(walks) == (1 if cfg.shape == "compact" else cfg.per_doc)
+        if cfg.shape == "compact":
+            m = re.fullmatch(r"Q: (\d [a-z]+)\n" + walk_of_base + r"(A: \d for \1\n)", text)
+            assert m and m[1] == m[2] and [m[3]] == walks
+            assert f"Q: {m[1]}\n" + m[4] == "".join(c["suffix"] for c in warm["chunks"])
+        else:
+            assert re.findall(walk_of_base + "The result is", text) == walks
+            assert re.sub(walk_of_base, "", text) == "".join(c["suffix"] for c in warm["chunks"])
