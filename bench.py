@@ -8,6 +8,9 @@
                               an E-step unit's peak RSS on token shards of 1M vs 100M tokens; em.py's input
                               check + data preparation's peak RSS on a {"text"} --corpus of 1M vs 100M tokens
 
+  python bench.py gpu --json out/gpu.json   every kernel compiled, the engine and train.py on one CUDA GPU:
+                                            correctness and speed ratios in one run (bench_gpu.py, its flags)
+
   python bench.py engine train --json out/bench.json        # also write every comparison as JSON
   python bench.py --table out/bench.json --readme README.md  # that JSON -> the README's Performance table
 """
@@ -394,15 +397,15 @@ def render_table(res):
 TABLE_START, TABLE_END = "<!-- bench table: start -->", "<!-- bench table: end -->"
 
 
-def write_readme_table(readme, table):
-    """Replace the text between the two bench-table markers in `readme` with `table`."""
+def write_readme_table(readme, table, start=TABLE_START, end=TABLE_END):
+    """Replace the text between the two markers (the bench table's by default) in `readme` with `table`."""
     text = open(readme).read()
-    if text.count(TABLE_START) != 1 or text.count(TABLE_END) != 1 or text.index(TABLE_START) > text.index(TABLE_END):
-        raise ValueError(f"{readme} needs exactly one {TABLE_START} line followed by one {TABLE_END} line")
-    head, rest = text.split(TABLE_START)
-    tail = rest.split(TABLE_END)[1]
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"{readme} needs exactly one {start} line followed by one {end} line")
+    head, rest = text.split(start)
+    tail = rest.split(end)[1]
     with open(readme + ".tmp", "w") as f:
-        f.write(head + TABLE_START + "\n" + table + TABLE_END + tail)
+        f.write(head + start + "\n" + table + end + tail)
     import os
     os.replace(readme + ".tmp", readme)
 
@@ -444,6 +447,10 @@ def build_parser():
 def main(argv=None):
     import json
     import os
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gpu"]:  # the GPU check lives in bench_gpu.py (its own flags)
+        import bench_gpu
+        sys.exit(bench_gpu.main(argv[1:]))
     ap = build_parser()
     ap.error = fail
     args = ap.parse_args(argv)

@@ -319,7 +319,7 @@ def score(model, prefixes, continuations, batch_size=64):
 # ----------------------------------------------------------------------------- latent modes (--think, --explain)
 
 def think(model, tok, x, n, max_new_tokens, **sampling):
-    """n samples of the model thinking about text x (ids), laid out as the evaluation lays out a question:
+    """n samples of the model thinking about text x (ids), laid out as a one-chunk document in prior mode:
     think_prompt = BOS [SoL PRIOR EoL X] SoL PRIOR; the model writes Z (the layout marks banned until EoL), EoL,
     then its text, and stops at EOS or at the SoL opening the next chunk. -> (prompt, generate() outputs)."""
     prompt = think_prompt(tok, x)

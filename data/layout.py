@@ -169,8 +169,11 @@ def joint_continuation(tok, z, x):
     return [tok.sol, tok.prior] + list(z) + [tok.eol] + list(x)
 
 
-# The joint continuation starts with the two mode marks SoL PRIOR; MODE_MARKS of its scored tokens encode the
-# layout's training coin, not text. BOLT.md's log p counts them; the mode-conditional log p leaves them out.
+# The joint continuation starts with the two marks SoL PRIOR (MODE_MARKS of its scored tokens). SoL ends the
+# previous chunk X_{i-1}: it is part of raw text's chunking, so a bound on raw text scores it. PRIOR is the
+# layout's training coin (prior rather than posterior mode), not text: BOLT.md's log p counts both; the
+# PRIOR-conditional log p (em.py nll_np_k{K}) leaves out PRIOR alone; the E-step weighs without both (one constant
+# per chunk either way: the same pick).
 MODE_MARKS = 2
 
 
@@ -179,7 +182,17 @@ def think_prompt(tok, x):
     x: the question's tokens, or a list of its chunks' tokens (a question the chunker split), each chunk laid
     out with an empty thought. The model continues with Z, EoL, then the answer text."""
     chunks = x if x and isinstance(x[0], list) else [x]
-    return [tok.bos] + [t for c in chunks for t in chunk_tokens(tok, list(c), [], True)] + [tok.sol, tok.prior]
+    return think_layout(tok, [list(c) for c in chunks] + [[]], [[]] * len(chunks))
+
+
+def think_layout(tok, chunks, thoughts):
+    """A question laid out as training lays out a document in prior mode, the thoughts written so far in place:
+    BOS [SoL PRIOR Z_j EoL X_j] for j < len(thoughts), then SoL PRIOR while a chunk is left (its thought is to
+    write next). With every chunk's thought given, it ends in the last chunk's text, which the answer continues.
+    chunks: token lists, the last one the start of the chunk that holds the answer (a training document's latent
+    comes before the chunk holding its result; [] when the answer opens a chunk of its own)."""
+    done = [t for x, z in zip(chunks, thoughts) for t in chunk_tokens(tok, list(x), list(z), True)]
+    return [tok.bos] + done + ([tok.sol, tok.prior] if len(thoughts) < len(chunks) else [])
 
 
 def explain_prompt(tok, x):

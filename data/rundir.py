@@ -35,10 +35,11 @@ from data.tokenizer import get_tokenizer, tokenizer_error
 
 # the flags that shape out/data besides its input files; data/DONE records them (data_fingerprint)
 DATA_FLAGS = ("tokenizer", "block_size", "seed", "world_target", "world_warm", "world_heldout", "world_questions",
-              "world_shape")
+              "world_shape", "world_dev")
 # smallest value of each integer flag; base_steps is checked apart (unused with --init)
 MINIMUM = dict(iters=0, k=1, n_layer=1, n_head=1, n_embd=1, block_size=1, batch_size=1, warm_steps=0, m_steps=0,
-               max_latent=1, top_k=0, gen_batch=1, world_target=1, world_warm=1, world_heldout=1, world_questions=0)
+               max_latent=1, top_k=0, gen_batch=1, world_target=1, world_warm=1, world_heldout=1, world_questions=0,
+               world_dev=0)
 # em.py's raw baselines (--raw-arms; what each trains on: em.py raw_arm), each also "<arm>+replay": the raw
 # text mixed 1:1 by documents with the base corpus
 RAW_ARMS = ("tokens", "flops", "inline", "warm", "pipeline")
@@ -55,7 +56,7 @@ UNIT = 512
 # 4.9 KB at 32)
 SAMPLE_BYTES = 1024
 # evaluation only: changing them re-evaluates (eval.json records an eval_id) and never mixes training results
-EVAL_KEYS = {"eval_ks", "questions", "answer_regex", "raw_prompt_prefix", "seeds"}
+EVAL_KEYS = {"eval_ks", "questions", "dev_questions", "answer_regex", "raw_prompt_prefix", "seeds"}
 
 
 def flag(name):
@@ -102,7 +103,8 @@ def raw_arm_errors(cfg):
 
 def world_config(cfg):
     return W.WorldConfig(seed=cfg.seed, n_target=cfg.world_target, n_warm=cfg.world_warm,
-                         n_heldout=cfg.world_heldout, n_questions=cfg.world_questions, shape=cfg.world_shape,
+                         n_heldout=cfg.world_heldout, n_questions=cfg.world_questions, n_dev=cfg.world_dev,
+                         shape=cfg.world_shape,
                          chunk_tokens=cfg.block_size // 4)  # prose: chunked as write_data chunks a --corpus
 
 
@@ -156,7 +158,7 @@ def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
     n = W.n_problems(world_config(cfg)) if cfg.world_shape in W.SHAPES else 0  # a prose document holds several
     if not cfg.corpus and n >= W.problem_space(world_config(cfg)):
         errors.append(f"the built-in world has {W.problem_space(world_config(cfg))} problems, fewer than {n} "
-                      "(--world-target + --world-warm + --world-heldout + --world-questions)")
+                      "(--world-target + --world-warm + --world-heldout + --world-questions + --world-dev)")
     return errors
 
 
@@ -176,6 +178,7 @@ def arg_errors(cfg, given, eval_only, ckpt):
     ) if bad]
     for name, p in (("corpus", cfg.corpus), ("teacher_latents", cfg.teacher_latents), ("val", cfg.val),
                     ("init", cfg.init), ("ckpt", ckpt), ("questions", cfg.questions),
+                    ("dev_questions", cfg.dev_questions),
                     ("raw_prompt_prefix", cfg.raw_prompt_prefix)):
         if p and not os.path.exists(p):
             errors.append(f"{p}: no such file or directory ({flag(name)})")
@@ -223,15 +226,16 @@ def read_input(path, name, check, stats, **kw):
     return Docs(path, kw, n, latent), None if n else f"{path} holds no documents ({flag(name)})"
 
 
-def read_questions(cfg, tok):
-    """--questions read whole, once (the questions and the rules are inputs: refused now, not after hours of
-    training); -> (questions or None, error or None)."""
-    if not cfg.questions or not os.path.exists(cfg.questions):
+def read_questions(cfg, tok, name="questions"):
+    """--questions (or --dev-questions) read whole, once (the questions and the rules are inputs: refused now,
+    not after hours of training); -> (questions or None, error or None)."""
+    path = getattr(cfg, name)
+    if not path or not os.path.exists(path):
         return None, None
     try:
-        return Q.read_questions(cfg.questions, tok), None
+        return Q.read_questions(path, tok), None
     except (ValueError, OSError) as e:
-        return None, f"{e} (--questions)"
+        return None, f"{e} ({flag(name)})"
 
 
 def checkpoint_error(path, name, tok, block_size):
@@ -330,7 +334,7 @@ def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
     parsed line by line (read_input: memory flat in its size; a latent to train on, in --teacher-latents or
     --corpus, refused if it holds a layout mark), every checkpoint loaded once, and an existing
     --out's configuration and data. Raises ValueError with every problem on one line;
-    -> {'tok', 'docs': {flag name: Docs, read again when iterated}, 'questions', 'fingerprint'}."""
+    -> {'tok', 'docs': {flag name: Docs, read again when iterated}, 'questions', 'dev_questions', 'fingerprint'}."""
     errors = flag_errors(cfg, eval_only, ckpt, phase_errors)
     if errors:  # the files below are read with these flags: they must make sense first
         raise ValueError("; ".join(errors))
@@ -347,8 +351,8 @@ def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
     room, why = cfg.block_size - SLACK, f"--block-size {cfg.block_size} leaves a latent that many tokens, as it " \
                                         "does --max-latent"
     ids = lambda doc: check_latent_ids(tok, doc, room, why)
-    questions, q_error = read_questions(cfg, tok)
-    docs, errors, stats = {}, [q_error] if eval_only else [q_error, out_dir_error(cfg.out)], {}
+    (questions, q_error), (dev, dev_error) = read_questions(cfg, tok), read_questions(cfg, tok, "dev_questions")
+    docs, errors, stats = {}, [q_error, dev_error] + ([] if eval_only else [out_dir_error(cfg.out)]), {}
     if eval_only and not os.path.isfile(heldout):
         errors.append(f"no held-out documents: pass --val PATH (or --out of a run that prepared {heldout})")
     # the latents trained on (warm start, oracle) also hold no layout mark
@@ -383,7 +387,7 @@ def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
         raise ValueError("; ".join(errors))
     for path, st in stats.items():  # skipped and repeated documents, once the command is accepted
         note_stats(path, st)
-    return {"tok": tok, "docs": docs, "questions": questions, "fingerprint": fp}
+    return {"tok": tok, "docs": docs, "questions": questions, "dev_questions": dev, "fingerprint": fp}
 
 
 # ----------------------------------------------------------------------------- work in resumable units
@@ -546,13 +550,15 @@ def write_raw_data(cfg, ddir, tok):
 def read_data(cfg, checked, ddir):
     """What every rank reads back from out/data: target (memmapped shards, data/shards.Shards: nothing is read
     until a document is asked for), warm, heldout, gold (the path of target_gold.jsonl, read document by
-    document where needed; None without teacher latents), questions (--questions, else the world's) and the
-    training phases' --data paths (the target corpus and its teacher latents as shards)."""
+    document where needed; None without teacher latents), questions and dev_questions (--questions and
+    --dev-questions, else the world's test and dev splits) and the training phases' --data paths (the target
+    corpus and its teacher latents as shards)."""
     p = lambda name: os.path.join(ddir, name)
     data = {name: read_docs(p(f"{name}.jsonl")) for name in ("warm", "heldout")}
     data["target"] = open_shards(p("target"))
     data["gold"] = p("target_gold.jsonl") if os.path.exists(p("target_gold.jsonl")) else None
-    data["questions"] = checked["questions"] if cfg.questions else Q.load_prepared(ddir)
+    for name in ("questions", "dev_questions"):
+        data[name] = checked[name] if getattr(cfg, name) else Q.load_prepared(ddir, name)
     data["paths"] = {**{name: p(f"{name}.jsonl") for name in ("base", "warm")},  # train.py --data: JSONL or shards
                      **{name: p(name) for name in ("target", "target_gold")},
                      **{arm + "+replay" * r: raw_data(ddir, arm, r) for arm, r in raw_arms(cfg)}}

@@ -11,8 +11,8 @@ both passes, forward and dq skip key blocks above the diagonal and apply masks o
 generic dtype (fp32/fp16/bf16; fp32 dots honour torch.backends.cuda.matmul.allow_tf32), head dims 1..256 (padded
 to a power of two >= 16 inside the kernel). Softmax runs in base 2: the saved LSE is log2(sum 2^(s*log2e)).
 Verified only under TRITON_INTERPRET=1 on CPU: the interpreter has no bf16 tl.dot, so bf16 flash attention is
-unverified here (decode has no dot and is checked in bf16). All kernels compile for sm80/sm90 (checked
-ahead-of-time with the bundled ptxas, no GPU); their speed has never been measured.
+unverified here (decode has no dot and is checked in bf16). All kernels compile for sm80/sm90 with Triton 3.0
+and 3.7 (checked ahead-of-time with the bundled ptxas, no GPU); bench_gpu.py checks them compiled on a GPU.
 """
 import torch
 import torch.nn.functional as F

@@ -8,8 +8,12 @@ import math
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.errors import OutOfResources
 
 LOG2E = math.log2(math.e)  # kernels take qk_scale = D^-0.5 * log2(e): scores in log2 units for exp2
+# Triton compiles a kernel once per class of each int argument (== 1, divisible by 16, other); T only bounds masks
+# and offsets the LSE rows, so it is left unspecialised: one compilation serves every sequence length, not three
+NO_SPEC = ("T",)
 
 
 # ----------------------------------------------------------------------------- Triton: forward
@@ -60,7 +64,7 @@ def _fwd_inner(acc, l_i, m_i, q, K, V, skt, skd, svt, svd, offs_m, offs_d, lo, h
     return acc, l_i, m_i
 
 
-@triton.jit
+@triton.jit(do_not_specialize=NO_SPEC)
 def _fwd_kernel(Q, K, V, O, LSE, sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd, sob, sot, soh, sod,
                 H, T, D, qk_scale, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                 BLOCK_D: tl.constexpr, PREC: tl.constexpr):
@@ -107,7 +111,7 @@ def _bwd_dkdv_inner(dk, dv, k, v, Q, DO, LSE, DELTA, sqt, sqd, sdt, sdd, offs_n,
     return dk, dv
 
 
-@triton.jit
+@triton.jit(do_not_specialize=NO_SPEC)
 def _bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
                      sdb, sdt, sdh, sdd, H, T, D, qk_scale, sm_scale, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr,
                      BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr):
@@ -159,7 +163,7 @@ def _bwd_dq_inner(dq, q, do, lse, delta, K, V, skt, skd, svt, svd, offs_m, offs_
     return dq
 
 
-@triton.jit
+@triton.jit(do_not_specialize=NO_SPEC)
 def _bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, sqb, sqt, sqh, sqd, skb, skt, skh, skd, svb, svt, svh, svd,
                    sdb, sdt, sdh, sdd, H, T, D, qk_scale, sm_scale, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr,
                    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, PREC: tl.constexpr):
@@ -248,23 +252,34 @@ def _block_d(D):
 
 def _blocks(D, dtype):
     """{kernel: (BLOCK_M, BLOCK_N, num_warps, num_stages)}. Kernel constraints: fwd/dq BLOCK_M % BLOCK_N == 0,
-    dkdv BLOCK_N % BLOCK_M == 0. Chosen by compiling for sm80/sm90 without a GPU (ptxas, no register spills);
-    never timed. fp32 gets small tiles: its ieee dots run on FMA units and its tiles take twice the registers."""
+    dkdv BLOCK_N % BLOCK_M == 0. Chosen by compiling for sm80/sm90 without a GPU (ptxas, no register spills but
+    fp32 dkdv's 32-64 bytes); never timed. fp32 gets small tiles: its ieee dots run on FMA units and its tiles take
+    twice the registers; its dkdv is not software-pipelined (num_stages 1): Triton 3.0's pipeliner rejects it."""
     if dtype == torch.float32 or D > 128:
-        return dict(fwd=(32, 32, 8, 2), dkdv=(32, 32, 8, 2), dq=(32, 32, 8, 2))
+        return dict(fwd=(32, 32, 8, 2), dkdv=(32, 32, 8, 1), dq=(32, 32, 8, 2))
     if D <= 64:
         return dict(fwd=(128, 64, 8, 3), dkdv=(32, 128, 8, 3), dq=(128, 32, 8, 3))
     return dict(fwd=(128, 64, 8, 3), dkdv=(32, 64, 8, 3), dq=(64, 32, 4, 3))
 
 
+SMALL_TILES = (16, 16, 4, 1)  # fit any GPU's shared memory: <= 34 KB at fp32 D=128 (sm75 has 64 KB)
+
+
 def _launch(kernel, tiles, along, q, causal, *args):
     """A flash kernel on grid (cdiv(T, tiles[along]), B*H): along=0 gives each program a block of BLOCK_M queries,
-    along=1 a block of BLOCK_N keys. tiles: (BLOCK_M, BLOCK_N, num_warps, num_stages) from _blocks."""
+    along=1 a block of BLOCK_N keys. tiles: (BLOCK_M, BLOCK_N, num_warps, num_stages) from _blocks; on a GPU with
+    less shared memory than they need (Triton raises OutOfResources before launching) they run unpipelined, then
+    as SMALL_TILES."""
     B, T, H, D = q.shape
     bm, bn, warps, stages = tiles
     prec = "tf32" if q.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
     meta = dict(CAUSAL=causal, BLOCK_M=bm, BLOCK_N=bn, BLOCK_D=_block_d(D), PREC=prec)
-    kernel[(triton.cdiv(T, tiles[along]), B * H)](*args, **meta, num_warps=warps, num_stages=stages)
+    try:
+        kernel[(triton.cdiv(T, tiles[along]), B * H)](*args, **meta, num_warps=warps, num_stages=stages)
+    except OutOfResources:  # e.g. sm75 (64 KB): Triton 3.7's fp16 D=64 dkdv takes 80 KB, Triton 3.0's fp32 D=128 68
+        if tiles == SMALL_TILES:
+            raise
+        _launch(kernel, (bm, bn, warps, 1) if stages > 1 else SMALL_TILES, along, q, causal, *args)
 
 
 def _fwd(q, k, v, o, lse, causal, blocks=None):

@@ -105,6 +105,38 @@ def test_flash_autograd_dispatch(monkeypatch):
     assert rel(qkv.grad, ref.grad) < 1e-3
 
 
+class FakeKernel:
+    """Stands in for a Triton kernel on a GPU with 64 KB of shared memory (sm75): records each launch (grid, BLOCK_M,
+    BLOCK_N, num_stages) and raises OutOfResources, as Triton does before launching, when need(...) exceeds it."""
+
+    def __init__(self, need):
+        self.need, self.calls = need, []  # need(BLOCK_M, BLOCK_N, num_stages) -> bytes
+
+    def __getitem__(self, grid):
+        from triton.runtime.errors import OutOfResources
+
+        def launch(*args, BLOCK_M, BLOCK_N, num_stages, **meta):
+            self.calls.append((grid, BLOCK_M, BLOCK_N, num_stages))
+            if self.need(BLOCK_M, BLOCK_N, num_stages) > 65536:  # sm75
+                raise OutOfResources(self.need(BLOCK_M, BLOCK_N, num_stages), 65536, "shared memory")
+        return launch
+
+
+def test_launch_out_of_shared_memory_falls_back():
+    """Tiles too big for the GPU's shared memory run unpipelined, then as SMALL_TILES; the grid follows the tiles
+    (T=100, B*H=6); a kernel that fits nowhere raises."""
+    q = torch.zeros(2, 100, 3, 64)
+    stages_only = FakeKernel(lambda bm, bn, s: 40960 * s)
+    AT._launch(stages_only, (32, 128, 8, 3), 1, q, True)
+    assert stages_only.calls == [((1, 6), 32, 128, 3), ((1, 6), 32, 128, 1)]
+    tiles_too = FakeKernel(lambda bm, bn, s: 40 * bm * bn)
+    AT._launch(tiles_too, (128, 64, 8, 3), 0, q, True)
+    assert tiles_too.calls == [((1, 6), 128, 64, 3), ((1, 6), 128, 64, 1), ((7, 6), 16, 16, 1)]
+    from triton.runtime.errors import OutOfResources
+    with pytest.raises(OutOfResources):
+        AT._launch(FakeKernel(lambda bm, bn, s: 10 ** 6), (32, 32, 8, 2), 0, q, True)
+
+
 def ragged_cache(dtype, B=4, S=40, H=3, D=32, L=2, seed=0):
     """q (B, 1, H, D) as an unbind view; the cache as layer-1 slices of (L, B, S, H, D) like model.KVCache.
     Rows hold a single token, the full capacity, and two very different lengths."""

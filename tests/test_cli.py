@@ -5,14 +5,15 @@ import argparse
 import pytest
 
 import bench
+import bench_gpu
 import em
 import sample
 import train
 from data import prepare, report, world
 
 PARSERS = {"em.py": em.build_parser, "train.py": train.build_parser, "sample.py": sample.build_parser,
-           "bench.py": bench.build_parser, "data.prepare": prepare.build_parser, "data.world": world.build_parser,
-           "data.report": report.build_parser}
+           "bench.py": bench.build_parser, "bench_gpu.py": bench_gpu.build_parser, "data.prepare": prepare.build_parser,
+           "data.world": world.build_parser, "data.report": report.build_parser}
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))

@@ -1,6 +1,9 @@
 """kernels/sampling.py: the torch reference and the Triton kernel (interpreter, see conftest.py) against an
 independent per-row implementation written here (sorted-list top-k / top-p, float64 log_softmax), a chi-square
-test of the sampled frequencies, support, reproducibility and batch independence."""
+test of the sampled frequencies, support, reproducibility and batch independence.
+The interpreter runs each program's ~70 threshold-search passes in Python, so its cost is programs x passes:
+the Triton cases keep few row blocks (B of 6-20 rows, or one big block via `rows`) and wide tiles, each well
+under 20 s here; the compiled kernel at full size (vocab 50,257, batch 256) is bench_gpu.py's to check."""
 
 import pytest
 import torch
@@ -105,17 +108,17 @@ def test_frequencies_triton():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_support_never_violated(backend):
     torch.manual_seed(2)
-    V, n = 300, 2048
+    V, n = 300, 1024
     x = torch.randn(V) * 2
     x[::7] = float("-inf")
-    kw = {"rows": 2048} if backend == "triton" else {}
+    kw = {"rows": n} if backend == "triton" else {}
     for params in [(1.0, 3, 1.0), (1.5, 0, 0.5), (3.0, 40, 0.3), (1.0, 0, 1.0)]:
         tok = draws(BACKENDS[backend], x, params, n, **kw)
         assert support(x, *params)[tok].all(), params
         assert not torch.isinf(x[tok]).any()
 
 
-@pytest.mark.parametrize("B,V,tile", [(50, 37, {}), (50, 1000, {"rows": 16}), (10, 1500, {"rows": 4, "block": 512})])
+@pytest.mark.parametrize("B,V,tile", [(10, 37, {}), (20, 1000, {"rows": 16}), (6, 1500, {"rows": 4, "block": 512})])
 def test_triton_matches_torch(B, V, tile):
     """Same (seed, ids, steps) -> the same tokens from both paths; multi-tile rows and a partial row block."""
     torch.manual_seed(3)
@@ -149,13 +152,13 @@ def test_reproducible_and_batch_independent(backend):
     """A row's draw depends on (seed, id, step) only: not on the call, the batch size, or its neighbours."""
     torch.manual_seed(5)
     fn = BACKENDS[backend]
-    B, V = 40, 500
+    B, V = 16, 500
     x = torch.randn(B, V)
     ids, steps = ids_steps(B)
     temp, top_k, top_p = torch.full((B,), 1.0), torch.randint(0, 30, (B,)), torch.full((B,), 0.95)
     full = fn(x, temp, top_k, top_p, 3, ids, steps)
     assert torch.equal(full[0], fn(x, temp, top_k, top_p, 3, ids, steps)[0])
-    perm = torch.randperm(B)[:17]
+    perm = torch.randperm(B)[:7]
     sub = fn(x[perm], temp[perm], top_k[perm], top_p[perm], 3, ids[perm], steps[perm])
     assert torch.equal(sub[0], full[0][perm])
     torch.testing.assert_close(sub[1], full[1][perm], rtol=0, atol=1e-6)
@@ -182,14 +185,15 @@ def test_temperature_zero_is_argmax(backend):
 
 
 def test_large_vocab_triton():
-    """V = 128k + 5: many tiles, ragged last tile, top-k + top-p threshold search."""
+    """V = 128k + 5: many tiles (17 of 8192 columns: the default 2048 would take 4x the interpreter's time), ragged
+    last tile, top-k + top-p threshold search."""
     torch.manual_seed(7)
     V = 131077
     x = torch.randn(1, V) * 4
     ids, steps = ids_steps(1)
     for params in [(1.0, 0, 1.0), (0.9, 40, 0.8)]:
         a = sample_ref(x, *params, 1, ids, steps)
-        b = sample_triton(x, *params, 1, ids, steps)
+        b = sample_triton(x, *params, 1, ids, steps, block=8192)
         assert torch.equal(a[0], b[0])
         torch.testing.assert_close(a[1], b[1], rtol=0, atol=1e-5)
 
@@ -221,9 +225,9 @@ def test_dispatch_and_import_without_interpreter():
     code = ("import torch; from kernels.sampling import sample, sample_ref; x = torch.randn(3, 50); "
             "i = torch.arange(3); a = sample(x, 1.0, 0, 1.0, 0, i, i); b = sample_ref(x, 1.0, 0, 1.0, 0, i, i); "
             "assert torch.equal(a[0], b[0])")
-    for choice in ("", "torch"):
-        r = run_py(["-c", code], env={"BOLT_KERNELS": choice}, unset=("TRITON_INTERPRET",))
-        assert r.returncode == 0, r.stderr
+    # the default choice only: BOLT_KERNELS=torch read at import is test_attention.py's test_import_without_interpreter
+    r = run_py(["-c", code], env={"BOLT_KERNELS": ""}, unset=("TRITON_INTERPRET",))
+    assert r.returncode == 0, r.stderr
 
 
 def test_dispatch_env(monkeypatch):
