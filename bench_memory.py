@@ -107,12 +107,13 @@ def _estep_unit(shard_dir, mode):
     process: a tiny untrained model, ESTEP_UNIT's sizes. What a rank holds besides the model is the memmapped
     corpus, the unit boundaries (O(n_units)) and the unit's documents and rows."""
     import em
+    from data import config as C
     from data import rundir
     from data.shards import open_shards
     from data.tokenizer import get_tokenizer
     from model import GPT, GPTConfig
     tok, target = get_tokenizer("bytes"), open_shards(shard_dir)
-    cfg = em.EMConfig(estep=mode, **ESTEP_UNIT)
+    cfg = C.EMConfig(estep=mode, **ESTEP_UNIT)
     model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=cfg.block_size, n_layer=cfg.n_layer,
                           n_head=cfg.n_head, n_embd=cfg.n_embd)).eval()
     bounds = rundir.cut_units(target.a["doc_off"], ESTEP_CHUNKS, whole=mode == "sequential")
@@ -145,8 +146,9 @@ def _prepare_data(corpus, ckpt, teacher, out):
     (out/data: target, target_gold and heldout JSONL, the target token shards)."""
     import os
     import em
+    from data import config as C
     from data import rundir
-    cfg = em.EMConfig(corpus=corpus, init=ckpt, teacher_latents=teacher, out=out, **PREPARE)
+    cfg = C.EMConfig(corpus=corpus, init=ckpt, teacher_latents=teacher, out=out, **PREPARE)
     rundir.write_data(cfg, em.check_inputs(cfg), os.path.join(out, "data"))
 
 

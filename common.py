@@ -1,5 +1,6 @@
 """The process and its device, shared by train.py and em.py: a torchrun process group joined or started, this
-rank's device, rank-0 printing and barriers (no-ops in one process), and the bf16 choice read from the device."""
+rank's device, rank-0 printing and barriers (no-ops in one process), the resumable rank-0 phase, and the bf16
+choice read from the device."""
 import os
 import re
 
@@ -41,6 +42,18 @@ def print0(*a):
 def barrier():
     if dist.is_initialized():
         dist.barrier()
+
+
+def rank0_phase(done, write, read, work=None):
+    """A resumable phase of a run: when done() it is only read back; else every rank runs work() (its share; None:
+    rank 0 does it all in write), rank 0 write()s the result, every rank waits for it, and every rank reads it
+    back (read()), so a killed run redoes only what was not written."""
+    if not done():
+        res = work() if work else None
+        if rank_world()[0] == 0:
+            write(res)
+        barrier()
+    return read()
 
 
 def bf16_native(device):

@@ -77,6 +77,11 @@ def check_latent_marks(tok, doc):
                              f"{', '.join(names.values())}")
 
 
+def key_int(*parts):
+    """A 63-bit integer from a tuple of keys: request ids and RNG seeds that no rank or batch can change."""
+    return int.from_bytes(hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest(), "big") >> 1
+
+
 def coin(seed, epoch, doc_id, chunk):
     """Fair coin keyed by (seed, epoch, doc id, chunk): the same on every rank, process and resume."""
     h = hashlib.blake2b(f"{seed}/{epoch}/{doc_id}/{chunk}".encode(), digest_size=1).digest()

@@ -1,4 +1,4 @@
-"""Training batches from a corpus: document-aligned rows (train.py).
+"""Batches of a corpus: document-aligned training rows (train.py) and whole-document groups (em.py's bound).
 
 A corpus is a data/shards.Shards (a token shard directory memmapped, or a JSONL corpus packed in memory:
 `open_corpus`). Each epoch e lays every document out in one layout (data/layout.sequence; the random layout's
@@ -83,6 +83,21 @@ class Rows:
 
     def cursor(self):
         return {"epoch": self.epoch, "row": self.row}
+
+
+def doc_groups(tok, docs, unit=512):
+    """Any iterable of documents in groups of whole documents of about `unit` chunks, each encoded
+    (layout.encode_doc), so the work held at once does not grow with the corpus -> (group, X bytes per document)."""
+    group, n_bytes, n = [], [], 0
+    for doc in docs:
+        group.append(encode_doc(tok, doc))
+        n_bytes.append(sum(len(ch["suffix"].encode()) for ch in doc["chunks"]))
+        n += len(doc["chunks"])
+        if n >= unit:
+            yield group, n_bytes
+            group, n_bytes, n = [], [], 0
+    if group:
+        yield group, n_bytes
 
 
 def val_windows(tok, docs, mode, seed, T):

@@ -56,7 +56,7 @@ UNIT = 512
 # 4.9 KB at 32)
 SAMPLE_BYTES = 1024
 # evaluation only: changing them re-evaluates (eval.json records an eval_id) and never mixes training results
-EVAL_KEYS = {"eval_ks", "questions", "dev_questions", "answer_regex", "raw_prompt_prefix", "seeds"}
+EVAL_KEYS = {"eval_ks", "questions", "dev_questions", "answer_regex", "seeds"}
 
 
 def flag(name):
@@ -108,11 +108,6 @@ def world_config(cfg):
                          chunk_tokens=cfg.block_size // 4)  # prose: chunked as write_data chunks a --corpus
 
 
-def read_text(path):
-    with open(path) as f:
-        return f.read()
-
-
 # ----------------------------------------------------------------------------- flags
 
 def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
@@ -141,7 +136,6 @@ def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
         (not ks_ok, f"must be a comma list of integers >= 1 (ASCII digits), got {cfg.eval_ks!r} (--eval-ks)"),
         (ks_ok and len({int(k) for k in ks}) != len(ks), f"repeats a K, got {cfg.eval_ks!r} (--eval-ks)"),
         (bool(tokenizer_error(cfg.tokenizer)), f"{tokenizer_error(cfg.tokenizer)} (--tokenizer)"),
-        (cfg.m_step not in ("fresh", "continue"), "must be fresh or continue (--m-step)"),
         (cfg.estep not in ("paper", "sequential"), "must be paper or sequential (--estep)"),
         (cfg.world_shape not in W.SHAPES, f"must be one of {', '.join(W.SHAPES)}, got {cfg.world_shape!r} "
                                           "(--world-shape)"),
@@ -178,8 +172,7 @@ def arg_errors(cfg, given, eval_only, ckpt):
     ) if bad]
     for name, p in (("corpus", cfg.corpus), ("teacher_latents", cfg.teacher_latents), ("val", cfg.val),
                     ("init", cfg.init), ("ckpt", ckpt), ("questions", cfg.questions),
-                    ("dev_questions", cfg.dev_questions),
-                    ("raw_prompt_prefix", cfg.raw_prompt_prefix)):
+                    ("dev_questions", cfg.dev_questions)):
         if p and not os.path.exists(p):
             errors.append(f"{p}: no such file or directory ({flag(name)})")
         elif p and name not in ("init", "ckpt") and os.path.isdir(p):

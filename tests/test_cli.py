@@ -6,12 +6,12 @@ import pytest
 
 import bench
 import bench_gpu
-import em
 import sample
 import train
+from data import config as C
 from data import prepare, report, world
 
-PARSERS = {"em.py": em.build_parser, "train.py": train.build_parser, "sample.py": sample.build_parser,
+PARSERS = {"em.py": C.build_parser, "train.py": train.build_parser, "sample.py": sample.build_parser,
            "bench.py": bench.build_parser, "bench_gpu.py": bench_gpu.build_parser, "data.prepare": prepare.build_parser,
            "data.world": world.build_parser, "data.report": report.build_parser}
 
@@ -26,13 +26,13 @@ def test_every_flag_has_help(name):
 
 def test_em_help_is_grouped_and_short(monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
-    parser = em.build_parser()
+    parser = C.build_parser()
     text = parser.format_help()
     assert len(text.splitlines()) <= 100, len(text.splitlines())
     titles = [g.title for g in parser._action_groups]
-    for group in (em.RUN, em.INPUTS, em.MODEL, em.BUDGETS, em.ESTEP, em.EVAL, em.WORLD):
+    for group in (C.RUN, C.INPUTS, C.MODEL, C.BUDGETS, C.ESTEP, C.EVAL, C.WORLD):
         assert group in titles, group
-    grouped = {a.dest for g in parser._action_groups if g.title in (em.RUN, em.ESTEP, em.EVAL)
+    grouped = {a.dest for g in parser._action_groups if g.title in (C.RUN, C.ESTEP, C.EVAL)
                for a in g._group_actions}
     assert {"iters", "k", "estep", "eval", "ckpt"} <= grouped
 

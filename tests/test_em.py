@@ -14,7 +14,9 @@ import time
 import pytest
 
 import em
+from accuracy import eval_questions
 from conftest import ROOT, check_bounds, estep_docs, marks_gpt, run_py, tiny_gpt
+from data import config as C
 from data import rundir
 from data.corpus import sha256_file
 from data.shards import open_shards
@@ -46,7 +48,7 @@ def test_importance_weights_are_log_p_minus_log_q(monkeypatch, tmp_path):
 
     monkeypatch.setattr(em, "generate", fake_generate)
     monkeypatch.setattr(em, "score", fake_score)
-    cfg = em.EMConfig(k=K, max_latent=8, block_size=64)
+    cfg = C.EMConfig(k=K, max_latent=8, block_size=64)
     docs = [{"id": f"d{i}", "chunks": [{"suffix": "abc", "latent": None}, {"suffix": "de", "latent": None}]}
             for i in range(5)]
     new, rows = estep_docs(None, tok, cfg, docs, 1, str(tmp_path / "units"))
@@ -132,7 +134,7 @@ def toy_em(monkeypatch, tmp_path, iters=3, k=4, seed=0):
                 p, x = p * prob(o, x, table[o][x]), table[o][x]
             right += p
         return right / len(w["questions"])
-    cfg = em.EMConfig(k=k, max_latent=16, block_size=128)
+    cfg = C.EMConfig(k=k, max_latent=16, block_size=128)
     accs = [accuracy()]
     for it in range(1, iters + 1):
         _, rows = estep_docs(None, tok, cfg, w["target"], it, str(tmp_path / f"units{it}"))
@@ -349,7 +351,6 @@ BAD_INPUTS = [  # (flags after --quick --out OUT, what the one line must say, th
     (["--eval-ks", "1,0"], "(--eval-ks)", []),
     (["--eval-ks", "x"], "(--eval-ks)", []),
     (["--tokenizer", "nosuch"], "(--tokenizer)", []),
-    (["--m-step", "sideways"], "(--m-step)", []),
     (["--world-target", "20000"], "(--world-target + --world-warm", []),
     (["--world-heldout", "0"], "(--world-heldout)", []),
     (["--nosuch", "1"], "unrecognized arguments", []),
@@ -453,7 +454,7 @@ def test_read_latent_with_a_layout_mark_is_refused(tmp_path, capsys, inputs, fla
 
 def test_other_configuration_in_out_is_refused_before_writing(tmp_path, capsys):
     out = tmp_path / "out"
-    em.save_config(em.EMConfig(**{**em.QUICK, "quick": True, "out": str(out)}))
+    em.save_config(C.EMConfig(**{**C.QUICK, "quick": True, "out": str(out)}))
     before = (out / "config.json").read_bytes()
     with pytest.raises(SystemExit) as e:
         em.main(["--quick", "--k", "2", "--out", str(out)])
@@ -503,7 +504,7 @@ def test_estep_latent_ids_are_what_training_sees(monkeypatch, tmp_path):
 
     monkeypatch.setattr(em, "score", fake_score)
     docs = [{"id": "d0", "chunks": [{"suffix": "Q.", "latent": None}, {"suffix": "A.", "latent": None}]}]
-    new, rows = estep_docs(None, tok, em.EMConfig(k=2, max_latent=8, block_size=64), docs, 1,
+    new, rows = estep_docs(None, tok, C.EMConfig(k=2, max_latent=8, block_size=64), docs, 1,
                            str(tmp_path / "u"))
     write_docs(tmp_path / "latents.jsonl", new)  # what run_estep writes and the M-step reads
     for edoc in (open_corpus(tok, str(tmp_path / "latents.jsonl")).doc(0),
@@ -526,12 +527,12 @@ def test_sampled_latents_never_hold_a_layout_mark(tmp_path):
                                        {"suffix": f"A: {i}\n", "latent": None}]} for i in range(3)]
     names = [tok.decode([t]) for t in tok.special_ids]
     for estep in ("paper", "sequential"):
-        cfg = em.EMConfig(k=3, max_latent=8, block_size=64, gen_batch=8, estep=estep)
+        cfg = C.EMConfig(k=3, max_latent=8, block_size=64, gen_batch=8, estep=estep)
         new, rows = estep_docs(model, tok, cfg, docs, 1, str(tmp_path / estep))
         assert len(rows) == 6 and any(r["capped"] < 3 for r in rows)  # some latents end at EoL
         assert all(not set(r["latent_ids"]) & tok.special_ids for r in rows)
         assert all(n not in z for r in rows for z in r["samples"] for n in names)
-    cfg = em.EMConfig(k=3, max_latent=8, block_size=64, gen_batch=8)
+    cfg = C.EMConfig(k=3, max_latent=8, block_size=64, gen_batch=8)
     prompts = [em.estep_prompts(tok, [tok.encode("Q: 7 ab\n")], 0, 8, 64)[0]] * 6
     free = em.generate(model, prompts, 8, stop_tokens=(tok.eol,), seed=0, ids=range(6))
     assert all(set(o["tokens"]) & set(marks) for o in free)  # the test has power
@@ -546,7 +547,7 @@ def test_sampled_latents_never_hold_a_layout_mark(tmp_path):
             direct = torch.log_softmax(logits / temperature, -1).gather(1, torch.tensor(seq[len(prompts[0]):])[:, None])
             assert abs(lq - float(direct.sum())) < 1e-3
     qs = [{"question": f"Q: {i} ab\n", "answer": i, "answer_regex": r"(\d)"} for i in range(4)]
-    _, qrows = em.eval_questions(model, tok, cfg, qs, "latent")
+    _, qrows = eval_questions(model, tok, cfg, qs, "latent")
     for r in qrows:  # greedy: EoL at once before each chunk (marks banned), then the answer, where no ban holds
         assert r["thoughts"] == ["", ""] and r["generated"].startswith("<|")
 
@@ -556,23 +557,23 @@ def test_changed_corpus_is_prepared_again_or_refused(tmp_path, inputs):
     while no phase has trained on the old data, and refused once one has."""
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"text": f"Old {i}."}) + "\n" for i in range(4)))
-    cfg = em.EMConfig(out=str(tmp_path / "out"), corpus=str(corpus), init=inputs["CKPT"],
+    cfg = C.EMConfig(out=str(tmp_path / "out"), corpus=str(corpus), init=inputs["CKPT"],
                       teacher_latents=inputs["TEACH"], max_latent=8)
     tok = get_tokenizer("bytes")
-    data = em.prepare_data(cfg, tok, em.check_inputs(cfg))
+    data = em.prepare_data(cfg, em.check_inputs(cfg))
     first = lambda t: [tok.decode(t.doc(i)["x"][0]) for i in range(len(t))]  # out/data/target/, the shards
     assert first(data["target"]) == ["Old 0.", "Old 1.", "Old 2."]
     done = json.load(open(tmp_path / "out" / "data" / "DONE"))
     assert done["fingerprint"]["inputs"]["corpus"] == sha256_file(str(corpus))
     corpus.write_text("".join(json.dumps({"text": f"New {i}."}) + "\n" for i in range(6)))
-    data = em.prepare_data(cfg, tok, em.check_inputs(cfg))  # nothing trained yet: prepared again
+    data = em.prepare_data(cfg, em.check_inputs(cfg))  # nothing trained yet: prepared again
     assert first(data["target"]) == [f"New {i}." for i in range(5)]
     os.makedirs(tmp_path / "out" / "warm")  # a phase trained on this data
     corpus.write_text(json.dumps({"text": "Newer."}) + "\n" + json.dumps({"text": "Newest."}) + "\n")
     with pytest.raises(ValueError, match=r"--corpus changed since .* warm trained on the old data"):
         em.check_inputs(cfg)
     corpus.write_text("".join(json.dumps({"text": f"New {i}."}) + "\n" for i in range(6)))  # put back: resumes
-    assert len(em.prepare_data(cfg, tok, em.check_inputs(cfg))["target"]) == 5
+    assert len(em.prepare_data(cfg, em.check_inputs(cfg))["target"]) == 5
 
 
 def test_corpus_is_checked_and_prepared_streaming(tmp_path, inputs):
@@ -587,7 +588,7 @@ def test_corpus_is_checked_and_prepared_streaming(tmp_path, inputs):
         corpus = tmp_path / f"{name}.jsonl"
         corpus.write_text("".join(line(i, "z" if i >= latent_from else None) + "\n" + "\n" * (i % 9 == 0)
                                   + json.dumps({"text": f"Doc {i}. Words here."}) + "\n" for i in range(20)))
-        cfg = em.EMConfig(out=str(tmp_path / name), corpus=str(corpus), init=inputs["CKPT"], val=val,
+        cfg = C.EMConfig(out=str(tmp_path / name), corpus=str(corpus), init=inputs["CKPT"], val=val,
                           teacher_latents=inputs["TEACH"], max_latent=8)
         checked = em.check_inputs(cfg)
         assert not isinstance(checked["docs"]["corpus"], list) and len(checked["docs"]["corpus"]) == 40
@@ -633,7 +634,7 @@ def test_the_m_step_config_is_checked_by_train_up_front(monkeypatch):
     """The safety net: a rule em.py forgot is still caught before any phase runs, by train.py's own checks on
     the M-step configuration em.py will pass it."""
     monkeypatch.setattr(rundir, "MINIMUM", {k: v for k, v in rundir.MINIMUM.items() if k != "m_steps"})
-    cfg = em.EMConfig(m_steps=0)
+    cfg = C.EMConfig(m_steps=0)
     assert rundir.flag_errors(cfg, phase_errors=em.phase_errors) == [
         "train.py would refuse the M-step: must be positive, got 0 (--max-steps)"]
 
@@ -673,10 +674,10 @@ def test_one_run_per_out_and_a_stale_lock_does_not_block_a_resume(tmp_path, caps
 
 
 def test_raw_arms_default_replays_only_where_a_base_corpus_exists():
-    assert rundir.raw_arms(em.EMConfig()) == [("inline", False), ("warm", True)]
-    assert rundir.raw_arms(em.EMConfig(corpus="c.jsonl")) == [("inline", False), ("warm", False)]
-    assert rundir.raw_arms(em.EMConfig(raw_arms="")) == [] and not rundir.raw_arm_errors(em.EMConfig(raw_arms=""))
-    assert rundir.raw_arm_errors(em.EMConfig(raw_arms="warm+replay", corpus="c.jsonl")) == [
+    assert rundir.raw_arms(C.EMConfig()) == [("inline", False), ("warm", True)]
+    assert rundir.raw_arms(C.EMConfig(corpus="c.jsonl")) == [("inline", False), ("warm", False)]
+    assert rundir.raw_arms(C.EMConfig(raw_arms="")) == [] and not rundir.raw_arm_errors(C.EMConfig(raw_arms=""))
+    assert rundir.raw_arm_errors(C.EMConfig(raw_arms="warm+replay", corpus="c.jsonl")) == [
         "+replay mixes in the built-in world's base corpus; a --corpus run has none (--raw-arms)"]
 
 
@@ -686,10 +687,10 @@ def test_raw_arms_train_on_what_they_should(monkeypatch, tmp_path):
     pipeline trains as many tokens as the warm start and every M-step (counted on train.py's own rows);
     +replay adds as many base documents; the token-matched arm makes the M-step's epochs over the target."""
     arms = "tokens,flops,inline,warm,pipeline,inline+replay,warm+replay"
-    cfg = em.EMConfig(**{**em.QUICK, "quick": True, "out": str(tmp_path / "run"), "iters": 2, "raw_arms": arms,
+    cfg = C.EMConfig(**{**C.QUICK, "quick": True, "out": str(tmp_path / "run"), "iters": 2, "raw_arms": arms,
                          "oracle": True})
     checked = em.check_inputs(cfg)
-    tok, data = checked["tok"], em.prepare_data(cfg, checked["tok"], checked)
+    tok, data = checked["tok"], em.prepare_data(cfg, checked)
     for t in (1, 2):  # the iterations' latents: the gold walks stand in
         shutil.copytree(data["paths"]["target_gold"], tmp_path / f"run/iter{t}/latents")
     seen = {}
@@ -730,8 +731,8 @@ def test_raw_arms_train_on_what_they_should(monkeypatch, tmp_path):
     def trained(tc):
         rows = Rows(tok, open_corpus(tok, tc.data), tc.layout, tc.seed, tc.block_size)
         return int((rows.next_rows(tc.max_steps * cfg.batch_size)[1] >= 0).sum())
-    m = em.m_steps(cfg, tok)
-    warm_steps = em.phase_steps(cfg, tok, cfg.warm_steps, cfg.warm_epochs, data["paths"]["warm"])
+    m = C.m_steps(cfg, tok)
+    warm_steps = C.phase_steps(cfg, tok, cfg.warm_steps, cfg.warm_epochs, data["paths"]["warm"])
     pipeline = trained(em.train_config(cfg, "warm", data["paths"]["warm"], "random", "BASE", warm_steps)) + sum(
         trained(em.train_config(cfg, f"iter{t}", str(tmp_path / f"run/iter{t}/latents"), "random", "BASE", m))
         for t in (1, 2))
@@ -739,7 +740,7 @@ def test_raw_arms_train_on_what_they_should(monkeypatch, tmp_path):
     assert raw["raw_pipeline_iters2"].max_steps != warm_steps + 2 * m  # raw rows hold more tokens than latent ones
     assert all(raw[k].max_steps == seen["oracle"].max_steps == m for k in ("raw_flops", "raw_inline", "raw_warm"))
     # the token-matched arm: as many epochs over the raw target as an M-step over iteration 1's latents
-    epochs = m * cfg.batch_size / em.n_rows(tok, cfg, str(tmp_path / "run/iter1/latents"), "random")
-    rows_raw = em.n_rows(tok, cfg, data["paths"]["target"], "raw")
+    epochs = m * cfg.batch_size / C.n_rows(tok, cfg, str(tmp_path / "run/iter1/latents"), "random")
+    rows_raw = C.n_rows(tok, cfg, data["paths"]["target"], "raw")
     assert abs(raw["raw_tokens"].max_steps - epochs * rows_raw / cfg.batch_size) <= 0.5
     assert raw["raw_tokens"].max_steps < m and f"({epochs:.1f} epochs)" in rows[1]["name"]

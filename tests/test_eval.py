@@ -7,10 +7,13 @@ import math
 
 import pytest
 
+import accuracy as A
 import em
 from data import questions as Q
 from data import rundir
 from data import report as R
+from data.config import EMConfig
+from data.layout import encode_doc
 from data.tokenizer import get_tokenizer
 from conftest import run_py
 from test_em import run_em
@@ -81,7 +84,7 @@ def test_iw_elbo_both_bounds_by_hand(monkeypatch):
     fake_model(monkeypatch, tok, lq=[-1.0, -2.0], lp=[-3.0, -5.0], marks=[-0.7, -0.2])
     docs = [{"id": "a", "chunks": [{"suffix": "xy", "latent": None}, {"suffix": "uvw", "latent": None}]},
             {"id": "b", "chunks": [{"suffix": "pq", "latent": None}]}]
-    cfg = em.EMConfig(max_latent=8, block_size=64, estep="paper")  # K samples per chunk in one batch, as faked
+    cfg = EMConfig(max_latent=8, block_size=64, estep="paper")  # K samples per chunk in one batch, as faked
     per_doc = []
     m = em.eval_nll(None, tok, cfg, docs, True, [1, 2], per_doc=per_doc)
     n_tok, chunks = 7, 3
@@ -98,40 +101,42 @@ def test_iw_elbo_both_bounds_by_hand(monkeypatch):
     assert [(d["id"], d["n_tok"], d["chunks"]) for d in per_doc] == [("a", 5, 2), ("b", 2, 1)]
     assert per_doc[0]["nll_k2"] == pytest.approx(2 * (k2 - 0.9))
     # the E-step's weights leave both marks out: exactly log p - log q; its pick is the same with either mark in
-    res = em.sample_latents(None, tok, cfg, [em.encode_doc(tok, docs[0])], [(0, 0, "t")], 2)
-    assert [s["log_p"] - s["log_q"] for s in res[0]] == [-2.0, -3.0]
-    for key in ("log_p_np", "log_p_all"):
+    res = em.propose(None, tok, cfg, [encode_doc(tok, docs[0])], [(0, 0)], 2, "t")
+    assert [s.without_marks() - s.log_q for s in res[0]] == [-2.0, -3.0]
+    assert em.pick(tok, res[0], (0, 0))["log_w"] == [-2.0, -3.0]
+    assert [s.log_p for s in res[0]] == pytest.approx([-3.9, -5.9]) and res[0][0].marks == [-0.7, -0.2]
+    for log_p in (em.Sample.without_prior, lambda s: s.log_p):
         for c in range(50):
-            assert em.resample(em.importance_weights([s[key] for s in res[0]], [s["log_q"] for s in res[0]]),
+            assert em.resample(em.importance_weights([log_p(s) for s in res[0]], [s.log_q for s in res[0]]),
                                (0, c)) == em.resample([-2.0, -3.0], (0, c))
 
 
 def test_raw_arms_reason_with_the_prompt_and_its_rule(monkeypatch):
-    """A raw model is asked the question directly (DIRECT_TOKENS tokens, answer rule) and, to reason, prefix + "prompt"
+    """A raw model is asked the question directly (DIRECT_TOKENS tokens, answer rule) and, to reason, its "prompt"
     (max_latent + 8 tokens, prompt rule); a latent model's answer is the text after its EoL."""
     tok = get_tokenizer("bytes")
     seen = []
 
     def fake_generate(model, prompts, max_new, stop_tokens=(), **kw):
         seen.append((prompts, max_new, set(stop_tokens)))
-        text = " 1a2b9\nA: 2" if max_new > em.DIRECT_TOKENS else "A: 2 for"
+        text = " 1a2b9\nA: 2" if max_new > A.DIRECT_TOKENS else "A: 2 for"
         return [{"tokens": tok.encode(text), "logprobs": [], "raw_logprobs": [], "stopped": False} for _ in prompts]
-    monkeypatch.setattr(em, "generate", fake_generate)
-    cfg = em.EMConfig(max_latent=24, block_size=64)
-    qs = [{"question": "Q: 1 ab\n", "answer": 9, "prompt": "1 ab:", "answer_regex": r"A: (\d+)",
+    monkeypatch.setattr(A, "generate", fake_generate)
+    cfg = EMConfig(max_latent=24, block_size=64)
+    qs = [{"question": "Q: 1 ab\n", "answer": 9, "prompt": "0 cd: 0c1d2\n1 ab:", "answer_regex": r"A: (\d+)",
            "prompt_regex": r"^\s*\d(?:[a-z]\d)*[a-z](\d)", "prompt_stop": "\n"}]
-    m, rows = em.eval_questions(None, tok, cfg, qs, "reason", prefix="0 cd: 0c1d2\n")
+    m, rows = A.eval_questions(None, tok, cfg, qs, "reason")
     assert seen[-1] == ([[tok.bos] + tok.encode("0 cd: 0c1d2\n1 ab:")], 32, {tok.eos, tok.encode("\n")[0]})
     assert m["acc_reason"] == 1.0 and rows[0]["extracted"] == "9" and rows[0]["mode"] == "reason"
-    m, rows = em.eval_questions(None, tok, cfg, qs, "direct")
-    assert seen[-1] == ([[tok.bos] + tok.encode("Q: 1 ab\n")], em.DIRECT_TOKENS, {tok.eos})
+    m, rows = A.eval_questions(None, tok, cfg, qs, "direct")
+    assert seen[-1] == ([[tok.bos] + tok.encode("Q: 1 ab\n")], A.DIRECT_TOKENS, {tok.eos})
     assert m["acc"] == 0.0 and rows[0]["extracted"] == "2" and not rows[0]["correct"]
     # --answer-regex overrides the file's rules
-    m, _ = em.eval_questions(None, tok, em.EMConfig(max_latent=24, block_size=64, answer_regex=r"(\d)\n"), qs,
-                             "reason")
+    m, _ = A.eval_questions(None, tok, EMConfig(max_latent=24, block_size=64, answer_regex=r"(\d)\n"), qs,
+                            "reason")
     assert m["acc_reason"] == 1.0
     with pytest.raises(ValueError, match="prompt_stop"):
-        em.eval_questions(None, tok, cfg, [{**qs[0], "prompt_stop": "ab"}], "reason")
+        A.eval_questions(None, tok, cfg, [{**qs[0], "prompt_stop": "ab"}], "reason")
 
 
 def test_a_latent_model_thinks_before_every_chunk_as_training_lays_it_out(monkeypatch):
@@ -153,17 +158,17 @@ def test_a_latent_model_thinks_before_every_chunk_as_training_lays_it_out(monkey
     def fake_score(model, prefixes, conts, batch_size=64):
         scored.extend(zip(prefixes, conts))
         return [{"sum": -0.5 * len(c), "logprobs": [-0.5] * len(c)} for c in conts]
-    monkeypatch.setattr(em, "generate", fake_generate)
-    monkeypatch.setattr(em, "score", fake_score)
-    cfg = em.EMConfig(max_latent=24, block_size=256)
+    monkeypatch.setattr(A, "generate", fake_generate)
+    monkeypatch.setattr(A, "score", fake_score)
+    cfg = EMConfig(max_latent=24, block_size=256)
     qs = [{"question": "Start. Apply c. The result is ", "chunks": ["Start. ", "Apply c. The result is "],
            "open": True, "answer": 7, "answer_text": "7.", "answer_regex": r"^(\d)\."},
           {"question": "Q: 1 ab\n", "answer": 7, "answer_text": "A: 7\n"},
           {"question": "never", "answer": 7}]
-    m, rows = em.eval_questions(None, tok, cfg, qs, "latent")
+    m, rows = A.eval_questions(None, tok, cfg, qs, "latent")
     rounds, answers = seen[:2], seen[2]
-    assert len(seen) == 3 and [r[1:] for r in rounds] == [(24, {E})] * 2 and answers[1:] == (em.DIRECT_TOKENS,
-                                                                                            {tok.eos, S})
+    assert len(seen) == 3 and [r[1:] for r in rounds] == [(24, {E})] * 2 and answers[1:] == (A.DIRECT_TOKENS,
+                                                                                           {tok.eos, S})
     assert rounds[0][0] == [[tok.bos, S, P]] * 3  # the first thought comes before the first chunk
     assert rounds[1][0][:2] == [[tok.bos, S, P, *enc("t1"), E, *enc("Start. "), S, P],
                                 [tok.bos, S, P, *enc("t1"), E, *enc("Q: 1 ab\n"), S, P]]
@@ -179,7 +184,7 @@ def test_a_latent_model_thinks_before_every_chunk_as_training_lays_it_out(monkey
 def test_an_out_of_another_version_is_refused_and_a_stale_eval_recomputed(monkeypatch, tmp_path):
     """config.json or data/DONE lacking what this em.py writes: refused in one line naming a fresh --out; the
     eval-only fields may change; an eval.json without this evaluation's eval_id is re-evaluated."""
-    cfg = em.EMConfig(out=str(tmp_path), questions="", seeds="")
+    cfg = EMConfig(out=str(tmp_path), questions="", seeds="")
     (tmp_path / "config.json").write_text(json.dumps(em.asdict(cfg)))
     assert rundir.out_errors(em.replace(cfg, answer_regex=r"A: (\d+)"), None) == []  # the same run
     assert "another configuration" in rundir.out_errors(em.replace(cfg, k=2), None)[0]
@@ -274,7 +279,6 @@ def test_external_corpus_with_questions_every_arm_gets_accuracy(tmp_path):
                                  {"question": "Who? ", "answer": "t", "answer_regex": "(t)", "prompt": "Who:",
                                   "prompt_regex": "(t)"}])
     write(tmp_path / "dev.jsonl", [{"question": "Why? ", "answer": "t", "answer_regex": "(t)"}])
-    (tmp_path / "prefix.txt").write_text("Who: the cat\n")
     base = train(TrainConfig(data=str(tmp_path / "corpus.jsonl"), layout="raw", out=str(tmp_path / "base"),
                              n_layer=1, n_head=2, n_embd=32, block_size=96, max_steps=2, batch_size=2,
                              total_batch_tokens=192, warmup_steps=1, log_every=1, ckpt_every=50))["ckpt"]
@@ -282,7 +286,7 @@ def test_external_corpus_with_questions_every_arm_gets_accuracy(tmp_path):
     r = run_em(["--init", base, "--corpus", str(tmp_path / "corpus.jsonl"), "--teacher-latents",
                 str(tmp_path / "teacher.jsonl"), "--val", str(tmp_path / "val.jsonl"), "--questions",
                 str(tmp_path / "q.jsonl"), "--dev-questions", str(tmp_path / "dev.jsonl"),
-                "--raw-prompt-prefix", str(tmp_path / "prefix.txt"), "--iters", "1",
+                "--iters", "1",
                 "--k", "2", "--out", str(out), "--warm-steps", "2", "--m-steps", "2", "--block-size", "96",
                 "--raw-arms", "tokens,flops,inline,warm,pipeline", "--oracle",
                 "--batch-size", "2", "--max-latent", "12", "--n-layer", "1", "--n-head", "2", "--n-embd", "32"],
@@ -311,7 +315,7 @@ def test_external_corpus_with_questions_every_arm_gets_accuracy(tmp_path):
         if raw:
             assert m["acc_reason"] == sum(r["correct"] for r in reason) / 2
             assert [r["correct"] for r in reason] == [False, "t" in reason[1]["answer_text"]]
-            assert {r["prompt"] for r in reason} == {"Who: the cat\nWhere? ", "Who: the cat\nWho:"}
+            assert {r["prompt"] for r in reason} == {"Where? ", "Who:"}
         else:
             assert not reason
     report = (out / "report.md").read_text()

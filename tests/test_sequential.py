@@ -12,6 +12,7 @@ import pytest
 import em
 from conftest import estep_docs
 from data import layout
+from data.config import EMConfig
 from data.tokenizer import get_tokenizer
 
 TOK = get_tokenizer("bytes")
@@ -52,7 +53,7 @@ def test_think_prompt_lays_out_a_chunked_question():
 def test_a_question_is_laid_out_as_training_lays_out_its_document():
     """For every problem of every training document of the prose world (first or second in its document), the
     question the world asks about it (data/world.prose_question, as its test questions are made) and the
-    thoughts em.think_answers writes in turn give the tokens of that document's prior-mode training sequence,
+    thoughts accuracy.think_answers writes in turn give the tokens of that document's prior-mode training sequence,
     up to the thought of the chunk holding the result (the gold walks as the earlier thoughts); with that thought
     too, up to the result digit."""
     from data import world as W
@@ -102,34 +103,34 @@ def exact_log_px(xs):
 
 
 def fake_sampler(rng, seen):
-    def sample_latents(model, tok, cfg, edocs, keys, k, temperature=None, zs=None):
+    def propose(model, tok, cfg, edocs, keys, k, tag, zs=None, temperature=None):
         out = []
-        for d, c, _ in keys:
-            prev = None if c == 0 else zs[d][c - 1][0]
-            seen.append((d, c, None if c == 0 else list(zs[d][c - 1])))
+        for d, c in keys:
+            prev = None if c == 0 or zs is None else zs[d][c - 1][0]
+            seen.append((d, c, None if prev is None else list(zs[d][c - 1])))
             xc = edocs[d]["x"][c][0]
             samples = []
             for _ in range(k):
                 z = int(rng.random() < Q1)
                 lq = math.log(Q1 if z else 1 - Q1)
                 lp = math.log(P_Z[prev] if z else 1 - P_Z[prev]) + math.log(P_X[z] if xc else 1 - P_X[z])
-                samples.append({"z": [z], "log_q": lq, "log_p": lp, "log_p_np": lp, "log_p_all": lp,
-                                "marks": [0.0, 0.0], "capped": False, "n_x": 1, "dropped": (0, 0)})
+                samples.append(em.Sample([z], lq, lp, [0.0, 0.0], False))
             out.append(samples)
         return out
-    return sample_latents
+    return propose
 
 
 def smc_estimates(monkeypatch, k, runs):
-    """em.sample_sequential on the toy `runs` times with K = k -> (z of mean(p_hat / p(X)) against 1, the mean
+    """em.estep_docs (sequential) on the toy `runs` times with K = k -> (z of mean(p_hat / p(X)) against 1, the mean
     log p_hat - log p(X)), p_hat = prod_i mean_k w_ik."""
     edocs = [{"id": "doc", "x": [[x] for x in XS], "z": [None] * len(XS)}]
-    monkeypatch.setattr(em, "sample_latents", fake_sampler(random.Random(k), []))
-    exact, ratio, logs = exact_log_px(XS), [], []
+    monkeypatch.setattr(em, "propose", fake_sampler(random.Random(k), []))
+    exact, ratio, logs, keys = exact_log_px(XS), [], [], [(0, c) for c in range(len(XS))]
     for run in range(runs):
-        res, _ = em.sample_sequential(None, TOK, em.EMConfig(seed=run), edocs, k, "t", lambda d, c: (run, k, d, c))
-        log_z = sum(em.iw_elbo(em.importance_weights([s["log_p"] for s in res[0, c]],
-                                                     [s["log_q"] for s in res[0, c]])) for c in range(len(XS)))
+        res = em.estep_docs(None, TOK, EMConfig(seed=run), edocs, keys, k, "t", lambda d, c: (run, k, d, c),
+                            "sequential")
+        log_z = sum(em.iw_elbo(em.importance_weights([s.log_p for s in res[0, c][0]],
+                                                     [s.log_q for s in res[0, c][0]])) for c in range(len(XS)))
         ratio.append(math.exp(log_z - exact))
         logs.append(log_z - exact)
     mean = sum(ratio) / runs
@@ -138,7 +139,7 @@ def smc_estimates(monkeypatch, k, runs):
 
 
 def test_one_ancestor_resampling_is_an_unbiased_estimate_of_p_x(monkeypatch):
-    """E[prod_i mean_k w_ik] = p(X) for em.sample_sequential's scheme (one ancestor picked by weight, extended K
+    """E[prod_i mean_k w_ik] = p(X) for em.estep_docs' sequential scheme (one ancestor picked by weight, extended K
     times), checked on a toy model whose marginal is exact; the log of it is therefore a bound (Jensen), and
     the bound tightens with K. With 1,000 runs at K = 4 argmax resampling misses by -18 standard errors and a
     uniform pick by +7 (test_the_unbiasedness_check_fails_on_argmax_and_uniform_resampling)."""
@@ -165,15 +166,19 @@ def test_the_unbiasedness_check_fails_on_argmax_and_uniform_resampling(monkeypat
 def test_chosen_latent_is_the_next_chunks_context(monkeypatch):
     """The context of chunk c is the latent resampled for chunk c-1 of the same document, in every document."""
     seen = []
-    monkeypatch.setattr(em, "sample_latents", fake_sampler(random.Random(1), seen))
+    monkeypatch.setattr(em, "propose", fake_sampler(random.Random(1), seen))
     edocs = [{"id": f"d{i}", "x": [[1]] * n, "z": [None] * n} for i, n in enumerate((3, 1, 4))]
-    cfg = em.EMConfig()
-    res, rows = em.sample_sequential(None, TOK, cfg, edocs, 3, "t", lambda d, c: (d, c))
-    assert sorted(rows) == [(0, 0), (0, 1), (0, 2), (1, 0), (2, 0), (2, 1), (2, 2), (2, 3)]
+    keys = [(d, c) for d, ed in enumerate(edocs) for c in range(len(ed["x"]))]
+    res = em.estep_docs(None, TOK, EMConfig(), edocs, keys, 3, "t", lambda d, c: (d, c), "sequential")
+    rows = {key: row for key, (_, row) in res.items()}
+    assert list(rows) == [(0, 0), (1, 0), (2, 0), (0, 1), (2, 1), (0, 2), (2, 2), (2, 3)]  # position by position
     for d, c, ctx in seen:
         if c:
-            assert ctx == res[d, c - 1][rows[d, c - 1]["pick"]]["z"] == rows[d, c - 1]["latent_ids"]
-    assert [r["pick"] for r in rows.values()] == [em.pick_latent(TOK, cfg, res[key], key)["pick"] for key in rows]
+            assert ctx == res[d, c - 1][0][rows[d, c - 1]["pick"]].z == rows[d, c - 1]["latent_ids"]
+    assert [r["pick"] for r in rows.values()] == [em.pick(TOK, res[key][0], key)["pick"] for key in rows]
+    seen.clear()  # the paper's context: every chunk in one batch, no latent as context
+    em.estep_docs(None, TOK, EMConfig(), edocs, keys, 3, "t", lambda d, c: (d, c), "paper")
+    assert seen == [(d, c, None) for d, c in keys]
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +195,7 @@ def test_sequential_estep_is_the_same_for_any_unit_size(tiny_model, tmp_path):
     the work is cut does not change them."""
     docs = [{"id": f"d{i}", "chunks": [{"suffix": s, "latent": None} for s in ("ab. ", "cd. ", "ef. ")[:1 + i % 3]]}
             for i in range(7)]
-    cfg = em.EMConfig(k=2, max_latent=6, block_size=64, estep="sequential", gen_batch=5)
+    cfg = EMConfig(k=2, max_latent=6, block_size=64, estep="sequential", gen_batch=5)
     a, rows_a = estep_docs(tiny_model, TOK, cfg, docs, 1, str(tmp_path / "a"), unit=4)
     b, rows_b = estep_docs(tiny_model, TOK, cfg, docs, 1, str(tmp_path / "b"), unit=512)
     assert a == b and [r["pick"] for r in rows_a] == [r["pick"] for r in rows_b]
@@ -205,7 +210,7 @@ def test_held_out_bound_is_the_same_in_any_grouping(tiny_model, estep):
     held-out set); the draws are keyed, so cutting the set into groups changes no number (raw NLL and bounds)."""
     docs = [{"id": f"h{i}", "chunks": [{"suffix": s, "latent": None} for s in ("ab. ", "cd. ", "ef. ")[:1 + i % 3]]}
             for i in range(6)]
-    cfg = em.EMConfig(k=2, max_latent=6, block_size=64, estep=estep, gen_batch=4)
+    cfg = EMConfig(k=2, max_latent=6, block_size=64, estep=estep, gen_batch=4)
     for latent in (False, True):
         whole = em.eval_nll(tiny_model, TOK, cfg, docs, latent, [1, 2])
         grouped = em.eval_nll(tiny_model, TOK, cfg, iter(docs), latent, [1, 2], unit=3)

@@ -112,10 +112,10 @@ def test_prepare_writes_shards_equal_to_the_jsonl_reader(tmp_path):
 
 # ----------------------------------------------------------------------------- em.py's E-step on shards
 
-def _estep_run(tmp_path, name, drop_capped=False):
+def _estep_run(tmp_path, name):
     """A run directory holding out/data as em.py prepares it (target.jsonl, target_gold.jsonl, target/ shards)
     for 5 small documents -> (cfg, data)."""
-    import em
+    from data import config as C
     from data.corpus import write_docs
     from data.rundir import write_target_shards
     tok = get_tokenizer("bytes")
@@ -126,8 +126,7 @@ def _estep_run(tmp_path, name, drop_capped=False):
     write_docs(ddir / "target.jsonl", [{"id": d["id"], "chunks": [{"suffix": c["suffix"], "latent": None}
                                                                    for c in d["chunks"]]} for d in gold])
     write_target_shards(str(ddir), tok)
-    cfg = em.EMConfig(out=str(tmp_path / name), k=2, max_latent=6, block_size=64, gen_batch=8,
-                      drop_capped=drop_capped)  # the untrained model caps every latent: True drops them all
+    cfg = C.EMConfig(out=str(tmp_path / name), k=2, max_latent=6, block_size=64, gen_batch=8)
     return cfg, {"target": open_shards(str(ddir / "target")), "gold": str(ddir / "target_gold.jsonl")}
 
 
@@ -160,16 +159,15 @@ def test_estep_from_shards_equals_the_jsonl_documents(tmp_path, estep_model, mod
     assert all(r["latent_ids"] for r in rows)
 
 
-@pytest.mark.parametrize("drop", [False, True])
-def test_estep_latents_shard_is_latents_jsonl(tmp_path, estep_model, drop):
+def test_estep_latents_shard_is_latents_jsonl(tmp_path, estep_model):
     """run_estep writes iter1/latents.jsonl and iter1/latents/ (what the M-step trains on): document by document
-    the shard holds the target's X tokens and the chosen latent_ids (a dropped latent = no latent), exactly
-    what encode_doc gives on latents.jsonl; train.py streams the same tokens from either."""
+    the shard holds the target's X tokens and the chosen latent_ids, exactly what encode_doc gives on
+    latents.jsonl; train.py streams the same tokens from either."""
     import em
     from data.layout import sequence
     from data.loader import open_corpus
     tok = get_tokenizer("bytes")
-    cfg, data = _estep_run(tmp_path, "run", drop)
+    cfg, data = _estep_run(tmp_path, "run")
     path, diag = em.run_estep(cfg, tok, data, 1, "unused")
     assert path == os.path.join(cfg.out, "iter1", "latents") and verify_shards(path)
     docs, sh = read_docs(os.path.join(cfg.out, "iter1", "latents.jsonl")), open_shards(path)
@@ -177,8 +175,7 @@ def test_estep_latents_shard_is_latents_jsonl(tmp_path, estep_model, drop):
     for i, d in enumerate(docs):
         assert sh.doc(i) == encode_doc(tok, d)
         assert sh.doc(i)["z"] == [c.get("latent_ids") for c in d["chunks"]]
-    n_none = sum(z is None for i in range(5) for z in sh.doc(i)["z"])
-    assert diag["dropped"] == n_none == (diag["chunks"] if drop else 0)
+    assert diag["dropped"] == 0 and all(z is not None for i in range(5) for z in sh.doc(i)["z"])
     assert diag["gold_chunks"] == sum(bool(c["latent"]) for d in read_docs(data["gold"]) for c in d["chunks"])
     jsonl = open_corpus(tok, os.path.join(cfg.out, "iter1", "latents.jsonl"))
     assert all(sequence(tok, sh.doc(i), "random", 3, 1) == sequence(tok, jsonl.doc(i), "random", 3, 1)

@@ -336,16 +336,16 @@ def test_cli_writes_a_prose_world(tmp_path, capsys):
 
 
 def test_em_passes_the_shape_and_its_chunk_budget_and_counts_prose_problems():
-    import em
+    from data import config as C
     from data import rundir as D
-    cfg = em.EMConfig(world_shape="prose", block_size=256)
+    cfg = C.EMConfig(world_shape="prose", block_size=256)
     assert (D.world_config(cfg).shape, D.world_config(cfg).chunk_tokens) == ("prose", 64)
     assert "world_shape" in D.DATA_FLAGS and not D.flag_errors(cfg)
-    assert any("(--world-shape)" in e for e in D.flag_errors(em.EMConfig(world_shape="poem")))
+    assert any("(--world-shape)" in e for e in D.flag_errors(C.EMConfig(world_shape="poem")))
     # 500 + 500 questions + 2 * (2000 + 800 + 3200) problems exceed the 12,960 a prose world has; compact holds them
     big = dict(world_target=2000, world_warm=800, world_heldout=3200)
-    assert any("fewer than 13000" in e for e in D.flag_errors(em.EMConfig(world_shape="prose", **big)))
-    assert not D.flag_errors(em.EMConfig(world_shape="compact", **big))
+    assert any("fewer than 13000" in e for e in D.flag_errors(C.EMConfig(world_shape="prose", **big)))
+    assert not D.flag_errors(C.EMConfig(world_shape="compact", **big))
 
 
 @pytest.mark.parametrize("cfg", [SMALL, PROSE], ids=["compact", "prose"])
