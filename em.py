@@ -44,90 +44,91 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
 from data import questions as Q
 from data import report as R
 from data import rundir as D
-from data.corpus import add_flags, out_lock, parser_error, read_json, write_atomic, write_json
+from data.corpus import HelpFormatter, add_flags, opt, out_lock, parser_error, read_json, write_atomic, \
+    write_json
 from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, latent_marks, raw_pair, \
     think_layout
 from data.shards import is_shard_dir, open_shards
 from data.tokenizer import check_tokenizer
 from model import GPTConfig, load_model
 from sample import generate, latent, score
-from train import Rows, TrainConfig, barrier, encode_corpus, pick_device, print0, rank_world, setup_dist, train, value_errors
+from common import barrier, pick_device, print0, rank_world, setup_dist
+from data.loader import Rows, open_corpus
+from train import TrainConfig, train
+
+
+RUN, INPUTS, MODEL, BUDGETS, ESTEP, EVAL, WORLD = "run", "inputs", "model (from scratch)", "budgets", "E-step", \
+    "evaluation", "the built-in world"
 
 
 @dataclass
 class EMConfig:
-    iters: int = 3  # EM iterations
-    k: int = 4  # Monte-Carlo latents per chunk in the E-step
-    seed: int = 0
-    out: str = "out/em"
-    quick: bool = False  # tiny world, tiny model: a smoke test in about a minute
-    corpus: str = ""  # target corpus (JSONL text or the authors' chunks format); default: the built-in world
-    teacher_latents: str = ""  # warm-start set with latents (authors' format); default: the world's teacher
-    val: str = ""  # held-out documents for NLL / IW-ELBO; default: the world's
-    init: str = ""  # base weights (our checkpoint or HF GPT-2 dir); skips base pretraining
-    tokenizer: str = "bytes"
-    bpe_dir: str = ""
-    m_step: str = "fresh"  # fresh: every M-step starts from base (the paper); continue: from the previous model
-    # how chunk i sees the chunks before it (data/layout.context): sequential = laid out as in training with the
-    # latents already chosen for them, sampled chunk by chunk (an SMC sampler); paper = their raw text (BOLT.md),
-    # which on the prose world lost the problem's start digit and collapsed one seed (README, Results)
-    estep: str = "sequential"
-    no_baselines: bool = False
-    raw_arms: str = field(default="default", metadata={"help": (
-        "raw baselines, a comma list of " + ", ".join(D.RAW_ARMS) + " (em.py raw_arm: what each trains on and "
-        "its steps), each optionally +replay (its documents mixed 1:1 with the base corpus's); empty: none; "
-        f"default: {D.DEFAULT_RAW_ARMS} (a --corpus run, with no base corpus: without +replay)")})
-    oracle: bool = False  # also train the oracle: gold walks on the whole target corpus (built-in worlds)
-    # model (from scratch) and budgets
-    n_layer: int = GPTConfig.n_layer
-    n_head: int = GPTConfig.n_head
-    n_embd: int = GPTConfig.n_embd
-    block_size: int = 256  # a prose document (two problems, their walks and marks) fits one row
-    batch_size: int = 8  # rows per optimizer step
-    lr: float = 1e-3
-    base_lr: float = 2e-3  # from scratch: at 1e-3 one seed's base sat on a plateau for 2,000 steps
-    base_steps: int = 2000
-    # budgets in epochs of the phase's own corpus (document-aligned rows / --batch-size), so they follow the
-    # corpus; a --*-steps value > 0 fixes the step count instead
-    warm_epochs: float = 20.0
-    m_epochs: float = 8.0  # every M-step, the oracle and most raw arms (raw_arm)
-    warm_steps: int = 0
-    m_steps: int = 0
-    # E-step and evaluation
-    max_latent: int = 32  # sampled tokens per latent, EoL included
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    drop_capped: bool = False  # drop latents that hit max_latent instead of keeping them (the authors keep)
-    gen_batch: int = 256
-    eval_ks: str = "1,2,4"
-    questions: str = ""  # held-out test questions JSONL (data/questions.py); default: the world's, none for --corpus
-    dev_questions: str = ""  # development questions JSONL, to choose a recipe on; default: the world's dev split
-    answer_regex: str = ""  # overrides every question's answer rule (group 1 if it has one, else the match)
-    raw_prompt_prefix: str = ""  # text file put before each question's "prompt" when a raw model may reason
-    seeds: str = ""  # "0,1,2": one run per seed in out/seed{S}, then a combined report (instead of --seed)
-    # the built-in world
-    world_target: int = 1000
-    world_warm: int = 400
-    world_heldout: int = 100
-    world_questions: int = 500  # test questions
-    world_dev: int = 500  # dev questions (disjoint from the test ones): the 1,000 questions of before, halved
-    world_shape: str = "prose"  # prose: problems in words over chunks; compact: one problem, two chunks
+    iters: int = opt(3, "EM iterations", group=RUN)
+    seed: int = opt(0, "seed of the world, inits, data order and E-step draws", group=RUN)
+    seeds: str = opt("", "'0,1,2': a run per seed in OUT/seed{S}, one report", group=RUN, metavar="LIST")
+    out: str = opt("out/em", "run directory; the same command resumes it", group=RUN, metavar="DIR")
+    quick: bool = opt(False, "tiny world and model: a one-minute smoke test", group=RUN)
+    no_baselines: bool = opt(False, "skip the base and raw arms (and the oracle)", group=RUN)
+    raw_arms: str = opt("default", "raw baselines: a comma list of " + ", ".join(D.RAW_ARMS) + ", each optionally "
+                        "+replay (mixed 1:1 with the base corpus); empty: none; default: "
+                        f"{D.DEFAULT_RAW_ARMS} (a --corpus run: without +replay)", group=RUN, metavar="LIST")
+    oracle: bool = opt(False, "also train the oracle (gold walks; built-in worlds)", group=RUN)
+    corpus: str = opt("", "target corpus ({'text'} or chunks); default: the world", group=INPUTS, metavar="JSONL")
+    teacher_latents: str = opt("", "warm-start set with latents; default: the world's",
+                               group=INPUTS, metavar="JSONL")
+    val: str = opt("", "held-out documents; default: the world's", group=INPUTS, metavar="JSONL")
+    init: str = opt("", "base weights (ours or a HF dir); no pretraining", group=INPUTS, metavar="DIR")
+    tokenizer: str = opt("bytes", "bytes | gpt2 | a HF tokenizer dir", group=MODEL, metavar="NAME")
+    bpe_dir: str = opt("", "dir with GPT-2's vocab.bpe + encoder.json", group=MODEL, metavar="DIR")
+    n_layer: int = opt(GPTConfig.n_layer, "layers", group=MODEL)
+    n_head: int = opt(GPTConfig.n_head, "attention heads", group=MODEL)
+    n_embd: int = opt(GPTConfig.n_embd, "width", group=MODEL)
+    block_size: int = opt(256, "window of every phase", group=MODEL)
+    batch_size: int = opt(8, "rows per optimizer step", group=BUDGETS)
+    lr: float = opt(1e-3, "peak lr of every phase after the base", group=BUDGETS)
+    base_lr: float = opt(2e-3, "peak lr of base pretraining", group=BUDGETS)
+    base_steps: int = opt(2000, "base pretraining steps", group=BUDGETS)
+    warm_epochs: float = opt(20.0, "warm-start epochs", group=BUDGETS)
+    m_epochs: float = opt(8.0, "epochs of every M-step", group=BUDGETS)
+    warm_steps: int = opt(0, "fixed steps, not --warm-epochs", group=BUDGETS)
+    m_steps: int = opt(0, "fixed steps, not --m-epochs", group=BUDGETS)
+    m_step: str = opt("fresh", "fresh: every M-step from the base (BOLT.md); continue: from the previous model",
+                      ("fresh", "continue"), group=BUDGETS)
+    k: int = opt(4, "Monte-Carlo latents per chunk", group=ESTEP)
+    estep: str = opt("sequential", "chunk i's context: earlier chunks with their chosen latents, or raw (BOLT.md)",
+                     ("sequential", "paper"), group=ESTEP)
+    max_latent: int = opt(32, "tokens per latent, EoL included", group=ESTEP)
+    temperature: float = opt(1.0, "0 = greedy, only with --k 1", group=ESTEP)
+    top_k: int = opt(0, "0 = off", group=ESTEP)
+    top_p: float = opt(1.0, "1 = off", group=ESTEP)
+    drop_capped: bool = opt(False, "drop latents that hit --max-latent", group=ESTEP)
+    gen_batch: int = opt(256, "rows per sampling / scoring batch", group=ESTEP)
+    eval_ks: str = opt("1,2,4", "K of the IW-ELBO_K bounds", group=EVAL, metavar="LIST")
+    questions: str = opt("", "test questions JSONL; default: the world's", group=EVAL, metavar="JSONL")
+    dev_questions: str = opt("", "dev questions JSONL, to choose a recipe on; default: the world's", group=EVAL,
+                             metavar="JSONL")
+    answer_regex: str = opt("", "overrides each question's answer rule", group=EVAL, metavar="RE")
+    raw_prompt_prefix: str = opt("", "file put before a raw arm's reasoning prompt", group=EVAL, metavar="FILE")
+    world_target: int = opt(1000, "target documents", group=WORLD)
+    world_warm: int = opt(400, "warm-start documents", group=WORLD)
+    world_heldout: int = opt(100, "held-out documents", group=WORLD)
+    world_questions: int = opt(500, "test questions", group=WORLD)
+    world_dev: int = opt(500, "dev questions (disjoint from the test ones)", group=WORLD)
+    world_shape: str = opt("prose", "prose: problems in words over chunks; compact: one problem, two chunks",
+                           ("prose", "compact"), group=WORLD)
 
 
 QUICK = dict(n_layer=2, n_head=2, n_embd=64, block_size=128, batch_size=16, base_steps=150, warm_epochs=16,
              world_target=120, world_warm=60, world_heldout=32, world_questions=32, world_dev=32,
              world_shape="compact", max_latent=32)
 DIRECT_TOKENS = 24  # what a raw model asked directly may write: an answer sentence ("The result is 5." is 16 bytes)
-EVAL_VERSION = 4  # 2: questions as data, raw arms asked to reason, the spec's bound; 3: DIRECT_TOKENS 8 -> 24;
-# 4: a thought before every chunk of a question, the PRIOR-conditional bound, standard errors, the answer's NLL
 
 
 # ----------------------------------------------------------------------------- the loop (BOLT.md)
@@ -230,7 +231,7 @@ def pipeline_tokens(cfg, tok, data):
 def phase_rows(tok, cfg, name, path, layout):
     """The tokens (targets) of each row phase `name` trains on, in training order: train.Rows with the phase's
     seed (train_config), planned from lengths alone; endless, --batch-size rows to a step."""
-    rows = Rows(tok, encode_corpus(tok, path), layout, key_int(cfg.seed, name) % 2**31, cfg.block_size)
+    rows = Rows(tok, open_corpus(tok, path), layout, key_int(cfg.seed, name) % 2**31, cfg.block_size)
     for e in itertools.count():
         for row in rows.plan(e):
             yield sum(end - start - 1 for _, start, end in row)
@@ -410,9 +411,8 @@ def estep(model, tok, cfg, target, it, out_dir, unit=D.UNIT):
     (data/rundir.run_units: sharded over ranks, saved atomically, resumed after a kill; --estep sequential: whole
     documents per unit); any number of ranks produce the same latents (ids and RNG are keyed, not positional)."""
     bounds = D.cut_units(target.a["doc_off"], unit, whole=cfg.estep == "sequential")
-    done = lambda rows: all("latent_ids" in r for r in rows)  # older units hold text only: sampled again
     return D.run_units(len(bounds) - 1, out_dir, unit_work(model, tok, cfg, target, it, bounds), *rank_world(),
-                       barrier, f"E-step {it}", done)
+                       barrier, f"E-step {it}")
 
 
 def run_estep(cfg, tok, data, it, prev_ckpt):
@@ -464,13 +464,10 @@ def train_config(cfg, name, data_path, layout, init, steps, lr=None, world=None)
 
 
 def phase_errors(cfg):
-    """What train.py would refuse in the phases' configs (a safety net under rundir.flag_errors)."""
-    world, errors = int(os.environ.get("WORLD_SIZE", "1")), []
-    for name, steps, lr in (("base", cfg.base_steps, cfg.base_lr), ("warm", cfg.warm_steps or 1, None),
-                            ("iter1", cfg.m_steps or 1, None))[1 if cfg.init else 0:]:
-        errors += [f"phase {name} would give train.py {e}" for e in
-                   value_errors(train_config(cfg, name, "", "random", "", steps, lr, world))]
-    return errors
+    """What train.py would refuse in the M-step's config, which carries every flag the phases share (a safety
+    net under rundir.flag_errors, which checks the base's and warm start's own steps and rates)."""
+    tc = train_config(cfg, "iter1", "", "random", "", cfg.m_steps or 1, world=int(os.environ.get("WORLD_SIZE", "1")))
+    return [f"train.py would refuse the M-step: {e}" for e in tc.errors()]
 
 
 def run_train(cfg, name, data_path, layout, init, steps, lr=None):
@@ -668,13 +665,11 @@ def evaluate(model, tok, cfg, data, latent):
 def run_eval(cfg, name, ckpt, tok, data, latent):
     """Evaluate one phase's model once: eval.json, eval_questions.jsonl (one row per question, test and dev) and
     eval_docs.jsonl (one row per held-out document: its summed log-likelihoods, for paired comparisons) under
-    out/name. A cached eval.json computed with other questions, rules or an older evaluation (no or another
-    eval_id) is recomputed."""
+    out/name. A cached eval.json computed with other questions, rules or evaluation settings (another eval_id) is
+    recomputed."""
     path = os.path.join(cfg.out, name, "eval.json")
-    setup = [EVAL_VERSION, cfg.eval_ks, cfg.answer_regex, data.get("questions") or [],
-             data.get("dev_questions") or [],
-             D.read_text(cfg.raw_prompt_prefix) if cfg.raw_prompt_prefix else ""]
-    setup += [cfg.estep] if cfg.estep != "paper" else []  # the bound's sampler (paper: older runs' ids kept)
+    setup = [cfg.eval_ks, cfg.answer_regex, data.get("questions") or [], data.get("dev_questions") or [],
+             D.read_text(cfg.raw_prompt_prefix) if cfg.raw_prompt_prefix else "", cfg.estep]
     eid = hashlib.blake2b(json.dumps(setup, sort_keys=True).encode(), digest_size=8).hexdigest()
     cached = read_json(path) if os.path.exists(path) else {}
     if cached.get("eval_id") != eid and rank_world()[0] == 0:
@@ -711,7 +706,7 @@ def prepare_data(cfg, tok, checked=None):
 
 def n_rows(tok, cfg, path, layout):
     """Document-aligned training rows in one epoch of a corpus (train.Rows' plan, from lengths alone)."""
-    return len(Rows(tok, encode_corpus(tok, path), layout, key_int(cfg.seed, "rows") % 2**31, cfg.block_size).plan(0))
+    return len(Rows(tok, open_corpus(tok, path), layout, key_int(cfg.seed, "rows") % 2**31, cfg.block_size).plan(0))
 
 
 def phase_steps(cfg, tok, steps, epochs, path):
@@ -766,13 +761,23 @@ def eval_only(cfg, ckpt, checked):
         print(f"per-question outputs: {path}")
 
 
+def build_parser():
+    """em.py's flags, grouped as EMConfig's fields are, plus --eval / --ckpt."""
+    usage = "%(prog)s [--quick] [--iters N] [--out DIR] [flags]  |  %(prog)s --eval --ckpt DIR"
+    ap = argparse.ArgumentParser(usage=usage,
+                                 description="\n\n".join(__doc__.split("\n\n")[:2]),
+                                 formatter_class=HelpFormatter)
+    ap.error = parser_error  # one line via main(), not argparse's usage block
+    groups = {}
+    add_flags(ap, EMConfig, given_only=True, groups=groups)
+    groups[EVAL].add_argument("--eval", action="store_true", help="evaluate --ckpt only, then stop")
+    groups[EVAL].add_argument("--ckpt", default="", metavar="DIR", help="the checkpoint --eval evaluates")
+    return ap
+
+
 def parse_args(argv=None):
     """Flags -> (EMConfig, args); raises ValueError (argparse's own errors included) with every problem."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.error = parser_error  # one line via main(), not argparse's usage block
-    add_flags(ap, EMConfig, given_only=True)
-    ap.add_argument("--eval", action="store_true", help="evaluate --ckpt only")
-    ap.add_argument("--ckpt", default="", help="checkpoint for --eval")
+    ap = build_parser()
     args = ap.parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k in asdict(EMConfig()) and v is not None and v is not False}
     cfg = EMConfig(**{**(QUICK if given.get("quick") else {}), **given})  # 0 is a value, None is "not given"

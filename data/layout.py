@@ -198,3 +198,30 @@ def think_layout(tok, chunks, thoughts):
 def explain_prompt(tok, x):
     """The posterior prompt for a text with no prefix: BOS SoL EoL X SoL POST (what the E-step asks for chunk 0)."""
     return [tok.bos, tok.sol, tok.eol] + list(x) + [tok.sol, tok.post]
+
+
+def segments(tok, ids):
+    """A laid-out token sequence -> [(kind, ids, closed)]: kind 'text', 'thought' (SoL PRIOR Z EoL: a thought
+    before its text) or 'thought (posterior)' (SoL POST Z EoL: about the text before it); closed is False for a
+    thought cut before its EoL. BOS/EOS and the empty boundary `SoL EoL` (or a last, stopping SoL) end a text piece
+    and are not shown; empty thoughts (the think prompt's question chunk) are dropped."""
+    out, text, i, n = [], [], 0, len(ids)
+    kinds = {tok.prior: "thought", tok.post: "thought (posterior)"}
+    while i < n:
+        t, nxt = ids[i], ids[i + 1] if i + 1 < n else None
+        if t == tok.sol and nxt in kinds:
+            j = i + 2
+            while j < n and ids[j] != tok.eol:
+                j += 1
+            if j > i + 2 or j == n:
+                out += [("text", text, True)] if text else []
+                out.append((kinds[nxt], ids[i + 2:j], j < n))
+                text = []
+            i = j + 1
+        elif t in (tok.bos, tok.eos) or (t == tok.sol and nxt in (tok.eol, None)):
+            out += [("text", text, True)] if text else []
+            text, i = [], i + (2 if nxt == tok.eol and t == tok.sol else 1)
+        else:
+            text.append(t)  # anything else, a stray special included, prints as decode() spells it
+            i += 1
+    return out + ([("text", text, True)] if text else [])

@@ -29,8 +29,6 @@ import math
 import os
 import re
 
-from data import world as W
-
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
@@ -122,16 +120,6 @@ def check_regex(regex, where):
 
 def load_prepared(ddir, name="questions"):
     """The questions a run prepared under ddir (the world's test questions; name "dev_questions": its dev split),
-    [] if none. A world written before its answer rules were data (an older em.py) gets them from its recorded
-    config: the same questions, rules added (checked), in memory; the old file is left as it is."""
+    [] if none."""
     path = os.path.join(ddir, f"{name}.jsonl")
-    if not os.path.exists(path):
-        return []
-    qs = read_questions(path)
-    if qs and "answer_regex" not in qs[0] and os.path.exists(os.path.join(ddir, "world.json")):
-        with open(os.path.join(ddir, "world.json")) as f:
-            new = W.build(W.WorldConfig(**json.load(f)["config"]))[name]
-        if [q["question"] for q in new] != [q["question"] for q in qs]:
-            raise ValueError(f"{path} holds other questions than the world in world.json beside it")
-        qs = new
-    return qs
+    return read_questions(path) if os.path.exists(path) else []

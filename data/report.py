@@ -490,13 +490,18 @@ def compare(dirs, out):
     return text
 
 
-def main(argv=None):
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = ap.add_mutually_exclusive_group(required=True)
     what.add_argument("--k-curve", nargs="+", metavar="DIR", help="finished em.py runs, one per K")
     what.add_argument("--compare", nargs="+", metavar="DIR", help="finished em.py runs to put side by side")
     ap.add_argument("--out", required=True, help="where kcurve.md/.svg or compare.md/.svg go")
     ap.add_argument("--iter", type=int, default=None, help="--k-curve: this iteration (default: each run's last)")
+    return ap
+
+
+def main(argv=None):
+    ap = build_parser()
     args = ap.parse_args(argv)
     dirs, flag = (args.k_curve, "--k-curve") if args.k_curve else (args.compare, "--compare")
     missing = [d for d in dirs if not os.path.exists(os.path.join(d, "metrics.jsonl"))

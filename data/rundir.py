@@ -31,7 +31,7 @@ from data.corpus import (atomic_open, doc_line, iter_docs, note_stats, out_dir_e
                          scan_docs, sha256_file, write_docs, write_json)
 from data.layout import check_latent_ids, check_latent_marks, encode_doc
 from data.shards import ShardWriter, flatten, is_shard_dir, open_shards, write_shards
-from data.tokenizer import TOKENIZERS, get_tokenizer
+from data.tokenizer import get_tokenizer, tokenizer_error
 
 # the flags that shape out/data besides its input files; data/DONE records them (data_fingerprint)
 DATA_FLAGS = ("tokenizer", "block_size", "seed", "world_target", "world_warm", "world_heldout", "world_questions",
@@ -137,13 +137,10 @@ def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
         (cfg.temperature == 0 and cfg.k > 1, "0 (greedy) draws K identical latents: use --k 1 or a temperature > 0 "
                                              "(--temperature)"),
         (not 0 < cfg.top_p <= 1, f"must be in (0, 1], got {cfg.top_p} (--top-p)"),
-        (cfg.n_head >= 1 and cfg.n_embd % cfg.n_head != 0, f"{cfg.n_embd} is not divisible by --n-head "
-                                                           f"{cfg.n_head} (--n-embd)"),
         (cfg.batch_size % world != 0, f"{cfg.batch_size} is not divisible by the {world} ranks (--batch-size)"),
         (not ks_ok, f"must be a comma list of integers >= 1 (ASCII digits), got {cfg.eval_ks!r} (--eval-ks)"),
         (ks_ok and len({int(k) for k in ks}) != len(ks), f"repeats a K, got {cfg.eval_ks!r} (--eval-ks)"),
-        (cfg.tokenizer not in TOKENIZERS and not os.path.isdir(cfg.tokenizer),
-         f"{cfg.tokenizer!r}: choose one of {', '.join(TOKENIZERS)} or a tokenizer directory (--tokenizer)"),
+        (bool(tokenizer_error(cfg.tokenizer)), f"{tokenizer_error(cfg.tokenizer)} (--tokenizer)"),
         (cfg.m_step not in ("fresh", "continue"), "must be fresh or continue (--m-step)"),
         (cfg.estep not in ("paper", "sequential"), "must be paper or sequential (--estep)"),
         (cfg.world_shape not in W.SHAPES, f"must be one of {', '.join(W.SHAPES)}, got {cfg.world_shape!r} "
@@ -294,11 +291,8 @@ def data_fingerprint(cfg):
             "flags": {k: getattr(cfg, k) for k in DATA_FLAGS}}
 
 
-def same_data(old, fp, cfg):
-    """Two data fingerprints agree; a flag an older run did not record counts at its default (it did what the
-    default does), so adding a data flag does not invalidate older runs."""
-    default = asdict(type(cfg)())
-    return old["inputs"] == fp["inputs"] and all(old["flags"].get(k, default[k]) == v for k, v in fp["flags"].items())
+def other_version(path):
+    return f"{path} was written by another version of em.py: use a fresh --out (--out)"
 
 
 def out_errors(cfg, fp):
@@ -312,23 +306,22 @@ def out_errors(cfg, fp):
         except (ValueError, OSError) as e:
             return [f"{p} is unreadable ({e}); use another --out or delete it (--out)"]
     if os.path.isfile(path):
-        old, mine, default = read_json(path), asdict(cfg), asdict(type(cfg)())
-        # a field an older em.py did not have is compatible at its default (it did what the default does)
-        diff = [k for k in mine if k not in RESUMABLE_KEYS | EVAL_KEYS and old.get(k, default[k]) != mine[k]]
+        old, mine = read_json(path), asdict(cfg)
+        if set(old) != set(mine):
+            return [other_version(path)]
+        diff = [k for k in mine if k not in RESUMABLE_KEYS | EVAL_KEYS and old[k] != mine[k]]
         if diff:
             errors.append(f"{cfg.out} holds a run with another configuration ("
                           + ", ".join(f"{k}: {old.get(k)!r} -> {mine[k]!r}" for k in diff)
                           + "); use another --out or delete it (--out)")
     if os.path.isfile(done):
         old = read_json(done).get("fingerprint")
-        if old is None:
-            if int(os.environ.get("RANK", "0")) == 0:
-                print(f"warning: {done} predates content hashes: its data is reused unchecked", flush=True)
-        elif not same_data(old, fp, cfg):
+        if old is None or set(old.get("flags", ())) != set(fp["flags"]):
+            return errors + [other_version(done)]
+        if old != fp:
             changed = [flag(k) for k in fp["inputs"].keys() | old["inputs"].keys()
                        if fp["inputs"].get(k) != old["inputs"].get(k)]
-            default = asdict(type(cfg)())
-            changed += [flag(k) for k in fp["flags"] if fp["flags"][k] != old["flags"].get(k, default[k])]
+            changed += [flag(k) for k in fp["flags"] if fp["flags"][k] != old["flags"][k]]
             trained = sorted(n for n in os.listdir(cfg.out) if n != "data" and os.path.isdir(os.path.join(cfg.out, n)))
             if trained:
                 errors.append(f"{', '.join(changed)} changed since {cfg.out} prepared its data, and {trained[0]} "
@@ -421,16 +414,16 @@ def unit_keys(doc_off, lo, hi):
     return [(int(a), int(b)) for a, b in zip(d, g - np.asarray(doc_off)[d])]
 
 
-def run_units(n_units, out_dir, work, rank, world, sync, label, done=lambda rows: True):
+def run_units(n_units, out_dir, work, rank, world, sync, label):
     """Unit u of n_units runs on rank u % world as work(u) -> rows, saved atomically as out_dir/unit{u:05d}.json
-    with a progress line and ETA. A unit already saved (and done(rows)) is skipped, so a killed run resumes.
+    with a progress line and ETA. A unit already saved is skipped, so a killed run resumes.
     After sync() (every rank's units are written): an iterator over every unit's rows in unit order, reading one
     unit file at a time (memory: one unit, whatever the corpus size)."""
     os.makedirs(out_dir, exist_ok=True)
     t0, mine = time.time(), [u for u in range(n_units) if u % world == rank]
     for n, u in enumerate(mine):
         path = os.path.join(out_dir, f"unit{u:05d}.json")
-        if os.path.exists(path) and done(read_json(path)):
+        if os.path.exists(path):
             continue
         write_json(path, work(u))
         el = time.time() - t0
@@ -448,8 +441,7 @@ def write_data(cfg, checked, ddir):
     corpus' last 5%, at least one document), the warm-start set; or the built-in world. DONE last, recording
     the fingerprint. Data prepared from other inputs or flags is removed first: none of it may survive."""
     docs_in, done = checked["docs"], os.path.join(ddir, "DONE")
-    if os.path.exists(done) and not same_data(read_json(done).get("fingerprint", checked["fingerprint"]),
-                                              checked["fingerprint"], cfg):
+    if os.path.exists(done) and read_json(done).get("fingerprint") != checked["fingerprint"]:
         print(f"data: {ddir} was prepared from other inputs or flags; preparing it again", flush=True)
         shutil.rmtree(ddir)  # a stale target_gold.jsonl would feed the oracle
     if os.path.exists(done):

@@ -32,15 +32,13 @@ unsure of many. The answer in X is the check: a posterior sample whose guesses a
 answer and gets the weight, so with K > 1 each E-step keeps more right walks than the model writes on its own,
 and the next M-step learns their facts; with K = 1 nothing is checked. The raw models see only
 "Q: 7 ciqx" -> "A: 5 for 7 ciqx", a composition of permutations they cannot learn from compressed text.
-One problem per document, and an answer that restates its problem, because the E-step and the IW-ELBO
-condition chunk i on the *raw* text of the previous chunks (BOLT.md), a context the M-step models never see in
-training (there every chunk starts with SoL): a second problem's posterior samples were far worse than the
-first's, and with "A: 5" alone the posterior copied the start digit wrong in 30-42% of the walks it chose at
-iteration 1, which made the next M-step worse than the warm start (README, Results). With the problem in X_i
-the posterior copies it from the chunk it was trained to read.
-The prose shape (--shape prose; the compact one above stays the default, byte for byte) writes the same
-knowledge the way real corpora do (issue 14): a target / held-out / warm document is a {"text"} document of
-`per_doc` problems in plain words, a filler sentence between two of them half the time,
+One problem per document, and an answer that restates its problem, because BOLT.md's E-step and IW-ELBO
+condition chunk i on the *raw* text of the previous chunks, a context the M-step models never see in training
+(there every chunk starts with SoL); with the problem in X_i the posterior copies it from the chunk it was
+trained to read (docs/RESULTS.md, "How the compact world got here").
+The prose shape (--shape prose) writes the same knowledge the way real corpora do: a target / held-out / warm
+document is a {"text"} document of `per_doc` problems in plain words, a filler sentence between two of them half
+the time,
   "Start from 7. Apply c, then i. Next apply q, then x. The result is 5. Now a new problem. Begin with ..."
 (the wording drawn from a few templates by its own seeded rng), the answer ONLY the result, always in the form
 RESULT_RE reads. It is cut by the project's chunker (data/corpus.chunk_text) with the budget em.py gives a
@@ -54,9 +52,7 @@ after a problem stated with its result, as half the target's problems do): its t
 "chunks" as the chunker split that document, the last one cut before the digit and "open" (data/questions.py:
 the thought goes before the chunk holding the result, where training puts that chunk's walk, and the answer
 continues it); a raw model is prompted "<text before the result sentence>Work:" and read by PROSE_WALK_RE.
-Designs that failed (README, Results): a random binary table (its facts did not train in 3,000 steps);
-unlabelled repeated operators (never copied in order); two operators labelled by step with every fact in the
-base (one copy skill that forms abruptly: a warm start knew all or nothing).
+The designs tried before these two: docs/RESULTS.md.
 """
 import argparse
 import json
@@ -66,30 +62,33 @@ import re
 import sys
 from dataclasses import asdict, dataclass
 
-from data.corpus import add_flags, chunk_text, out_dir_error, parser_error, write_atomic, write_docs, write_json
+from data.corpus import add_flags, chunk_text, opt, out_dir_error, parser_error, write_atomic, write_docs, \
+    write_json
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
+SHAPES = ("compact", "prose")
 
 
 @dataclass
 class WorldConfig:
-    seed: int = 0
-    digits: int = 10  # the permutations act on 0..digits-1 (at most 10: one character per value)
-    ops: int = 24  # operators (letters a..), so ops * digits facts; a block of ops // steps per step
-    steps: int = 4  # operators per question: the length of the hidden walk
-    known: float = 0.5  # fraction of the facts the base text states as they are
-    teacher: float = 0.5  # fraction of the base-unknown facts the teacher knows (it guesses the rest)
-    decoys: int = 2  # wrong values the base text gives each other fact, as often as its true one
-    n_base: int = 2000  # base pretraining documents
-    walks_per_base_doc: int = 4
-    n_target: int = 2000  # target documents (latent-free)
-    n_warm: int = 800  # warm-start documents with teacher latents
-    n_heldout: int = 200  # held-out documents (NLL / IW-ELBO)
-    n_questions: int = 1000  # held-out test questions (accuracy)
-    n_dev: int = 0  # development questions, drawn after every other part (disjoint from the test questions)
-    shape: str = "compact"  # how documents are written: compact (above) or prose (PROSE below)
-    per_doc: int = 2  # prose: problems per target / held-out / warm document (2: a document fits a 256 window)
-    chunk_tokens: int = 32  # prose: the chunker's budget; em.py passes block_size // 4 (its --corpus budget)
+    seed: int = opt(0, "seed of the tables, documents, teacher and questions")
+    digits: int = opt(10, "the permutations act on 0..digits-1 (at most 10: one character per value)")
+    ops: int = opt(24, "operators (letters a..): ops * digits facts, a block of ops // steps per step")
+    steps: int = opt(4, "operators per question: the length of the hidden walk")
+    known: float = opt(0.5, "fraction of the facts the base text states as they are")
+    teacher: float = opt(0.5, "fraction of the base-unknown facts the teacher knows (it guesses the rest)")
+    decoys: int = opt(2, "wrong values the base text gives each other fact, as often as its true one")
+    n_base: int = opt(2000, "base pretraining documents")
+    walks_per_base_doc: int = opt(4, "walks per base document")
+    n_target: int = opt(2000, "target documents (latent-free)")
+    n_warm: int = opt(800, "warm-start documents with teacher latents")
+    n_heldout: int = opt(200, "held-out documents (NLL / IW-ELBO)")
+    n_questions: int = opt(1000, "held-out test questions (accuracy)")
+    n_dev: int = opt(0, "development questions, drawn after every other part (disjoint from the test ones)")
+    shape: str = opt("compact", "how documents are written: compact (one problem) or prose (PROSE below)",
+                     SHAPES)
+    per_doc: int = opt(2, "prose: problems per target / held-out / warm document (2 fit a 256 window)")
+    chunk_tokens: int = opt(32, "prose: the chunker's token budget (em.py passes block_size // 4)")
 
 
 def make_table(cfg, rng):
@@ -186,9 +185,6 @@ def step_ops(cfg, j):
 def problem_space(cfg):
     """How many distinct problems the world has: start digits x one operator per step from its block."""
     return cfg.digits * (cfg.ops // cfg.steps) ** cfg.steps
-
-
-SHAPES = ("compact", "prose")
 
 
 def n_problems(cfg):
@@ -456,11 +452,16 @@ def read_questions(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def build_parser():
+    ap = argparse.ArgumentParser(prog="python -m data.world", description="Write the built-in table world (see "
+                                 "data/world.py).")
+    ap.add_argument("--out", default="out/world", help="output directory (default: 'out/world')")
+    return add_flags(ap, WorldConfig)
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Write the built-in table world (see data/world.py).")
+    ap = build_parser()
     ap.error = parser_error  # one line, exit code 2 (below), not argparse's usage block
-    ap.add_argument("--out", default="out/world", help="output directory")
-    add_flags(ap, WorldConfig)
     try:
         args = ap.parse_args(argv)
         cfg = WorldConfig(**{k: getattr(args, k) for k in asdict(WorldConfig())})

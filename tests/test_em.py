@@ -323,7 +323,7 @@ def inputs(tmp_path_factory):
 
 CORPUS = ["--init", "CKPT", "--teacher-latents", "TEACH", "--corpus"]
 BAD_INPUTS = [  # (flags after --quick --out OUT, what the one line must say, the corrected flags)
-    (["--estep", "raw"], "must be paper or sequential (--estep)", ["--estep", "sequential"]),
+    (["--estep", "raw"], "invalid choice: 'raw'", ["--estep", "sequential"]),
     (["--world-shape", "poem"], "(--world-shape)", ["--world-shape", "prose"]),
     (["--m-steps", "0"], "got 0 (--m-steps)", ["--m-steps", "5"]),
     (["--warm-steps", "0"], "(--warm-steps)", []),
@@ -333,7 +333,7 @@ BAD_INPUTS = [  # (flags after --quick --out OUT, what the one line must say, th
     (["--lr", "-1"], "(--lr)", []),
     (["--base-lr", "inf"], "(--base-lr)", []),
     (["--batch-size", "0"], "(--batch-size)", []),
-    (["--n-embd", "30", "--n-head", "4"], "30 is not divisible by --n-head 4 (--n-embd)", ["--n-embd", "32"]),
+    (["--n-embd", "30", "--n-head", "4"], "n_embd 30 is not divisible by n_head 4 (--n-embd)", ["--n-embd", "32"]),
     (["--n-head", "0"], "(--n-head)", []),
     (["--temperature", "-1"], "(--temperature)", []),
     (["--temperature", "nan"], "(--temperature)", []),
@@ -487,9 +487,9 @@ def test_corrected_command_runs_into_the_same_out(tmp_path, inputs):
 def test_estep_latent_ids_are_what_training_sees(monkeypatch, tmp_path):
     """A sampled latent holding half of a UTF-8 character and a special token: the M-step's training sequence
     holds exactly the tokens the E-step scored (its decoded text would re-encode to other tokens)."""
-    import train
     from data.corpus import read_docs, write_docs
     from data.layout import encode_doc, sequence
+    from data.loader import open_corpus
     tok = get_tokenizer("bytes")
     z = [tok.encode("é")[0], tok.prior, ord("a")]  # 0xC3 alone, <|prior|>, 'a'
     assert tok.encode(tok.decode(z)) != z
@@ -506,7 +506,7 @@ def test_estep_latent_ids_are_what_training_sees(monkeypatch, tmp_path):
     new, rows = estep_docs(None, tok, em.EMConfig(k=2, max_latent=8, block_size=64), docs, 1,
                            str(tmp_path / "u"))
     write_docs(tmp_path / "latents.jsonl", new)  # what run_estep writes and the M-step reads
-    for edoc in (train.encode_corpus(tok, str(tmp_path / "latents.jsonl")).doc(0),
+    for edoc in (open_corpus(tok, str(tmp_path / "latents.jsonl")).doc(0),
                  encode_doc(tok, read_docs(tmp_path / "latents.jsonl")[0])):
         assert edoc["z"] == [z, z]
         assert sequence(tok, edoc, "prior")[1:] == [tok.sol, tok.prior, *z, tok.eol, *tok.encode("Q."),
@@ -629,13 +629,14 @@ def test_eval_reads_val_as_checked(tmp_path, inputs, capsys):
     assert m["nll_k1"] == em.eval_nll(model, tok, cfg, read_docs(inputs["GOOD"]), True, [1])["nll_k1"] > 0
 
 
-def test_every_phase_config_is_checked_by_train_up_front(monkeypatch):
+def test_the_m_step_config_is_checked_by_train_up_front(monkeypatch):
     """The safety net: a rule em.py forgot is still caught before any phase runs, by train.py's own checks on
-    the base, warm-start and M-step configurations em.py will pass it."""
+    the M-step configuration em.py will pass it."""
     monkeypatch.setattr(rundir, "MINIMUM", {k: v for k, v in rundir.MINIMUM.items() if k != "m_steps"})
     cfg = em.EMConfig(m_steps=0)
     assert rundir.flag_errors(cfg, phase_errors=em.phase_errors) == [
-        "phase iter1 would give train.py must be positive, got 0 (--max-steps)"]
+        "train.py would refuse the M-step: must be positive, got 0 (--max-steps)"]
+
 
 
 def test_one_run_per_out_and_a_stale_lock_does_not_block_a_resume(tmp_path, capsys, monkeypatch):
@@ -724,10 +725,10 @@ def test_raw_arms_train_on_what_they_should(monkeypatch, tmp_path):
         assert all(text(mix, i) in base for i in range(n, 2 * n))
     assert raw["raw_warm"].data == raw["raw_flops"].data == data["paths"]["target"]
     # compute: (c) trains the warm start's and both M-steps' tokens, as train.py's rows hold them, within a batch
-    from train import Rows, encode_corpus
+    from data.loader import Rows, open_corpus
 
     def trained(tc):
-        rows = Rows(tok, encode_corpus(tok, tc.data), tc.layout, tc.seed, tc.block_size)
+        rows = Rows(tok, open_corpus(tok, tc.data), tc.layout, tc.seed, tc.block_size)
         return int((rows.next_rows(tc.max_steps * cfg.batch_size)[1] >= 0).sum())
     m = em.m_steps(cfg, tok)
     warm_steps = em.phase_steps(cfg, tok, cfg.warm_steps, cfg.warm_epochs, data["paths"]["warm"])
