@@ -328,7 +328,7 @@ CORPUS = ["--init", "CKPT", "--teacher-latents", "TEACH", "--corpus"]
 BAD_INPUTS = [  # (flags after --quick --out OUT, what the one line must say, the corrected flags)
     (["--estep", "raw"], "invalid choice: 'raw'", ["--estep", "sequential"]),
     (["--world-shape", "poem"], "(--world-shape)", ["--world-shape", "prose"]),
-    (["--m-epochs", "0"], "got 0 (--m-epochs)", ["--m-epochs", "5"]),
+    (["--m-epochs", "0"], "got 0.0 (--m-epochs)", ["--m-epochs", "5"]),
     (["--warm-epochs", "0"], "(--warm-epochs)", []),
     (["--base-steps", "-1"], "(--base-steps)", []),
     (["--iters", "-1"], "(--iters)", []),
