@@ -17,13 +17,15 @@ import em
 from accuracy import eval_questions
 from conftest import ROOT, check_bounds, estep_docs, marks_gpt, run_py, tiny_gpt
 from data import config as C
+from data import report as R
 from data import rundir
 from data.corpus import sha256_file
 from data.shards import open_shards
 from data.tokenizer import get_tokenizer
 
 TINY = ["--quick", "--iters", "2", "--k", "2", "--world-target", "24", "--world-warm", "16", "--world-heldout", "4",
-        "--world-questions", "16", "--world-dev", "8", "--base-steps", "30", "--warm-steps", "10", "--m-steps", "10"]
+        "--world-questions", "16", "--world-dev", "8", "--base-steps", "30", "--warm-steps", "10", "--m-steps", "10",
+        "--oracle"]
 
 
 def run_em(args, env=None, **kw):
@@ -188,11 +190,12 @@ def test_quick_end_to_end_and_resume_after_kill(tmp_path):
     names = [m["name"] for m in metrics]
     assert names[:3] == ["warm start", "BoLT iter 1", "BoLT iter 2"] and any("oracle" in n for n in names)
     assert all(m["n_questions"] == 16 and m["dev_n_questions"] == 8 for m in metrics)
-    for m, name in zip(metrics, ["warm", "iter1", "iter2", "base", "raw_tokens", "raw_flops", "oracle"]):
-        rows = [json.loads(line) for line in open(out / name / "eval_questions.jsonl")]
+    assert [m.get("baseline") for m in metrics][3:] == ["base", "raw_inline", "raw_warm_replay", "oracle"]
+    for m in metrics:
+        rows = [json.loads(line) for line in open(out / R.phase_dir(m) / "eval_questions.jsonl")]
         for split, pre in (("test", ""), ("dev", "dev_")):
             mode = [r for r in rows if r["split"] == split and r["mode"] in ("latent", "direct")]
-            assert m[f"{pre}acc"] == sum(r["correct"] for r in mode) / len(mode), (name, split)
+            assert m[f"{pre}acc"] == sum(r["correct"] for r in mode) / len(mode), (m["name"], split)
     check_bounds(out, metrics)
     # every target chunk got a latent drawn from the model; no gold latent can reach the E-step input
     target = [json.loads(l) for l in open(out / "data/target.jsonl")]
@@ -327,8 +330,8 @@ CORPUS = ["--init", "CKPT", "--teacher-latents", "TEACH", "--corpus"]
 BAD_INPUTS = [  # (flags after --quick --out OUT, what the one line must say, the corrected flags)
     (["--estep", "raw"], "invalid choice: 'raw'", ["--estep", "sequential"]),
     (["--world-shape", "poem"], "(--world-shape)", ["--world-shape", "prose"]),
-    (["--m-steps", "0"], "got 0 (--m-steps)", ["--m-steps", "5"]),
-    (["--warm-steps", "0"], "(--warm-steps)", []),
+    (["--m-epochs", "0"], "got 0.0 (--m-epochs)", ["--m-epochs", "5"]),
+    (["--warm-epochs", "0"], "(--warm-epochs)", []),
     (["--base-steps", "-1"], "(--base-steps)", []),
     (["--iters", "-1"], "(--iters)", []),
     (["--lr", "nan"], "got nan (--lr)", []),
@@ -476,8 +479,8 @@ def test_corrected_command_runs_into_the_same_out(tmp_path, inputs):
     args = ["--init", inputs["CKPT"], "--corpus", inputs["GOOD"], "--teacher-latents", inputs["TEACH"],
             "--iters", "1", "--k", "2", "--warm-steps", "2", "--block-size", "64", "--max-latent", "8",
             "--batch-size", "2", "--gen-batch", "8", "--no-baselines", "--eval-ks", "1,2", "--out", out]
-    r = run_em([*args, "--m-steps", "0"])
-    assert r.returncode == 2 and r.stderr.strip().endswith("(--m-steps)") and not os.path.exists(out)
+    r = run_em([*args, "--m-epochs", "0"])
+    assert r.returncode == 2 and r.stderr.strip().endswith("(--m-epochs)") and not os.path.exists(out)
     r = run_em([*args, "--m-steps", "2"], timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     docs = [json.loads(line) for line in open(os.path.join(out, "iter1", "latents.jsonl"))]
@@ -558,7 +561,7 @@ def test_changed_corpus_is_prepared_again_or_refused(tmp_path, inputs):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"text": f"Old {i}."}) + "\n" for i in range(4)))
     cfg = C.EMConfig(out=str(tmp_path / "out"), corpus=str(corpus), init=inputs["CKPT"],
-                      teacher_latents=inputs["TEACH"], max_latent=8)
+                     teacher_latents=inputs["TEACH"], max_latent=8, block_size=128)
     tok = get_tokenizer("bytes")
     data = em.prepare_data(cfg, em.check_inputs(cfg))
     first = lambda t: [tok.decode(t.doc(i)["x"][0]) for i in range(len(t))]  # out/data/target/, the shards
@@ -589,7 +592,7 @@ def test_corpus_is_checked_and_prepared_streaming(tmp_path, inputs):
         corpus.write_text("".join(line(i, "z" if i >= latent_from else None) + "\n" + "\n" * (i % 9 == 0)
                                   + json.dumps({"text": f"Doc {i}. Words here."}) + "\n" for i in range(20)))
         cfg = C.EMConfig(out=str(tmp_path / name), corpus=str(corpus), init=inputs["CKPT"], val=val,
-                          teacher_latents=inputs["TEACH"], max_latent=8)
+                         teacher_latents=inputs["TEACH"], max_latent=8, block_size=128)
         checked = em.check_inputs(cfg)
         assert not isinstance(checked["docs"]["corpus"], list) and len(checked["docs"]["corpus"]) == 40
         rundir.write_data(cfg, checked, str(tmp_path / name / "data"))
@@ -621,7 +624,7 @@ def test_eval_reads_val_as_checked(tmp_path, inputs, capsys):
     from data.corpus import read_docs
     from model import load_model
     argv = ["--eval", "--ckpt", inputs["CKPT"], "--val", inputs["GOOD"], "--eval-ks", "1", "--max-latent", "8",
-            "--k", "1", "--out", str(tmp_path / "out")]
+            "--k", "1", "--block-size", "128", "--out", str(tmp_path / "out")]
     em.main(argv)
     out = capsys.readouterr().out
     m = json.loads(out[out.index("{"):out.rindex("}") + 1])
@@ -634,9 +637,9 @@ def test_the_m_step_config_is_checked_by_train_up_front(monkeypatch):
     """The safety net: a rule em.py forgot is still caught before any phase runs, by train.py's own checks on
     the M-step configuration em.py will pass it."""
     monkeypatch.setattr(rundir, "MINIMUM", {k: v for k, v in rundir.MINIMUM.items() if k != "m_steps"})
-    cfg = C.EMConfig(m_steps=0)
+    cfg = C.EMConfig(m_steps=-1)
     assert rundir.flag_errors(cfg, phase_errors=em.phase_errors) == [
-        "train.py would refuse the M-step: must be positive, got 0 (--max-steps)"]
+        "train.py would refuse the M-step: must be positive, got -1 (--max-steps)"]
 
 
 
