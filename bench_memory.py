@@ -108,7 +108,7 @@ def _estep_unit(shard_dir, mode):
     corpus, the unit boundaries (O(n_units)) and the unit's documents and rows."""
     import em
     from data import config as C
-    from data import rundir
+    from data import estep_files
     from data.shards import open_shards
     from data.tokenizer import get_tokenizer
     from model import GPT, GPTConfig
@@ -116,7 +116,7 @@ def _estep_unit(shard_dir, mode):
     cfg = C.EMConfig(estep=mode, **ESTEP_UNIT)
     model = GPT(GPTConfig(vocab_size=tok.n_vocab, block_size=cfg.block_size, n_layer=cfg.n_layer,
                           n_head=cfg.n_head, n_embd=cfg.n_embd)).eval()
-    bounds = rundir.cut_units(target.a["doc_off"], ESTEP_CHUNKS, whole=mode == "sequential")
+    bounds = estep_files.cut_units(target.a["doc_off"], ESTEP_CHUNKS, whole=mode == "sequential")
     rows = em.unit_work(model, tok, cfg, target, 1, bounds)(0)
     print(f"{len(bounds) - 1} units, unit 0: {len(rows)} chunks")
 

@@ -29,6 +29,7 @@ import torch
 from accuracy import eval_questions
 from common import barrier, pick_device, print0, rank0_phase, rank_world, setup_dist
 from data import config as C
+from data import estep_files as E
 from data import questions as Q
 from data import report as R
 from data import rundir as D
@@ -236,10 +237,10 @@ def estep_docs(model, tok, cfg, edocs, keys, k, tag, key, context, temperature=N
 
 
 def unit_work(model, tok, cfg, target, it, bounds):
-    """work(u) for data/rundir.run_units: the E-step on unit u, global chunks bounds[u]:bounds[u + 1] of the
+    """work(u) for data/estep_files.run_units: the E-step on unit u, global chunks bounds[u]:bounds[u + 1] of the
     target corpus (data/shards.Shards; only the unit's documents are read) -> one row per chunk."""
     def work(u):
-        keys = D.unit_keys(target.a["doc_off"], bounds[u], bounds[u + 1])
+        keys = E.unit_keys(target.a["doc_off"], bounds[u], bounds[u + 1])
         edocs = {d: target.doc(d) for d in sorted({d for d, _ in keys})}
         res = estep_docs(model, tok, cfg, edocs, keys, cfg.k, f"estep{it}",
                          lambda d, c: (cfg.seed, it, edocs[d]["id"], c), cfg.estep)
@@ -248,11 +249,11 @@ def unit_work(model, tok, cfg, target, it, bounds):
 
 
 def estep(model, tok, cfg, target, it, out_dir, unit=D.UNIT):
-    """The E-step over every chunk of `target` (data/shards.Shards) in units (data/rundir.run_units: sharded over
+    """The E-step over every chunk of `target` (data/shards.Shards) in units (data/estep_files.run_units: sharded over
     ranks, saved atomically, resumed after a kill; sequential: whole documents per unit) -> an iterator over every
     chunk's row in (doc, chunk) order. Ids and RNG are keyed, so any number of ranks picks the same latents."""
-    bounds = D.cut_units(target.a["doc_off"], unit, whole=cfg.estep == "sequential")
-    return D.run_units(len(bounds) - 1, out_dir, unit_work(model, tok, cfg, target, it, bounds), *rank_world(),
+    bounds = E.cut_units(target.a["doc_off"], unit, whole=cfg.estep == "sequential")
+    return E.run_units(len(bounds) - 1, out_dir, unit_work(model, tok, cfg, target, it, bounds), *rank_world(),
                        barrier, f"E-step {it}")
 
 
@@ -267,7 +268,7 @@ def run_estep(cfg, tok, data, it, prev_ckpt):
         return estep(model, tok, cfg, data["target"], it, os.path.join(idir, "estep_units"))
 
     def write(rows):
-        diag, gold = D.write_latents(cfg, data, rows, idir)
+        diag, gold = E.write_latents(cfg, data, rows, idir)
         write_json(path, {**diag, "seconds": round(time.time() - t0[0], 1), **gold})
     return rank0_phase(lambda: os.path.exists(path) and is_shard_dir(shards), write,
                        lambda: (shards, read_json(path)), work)

@@ -27,20 +27,17 @@ import sys
 import torch
 
 from common import device_error, pick_device
-from data.corpus import ascii_float, ascii_int, parser_error
+from data.cli import ascii_float, ascii_int, parser_error
 from data.layout import MODE_MARKS, explain_prompt, joint_continuation, latent_marks, segments, think_prompt
 from data.tokenizer import get_tokenizer, tokenizer_error
 from kernels.sampling import sample
-from model import KVCache, check_checkpoint, device_bytes, fit_tokenizer, gb, kv_cache_bytes, load_model, \
-    param_count
+from memory import sample_errors
+from model import KVCache, check_checkpoint, fit_tokenizer, load_model
 
 PREFILL_TOKENS = 4096  # padded tokens per prefill call: large matmuls, yet little padding on length-sorted prompts
 SCORE_TOKENS = 8192  # padded tokens per scoring forward
 LOGIT_ELEMS = 1 << 24  # fp32 logits materialised at once when scoring (64 MB; ~330 positions of GPT-2's vocab)
 CHECK_EVERY = 4  # decode steps between looks at which rows have stopped (a host sync on GPU)
-# a floor of the Python memory generate() keeps per sequence, and per new token (its id and two log-probs):
-# measured with tracemalloc, 1.3 KB at 8 new tokens and 10.3 KB at 128 (about 400 + 75 a token)
-SEQ_BYTES, TOKEN_BYTES = 256, 64
 
 
 # ----------------------------------------------------------------------------- batching (generation and scoring)
@@ -464,18 +461,6 @@ def load(a, tok):
     return model
 
 
-def size_error(config, n, M):
-    """--num-samples against this machine: generate() keeps every sequence's tokens and log-probs (a floor of
-    SEQ_BYTES + TOKEN_BYTES a new token) beside the model and a KV cache of min(n, 64) rows."""
-    have, P = device_bytes("cpu"), param_count(config)
-    fixed = 4 * P + kv_cache_bytes(config, min(n, 64), config.block_size)
-    per = SEQ_BYTES + TOKEN_BYTES * M
-    if fixed + n * per > have:
-        return (f"{n} samples of {M} new tokens need at least {gb(fixed + n * per)}, more than the {gb(have)} here: "
-                f"at most {max(0, (have - fixed) // per)} fit (--num-samples)")
-    return None
-
-
 def main(argv=None):
     a = parse_args(argv)
     try:
@@ -489,7 +474,7 @@ def main(argv=None):
         fail(f"the prompt takes {len(prompt)} of the model's {config.block_size} positions, leaving {room} "
              f"for new tokens (--prompt, --max-new-tokens)")
     M = min(128, room) if a.max_new_tokens is None else a.max_new_tokens
-    err = size_error(config, a.num_samples, M)
+    err = sample_errors(config, a.num_samples, M)
     if err:
         fail(err)
     try:

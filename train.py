@@ -28,13 +28,14 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from common import bf16_native, device_error, pick_device, setup_dist
-from data.corpus import add_flags, atomic_dir, opt, out_dir_error, out_lock, parser_error, write_atomic
+from data.cli import add_flags, opt, out_dir_error, parser_error
+from data.corpus import atomic_dir, out_lock, write_atomic
 from data.layout import MODES
 from data.loader import Rows, open_corpus, val_windows
 from data.shards import is_shard_dir
 from data.tokenizer import check_tokenizer, get_tokenizer, tokenizer_error
-from model import GPT, GPTConfig, check_checkpoint, device_bytes, gb, load_model, param_count, \
-    resolve_checkpoint, train_bytes
+from memory import train_errors
+from model import GPT, GPTConfig, load_model, resolve_checkpoint
 
 
 DTYPES = ("auto", "bf16", "fp32")
@@ -117,49 +118,7 @@ def flag_errors(cfg):
     if cfg.init != "scratch" and not os.path.isdir(cfg.init) and not os.path.isdir(cfg.init + ".old"):
         errors.append(f"{cfg.init}: neither 'scratch' nor a checkpoint directory (--init)")
     errors += cfg.errors() + [e for e in (device_error(cfg.device), out_dir_error(cfg.out)) if e]
-    return errors or model_errors(cfg)
-
-
-def model_errors(cfg):
-    """With every flag in range: --init checked without loading a weight (model.check_checkpoint: config, tensor
-    names and shapes, tokenizer), the window against the model's, and the sizes against this machine (a training
-    step's floor, model.train_bytes: the model, --batch-size, --total-batch-tokens). -> one-line messages."""
-    try:
-        tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
-    except (ValueError, OSError) as e:
-        return [f"{e} (--tokenizer)"]
-    if cfg.init == "scratch":
-        config = GPTConfig(block_size=cfg.block_size or 256, vocab_size=tok.n_vocab, n_layer=cfg.n_layer,
-                           n_head=cfg.n_head, n_embd=cfg.n_embd)
-    else:
-        try:
-            config, _ = check_checkpoint(cfg.init, tok)
-        except ValueError as e:
-            return [f"{e} (--init)"]
-        config = replace(config, vocab_size=max(config.vocab_size, tok.n_vocab))  # build_model grows it
-    T, world = cfg.block_size or config.block_size, int(os.environ.get("WORLD_SIZE", "1"))
-    if T > config.block_size:
-        return [f"{T} exceeds the model's block_size {config.block_size} (--block-size)"]
-    micro, have, P = cfg.batch_size * T * world, device_bytes(cfg.device), param_count(config)
-    if cfg.total_batch_tokens % micro:
-        return [f"{cfg.total_batch_tokens} is not a multiple of batch_size*block_size*world = {cfg.batch_size}*{T}*"
-                f"{world} = {micro} (--total-batch-tokens)"]
-    held = (cfg.total_batch_tokens or micro) // world  # tokens of one step's windows on this rank
-    one, per_seq = train_bytes(config, 1, T, T), train_bytes(config, 2, T, 0) - train_bytes(config, 1, T, 0)
-    if one > have:
-        return [f"the model's {P:,} parameters need at least {gb(one)} to train (weights, gradients and AdamW "
-                f"moments in fp32, one sequence), more than the {gb(have)} here "
-                f"({'--init' if cfg.init != 'scratch' else '--n-layer, --n-embd, --block-size'})"]
-    if train_bytes(config, cfg.batch_size, T, cfg.batch_size * T) > have:
-        return [f"{cfg.batch_size} sequences of {T} tokens need at least "
-                f"{gb(train_bytes(config, cfg.batch_size, T, cfg.batch_size * T))} to train, more than the {gb(have)} "
-                f"here: at most {(have - train_bytes(config, 0, T, 0)) // (per_seq + 16 * T)} fit (--batch-size)"]
-    if train_bytes(config, cfg.batch_size, T, held) > have:
-        fit = (have - train_bytes(config, cfg.batch_size, T, 0)) // 16 * world
-        return [f"{cfg.total_batch_tokens} tokens per step are held as int64 windows until the step ends: at least "
-                f"{gb(train_bytes(config, cfg.batch_size, T, held))} with the model, more than the {gb(have)} here: "
-                f"at most {fit} fit (--total-batch-tokens)"]
-    return []
+    return errors or train_errors(cfg)
 
 
 def check_flags(cfg):

@@ -9,7 +9,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from data import rundir as D
-from data.corpus import HelpFormatter, add_flags, opt, parser_error
+from data.cli import HelpFormatter, add_flags, opt, parser_error
 from data.layout import key_int
 from data.loader import Rows, open_corpus
 

@@ -230,3 +230,11 @@ def segments(tok, ids):
             text.append(t)  # anything else, a stray special included, prints as decode() spells it
             i += 1
     return out + ([("text", text, True)] if text else [])
+
+
+def inline_latents(doc):
+    """A --teacher-latents document as raw text, each chunk's latent written before the chunk it explains (the
+    prior layout's order, without its marks): the raw arm 'inline' for a warm set whose base text format is
+    unknown (the built-in world writes its own, in its base text's format: data/world.py warm_inline)."""
+    return {"id": doc["id"], "chunks": [{"suffix": (c["latent"] + " " if c["latent"] else "") + c["suffix"],
+                                         "latent": None} for c in doc["chunks"]]}

@@ -28,8 +28,8 @@ import sys
 import time
 
 from data import world
-from data.corpus import ascii_float, ascii_int, doc_line, odd_doc, out_dir_error, parse_line, parser_error, \
-    sha256_file, shown_lines, unique_id
+from data.cli import ascii_float, ascii_int, out_dir_error, parser_error
+from data.corpus import doc_line, odd_doc, parse_line, sha256_file, shown_lines, unique_id
 from data.layout import encode_doc
 from data.shards import ShardWriter, flatten, token_dtype
 from data.tokenizer import TOKENIZERS, get_tokenizer

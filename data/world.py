@@ -62,8 +62,8 @@ import re
 import sys
 from dataclasses import asdict, dataclass
 
-from data.corpus import add_flags, chunk_text, opt, out_dir_error, parser_error, write_atomic, write_docs, \
-    write_json
+from data.cli import add_flags, opt, out_dir_error, parser_error
+from data.corpus import chunk_text, write_atomic, write_docs, write_json
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 SHAPES = ("compact", "prose")

@@ -58,11 +58,11 @@ def marks_gpt(tok, seed=0, eol=3.0, **config):
 def estep_docs(model, tok, cfg, docs, it, out_dir, unit=512):
     """em.estep over `docs` ({'id', 'chunks'}) as in-memory shards -> (docs with latents, rows)."""
     import em
-    from data import rundir as D
+    from data import estep_files as E
     from data.layout import encode_doc
     from data.shards import from_docs
     rows = list(em.estep(model, tok, cfg, from_docs([encode_doc(tok, d) for d in docs], tok), it, out_dir, unit))
-    return list(D.with_latents(docs, rows)), rows
+    return list(E.with_latents(docs, rows)), rows
 
 
 def check_bounds(out, rows):

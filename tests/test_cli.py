@@ -39,7 +39,7 @@ def test_em_help_is_grouped_and_short(monkeypatch):
 
 def test_add_flags_groups_and_skips_empty_defaults():
     from dataclasses import dataclass
-    from data.corpus import add_flags, opt
+    from data.cli import add_flags, opt
 
     @dataclass
     class C:

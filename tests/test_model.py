@@ -603,7 +603,8 @@ CONFIGS = [GPTConfig(), GPTConfig(bias=False, n_inner=80), GPTConfig(arch="llama
 @pytest.mark.parametrize("config", CONFIGS, ids=["gpt2", "gpt2-nobias", "llama-gqa-untied", "llama-mqa"])
 def test_tensor_tables_and_param_count_match_the_module(config):
     """model.our_tensors (what check_checkpoint expects of our files) and param_count are GPT's own state dict."""
-    from model import our_tensors, param_count
+    from memory import param_count
+    from model import our_tensors
     fixed, optional, prefix, block, n_layer = our_tensors(config)
     table = {**fixed, **optional, **{f"{prefix}{i}.{k}": v for i in range(n_layer) for k, v in block.items()}}
     model = GPT(config)
