@@ -187,8 +187,9 @@ def unique_id(doc_id, ids, occurrences):
 def odd_doc(doc):
     """Why a parsed document holds nothing to learn from (None: it does): its text is whitespace only, or it holds
     a NUL character (binary debris from extraction, never prose). Such documents are skipped and counted, as
-    repeated ones are kept and counted (note_stats)."""
-    if any("\0" in c["suffix"] or "\0" in (c["latent"] or "") for c in doc["chunks"]):
+    repeated ones are kept and counted (note_stats). Latents are not looked at: a sampled latent (the E-step's
+    latents.jsonl) may hold any byte, and what trains is its latent_ids."""
+    if any("\0" in c["suffix"] for c in doc["chunks"]):
         return "NUL"
     return None if any(c["suffix"].strip() for c in doc["chunks"]) else "whitespace"
 

@@ -148,9 +148,11 @@ def test_cli_refuses_bad_flags_before_writing(tmp_path, capsys, argv, msg):
 
 def test_the_compact_world_is_unchanged_byte_for_byte():
     """A hash of a tiny compact world built on main before the prose shape existed: the same, with its questions'
-    answer text (the answer chunk) and an empty dev split added."""
+    answer text (the answer chunk), an empty dev split and the warm set with its walks inline (one per warm doc)
+    added."""
     import hashlib
     w = W.build(SMALL)
+    assert len(w.pop("warm_inline")) == len(w["warm"])
     assert w.pop("dev_questions") == [] and all(q.pop("answer_text") == W.answer_text(problem_of(q["question"]), q["answer"])
                                                 for q in w["questions"])
     built = json.dumps(w, sort_keys=True).encode()
