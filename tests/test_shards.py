@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from data import rundir as D
+from data import estep_files as E
 from data import shards
 from data.corpus import read_docs
 from data.layout import encode_doc
@@ -213,13 +213,13 @@ def test_killed_estep_leaves_no_latents_and_resumes_to_the_same(tmp_path, estep_
     assert os.listdir(os.path.join(idir, "estep_units")) == ["unit00000.json"]
     ran.clear()
     monkeypatch.setattr(em, "unit_work", recording)
-    line = D.doc_line
-    monkeypatch.setattr(D, "doc_line", lambda d: line(d) if d["id"] != "d3" else 1 / 0)  # dies mid-write
+    line = E.doc_line
+    monkeypatch.setattr(E, "doc_line", lambda d: line(d) if d["id"] != "d3" else 1 / 0)  # dies mid-write
     with pytest.raises(ZeroDivisionError):
         em.run_estep(cfg_k, tok, data_k, 1, "unused")
     assert ran[0] == 1 and 0 not in ran  # the finished unit was reused
     assert sorted(os.listdir(idir)) == ["estep_units"]  # no latents/, no latents.jsonl, no temporary file
-    monkeypatch.setattr(D, "doc_line", line)
+    monkeypatch.setattr(E, "doc_line", line)
     ran.clear()
     path, diag = em.run_estep(cfg_k, tok, data_k, 1, "unused")
     assert ran == [] and sorted(os.listdir(idir)) == ["estep.json", "estep_units", "latents", "latents.jsonl"]
