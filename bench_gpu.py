@@ -308,12 +308,12 @@ def _plain_loop(cfg, tok, docs):
     autocast, each step timed as train.py times its own (wall clock, first step left out) -> (tok/s, final loss)."""
     model = tr.build_model(cfg, tok).cuda()
     opt, _ = tr.make_optimizer(model, cfg, torch.device("cuda"))
-    stream, busy = tr.Stream(tok, docs, cfg.layout, cfg.seed), 0.0
+    rows, busy = tr.Rows(tok, docs, cfg.layout, cfg.seed, cfg.block_size), 0.0
     for step in range(cfg.max_steps):
         t0 = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = tr.lr_at(step, cfg)
-        x, y = (t.to("cuda", non_blocking=True) for t in stream.windows(cfg.batch_size, cfg.block_size))
+        x, y = (t.to("cuda", non_blocking=True) for t in rows.next_rows(cfg.batch_size))
         with torch.autocast("cuda", dtype=torch.bfloat16):
             _, loss = model(x, y)
         loss.backward()
