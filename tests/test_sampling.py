@@ -186,7 +186,7 @@ def test_temperature_zero_is_argmax(backend):
 
 
 def test_large_vocab_triton():
-    """V = 128k + 5: many tiles (17 of 8192 columns: the default 2048 would take 4x the interpreter's time), ragged
+    """V = 128k + 5: many tiles (17 of 8192 columns: the default 2048 take 3x the interpreter's time), ragged
     last tile, top-k + top-p threshold search."""
     torch.manual_seed(7)
     V = 131077
