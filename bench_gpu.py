@@ -445,8 +445,7 @@ def gpu_error():
                 "tested by tests/test_attention.py and tests/test_sampling.py under TRITON_INTERPRET=1")
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", default=None, help="write every check's result and the machine to this JSON file")
     ap.add_argument("--only", default="", help="comma-separated substrings: run the checks whose name has one")
@@ -455,6 +454,12 @@ def main(argv=None):
                                                                 "the last, train.py --compile, needs 1-2 minutes)")
     ap.add_argument("--table", default=None, help="render a --json file as the README table and run nothing")
     ap.add_argument("--readme", default=None, help="with --table: write it between this file's gpu-table markers")
+    return ap
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    ap = build_parser()
     ap.error = fail = bench.fail  # one line on stderr, exit code 2
     args = ap.parse_args(argv)
     if args.table or args.readme:

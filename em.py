@@ -19,10 +19,13 @@ The loop (spec: ../shared/docs/BOLT.md), in this file's order:
               run_estep are the mechanics
   M-step      run_train: from the *base* weights on the target corpus with the chosen latents, same budget and
               schedule() every iteration (--m-step continue: from the previous model instead)
-  evaluation  eval_nll (raw NLL, IW-ELBO_K: the spec's bound and the mode-conditional one), eval_questions
-              (accuracy on questions as data, data/questions.py), run_eval (cached per phase)
-  baselines   the base model, raw token-matched and FLOP-matched (raw arms asked directly and asked to reason in
-              their training text's format), and the oracle (teacher latents on the whole target corpus)
+  evaluation  eval_nll (raw NLL, IW-ELBO_K: the spec's bound and the PRIOR-conditional one, each mark's cost,
+              standard errors over documents), eval_questions (accuracy on test and dev questions as data,
+              data/questions.py, a latent model thinking before every chunk as in training: think_answers),
+              run_eval (cached per phase)
+  baselines   the base model, the raw arms of --raw-arms (raw_arm: token- and FLOP-matched, the warm set's walks
+              inline, the warm start continued on raw text, the pipeline's compute; each asked directly and asked
+              to reason in its training text's format), and the oracle (gold walks on the whole target corpus)
 Not the method, kept apart: data/rundir.py checks every flag and input before anything is written (a bad command
 prints one line `error: <what> (<flag or file:line>)`, exits 2 and leaves --out as it was), prepares out/data
 (a sha256 of every input recorded: changed inputs are prepared again, or refused once trained on; the target
@@ -48,75 +51,84 @@ import torch
 from data import questions as Q
 from data import report as R
 from data import rundir as D
-from data.corpus import add_flags, out_lock, parser_error, read_json, write_atomic, write_json
+from data.corpus import HelpFormatter, add_flags, opt, out_lock, parser_error, read_json, write_atomic, \
+    write_json
 from data.layout import MODE_MARKS, encode_doc, estep_prompts, joint_continuation, latent_marks, raw_pair, \
-    think_prompt
+    think_layout
 from data.shards import is_shard_dir, open_shards
 from data.tokenizer import check_tokenizer
 from model import GPTConfig, load_model
 from sample import generate, latent, score
-from train import Rows, TrainConfig, barrier, encode_corpus, pick_device, print0, rank_world, setup_dist, train, value_errors
+from common import barrier, pick_device, print0, rank_world, setup_dist
+from data.loader import Rows, open_corpus
+from train import TrainConfig, train
+
+
+RUN, INPUTS, MODEL, BUDGETS, ESTEP, EVAL, WORLD = "run", "inputs", "model (from scratch)", "budgets", "E-step", \
+    "evaluation", "the built-in world"
 
 
 @dataclass
 class EMConfig:
-    iters: int = 3  # EM iterations
-    k: int = 4  # Monte-Carlo latents per chunk in the E-step
-    seed: int = 0
-    out: str = "out/em"
-    quick: bool = False  # tiny world, tiny model: a smoke test in about a minute
-    corpus: str = ""  # target corpus (JSONL text or the authors' chunks format); default: the built-in world
-    teacher_latents: str = ""  # warm-start set with latents (authors' format); default: the world's teacher
-    val: str = ""  # held-out documents for NLL / IW-ELBO; default: the world's
-    init: str = ""  # base weights (our checkpoint or HF GPT-2 dir); skips base pretraining
-    tokenizer: str = "bytes"
-    bpe_dir: str = ""
-    m_step: str = "fresh"  # fresh: every M-step starts from base (the paper); continue: from the previous model
-    # how chunk i sees the chunks before it (data/layout.context): sequential = laid out as in training with the
-    # latents already chosen for them, sampled chunk by chunk (an SMC sampler); paper = their raw text (BOLT.md),
-    # which on the prose world lost the problem's start digit and collapsed one seed (README, Results)
-    estep: str = "sequential"
-    no_baselines: bool = False
-    oracle: bool = False  # also train the oracle: gold walks on the whole target corpus (built-in worlds)
-    # model (from scratch) and budgets
-    n_layer: int = GPTConfig.n_layer
-    n_head: int = GPTConfig.n_head
-    n_embd: int = GPTConfig.n_embd
-    block_size: int = 256  # a prose document (two problems, their walks and marks) fits one row
-    batch_size: int = 8  # rows per optimizer step
-    lr: float = 1e-3
-    base_lr: float = 2e-3  # from scratch: at 1e-3 one seed's base sat on a plateau for 2,000 steps
-    base_steps: int = 2000
-    # budgets in epochs of the phase's own corpus (document-aligned rows / --batch-size), so they follow the
-    # corpus; a --*-steps value > 0 fixes the step count instead
-    warm_epochs: float = 20.0
-    m_epochs: float = 8.0  # every M-step, the oracle and the FLOP-matched raw baseline
-    warm_steps: int = 0
-    m_steps: int = 0
-    # E-step and evaluation
-    max_latent: int = 32  # sampled tokens per latent, EoL included
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    drop_capped: bool = False  # drop latents that hit max_latent instead of keeping them (the authors keep)
-    gen_batch: int = 256
-    eval_ks: str = "1,2,4"
-    questions: str = ""  # held-out questions JSONL (data/questions.py); default: the world's, none for --corpus
-    answer_regex: str = ""  # overrides every question's answer rule (group 1 if it has one, else the match)
-    raw_prompt_prefix: str = ""  # text file put before each question's "prompt" when a raw model may reason
-    seeds: str = ""  # "0,1,2": one run per seed in out/seed{S}, then a combined report (instead of --seed)
-    # the built-in world
-    world_target: int = 1000
-    world_warm: int = 400
-    world_heldout: int = 100
-    world_questions: int = 1000
-    world_shape: str = "prose"  # prose: problems in words over chunks; compact: one problem, two chunks
+    iters: int = opt(3, "EM iterations", group=RUN)
+    seed: int = opt(0, "seed of the world, inits, data order and E-step draws", group=RUN)
+    seeds: str = opt("", "'0,1,2': a run per seed in OUT/seed{S}, one report", group=RUN, metavar="LIST")
+    out: str = opt("out/em", "run directory; the same command resumes it", group=RUN, metavar="DIR")
+    quick: bool = opt(False, "tiny world and model: a one-minute smoke test", group=RUN)
+    no_baselines: bool = opt(False, "skip the base and raw arms (and the oracle)", group=RUN)
+    raw_arms: str = opt("default", "raw baselines: a comma list of " + ", ".join(D.RAW_ARMS) + ", each optionally "
+                        "+replay (mixed 1:1 with the base corpus); empty: none; default: "
+                        f"{D.DEFAULT_RAW_ARMS} (a --corpus run: without +replay)", group=RUN, metavar="LIST")
+    oracle: bool = opt(False, "also train the oracle (gold walks; built-in worlds)", group=RUN)
+    corpus: str = opt("", "target corpus ({'text'} or chunks); default: the world", group=INPUTS, metavar="JSONL")
+    teacher_latents: str = opt("", "warm-start set with latents; default: the world's",
+                               group=INPUTS, metavar="JSONL")
+    val: str = opt("", "held-out documents; default: the world's", group=INPUTS, metavar="JSONL")
+    init: str = opt("", "base weights (ours or a HF dir); no pretraining", group=INPUTS, metavar="DIR")
+    tokenizer: str = opt("bytes", "bytes | gpt2 | a HF tokenizer dir", group=MODEL, metavar="NAME")
+    bpe_dir: str = opt("", "dir with GPT-2's vocab.bpe + encoder.json", group=MODEL, metavar="DIR")
+    n_layer: int = opt(GPTConfig.n_layer, "layers", group=MODEL)
+    n_head: int = opt(GPTConfig.n_head, "attention heads", group=MODEL)
+    n_embd: int = opt(GPTConfig.n_embd, "width", group=MODEL)
+    block_size: int = opt(256, "window of every phase", group=MODEL)
+    batch_size: int = opt(8, "rows per optimizer step", group=BUDGETS)
+    lr: float = opt(1e-3, "peak lr of every phase after the base", group=BUDGETS)
+    base_lr: float = opt(2e-3, "peak lr of base pretraining", group=BUDGETS)
+    base_steps: int = opt(2000, "base pretraining steps", group=BUDGETS)
+    warm_epochs: float = opt(20.0, "warm-start epochs", group=BUDGETS)
+    m_epochs: float = opt(8.0, "epochs of every M-step", group=BUDGETS)
+    warm_steps: int = opt(0, "fixed steps, not --warm-epochs", group=BUDGETS)
+    m_steps: int = opt(0, "fixed steps, not --m-epochs", group=BUDGETS)
+    m_step: str = opt("fresh", "fresh: every M-step from the base (BOLT.md); continue: from the previous model",
+                      ("fresh", "continue"), group=BUDGETS)
+    k: int = opt(4, "Monte-Carlo latents per chunk", group=ESTEP)
+    estep: str = opt("sequential", "chunk i's context: earlier chunks with their chosen latents, or raw (BOLT.md)",
+                     ("sequential", "paper"), group=ESTEP)
+    max_latent: int = opt(32, "tokens per latent, EoL included", group=ESTEP)
+    temperature: float = opt(1.0, "0 = greedy, only with --k 1", group=ESTEP)
+    top_k: int = opt(0, "0 = off", group=ESTEP)
+    top_p: float = opt(1.0, "1 = off", group=ESTEP)
+    drop_capped: bool = opt(False, "drop latents that hit --max-latent", group=ESTEP)
+    gen_batch: int = opt(256, "rows per sampling / scoring batch", group=ESTEP)
+    eval_ks: str = opt("1,2,4", "K of the IW-ELBO_K bounds", group=EVAL, metavar="LIST")
+    questions: str = opt("", "test questions JSONL; default: the world's", group=EVAL, metavar="JSONL")
+    dev_questions: str = opt("", "dev questions JSONL, to choose a recipe on; default: the world's", group=EVAL,
+                             metavar="JSONL")
+    answer_regex: str = opt("", "overrides each question's answer rule", group=EVAL, metavar="RE")
+    raw_prompt_prefix: str = opt("", "file put before a raw arm's reasoning prompt", group=EVAL, metavar="FILE")
+    world_target: int = opt(1000, "target documents", group=WORLD)
+    world_warm: int = opt(400, "warm-start documents", group=WORLD)
+    world_heldout: int = opt(100, "held-out documents", group=WORLD)
+    world_questions: int = opt(500, "test questions", group=WORLD)
+    world_dev: int = opt(500, "dev questions (disjoint from the test ones)", group=WORLD)
+    world_shape: str = opt("prose", "prose: problems in words over chunks; compact: one problem, two chunks",
+                           ("prose", "compact"), group=WORLD)
 
 
 QUICK = dict(n_layer=2, n_head=2, n_embd=64, block_size=128, batch_size=16, base_steps=150, warm_epochs=16,
-             world_target=120, world_warm=60, world_heldout=32, world_questions=64, world_shape="compact", max_latent=32)
+             world_target=120, world_warm=60, world_heldout=32, world_questions=32, world_dev=32,
+             world_shape="compact", max_latent=32)
 DIRECT_TOKENS = 24  # what a raw model asked directly may write: an answer sentence ("The result is 5." is 16 bytes)
-EVAL_VERSION = 3  # 2: questions as data, raw arms asked to reason, the spec's bound; 3: DIRECT_TOKENS 8 -> 24
 
 
 # ----------------------------------------------------------------------------- the loop (BOLT.md)
@@ -146,35 +158,98 @@ def run(cfg, checked=None):
                         **{f"estep_{k}": v for k, v in diag.items()}})
         print0(f"   iter {it}: " + R.fmt_metrics(results[-1]))
     if not cfg.no_baselines:
-        results += run_baselines(cfg, tok, data, base)
+        results += run_baselines(cfg, tok, data, base, warm)
     if rank_world()[0] == 0:
         report(cfg, results, time.time() - t_start, resumed)
     return results
 
 
-def run_baselines(cfg, tok, data, base):
-    """The base model as it is; raw data from base, token-matched (same epochs over the target documents as an
-    M-step) and FLOP-matched (same steps x tokens as an M-step); and the oracle, trained on teacher latents for
-    the whole corpus."""
-    steps = m_steps(cfg, tok)
-    epochs = steps * cfg.batch_size / n_rows(tok, cfg, latent_path(cfg), "random")
-    raw_steps = max(1, round(epochs * n_rows(tok, cfg, data["paths"]["target"], "raw") / cfg.batch_size))
+def run_baselines(cfg, tok, data, base, warm):
+    """The base model as it is; the raw arms of --raw-arms (raw_arm), each evaluated as a raw model (asked
+    directly and asked to reason; an arm that would train what an earlier one trains is not trained twice);
+    and with --oracle the oracle, trained on the gold walks for the whole corpus."""
     out = [{"name": "base (no target training)", "baseline": "base", **run_eval(cfg, "base", base, tok, data, False)}]
-    # document-aligned rows: a raw document takes a row as its latent twin does, so the two arms often agree
-    arms = {"raw_tokens": (f"raw, token-matched ({epochs:.1f} epochs)", raw_steps), "raw_flops": ("raw, FLOP-matched",
-                                                                                                 steps)}
-    if raw_steps == steps:
-        arms = {"raw_tokens": (f"raw, token- and FLOP-matched ({epochs:.1f} epochs)", steps)}
-    for name, (label, n) in arms.items():
-        ck = run_train(cfg, name, data["paths"]["target"], "raw", base, n)
-        out.append({"name": label, "baseline": name, "steps": n, **run_eval(cfg, name, ck, tok, data, False)})
+    done = set()
+    for arm, replay in D.raw_arms(cfg):
+        name, label, path, init, steps = raw_arm(cfg, tok, data, arm, replay, base, warm)
+        if (path, init, steps) in done:  # document-aligned rows: token- and FLOP-matching often agree
+            continue
+        done.add((path, init, steps))
+        phase = pipeline_phase(cfg, name) if arm == "pipeline" else name
+        ck = run_train(cfg, phase, path, "raw", init, steps)
+        out.append({"name": label, "baseline": name, "phase": phase, "steps": steps,
+                    **run_eval(cfg, phase, ck, tok, data, False)})
     if data["gold"] is not None and cfg.oracle:
-        ck = run_train(cfg, "oracle", data["paths"]["target_gold"], "random", base, steps)
-        out.append({"name": "oracle (teacher latents)", "baseline": "oracle",
-                    **run_eval(cfg, "oracle", ck, tok, data, True)})
+        ck = run_train(cfg, "oracle", data["paths"]["target_gold"], "random", base, m_steps(cfg, tok))
+        out.append({"name": "oracle (the corpus' latents)" if cfg.corpus else "oracle (gold walks)",
+                    "baseline": "oracle", **run_eval(cfg, "oracle", ck, tok, data, True)})
     for r in out:
         print0(f"   {r['name']}: " + R.fmt_metrics(r))
     return out
+
+
+def raw_arm(cfg, tok, data, arm, replay, base, warm):
+    """One raw baseline of --raw-arms -> (name, label, train.py --data, init, steps); every one trains in the
+    raw layout and costs the steps given:
+      tokens    the target from base, as many epochs over its documents as an M-step makes over the latents
+      flops     the target from base, one M-step's steps (m_steps)
+      inline    (a) the target plus the warm set with the teacher's walks inline in the base text's format
+                (data/world.py warm_inline), from base, m_steps: the worked examples the latent arms see
+      warm      (b) the warm-start model continued on the target, m_steps
+      pipeline  (c) inline's data, from base, for as many training tokens as the warm start and every M-step
+                trained (pipeline_tokens; the E-step's sampling is not training and is not counted)
+    +replay: the same data mixed 1:1 by documents with the base corpus (data/rundir.raw_docs); the token-matched
+    arm then makes its epochs over the mix."""
+    path, rep, steps = data["paths"][arm + "+replay" * replay], ", base replay" if replay else "", m_steps(cfg, tok)
+    name = f"raw_{arm}" + "_replay" * replay
+    if arm == "tokens":
+        epochs = steps * cfg.batch_size / n_rows(tok, cfg, latent_path(cfg), "random")
+        n = max(1, round(epochs * n_rows(tok, cfg, path, "raw") / cfg.batch_size))
+        both = " and FLOP" if n == steps else ""  # document-aligned rows: a raw document takes a row as its twin
+        return name, f"raw, token{both}-matched{rep} ({epochs:.1f} epochs)", path, base, n
+    if arm == "pipeline":
+        n = steps_for_tokens(tok, cfg, pipeline_phase(cfg, name), path, "raw", pipeline_tokens(cfg, tok, data))
+        return name, f"raw + warm walks inline, pipeline tokens{rep} ({n} steps)", path, base, n
+    label = {"flops": "raw, FLOP-matched", "inline": "raw + warm walks inline", "warm": "warm start, then raw"}[arm]
+    return name, f"{label}{rep} (one M-step)", path, warm if arm == "warm" else base, steps
+
+
+def pipeline_phase(cfg, name):
+    """The pipeline arm's phase directory: its steps follow --iters, which a resumed run may change."""
+    return f"{name}_iters{cfg.iters}"
+
+
+def pipeline_tokens(cfg, tok, data):
+    """Tokens the pipeline trains after base: the warm start's steps and every M-step's, each over its own
+    corpus (the warm set; iteration t's latents) as train.py's rows lay it out."""
+    warm = phase_steps(cfg, tok, cfg.warm_steps, cfg.warm_epochs, data["paths"]["warm"])
+    return phase_tokens(tok, cfg, "warm", data["paths"]["warm"], "random", warm) + sum(
+        phase_tokens(tok, cfg, f"iter{t}", os.path.join(cfg.out, f"iter{t}", "latents"), "random", m_steps(cfg, tok))
+        for t in range(1, cfg.iters + 1))
+
+
+def phase_rows(tok, cfg, name, path, layout):
+    """The tokens (targets) of each row phase `name` trains on, in training order: train.Rows with the phase's
+    seed (train_config), planned from lengths alone; endless, --batch-size rows to a step."""
+    rows = Rows(tok, open_corpus(tok, path), layout, key_int(cfg.seed, name) % 2**31, cfg.block_size)
+    for e in itertools.count():
+        for row in rows.plan(e):
+            yield sum(end - start - 1 for _, start, end in row)
+
+
+def phase_tokens(tok, cfg, name, path, layout, steps):
+    """Tokens phase `name` trains in `steps` optimizer steps."""
+    return sum(itertools.islice(phase_rows(tok, cfg, name, path, layout), steps * cfg.batch_size))
+
+
+def steps_for_tokens(tok, cfg, name, path, layout, tokens):
+    """The step count (>= 1) whose training tokens in phase `name` come nearest `tokens`: within half a step's."""
+    rows, done, steps = phase_rows(tok, cfg, name, path, layout), 0, 0
+    while True:
+        step = sum(itertools.islice(rows, cfg.batch_size))
+        if done + step / 2 >= tokens:
+            return max(1, steps)
+        done, steps = done + step, steps + 1
 
 
 def run_seeds(cfg):
@@ -211,14 +286,18 @@ def posterior_samples(model, tok, cfg, prompts, ids, temperature=None):
 
 def joint_scores(model, tok, cfg, prefixes, zs, xs):
     """BOLT.md E-step 3: log p_k = log p(Z_k, X_i | P_i), teacher-forcing P_i SoL PRIOR Z_k EoL X_i
-    (data/layout.joint_continuation). -> (log_p: every token after P_i, BOLT.md's, the evaluation's headline
-    bound; log_p_mc: mode-conditional, without the leading SoL PRIOR). Those marks are a coin of the training
-    recipe, not text: scoring them adds one constant to every sample's log w (the pick is unchanged) and a tax
-    to the bound, log 2 at best and up to 5.8 nats per chunk measured where the raw prefix P_i made a model
-    expect the posterior mode. The E-step weighs log_p_mc, so rounding can never flip a draw."""
+    (data/layout.joint_continuation). -> one dict per sample: log_p_all (every token after P_i: BOLT.md's, the
+    evaluation's headline bound), log_p_np (PRIOR left out: SoL ends X_{i-1}, part of raw text's chunking, so
+    this still bounds raw text, for a model that always takes the prior mode), log_p (both marks left out:
+    what the E-step weighs) and marks (log p of SoL, of PRIOR after it). Both marks come before Z_k, after the
+    same P_i for every sample of a chunk: leaving either out adds one constant to every log w, which softmax
+    cancels, so the pick is the one the E-step has always made (it keeps weighing without both: another sum
+    could round a near-tie the other way)."""
     scores = score(model, prefixes, [joint_continuation(tok, z, x) for z, x in zip(zs, xs)],
                    batch_size=cfg.gen_batch)
-    return [s["sum"] for s in scores], [s["sum"] - sum(s["logprobs"][:MODE_MARKS]) for s in scores]
+    return [{"log_p_all": s["sum"], "log_p_np": s["sum"] - s["logprobs"][1],
+             "log_p": s["sum"] - sum(s["logprobs"][:MODE_MARKS]), "marks": s["logprobs"][:MODE_MARKS]}
+            for s in scores]
 
 
 def importance_weights(log_p, log_q):
@@ -256,8 +335,9 @@ def key_int(*parts):
 def sample_latents(model, tok, cfg, edocs, keys, k, temperature=None, zs=None):
     """E-steps 1-3 for each (doc, chunk, tag) in keys, all chunks in one batch (P_i and the prompts:
     data/layout.estep_prompts; zs: per document the latents chosen so far, the sequential E-step's context, or
-    None for the paper's raw prefix) -> per key a list of k dicts {z, log_q, log_p (mode-conditional, what the
-    E-step weighs), log_p_all (BOLT.md's), capped, n_x, dropped}."""
+    None for the paper's raw prefix) -> per key a list of k dicts {z, log_q, log_p (without the marks SoL
+    PRIOR: what the E-step weighs), log_p_np (without PRIOR), log_p_all (BOLT.md's), marks, capped, n_x,
+    dropped} (joint_scores)."""
     prompts, prefixes, xs, ids, dropped = [], [], [], [], []
     for d, c, tag in keys:
         prompt, prefix, x, drop = estep_prompts(tok, edocs[d]["x"], c, cfg.max_latent, cfg.block_size,
@@ -268,9 +348,8 @@ def sample_latents(model, tok, cfg, edocs, keys, k, temperature=None, zs=None):
         ids += [key_int(cfg.seed, tag, edocs[d]["id"], c, j) for j in range(k)]
         dropped.append(drop)
     zs, log_q, capped = posterior_samples(model, tok, cfg, prompts, ids, temperature)
-    log_p, log_p_mc = joint_scores(model, tok, cfg, prefixes, zs, xs)
-    flat = [{"z": z, "log_q": lq, "log_p": lm, "log_p_all": lp, "capped": cp, "n_x": len(x)}
-            for z, lq, lm, lp, cp, x in zip(zs, log_q, log_p_mc, log_p, capped, xs)]
+    flat = [{"z": z, "log_q": lq, **lp, "capped": cp, "n_x": len(x)}
+            for z, lq, lp, cp, x in zip(zs, log_q, joint_scores(model, tok, cfg, prefixes, zs, xs), capped, xs)]
     return [[{**s, "dropped": dropped[i]} for s in flat[i * k:(i + 1) * k]] for i in range(len(keys))]
 
 
@@ -332,9 +411,8 @@ def estep(model, tok, cfg, target, it, out_dir, unit=D.UNIT):
     (data/rundir.run_units: sharded over ranks, saved atomically, resumed after a kill; --estep sequential: whole
     documents per unit); any number of ranks produce the same latents (ids and RNG are keyed, not positional)."""
     bounds = D.cut_units(target.a["doc_off"], unit, whole=cfg.estep == "sequential")
-    done = lambda rows: all("latent_ids" in r for r in rows)  # older units hold text only: sampled again
     return D.run_units(len(bounds) - 1, out_dir, unit_work(model, tok, cfg, target, it, bounds), *rank_world(),
-                       barrier, f"E-step {it}", done)
+                       barrier, f"E-step {it}")
 
 
 def run_estep(cfg, tok, data, it, prev_ckpt):
@@ -386,13 +464,10 @@ def train_config(cfg, name, data_path, layout, init, steps, lr=None, world=None)
 
 
 def phase_errors(cfg):
-    """What train.py would refuse in the phases' configs (a safety net under rundir.flag_errors)."""
-    world, errors = int(os.environ.get("WORLD_SIZE", "1")), []
-    for name, steps, lr in (("base", cfg.base_steps, cfg.base_lr), ("warm", cfg.warm_steps or 1, None),
-                            ("iter1", cfg.m_steps or 1, None))[1 if cfg.init else 0:]:
-        errors += [f"phase {name} would give train.py {e}" for e in
-                   value_errors(train_config(cfg, name, "", "random", "", steps, lr, world))]
-    return errors
+    """What train.py would refuse in the M-step's config, which carries every flag the phases share (a safety
+    net under rundir.flag_errors, which checks the base's and warm start's own steps and rates)."""
+    tc = train_config(cfg, "iter1", "", "random", "", cfg.m_steps or 1, world=int(os.environ.get("WORLD_SIZE", "1")))
+    return [f"train.py would refuse the M-step: {e}" for e in tc.errors()]
 
 
 def run_train(cfg, name, data_path, layout, init, steps, lr=None):
@@ -413,124 +488,197 @@ def run_train(cfg, name, data_path, layout, init, steps, lr=None):
 
 def eval_questions(model, tok, cfg, questions, mode, prefix=""):
     """Greedy accuracy on held-out questions and one row per question (prompt, generated text, extracted answer,
-    correct). mode 'latent': the model writes its reasoning inside SoL PRIOR ... EoL first (the paper's
-    evaluation; the layout marks banned until EoL, so the thought ends only there or at the cap) and the rule
-    reads the text after EoL, which stops at EOS or SoL; 'direct': a raw model answers in DIRECT_TOKENS tokens;
+    correct). mode 'latent': the model answers laid out as training lays out a document (think_answers), and the
+    rule reads the text it writes after its last thought; 'direct': a raw model answers in DIRECT_TOKENS tokens;
     'reason': a raw model is asked in its training text's format (prefix + the question's "prompt") and may
     write max_latent + 8 tokens (up to a "prompt_stop" token). The answer rule is data/questions.py's
-    (--answer-regex overrides the file's)."""
+    (--answer-regex overrides the file's). A latent model's metrics add ans_nll: nats per question of the
+    answer as documents write it ("answer_text") after its own thoughts, which falls with accuracy where a
+    bound over whole documents barely moves (the answer is one token of a chunk)."""
+    if mode == "latent":
+        return eval_latent(model, tok, cfg, questions)
     reason = mode == "reason"
     texts = [prefix + q.get("prompt", q["question"]) if reason else q["question"] for q in questions]
     n_new = DIRECT_TOKENS if mode == "direct" else cfg.max_latent + 8
-    # a latent model sees the question laid out as in training, its chunks ("chunks": as the chunker split it)
-    # each with an empty thought, then starts one; a long few-shot prefix loses its oldest tokens so the prompt
-    # and the answer fit in the context
-    prompts = [think_prompt(tok, [tok.encode(c) for c in q.get("chunks") or [t]]) if mode == "latent"
-               else [tok.bos] + tok.encode(t) for q, t in zip(questions, texts)]
-    room = cfg.block_size - n_new
-    prompts = [p if len(p) <= room else [tok.bos] + p[len(p) - room + 1:] for p in prompts]
-    stops = [tok.eos, tok.sol] if mode == "latent" else [tok.eos]
+    # a long few-shot prefix loses its oldest tokens so the prompt and the answer fit in the context
+    prompts = [fit(tok, [tok.bos] + tok.encode(t), cfg.block_size - n_new) for t in texts]
+    stops = [tok.eos]
     for s in sorted({q["prompt_stop"] for q in questions if "prompt_stop" in q} if reason else ()):
         if len(tok.encode(s)) != 1:
             raise ValueError(f"prompt_stop {s!r} is not one token of the {tok.name} tokenizer")
         stops += tok.encode(s)  # the reasoning ends there: the world's walk is one line, a tenth of the budget
-    ban = dict(banned=latent_marks(tok), ban_until=tok.eol) if mode == "latent" else {}
     outs = generate(model, prompts, n_new, stop_tokens=tuple(stops), temperature=0.0, seed=cfg.seed,
-                    batch_size=cfg.gen_batch, **ban)
+                    batch_size=cfg.gen_batch)
     rows = []
-    for q, asked, o in zip(questions, texts, outs):
-        toks, closed = o["tokens"], mode != "latent" or tok.eol in o["tokens"]
-        if mode == "latent":  # the answer is the text after the thought (none if the thought never closed)
-            toks = toks[toks.index(tok.eol) + 1:] if closed else []
-        text = tok.decode([t for t in toks if t not in tok.special_ids])
+    for i, (q, asked, o) in enumerate(zip(questions, texts, outs)):
+        text = tok.decode([t for t in o["tokens"] if t not in tok.special_ids])
         regex = cfg.answer_regex or q.get("prompt_regex" if reason else "answer_regex")
-        got = Q.extract(text, q["answer"], regex) if closed else None
-        rows.append({"mode": mode, "prompt": asked, "generated": tok.decode(o["tokens"]), "answer_text": text,
-                     "extracted": got, "answer": q["answer"], "correct": Q.correct(got, q["answer"], regex)})
+        got = Q.extract(text, q["answer"], regex)
+        rows.append({"mode": mode, "q": i, "prompt": asked, "generated": tok.decode(o["tokens"]),
+                     "answer_text": text, "extracted": got, "answer": q["answer"],
+                     "correct": Q.correct(got, q["answer"], regex)})
+    return accuracy(rows, "_reason" if reason else ""), rows
+
+
+def fit(tok, p, room):
+    """A prompt cut to `room` tokens by dropping its oldest tokens after BOS."""
+    return p if len(p) <= room else [tok.bos] + p[len(p) - room + 1:]
+
+
+def accuracy(rows, tag=""):
     n = max(len(rows), 1)
     acc = sum(r["correct"] for r in rows) / n
-    tag = "_reason" if reason else ""
-    return {f"acc{tag}": acc, f"acc{tag}_se": math.sqrt(acc * (1 - acc) / n), "n_questions": len(rows)}, rows
+    return {f"acc{tag}": acc, f"acc{tag}_se": math.sqrt(acc * (1 - acc) / n), "n_questions": len(rows)}
 
 
-def eval_nll(model, tok, cfg, docs, latent, ks, unit=D.UNIT):
+def think_answers(model, tok, cfg, questions):
+    """A latent model answers each question laid out as training lays out a document in prior mode
+    (data/layout.think_layout): before each of the question's chunks in turn it writes a thought (greedy, up to
+    max_latent tokens ending at EoL, the layout marks banned as in the E-step), the last one before the chunk
+    that holds the answer (the question's last, "open"; else a chunk of its own after them), then it continues
+    that chunk with the answer (DIRECT_TOKENS tokens, up to the SoL of a next chunk or EOS). Prompts lose their
+    oldest tokens to fit the context.
+    -> (thoughts per question, whether all of them closed, the answer prompts, the answers' generate() outputs)."""
+    chunks = [[tok.encode(c) for c in q.get("chunks") or [q["question"]]] + ([] if q.get("open") else [[]])
+              for q in questions]
+    thoughts, closed = [[] for _ in questions], [True] * len(questions)
+    for j in range(max(map(len, chunks), default=0)):
+        todo = [i for i, c in enumerate(chunks) if j < len(c)]
+        prompts = [fit(tok, think_layout(tok, chunks[i], thoughts[i]), cfg.block_size - cfg.max_latent)
+                   for i in todo]
+        for i, o in zip(todo, generate(model, prompts, cfg.max_latent, stop_tokens=(tok.eol,), temperature=0.0,
+                                       seed=cfg.seed, batch_size=cfg.gen_batch, banned=latent_marks(tok))):
+            thoughts[i].append(latent(o))
+            closed[i] = closed[i] and o["stopped"]
+    prompts = [fit(tok, think_layout(tok, c, z), cfg.block_size - DIRECT_TOKENS) for c, z in zip(chunks, thoughts)]
+    outs = generate(model, prompts, DIRECT_TOKENS, stop_tokens=(tok.eos, tok.sol), temperature=0.0, seed=cfg.seed,
+                    batch_size=cfg.gen_batch)
+    return thoughts, closed, prompts, outs
+
+
+def eval_latent(model, tok, cfg, questions):
+    """eval_questions for a latent model: think_answers, the answer rule on the text after the last thought (no
+    answer when a thought never closed), and the answer's text scored after the answer prompt (ans_nll)."""
+    thoughts, closed, prompts, outs = think_answers(model, tok, cfg, questions)
+    gold = [tok.encode(q.get("answer_text", Q.answer_text(q["answer"])))[:DIRECT_TOKENS] for q in questions]
+    scores = score(model, prompts, gold, batch_size=cfg.gen_batch)
+    rows = []
+    for i, (q, zs, ok, o, s) in enumerate(zip(questions, thoughts, closed, outs, scores)):
+        text = tok.decode([t for t in o["tokens"] if t not in tok.special_ids])
+        regex = cfg.answer_regex or q.get("answer_regex")
+        got = Q.extract(text, q["answer"], regex) if ok else None
+        rows.append({"mode": "latent", "q": i, "prompt": q["question"], "thoughts": [tok.decode(z) for z in zs],
+                     "closed": ok, "generated": tok.decode(o["tokens"]), "answer_text": text, "extracted": got,
+                     "answer": q["answer"], "correct": Q.correct(got, q["answer"], regex), "ans_logp": s["sum"]})
+    nll = [-r["ans_logp"] for r in rows]
+    m, sd = R.mean_sd(nll) if nll else (0.0, 0.0)
+    return {**accuracy(rows), "ans_nll": m, "ans_nll_se": sd / math.sqrt(max(len(nll), 1))}, rows
+
+
+def eval_nll(model, tok, cfg, docs, latent, ks, unit=D.UNIT, per_doc=None):
     """Held-out NLL per raw X token (and bits per byte). Raw model: exact -log p(X_i | BOS P_i). Latent model:
     -IW-ELBO_K = -(sum_i [logsumexp_k(log p_k - log q_k) - log K]) with fresh samples at temperature 1, for each
     K in ks (the first K of max(ks) samples; --estep sequential: one SMC run per K, whose kept ancestors depend
     on its K samples), with the same prefix rule (P_i = up to 3 previous chunks, raw or with their latents).
-    Two bounds: nll_k{K}, the spec's (log p of every token after P_i, the mode marks SoL PRIOR included: a bound
-    on the raw text's NLL), and nll_mc_k{K}, mode-conditional (the marks left out, as the E-step weighs).
-    `docs` is any iterable of documents, evaluated in groups of whole documents of about `unit` chunks, so the
-    work held at once does not grow with the held-out set (sampling is keyed: the grouping changes no draw)."""
-    sums, group, n = {}, [], 0
+    Two bounds on the raw text's NLL (joint_scores): nll_k{K}, the spec's (log p of every token after P_i, the
+    marks SoL PRIOR included), and nll_np_k{K}, PRIOR-conditional (PRIOR left out, SoL kept); sol_nats and
+    prior_nats are each mark's mean cost per chunk (largest K's run: nll_k - nll_np is prior_nats x chunks per
+    token). Each has its standard error over documents (key + "_se"). `docs` is any iterable of documents,
+    evaluated in groups of whole documents of about `unit` chunks, so the work held at once does not grow with
+    the held-out set (sampling is keyed: the grouping changes no draw); per_doc (a list) gets one row of sums
+    per document (nll_docs)."""
+    rows, group, n = [], [], 0
     for doc in itertools.chain(docs, [None]):  # None: flush the last group
         if doc is not None:
-            group.append(encode_doc(tok, doc))
+            group.append((encode_doc(tok, doc), sum(len(ch["suffix"].encode()) for ch in doc["chunks"])))
             n += len(doc["chunks"])
-            sums["bytes"] = sums.get("bytes", 0) + sum(len(ch["suffix"].encode()) for ch in doc["chunks"])
         if group and (doc is None or n >= unit):
-            for key, v in nll_sums(model, tok, cfg, group, latent, ks).items():
-                sums[key] = sums.get(key, 0.0) + v
+            for (ed, n_bytes), r in zip(group, nll_docs(model, tok, cfg, [ed for ed, _ in group], latent, ks)):
+                rows.append({"id": ed["id"], "bytes": n_bytes, **r})
             group, n = [], 0
-    n_tok, n_bytes = sums.pop("n_tok", 0), sums.pop("bytes", 0)
-    per = lambda lp: {"nll": -lp / max(n_tok, 1), "bpb": -lp / math.log(2) / max(n_bytes, 1)}
-    return {k.replace("nll", name): v for k, lp in sums.items() for name, v in per(lp).items()}
-
-
-def nll_sums(model, tok, cfg, edocs, latent, ks):
-    """One group of encoded documents -> summed log-likelihoods: {'nll': log p} for a raw model, else
-    {'nll_k{K}': IW-ELBO_K, 'nll_mc_k{K}': its mode-conditional twin} summed over chunks; and 'n_tok'."""
-    keys = [(d, c, "eval") for d, ed in enumerate(edocs) for c in range(len(ed["x"]))]
-    if not latent:
-        pairs = [raw_pair(tok, edocs[d]["x"], c, cfg.max_latent, cfg.block_size) for d, c, _ in keys]
-        lp = sum(s["sum"] for s in score(model, [p for p, _ in pairs], [x for _, x in pairs], cfg.gen_batch))
-        return {"nll": lp, "n_tok": sum(len(x) for _, x in pairs)}
-    if cfg.estep == "sequential":
-        runs = {k: list(sample_sequential(model, tok, cfg, edocs, k, f"eval{k}", lambda d, c: (
-            cfg.seed, "eval", k, edocs[d]["id"], c), 1.0)[0].values()) for k in ks}
-    else:
-        res = sample_latents(model, tok, cfg, edocs, keys, max(ks), temperature=1.0)
-        runs = {k: res for k in ks}
-    out = {"n_tok": sum(s[0]["n_x"] for s in runs[ks[0]])}
-    for tag, key in (("", "log_p_all"), ("_mc", "log_p")):
-        for k in ks:
-            out[f"nll{tag}_k{k}"] = sum(iw_elbo(importance_weights([s[key] for s in samples[:k]],
-                                                                   [s["log_q"] for s in samples[:k]]))
-                                        for samples in runs[k])
+    if per_doc is not None:
+        per_doc += rows
+    total = lambda key: sum(r[key] for r in rows)
+    n_tok, n_bytes = max(total("n_tok"), 1), max(total("bytes"), 1)
+    out = {}
+    for key in [k for k in (rows[0] if rows else {}) if k.startswith("nll")]:
+        out[key] = -total(key) / n_tok
+        out[key.replace("nll", "bpb")] = -total(key) / math.log(2) / n_bytes
+        if len(rows) > 1:  # a ratio of sums: its delta-method standard error over documents
+            dev = sum((r[key] + out[key] * r["n_tok"]) ** 2 for r in rows)
+            out[key + "_se"] = math.sqrt(dev * len(rows) / (len(rows) - 1)) / n_tok
+    if latent and rows:
+        out.update({f"{mark}_nats": -total(mark) / max(total("chunks"), 1) for mark in ("sol", "prior")})
     return out
 
 
+def nll_docs(model, tok, cfg, edocs, latent, ks):
+    """One group of encoded documents -> per document its summed log-likelihoods: {'n_tok', 'nll': log p} for a
+    raw model, else {'n_tok', 'chunks', 'nll_k{K}': IW-ELBO_K, 'nll_np_k{K}': its PRIOR-conditional twin,
+    'sol', 'prior': the marks' log p (largest K's run)} summed over its chunks."""
+    keys = [(d, c, "eval") for d, ed in enumerate(edocs) for c in range(len(ed["x"]))]
+    rows = [{"n_tok": 0} for _ in edocs]
+    add = lambda d, key, v: rows[d].__setitem__(key, rows[d].get(key, 0.0) + v)
+    if not latent:
+        pairs = [raw_pair(tok, edocs[d]["x"], c, cfg.max_latent, cfg.block_size) for d, c, _ in keys]
+        for (d, _, _), (_, x), s in zip(keys, pairs, score(model, [p for p, _ in pairs], [x for _, x in pairs],
+                                                           cfg.gen_batch)):
+            add(d, "n_tok", len(x))
+            add(d, "nll", s["sum"])
+        return rows
+    if cfg.estep == "sequential":
+        runs = {k: sample_sequential(model, tok, cfg, edocs, k, f"eval{k}", lambda d, c: (
+            cfg.seed, "eval", k, edocs[d]["id"], c), 1.0)[0] for k in ks}
+    else:
+        res = dict(zip([(d, c) for d, c, _ in keys], sample_latents(model, tok, cfg, edocs, keys, max(ks),
+                                                                  temperature=1.0)))
+        runs = {k: res for k in ks}
+    for d, c, _ in keys:
+        add(d, "n_tok", runs[ks[0]][d, c][0]["n_x"])
+        add(d, "chunks", 1)
+        for tag, key in (("", "log_p_all"), ("_np", "log_p_np")):
+            for k in ks:
+                samples = runs[k][d, c][:k]
+                add(d, f"nll{tag}_k{k}", iw_elbo(importance_weights([s[key] for s in samples],
+                                                                    [s["log_q"] for s in samples])))
+        for mark, lp in zip(("sol", "prior"), runs[max(ks)][d, c][0]["marks"]):
+            add(d, mark, lp)
+    return rows
+
+
 def evaluate(model, tok, cfg, data, latent):
-    """Every metric for one model -> (metrics, per-question rows): NLL / IW-ELBO, and accuracy when questions
-    exist (a raw model twice: asked directly, and asked to reason in its training text's format)."""
+    """Every metric for one model -> (metrics, per-question rows, per-document rows): NLL / IW-ELBO, and accuracy
+    on the test questions and the dev ones (keys prefixed dev_) when they exist (a raw model twice: asked
+    directly, and asked to reason in its training text's format)."""
     model.eval()
-    m, rows = eval_nll(model, tok, cfg, data["heldout"], latent, D.eval_ks(cfg)), []
-    qs = data.get("questions") or []
-    if qs:
-        prefix = D.read_text(cfg.raw_prompt_prefix) if cfg.raw_prompt_prefix else ""
-        for mode in (("latent",) if latent else ("direct", "reason")):
+    docs, rows = [], []
+    m = eval_nll(model, tok, cfg, data["heldout"], latent, D.eval_ks(cfg), per_doc=docs)
+    prefix = D.read_text(cfg.raw_prompt_prefix) if cfg.raw_prompt_prefix else ""
+    for split, qs in (("test", data.get("questions") or []), ("dev", data.get("dev_questions") or [])):
+        for mode in (("latent",) if latent else ("direct", "reason")) if qs else ():
             mm, rr = eval_questions(model, tok, cfg, qs, mode, prefix)
-            m.update(mm)
-            rows += rr
-    return m, rows
+            m.update({k if split == "test" else f"dev_{k}": v for k, v in mm.items()})
+            rows += [{"split": split, **r} for r in rr]
+    return m, rows, docs
 
 
 def run_eval(cfg, name, ckpt, tok, data, latent):
-    """Evaluate one phase's model once: eval.json and eval_questions.jsonl under out/name. A cached eval.json
-    computed with other questions, rules or an older evaluation (no or another eval_id) is recomputed."""
+    """Evaluate one phase's model once: eval.json, eval_questions.jsonl (one row per question, test and dev) and
+    eval_docs.jsonl (one row per held-out document: its summed log-likelihoods, for paired comparisons) under
+    out/name. A cached eval.json computed with other questions, rules or evaluation settings (another eval_id) is
+    recomputed."""
     path = os.path.join(cfg.out, name, "eval.json")
-    setup = [EVAL_VERSION, cfg.eval_ks, cfg.answer_regex, data.get("questions") or [],
-             D.read_text(cfg.raw_prompt_prefix) if cfg.raw_prompt_prefix else ""]
-    setup += [cfg.estep] if cfg.estep != "paper" else []  # the bound's sampler (paper: older runs' ids kept)
+    setup = [cfg.eval_ks, cfg.answer_regex, data.get("questions") or [], data.get("dev_questions") or [],
+             D.read_text(cfg.raw_prompt_prefix) if cfg.raw_prompt_prefix else "", cfg.estep]
     eid = hashlib.blake2b(json.dumps(setup, sort_keys=True).encode(), digest_size=8).hexdigest()
     cached = read_json(path) if os.path.exists(path) else {}
     if cached.get("eval_id") != eid and rank_world()[0] == 0:
         t0 = time.time()
-        m, rows = evaluate(load_checked(ckpt, tok)[0], tok, cfg, data, latent)
+        m, rows, docs = evaluate(load_checked(ckpt, tok)[0], tok, cfg, data, latent)
         m["eval_seconds"] = round(time.time() - t0, 1)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_atomic(os.path.join(os.path.dirname(path), "eval_questions.jsonl"),
-                     "".join(json.dumps(r) + "\n" for r in rows))
+        for f, rs in (("eval_questions.jsonl", rows), ("eval_docs.jsonl", docs)):
+            write_atomic(os.path.join(os.path.dirname(path), f), "".join(json.dumps(r) + "\n" for r in rs))
         write_json(path, {**m, "eval_id": eid})  # last: its eval_id says both files are complete
     barrier()
     m = read_json(path)
@@ -558,7 +706,7 @@ def prepare_data(cfg, tok, checked=None):
 
 def n_rows(tok, cfg, path, layout):
     """Document-aligned training rows in one epoch of a corpus (train.Rows' plan, from lengths alone)."""
-    return len(Rows(tok, encode_corpus(tok, path), layout, key_int(cfg.seed, "rows") % 2**31, cfg.block_size).plan(0))
+    return len(Rows(tok, open_corpus(tok, path), layout, key_int(cfg.seed, "rows") % 2**31, cfg.block_size).plan(0))
 
 
 def phase_steps(cfg, tok, steps, epochs, path):
@@ -601,9 +749,10 @@ def eval_only(cfg, ckpt, checked):
     latent = meta.get("train_config", {}).get("layout", "random") != "raw"
     ddir = os.path.join(cfg.out, "data")
     # the run's questions belong with its held-out docs: another --val gets questions only from --questions
-    questions = checked["questions"] if cfg.questions else [] if cfg.val else Q.load_prepared(ddir)
-    data = {"heldout": checked["docs"]["val"], "questions": questions}  # --val, else the run's held-out docs
-    m, rows = evaluate(model, tok, cfg, data, latent)
+    data = {"heldout": checked["docs"]["val"]}  # --val, else the run's held-out docs
+    for name in ("questions", "dev_questions"):
+        data[name] = checked[name] if getattr(cfg, name) else [] if cfg.val else Q.load_prepared(ddir, name)
+    m, rows, _ = evaluate(model, tok, cfg, data, latent)
     print(json.dumps({"ckpt": ckpt, "latent": latent, **m}, indent=1))
     if rows:  # beside the checkpoint's eval, never over a run's own eval_questions.jsonl
         path = os.path.join(cfg.out, "eval_only_questions.jsonl")
@@ -612,13 +761,23 @@ def eval_only(cfg, ckpt, checked):
         print(f"per-question outputs: {path}")
 
 
+def build_parser():
+    """em.py's flags, grouped as EMConfig's fields are, plus --eval / --ckpt."""
+    usage = "%(prog)s [--quick] [--iters N] [--out DIR] [flags]  |  %(prog)s --eval --ckpt DIR"
+    ap = argparse.ArgumentParser(usage=usage,
+                                 description="\n\n".join(__doc__.split("\n\n")[:2]),
+                                 formatter_class=HelpFormatter)
+    ap.error = parser_error  # one line via main(), not argparse's usage block
+    groups = {}
+    add_flags(ap, EMConfig, given_only=True, groups=groups)
+    groups[EVAL].add_argument("--eval", action="store_true", help="evaluate --ckpt only, then stop")
+    groups[EVAL].add_argument("--ckpt", default="", metavar="DIR", help="the checkpoint --eval evaluates")
+    return ap
+
+
 def parse_args(argv=None):
     """Flags -> (EMConfig, args); raises ValueError (argparse's own errors included) with every problem."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.error = parser_error  # one line via main(), not argparse's usage block
-    add_flags(ap, EMConfig, given_only=True)
-    ap.add_argument("--eval", action="store_true", help="evaluate --ckpt only")
-    ap.add_argument("--ckpt", default="", help="checkpoint for --eval")
+    ap = build_parser()
     args = ap.parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k in asdict(EMConfig()) and v is not None and v is not False}
     cfg = EMConfig(**{**(QUICK if given.get("quick") else {}), **given})  # 0 is a value, None is "not given"

@@ -53,11 +53,16 @@ class GPTConfig:
     def kv_heads(self):
         return self.n_kv_head or self.n_head
 
+    @staticmethod
+    def head_error(n_embd, n_head):
+        """The rule on the attention shape every config and CLI checks: heads split the width evenly."""
+        return f"n_embd {n_embd} is not divisible by n_head {n_head}" if n_head > 0 and n_embd % n_head else None
+
     def __post_init__(self):
         if min(self.block_size, self.vocab_size, self.n_layer, self.n_head, self.n_embd) <= 0:
             raise ValueError(f"GPTConfig sizes must be positive: {self}")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.head_error(self.n_embd, self.n_head):
+            raise ValueError(self.head_error(self.n_embd, self.n_head))
         for bad, msg in ((self.arch not in ARCHS, f"unknown arch {self.arch!r}; choose one of {', '.join(ARCHS)}"),
                          (self.n_kv_head < 0 or self.n_head % self.kv_heads, "n_head is not a multiple of n_kv_head"),
                          (self.arch == "llama" and self.n_embd // self.n_head % 2, "RoPE needs an even head dim"),

@@ -14,10 +14,9 @@ with logits materialised only at continuation positions, a slice at a time.
 
 think(), explain(): the two ways to watch a latent model (prompts from data/layout, never a second copy):
   python sample.py --ckpt out/ckpt --prompt "Once upon a time" --num-samples 3 --max-new-tokens 64
-  python sample.py --ckpt out/em/iter3/model/ckpt --think --prompt $'Q: 7 ciqx\n'      # a thought, then text
-  python sample.py --ckpt out/em/iter3/model/ckpt --explain --score --prompt $'A: 5 for 7 ciqx\n' --num-samples 4
-The output shows each thought indented under a `thought:` label (dim on a terminal); --raw prints the tokens as
-they are, special tokens by name.
+  python sample.py --ckpt out/em/iter3/model/ckpt --think --prompt "..."            # a thought, then text
+  python sample.py --ckpt out/em/iter3/model/ckpt --explain --score --prompt "..."  # posterior thoughts, weighed
+Each thought prints indented under a `thought:` label (dim on a terminal); --raw prints the tokens as they are.
 """
 import argparse
 import contextlib
@@ -27,9 +26,10 @@ import sys
 
 import torch
 
+from common import device_error, pick_device
 from data.corpus import ascii_float, ascii_int, parser_error
-from data.layout import MODE_MARKS, explain_prompt, joint_continuation, latent_marks, think_prompt
-from data.tokenizer import TOKENIZERS, get_tokenizer
+from data.layout import MODE_MARKS, explain_prompt, joint_continuation, latent_marks, segments, think_prompt
+from data.tokenizer import get_tokenizer, tokenizer_error
 from kernels.sampling import sample
 from model import KVCache, check_checkpoint, device_bytes, fit_tokenizer, gb, kv_cache_bytes, load_model, \
     param_count
@@ -155,26 +155,16 @@ def generate(model, prompts, max_new_tokens, stop_tokens=(), temperature=1.0, to
 
 
 def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size, banned, ban_until):
-    n, V = len(prompts), model.config.vocab_size
     p0 = next(model.parameters())
-    dev = p0.device
+    n, V, dev = len(prompts), model.config.vocab_size, p0.device
     order = sorted(range(n), key=lambda i: (-len(prompts[i]), prompts[i]))  # longest first, duplicates adjacent
     B = min(batch_size, n)
-    full = KVCache(model.config, B, max(map(len, prompts)) + M - 1, dev, p0.dtype)  # the last token is never fed
-    cache = full
-    is_stop = torch.zeros(V + 1, dtype=torch.bool, device=dev)  # (V+1,) lookup: one gather per step
-    if any(not 0 <= t < V for t in stop_tokens):
-        raise ValueError(f"stop tokens {stop_tokens} outside the vocabulary [0, {V})")
-    is_stop[list(stop_tokens)] = True
+    cache = full = KVCache(model.config, B, max(map(len, prompts)) + M - 1, dev, p0.dtype)  # last token never fed
+    is_stop = _stop_lookup(stop_tokens, V, dev)
     ids_t = torch.tensor(ids, dtype=torch.int64, device=dev)
     NB = max(map(len, banned))
     ban_t = torch.tensor([b + [-1] * (NB - len(b)) for b in banned], dtype=torch.int64, device=dev)  # (n, NB)
-    # per-row state; each (B,) except the outputs (B, M + 1) whose last column takes writes from finished rows
-    st = dict(ids=torch.zeros(B, dtype=torch.int64, device=dev), steps=torch.zeros(B, dtype=torch.int64, device=dev),
-              live=torch.zeros(B, dtype=torch.bool, device=dev), stopped=torch.zeros(B, dtype=torch.bool, device=dev),
-              tok=torch.zeros(B, M + 1, dtype=torch.int64, device=dev),
-              lp=torch.zeros(B, M + 1, device=dev), raw=torch.zeros(B, M + 1, device=dev),
-              ban=torch.full((B, NB), -1, dtype=torch.int64, device=dev))  # each row's banned ids, -1 = none
+    st = _row_state(B, M, NB, dev)
     req, deadline = [-1] * B, [0] * B  # host: request in each row (-1 = free), iteration at which it must end
     results, nxt, it = [None] * n, 0, 0
     logits = torch.zeros(B, V, device=dev)
@@ -196,17 +186,7 @@ def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size, b
     next_check, n_busy, ar = (CHECK_EVERY if stop_tokens else M), B, torch.arange(B, device=dev)
     while True:
         tok, lp, raw = sample(logits, *sampling, seed, st["ids"], st["steps"], st["ban"] if NB else None)  # (B,)
-        if NB and ban_until is not None:
-            st["ban"].masked_fill_((tok == ban_until)[:, None], -1)  # the ban lifts after ban_until
-        live, steps = st["live"], st["steps"]
-        col = torch.where(live, steps, M)  # finished rows write to the spare column
-        st["tok"][ar, col], st["lp"][ar, col], st["raw"][ar, col] = tok, lp, raw
-        steps += live
-        if stop_tokens:
-            hit = is_stop[tok] & live
-            st["stopped"] |= hit
-            live &= ~hit
-        live &= steps < M
+        _advance(st, tok, lp, raw, ar, M, is_stop if stop_tokens else None, ban_until if NB else None)
         it += 1
         free = []
         if it >= next_check:
@@ -225,6 +205,41 @@ def _generate(model, prompts, M, stop_tokens, sampling, seed, ids, batch_size, b
             n_busy += min(len(free), n - nxt)
             assign(free)
     return results
+
+
+def _advance(st, tok, lp, raw, ar, M, is_stop, ban_until):
+    """One sampled token per row (B,): written to the live rows' outputs (finished rows write to the spare
+    column), their step counts advanced; rows end at a stop token (is_stop: the lookup, None for none) or at M
+    tokens; a row's ban lifts once it samples ban_until."""
+    if ban_until is not None:
+        st["ban"].masked_fill_((tok == ban_until)[:, None], -1)
+    live, steps = st["live"], st["steps"]
+    col = torch.where(live, steps, M)
+    st["tok"][ar, col], st["lp"][ar, col], st["raw"][ar, col] = tok, lp, raw
+    steps += live
+    if is_stop is not None:
+        hit = is_stop[tok] & live
+        st["stopped"] |= hit
+        live &= ~hit
+    live &= steps < M
+
+
+def _stop_lookup(stop_tokens, V, dev):
+    """(V + 1,) bool: is a token a stop token (one gather per step)."""
+    if any(not 0 <= t < V for t in stop_tokens):
+        raise ValueError(f"stop tokens {stop_tokens} outside the vocabulary [0, {V})")
+    is_stop = torch.zeros(V + 1, dtype=torch.bool, device=dev)
+    is_stop[list(stop_tokens)] = True
+    return is_stop
+
+
+def _row_state(B, M, NB, dev):
+    """Per-row state: request id, steps taken, live, stopped, each (B,); the outputs (B, M + 1), whose last
+    column takes the writes of finished rows; each row's NB banned ids (B, NB), -1 = none."""
+    z = lambda *shape, dtype=torch.int64: torch.zeros(*shape, dtype=dtype, device=dev)
+    return dict(ids=z(B), steps=z(B), live=z(B, dtype=torch.bool), stopped=z(B, dtype=torch.bool),
+                tok=z(B, M + 1), lp=z(B, M + 1, dtype=torch.float32), raw=z(B, M + 1, dtype=torch.float32),
+                ban=torch.full((B, NB), -1, dtype=torch.int64, device=dev))
 
 
 def _harvest(st, req, results):
@@ -258,12 +273,6 @@ def _compact(full, st, req, deadline, tok):
 
 # ----------------------------------------------------------------------------- scoring
 
-def hidden_states(model, idx):
-    """Final hidden states (B, T, C) of a no-cache forward: GPT.forward without lm_head, so scoring can apply the
-    head only where a log-prob is wanted."""
-    return model.trunk(idx)
-
-
 def head_logprobs(model, h, targets):
     """log p(targets) from hidden states h (N, C) -> (N,) fp32, LOGIT_ELEMS logits at a time."""
     V = model.config.vocab_size
@@ -296,7 +305,7 @@ def score(model, prefixes, continuations, batch_size=64):
                                 for j in range(len(continuations[i]))], dtype=torch.int64, device=dev)
             lp = torch.empty(0, device=dev)
             if len(pos):  # positions predicting each continuation token: row r, position t -> token t + 1
-                h = hidden_states(model, idx)[pos[:, 1], pos[:, 0]]  # (N, C)
+                h = model.trunk(idx)[pos[:, 1], pos[:, 0]]  # (N, C): lm_head only where wanted
                 lp = head_logprobs(model, h, idx[pos[:, 1], pos[:, 0] + 1])
             lp = lp.tolist()
             k = 0
@@ -310,10 +319,9 @@ def score(model, prefixes, continuations, batch_size=64):
 # ----------------------------------------------------------------------------- latent modes (--think, --explain)
 
 def think(model, tok, x, n, max_new_tokens, **sampling):
-    """n samples of the model thinking about text x (ids), laid out as the evaluation lays out a question:
+    """n samples of the model thinking about text x (ids), laid out as a one-chunk document in prior mode:
     think_prompt = BOS [SoL PRIOR EoL X] SoL PRIOR; the model writes Z (the layout marks banned until EoL), EoL,
-    then its text, and stops at EOS or at the SoL that would open the next chunk. Returns (prompt, generate()
-    outputs)."""
+    then its text, and stops at EOS or at the SoL opening the next chunk. -> (prompt, generate() outputs)."""
     prompt = think_prompt(tok, x)
     return prompt, generate(model, [prompt] * n, max_new_tokens, stop_tokens=(tok.eos, tok.sol),
                             banned=latent_marks(tok), ban_until=tok.eol, **sampling)
@@ -327,9 +335,9 @@ def latent(out):
 def explain(model, tok, x, k, max_new_tokens, with_score=False, **sampling):
     """k posterior latents for text x (ids) from the E-step's prompt for a first chunk, explain_prompt =
     BOS SoL EoL X SoL POST, each {'z' (without EoL), 'tokens', 'log_q' (incl. EoL, under the distribution sampled
-    from: the layout marks banned), 'capped'}. with_score adds what em.py's E-step computes from the joint pair (BOS, SoL PRIOR Z EoL X):
-    'log_p' = log p(Z EoL X | BOS SoL PRIOR), without the MODE_MARKS as em.py; 'log_marks' = log p(SoL PRIOR | BOS),
-    the same for every sample; 'log_w' = log_p - log_q, em.py's importance weight."""
+    from: the layout marks banned), 'capped'}. with_score adds what em.py computes from the joint pair (BOS,
+    SoL PRIOR Z EoL X): 'log_p' = log p(Z EoL X | BOS SoL PRIOR), the MODE_MARKS left out; 'log_marks' =
+    log p(SoL PRIOR | BOS), the same for every sample; 'log_w' = log_p - log_q, the importance weight."""
     prompt = explain_prompt(tok, x)
     outs = generate(model, [prompt] * k, max_new_tokens, stop_tokens=(tok.eol,), banned=latent_marks(tok),
                     **sampling)
@@ -342,33 +350,6 @@ def explain(model, tok, x, k, max_new_tokens, with_score=False, **sampling):
             r["log_p"] = s["sum"] - r["log_marks"]
             r["log_w"] = r["log_p"] - r["log_q"]
     return prompt, res
-
-
-def segments(tok, ids):
-    """A laid-out token sequence -> [(kind, ids, closed)]: kind 'text', 'thought' (SoL PRIOR Z EoL: a thought
-    before its text) or 'thought (posterior)' (SoL POST Z EoL: about the text before it); closed is False for a
-    thought cut before its EoL. BOS/EOS and the empty boundary `SoL EoL` (or a last, stopping SoL) end a text piece
-    and are not shown; empty thoughts (the think prompt's question chunk) are dropped."""
-    out, text, i, n = [], [], 0, len(ids)
-    kinds = {tok.prior: "thought", tok.post: "thought (posterior)"}
-    while i < n:
-        t, nxt = ids[i], ids[i + 1] if i + 1 < n else None
-        if t == tok.sol and nxt in kinds:
-            j = i + 2
-            while j < n and ids[j] != tok.eol:
-                j += 1
-            if j > i + 2 or j == n:
-                out += [("text", text, True)] if text else []
-                out.append((kinds[nxt], ids[i + 2:j], j < n))
-                text = []
-            i = j + 1
-        elif t in (tok.bos, tok.eos) or (t == tok.sol and nxt in (tok.eol, None)):
-            out += [("text", text, True)] if text else []
-            text, i = [], i + (2 if nxt == tok.eol and t == tok.sol else 1)
-        else:
-            text.append(t)  # anything else, a stray special included, prints as decode() spells it
-            i += 1
-    return out + ([("text", text, True)] if text else [])
 
 
 def render(tok, ids, dim=False):
@@ -392,10 +373,9 @@ def fail(msg):
     sys.exit(2)
 
 
-def parse_args(argv=None):
-    """Flags -> args, every flag checked before the checkpoint is read."""
-    ap = argparse.ArgumentParser(description="Sample from a checkpoint (ours or a Hugging Face GPT-2 / Llama directory); "
-                                 "with a latent model, --think or --explain.")
+def build_parser():
+    ap = argparse.ArgumentParser(description="Sample from a checkpoint (ours or a Hugging Face GPT-2 / Llama "
+                                 "directory); with a latent model, --think or --explain.")
     ap.add_argument("--ckpt", required=True, help="checkpoint directory (train.py output or HF GPT-2 / Llama dir)")
     ap.add_argument("--prompt", default="", help="text to continue (BOS is prepended); --think: the question; "
                     "--explain: the text to explain")
@@ -411,14 +391,19 @@ def parse_args(argv=None):
     ap.add_argument("--temperature", type=ascii_float, default=1.0, help="0 = greedy")
     ap.add_argument("--top-k", type=ascii_int, default=0, help="0 = off")
     ap.add_argument("--top-p", type=ascii_float, default=1.0, help="1.0 = off")
-    ap.add_argument("--seed", type=ascii_int, default=0, help="seed of the sampler's keyed noise")
+    ap.add_argument("--seed", type=ascii_int, default=0, help="seed of the sampler's keyed noise (default: 0)")
     ap.add_argument("--tokenizer", default=None, help="bytes | gpt2 | a dir with tokenizer.json / tokenizer.model "
                     "(default: the checkpoint's; gpt2 for a HF GPT-2 dir, the dir itself for a Llama one)")
     ap.add_argument("--bpe-dir", default=None, help="directory with GPT-2's vocab.bpe + encoder.json")
-    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: cpu)")
     ap.error = parser_error  # 'invalid int value: ... (--flag)', as every CLI says it
+    return ap
+
+
+def parse_args(argv=None):
+    """Flags -> args, every flag checked before the checkpoint is read."""
     try:
-        a = ap.parse_args(argv)
+        a = build_parser().parse_args(argv)
     except ValueError as e:
         fail(str(e))
     mode = "--think" if a.think else "--explain"
@@ -436,22 +421,14 @@ def parse_args(argv=None):
         (not 0 < a.top_p <= 1, f"top-p must be in (0, 1] (1 = off), got {a.top_p} (--top-p)"),
         (not 0 <= a.seed < 2 ** 63, f"seed must be in [0, 2^63), got {a.seed} (--seed)"),
         (not os.path.isdir(a.ckpt), f"no checkpoint directory {a.ckpt} (--ckpt)"),
-        (a.tokenizer is not None and a.tokenizer not in TOKENIZERS and not os.path.isdir(a.tokenizer),
-         f"unknown tokenizer {a.tokenizer!r}: {', '.join(TOKENIZERS)} or a tokenizer directory (--tokenizer)"),
+        (a.tokenizer is not None and tokenizer_error(a.tokenizer), f"{tokenizer_error(a.tokenizer or 'bytes')} "
+                                                                  "(--tokenizer)"),
         (a.bpe_dir is not None and not os.path.isdir(a.bpe_dir), f"no directory {a.bpe_dir} (--bpe-dir)"),
-        (not _device_ok(a.device), f"no such device {a.device} here (--device)"),
+        (device_error(a.device) is not None, device_error(a.device)),
     ) if bad]
     if errors:
         fail("; ".join(errors))
     return a
-
-
-def _device_ok(name):
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        return False
-    return dev.type == "cpu" or (dev.type == "cuda" and torch.cuda.is_available())
 
 
 def check_latent(meta, mode):
@@ -481,7 +458,7 @@ def check(a):
 def load(a, tok):
     """The checked checkpoint's weights on --device, its vocabulary grown to the tokenizer's (a HF directory: the
     latent tokens)."""
-    model, _ = load_model(a.ckpt, device=a.device)
+    model, _ = load_model(a.ckpt, device=pick_device(a.device))
     if model.config.vocab_size < tok.n_vocab:
         model.resize_vocab(tok.n_vocab)
     return model

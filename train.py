@@ -6,43 +6,38 @@ meta, argparse flags). Runs three ways with the same code:
   torchrun --standalone --nproc_per_node=2 train.py --data ...        DDP (gloo on CPU, nccl on CUDA)
   from train import TrainConfig, train; train(TrainConfig(...))       em.py (process group optional, never destroyed)
 Data: --data is a JSONL corpus (tokenised at start-up into in-memory arrays) or a token shard directory from
-`python -m data.prepare` (memmapped: memory and start-up flat in corpus size); both become a data/shards.Shards.
-Each epoch lays all documents out in --layout (data/layout.sequence; the random layout's coins are keyed by
-(seed, epoch), so they are re-flipped every epoch) in an order shuffled with a per-epoch seed, and packs them
-into document-aligned rows (Rows: every row starts at a document's BOS, best-fit, padded; nanochat's and
-modded-nanogpt's loaders align to BOS the same way), so a latent always sees the text before it in its
-document. A global step takes the next batch_size * world * accum rows; each rank reads only its own share
-(the packing plan is built from document lengths alone, identically on every rank), so the data order does not
-depend on the number of ranks, and the loss is the token sum divided by the global target count (DDP == one
-process). Checkpoints: out/ckpt/ (model.GPT.save + optim.safetensors, one atomic directory, with the rows'
-cursor); metrics: out/metrics.jsonl.
+`python -m data.prepare` (memmapped: memory and start-up flat in corpus size). data/loader.Rows lays each
+epoch's documents out in --layout and packs them into document-aligned rows (every row starts at a document's
+BOS, best-fit, padded), so a latent always sees the text before it in its document. A global step takes the
+next batch_size * world * accum rows; each rank reads only its own share, so the data order does not depend on
+the number of ranks, and the loss is the token sum divided by the global target count (DDP == one process).
+Checkpoints: out/ckpt/ (model.GPT.save + optim.safetensors, one atomic directory, with the rows' cursor);
+metrics: out/metrics.jsonl.
 """
 import argparse
 import contextlib
 import json
 import math
 import os
-import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from data.corpus import add_flags, atomic_dir, out_dir_error, out_lock, parser_error, read_docs, \
-    write_atomic
-from data.layout import MODES, check_latent_ids, encode_doc, sequence, sequence_length
-from data.shards import from_docs, is_shard_dir, open_shards
-from data.tokenizer import TOKENIZERS, check_tokenizer, get_tokenizer
+from common import bf16_native, device_error, pick_device, setup_dist
+from data.corpus import add_flags, atomic_dir, opt, out_dir_error, out_lock, parser_error, write_atomic
+from data.layout import MODES
+from data.loader import Rows, open_corpus, val_windows
+from data.shards import is_shard_dir
+from data.tokenizer import check_tokenizer, get_tokenizer, tokenizer_error
 from model import GPT, GPTConfig, check_checkpoint, device_bytes, gb, load_model, param_count, \
     resolve_checkpoint, train_bytes
 
 
-def opt(default, help, choices=None):
-    return field(default=default, metadata={"help": help, "choices": choices})
+DTYPES = ("auto", "bf16", "fp32")
 
 
 @dataclass
@@ -70,14 +65,36 @@ class TrainConfig:
     weight_decay: float = opt(0.1, "AdamW weight decay (matrices only)")
     grad_clip: float = opt(1.0, "gradient norm clip; 0 = off")
     dtype: str = opt("auto", "compute dtype: bf16 autocast (fp32 weights and loss) or fp32; auto = bf16 on CUDA "
-                             "and on CPUs with native bf16 (AVX512-BF16 / AMX flags)", ("auto", "bf16", "fp32"))
-    compile: bool = opt(False, "torch.compile the model (measured: no gain on this CPU at small sizes)")
+                             "and on CPUs with native bf16 (AVX512-BF16 / AMX flags)", DTYPES)
+    compile: bool = opt(False, "torch.compile the model")
     device: str = opt("auto", "auto = cuda:LOCAL_RANK if available, else cpu")
     eval_every: int = opt(200, "held-out evaluation every N steps (and at the end); 0 = only at the end")
     ckpt_every: int = opt(500, "checkpoint every N steps (and at the end); 0 = only at the end")
     log_every: int = opt(20, "progress line every N steps; 0 = silent")
     seed: int = opt(1337, "seed of the init, the data order, the layout coins and dropout")
     resume: bool = opt(False, "continue from out/ckpt exactly where it stopped (starts at step 0 if none)")
+
+    def errors(self):
+        """The checks on values alone (no file is looked at): train.py's flag check and em.py's check of the
+        configurations it will pass here both run these. -> one-line messages, each naming its flag."""
+        f = lambda name: "--" + name.replace("_", "-")
+        errors = [f"{getattr(self, name)!r}: choose one of {', '.join(choices)} ({f(name)})" for name, choices in
+                  (("layout", MODES), ("dtype", DTYPES)) if getattr(self, name) not in choices]
+        errors += [f"{tokenizer_error(self.tokenizer)} (--tokenizer)"] if tokenizer_error(self.tokenizer) else []
+        positive = ("n_layer", "n_head", "n_embd", "max_steps", "batch_size", "lr")
+        non_negative = ("block_size", "stop_at", "total_batch_tokens", "min_lr", "warmup_steps", "weight_decay",
+                        "grad_clip", "eval_every", "ckpt_every", "log_every")
+        for name in positive + non_negative:
+            v = getattr(self, name)
+            if (v <= 0 if name in positive else v < 0) or (isinstance(v, float) and not math.isfinite(v)):
+                errors.append(f"must be {'positive' if name in positive else '>= 0'}, got {v} ({f(name)})")
+        if not 0 <= self.seed < 2**63:
+            errors.append(f"must be in [0, 2**63), got {self.seed} (--seed)")
+        if self.min_lr > self.lr:
+            errors.append(f"{self.min_lr} exceeds --lr {self.lr} (--min-lr)")
+        if GPTConfig.head_error(self.n_embd, self.n_head):
+            errors.append(f"{GPTConfig.head_error(self.n_embd, self.n_head)} (--n-embd)")
+        return errors
 
 
 # Settings that shape the trajectory: a resumed run must use the checkpoint's (0 / 'auto' mean "as saved").
@@ -87,7 +104,7 @@ RESUME_SAME = ("data", "layout", "init", "tokenizer", "n_layer", "n_head", "n_em
 
 def flag_errors(cfg):
     """Every flag checked before anything starts (files exist, values in range); -> one-line messages, each
-    naming its flag. The corpus and --init are read in full before training (encode_corpus, build_model)."""
+    naming its flag. The corpus and --init are read in full before training (open_corpus, build_model)."""
     f = lambda name: "--" + name.replace("_", "-")
     errors = [] if cfg.data else ["a training corpus is required (--data)"]
     for name in ("data", "val"):
@@ -99,7 +116,7 @@ def flag_errors(cfg):
                           f"data.prepare --corpus JSONL --out {path}) ({f(name)})")
     if cfg.init != "scratch" and not os.path.isdir(cfg.init) and not os.path.isdir(cfg.init + ".old"):
         errors.append(f"{cfg.init}: neither 'scratch' nor a checkpoint directory (--init)")
-    errors += value_errors(cfg) + [e for e in (device_error(cfg.device), out_dir_error(cfg.out)) if e]
+    errors += cfg.errors() + [e for e in (device_error(cfg.device), out_dir_error(cfg.out)) if e]
     return errors or model_errors(cfg)
 
 
@@ -145,193 +162,11 @@ def model_errors(cfg):
     return []
 
 
-def value_errors(cfg):
-    """The checks on values alone (no file is looked at): em.py runs them on every phase's config up front."""
-    f = lambda name: "--" + name.replace("_", "-")
-    errors = []
-    for name, choices in (("layout", MODES), ("tokenizer", TOKENIZERS), ("dtype", ("auto", "bf16", "fp32"))):
-        if getattr(cfg, name) not in choices and not (name == "tokenizer" and os.path.isdir(cfg.tokenizer)):
-            errors.append(f"{getattr(cfg, name)!r}: choose one of {', '.join(choices)}"
-                          + (" or a tokenizer directory" if name == "tokenizer" else "") + f" ({f(name)})")
-    positive = ("n_layer", "n_head", "n_embd", "max_steps", "batch_size", "lr")
-    non_negative = ("block_size", "stop_at", "total_batch_tokens", "min_lr", "warmup_steps", "weight_decay",
-                    "grad_clip", "eval_every", "ckpt_every", "log_every")
-    for name in positive + non_negative:
-        v = getattr(cfg, name)
-        if (v <= 0 if name in positive else v < 0) or (isinstance(v, float) and not math.isfinite(v)):
-            errors.append(f"must be {'positive' if name in positive else '>= 0'}, got {v} ({f(name)})")
-    if not 0 <= cfg.seed < 2**63:
-        errors.append(f"must be in [0, 2**63), got {cfg.seed} (--seed)")
-    if cfg.min_lr > cfg.lr:
-        errors.append(f"{cfg.min_lr} exceeds --lr {cfg.lr} (--min-lr)")
-    if cfg.n_head > 0 and cfg.n_embd % cfg.n_head:
-        errors.append(f"{cfg.n_embd} is not divisible by --n-head {cfg.n_head} (--n-embd)")
-    return errors
-
-
-def device_error(name):
-    if name == "auto":
-        return None
-    try:
-        d = torch.device(name)
-    except RuntimeError:
-        return f"{name!r} is not a device: auto, cpu, cuda or cuda:N (--device)"
-    if d.type not in ("cpu", "cuda"):
-        return f"{name!r}: train.py runs on auto, cpu, cuda or cuda:N (--device)"
-    if d.type == "cuda" and (not torch.cuda.is_available() or (d.index or 0) >= torch.cuda.device_count()):
-        return f"{name!r}: no such CUDA device here (--device)"
-    return None
-
-
 def check_flags(cfg):
     """Raise ValueError with every flag problem on one line (main() prints it; em.py validates its own flags)."""
     errors = flag_errors(cfg)
     if errors:
         raise ValueError("; ".join(errors))
-
-
-# ----------------------------------------------------------------------------- distributed (em.py uses these too)
-
-def setup_dist(device="auto"):
-    """-> (rank, world, local_rank, owned). Joins a caller's process group, or starts one under torchrun."""
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), local_rank, False
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        cuda = torch.cuda.is_available() and device in ("auto", "cuda")
-        if cuda:
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl" if cuda else "gloo")
-        return dist.get_rank(), dist.get_world_size(), local_rank, True
-    return 0, 1, 0, False
-
-
-def pick_device(device="auto", local_rank=None):
-    """'auto': cuda:LOCAL_RANK when CUDA is there, else the CPU."""
-    if device != "auto":
-        return torch.device(device)
-    local_rank = int(os.environ.get("LOCAL_RANK", 0)) if local_rank is None else local_rank
-    return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-
-
-def rank_world():
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
-
-def print0(*a):
-    if rank_world()[0] == 0:
-        print(*a, flush=True)
-
-
-def barrier():
-    if dist.is_initialized():
-        dist.barrier()
-
-
-def bf16_native(device):
-    """Does this device do bf16 math natively? CUDA: when supported. CPU: when its flags list AVX512-BF16 or AMX.
-    Read from the flags, never timed: a timed matmul picked fp32 for some phases of a run on this 2-core machine
-    when it was busy and bf16 for others, and the dtype decides every number a run prints."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:  # not Linux: fp32, the exact choice
-        return False
-    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
-
-
-# ----------------------------------------------------------------------------- data
-
-class Rows:
-    """Document-aligned training rows (nanochat's and modded-nanogpt's BOS-aligned loaders): epoch e lays every
-    document out in --layout in a permutation seeded by (seed, e) and packs them into rows of T targets, each row
-    starting at a document's BOS. A row takes the oldest waiting document, then best-fit the largest waiting ones
-    that still fit (a window of `look` documents), and pads the rest (target -1): no document is cut unless it is
-    longer than T + 1 tokens, which is split into consecutive T-target pieces. So a chunk's latent is always in a
-    window with the text before it in its document (up to T). The plan is built from lengths alone (no token
-    read); the cursor is (epoch, row)."""
-
-    def __init__(self, tok, docs, layout, seed, T, epoch=0, row=0, look=64):
-        self.tok, self.docs, self.layout, self.seed, self.T, self.look = tok, docs, layout, seed, T, look
-        self.epoch, self.row, self.plans = epoch, row, {}
-
-    def plan(self, e):
-        """Epoch e's rows: a list of rows, each a list of (doc index, start, end) token pieces, sum(end-start-1) <= T."""
-        if e not in self.plans:
-            self.plans = {k: v for k, v in self.plans.items() if k >= e - 1}
-            order = np.random.default_rng([self.seed, e]).permutation(len(self.docs))  # (n_docs,) int64
-            pieces = []  # (doc, start, end): x = seq[start:end-1], y = seq[start+1:end]
-            for d in order:
-                L = sequence_length(*self.docs.lens(d), self.layout, self.seed, e)
-                pieces += [(int(d), s, min(s + self.T + 1, L)) for s in range(0, L - 1, self.T)]
-            rows, wait, nxt = [], [], 0
-            while wait or nxt < len(pieces):
-                while len(wait) < self.look and nxt < len(pieces):
-                    wait.append(pieces[nxt])
-                    nxt += 1
-                row = [wait.pop(0)]
-                room = self.T - (row[0][2] - row[0][1] - 1)
-                while True:
-                    fit = [i for i, p in enumerate(wait) if p[2] - p[1] - 1 <= room]
-                    if not fit:
-                        break
-                    i = max(fit, key=lambda i: (wait[i][2] - wait[i][1], -i))
-                    room -= wait[i][2] - wait[i][1] - 1
-                    row.append(wait.pop(i))
-                rows.append(row)
-            self.plans[e] = rows
-        return self.plans[e]
-
-    def next_rows(self, n):
-        """The next n rows (x, y: (n, W) int64, W <= T the longest row's length, padding: x 0, y -1) and advance
-        the cursor."""
-        x = np.zeros((n, self.T), dtype=np.int64)
-        y = np.full((n, self.T), -1, dtype=np.int64)
-        for r in range(n):
-            if self.row == len(self.plan(self.epoch)):
-                self.epoch, self.row = self.epoch + 1, 0
-            at = 0
-            for d, s, t in self.plan(self.epoch)[self.row]:
-                seq = np.asarray(sequence(self.tok, self.docs.doc(d), self.layout, self.seed, self.epoch))[s:t]
-                x[r, at:at + len(seq) - 1], y[r, at:at + len(seq) - 1] = seq[:-1], seq[1:]
-                at += len(seq) - 1
-            self.row += 1
-        w = max(int((y >= 0).sum(1).max()), 1)  # trim the batch to its longest row: padding costs no compute
-        return torch.from_numpy(x[:, :w]), torch.from_numpy(y[:, :w])
-
-    def skip(self, n):
-        for _ in range(n):
-            if self.row == len(self.plan(self.epoch)):
-                self.epoch, self.row = self.epoch + 1, 0
-            self.row += 1
-
-    def cursor(self):
-        return {"epoch": self.epoch, "row": self.row}
-
-
-def val_windows(tok, docs, mode, seed, T):
-    """Held-out documents (a Shards) in one layout (epoch 0's coins and order) as the training rows lay them out
-    (Rows: document-aligned, padding -1), so the held-out loss reads text at the positions training puts it.
-    -> x, y (n, W). Held in memory: val sets are small."""
-    rows = Rows(tok, docs, mode, seed, T)
-    return rows.next_rows(len(rows.plan(0)))
-
-
-def encode_corpus(tok, path):
-    """A corpus -> data/shards.Shards: a shard directory is memmapped (O(1), nothing read); a JSONL file is
-    read, tokenised and packed into in-memory arrays (small corpora). Raises ValueError naming file:line."""
-    if os.path.isdir(path):
-        docs = open_shards(path)
-        if (docs.tokenizer, docs.n_vocab) != (tok.name, tok.n_vocab):
-            raise ValueError(f"{path}: shards were tokenised with {docs.tokenizer!r} ({docs.n_vocab} tokens), but "
-                             f"--tokenizer is {tok.name!r} ({tok.n_vocab})")
-        return docs
-    docs = read_docs(path, check=lambda doc: check_latent_ids(tok, doc))  # refused with file:line
-    if not docs:
-        raise ValueError(f"{path} holds no documents")
-    return from_docs((encode_doc(tok, d) for d in docs), tok)
 
 
 # ----------------------------------------------------------------------------- model and optimizer
@@ -366,6 +201,8 @@ def resume_state(cfg, ckpt):
         saved = meta["train_config"]
     except (ValueError, KeyError) as e:
         raise ValueError(f"{path} is not a train.py checkpoint ({e}) (--resume)") from None
+    if any(k not in saved for k in RESUME_SAME) or set(meta.get("data", {})) != {"epoch", "row"}:
+        raise ValueError(f"{path} was written by another version of train.py: use a fresh --out (--resume)")
     for k in RESUME_SAME:
         mine = getattr(cfg, k)
         unset = (k in ("block_size", "total_batch_tokens") and mine == 0) or (k == "dtype" and mine == "auto")
@@ -381,7 +218,7 @@ def make_optimizer(model, cfg, device):
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # tied lm_head listed once
     groups = [{"params": [p for _, p in named if p.dim() >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for _, p in named if p.dim() < 2], "weight_decay": 0.0}]
-    # fused: one kernel for all parameters; on this CPU it was >2x faster than foreach for a 4x128 model
+    # fused: one kernel for all parameters (faster than foreach on CPU and CUDA)
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=device.type in ("cpu", "cuda"))
     order = [p for g in opt.param_groups for p in g["params"]]
     names = {id(p): n for n, p in named}
@@ -475,23 +312,46 @@ def train(cfg):
             dist.destroy_process_group()
 
 
-def _train(cfg, rank, world, local_rank):
-    device = pick_device(cfg.device, local_rank)
-    log = print if rank == 0 else (lambda *a, **k: None)
+@dataclass
+class Run:
+    """What the training loop works with; `setup` builds it."""
+    cfg: TrainConfig
+    rank: int
+    world: int
+    device: torch.device
+    tok: object  # data/tokenizer.Tokenizer
+    model: GPT
+    fwd: torch.nn.Module  # the model as the loop calls it: compiled and / or wrapped in DDP
+    opt: torch.optim.Optimizer
+    names: list  # parameter names in the optimizer's order (checkpoint keys)
+    rows: Rows  # the training rows, at the saved cursor
+    vals: dict  # metric name -> held-out (x, y) windows
+    ctx: object  # autocast context factory
+    accum: int  # micro-batches per optimizer step
+    step: int  # the step the run starts at
+    train_loss: float = None
+    metrics: object = None  # metrics.jsonl on rank 0
+
+    def log(self, *a):
+        if self.rank == 0:
+            print(*a)
+
+    def write(self, rec):
+        if self.metrics:
+            self.metrics.write(json.dumps(rec) + "\n")
+            self.metrics.flush()
+
+
+def load_tokenizer(cfg):
     try:
-        tok = get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
+        return get_tokenizer(cfg.tokenizer, cfg.bpe_dir or None)
     except (ValueError, FileNotFoundError) as e:
         raise ValueError(f"{e} (--tokenizer)") from None
-    docs = encode_corpus(tok, cfg.data)  # read (and refused with file:line) before a model is built
-    vdocs = encode_corpus(tok, cfg.val) if cfg.val else None
-    ckpt = os.path.join(cfg.out, "ckpt")
-    state = resume_state(cfg, ckpt) if cfg.resume else None
-    if state is None:
-        model, meta = build_model(cfg, tok), {"step": 0, "data": {"epoch": 0, "row": 0}}
-        if cfg.resume:
-            log(f"resume: no checkpoint in {ckpt} yet, starting at step 0")
-    else:
-        model, meta, path = state
+
+
+def settle(cfg, model, world, device):
+    """Fill in what the flags leave to the model and the machine (the model's shape, the block size, tokens per
+    step, the dtype); -> the micro-batches per optimizer step."""
     cfg.n_layer, cfg.n_head, cfg.n_embd = model.config.n_layer, model.config.n_head, model.config.n_embd
     T = cfg.block_size = cfg.block_size or model.config.block_size
     if T > model.config.block_size:
@@ -501,7 +361,6 @@ def _train(cfg, rank, world, local_rank):
     if cfg.total_batch_tokens % micro:
         raise ValueError(f"{cfg.total_batch_tokens} is not a multiple of batch_size*block_size*world = "
                          f"{cfg.batch_size}*{T}*{world} = {micro} (--total-batch-tokens)")
-    accum = cfg.total_batch_tokens // micro
     if cfg.dtype == "auto":
         choice = ["bf16" if bf16_native(device) else "fp32"]
         if world > 1:  # rank 0's choice for all: ranks on different hosts could disagree
@@ -509,18 +368,30 @@ def _train(cfg, rank, world, local_rank):
         cfg.dtype = choice[0]
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.dtype == "bf16" else contextlib.nullcontext
+    return cfg.total_batch_tokens // micro
 
-    rows = Rows(tok, docs, cfg.layout, cfg.seed, T, **meta["data"])
+
+def setup(cfg, rank, world, local_rank):
+    """Tokenizer, model (scratch, --init or the checkpoint resumed), cfg settled, data, optimizer, DDP -> Run."""
+    device = pick_device(cfg.device, local_rank)
+    log = print if rank == 0 else (lambda *a, **k: None)
+    tok = load_tokenizer(cfg)
+    docs = open_corpus(tok, cfg.data)  # read (and refused with file:line) before a model is built
+    vdocs = open_corpus(tok, cfg.val) if cfg.val else None
+    state = resume_state(cfg, os.path.join(cfg.out, "ckpt")) if cfg.resume else None
+    if state is None and cfg.resume:
+        log(f"resume: no checkpoint in {os.path.join(cfg.out, 'ckpt')} yet, starting at step 0")
+    model, meta, path = state or (build_model(cfg, tok), {"step": 0, "data": {}}, None)
+    accum = settle(cfg, model, world, device)
+    ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if cfg.dtype == "bf16" else contextlib.nullcontext
+    rows = Rows(tok, docs, cfg.layout, cfg.seed, cfg.block_size, **meta["data"])
     vals = {}
     if cfg.val:
-        vals = {"val_loss": val_windows(tok, vdocs, "raw", cfg.seed, T)}
-        if cfg.layout != "raw":
-            vals["val_loss_latent"] = val_windows(tok, vdocs, cfg.layout, cfg.seed, T)
-
+        for name, mode in (("val_loss", "raw"), ("val_loss_latent", cfg.layout))[:1 if cfg.layout == "raw" else 2]:
+            vals[name] = tuple(map(torch.from_numpy, val_windows(tok, vdocs, mode, cfg.seed, cfg.block_size)))
     model.to(device)
     opt, names = make_optimizer(model, cfg, device)
-    if state is not None:
+    if path is not None:
         load_optim(opt, names, path)
     fwd = torch.compile(model) if cfg.compile else model
     if world > 1:
@@ -530,64 +401,81 @@ def _train(cfg, rank, world, local_rank):
         f"{cfg.total_batch_tokens} tokens/step")
     if rank == 0:
         os.makedirs(cfg.out, exist_ok=True)
-    step = start = meta["step"]
+    return Run(cfg, rank, world, device, tok, model, fwd, opt, names, rows, vals, ctx, accum, meta["step"],
+               meta.get("train_loss"))
+
+
+def next_batch(r):
+    """This rank's share of the next global batch (accum x world x batch_size rows: it reads its own and skips
+    the others'): accum (x, y) micro-batches, and the global target count the summed loss is divided by."""
+    B, batch = r.cfg.batch_size, []
+    for _ in range(r.accum):
+        r.rows.skip(r.rank * B)
+        x, y = r.rows.next_rows(B)  # (B, W <= T), y = -1 on padding
+        batch.append((torch.from_numpy(x), torch.from_numpy(y)))
+        r.rows.skip((r.world - 1 - r.rank) * B)
+    n = torch.tensor(float(sum(int((y >= 0).sum()) for _, y in batch)))
+    if r.world > 1:
+        dist.all_reduce(n)
+    return batch, max(float(n), 1.0)  # the global batch's targets (padding left out): DDP == one process
+
+
+def train_step(r, batch, count):
+    """Forward and backward over this rank's micro-batches (gradients synced on the last), clip, AdamW step;
+    -> this rank's summed loss (a tensor: read only when logged, so no sync per step)."""
+    loss_sum = torch.zeros((), device=r.device)
+    for i, (x, y) in enumerate(batch):
+        xb, yb = x.to(r.device, non_blocking=True), y.to(r.device, non_blocking=True)
+        sync = r.fwd.no_sync() if r.world > 1 and i < r.accum - 1 else contextlib.nullcontext()
+        with sync:
+            with r.ctx():
+                _, loss = r.fwd(xb, yb, loss_reduction="sum")
+            (loss * (r.world / count)).backward()  # DDP averages over ranks; the world factor undoes it
+        loss_sum += loss.detach()
+    if r.cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(r.model.parameters(), r.cfg.grad_clip)
+    r.opt.step()
+    r.opt.zero_grad(set_to_none=True)
+    return loss_sum
+
+
+def run_eval(r, step):
+    res = {k: evaluate(r.model, w, r.cfg.batch_size, r.rank, r.world, r.ctx, r.device) for k, w in r.vals.items()}
+    if res:
+        r.log(f"step {step} | " + " | ".join(f"{k} {v:.4f}" for k, v in res.items()))
+        r.write({"step": step, **res})
+    return res
+
+
+def checkpoint(r, step, train_loss):
+    if r.rank == 0:
+        save_checkpoint(os.path.join(r.cfg.out, "ckpt"), r.model, r.opt, r.names, {
+            "tokenizer": r.tok.name, "train_config": asdict(r.cfg), "step": step, "train_loss": train_loss,
+            "data": r.rows.cursor()})
+    if r.world > 1:
+        dist.barrier()  # nobody returns (or reads the checkpoint) before it exists
+
+
+def _train(cfg, rank, world, local_rank):
+    """nanoGPT's loop: lr, batch, forward/backward, step; a progress line, held-out loss and a checkpoint on
+    their schedules; the held-out loss at the end."""
+    r = setup(cfg, rank, world, local_rank)
+    step = start = r.step
     stop = min(cfg.max_steps, cfg.stop_at or cfg.max_steps)
     mpath = os.path.join(cfg.out, "metrics.jsonl")
     if rank == 0 and cfg.resume:
         keep_metrics(mpath, start, stop)
-    metrics = open(mpath, "a" if cfg.resume else "w") if rank == 0 else None
-
-    def write(rec):
-        if metrics:
-            metrics.write(json.dumps(rec) + "\n")
-            metrics.flush()
-
-    def run_eval(step):
-        res = {k: evaluate(model, w, cfg.batch_size, rank, world, ctx, device) for k, w in vals.items()}
-        if res:
-            log(f"step {step} | " + " | ".join(f"{k} {v:.4f}" for k, v in res.items()))
-            write({"step": step, **res})
-        return res
-
-    def checkpoint(step, train_loss):
-        if rank == 0:
-            save_checkpoint(ckpt, model, opt, names, {
-                "tokenizer": tok.name, "train_config": asdict(cfg), "step": step, "train_loss": train_loss,
-                "data": rows.cursor()})
-        if world > 1:
-            dist.barrier()  # nobody returns (or reads the checkpoint) before it exists
-
-    train_loss, res = meta.get("train_loss"), {}
+    r.metrics = open(mpath, "a" if cfg.resume else "w") if rank == 0 else None
+    train_loss = r.train_loss
     busy, n_busy, win, n_win = 0.0, 0, 0.0, 0  # step times (no eval/checkpoint): whole run, log window
     while step < stop:
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed + 1_000_003 * rank + step)  # dropout: a function of (seed, rank, step)
         lr = lr_at(step, cfg)
-        for g in opt.param_groups:
+        for g in r.opt.param_groups:
             g["lr"] = lr
-        # the global batch is accum x world x batch_size rows; this rank reads only its own
-        batch, B = [], cfg.batch_size
-        for i in range(accum):
-            rows.skip(rank * B)
-            batch.append(rows.next_rows(B))  # x, y (B, W <= T), y = -1 on padding
-            rows.skip((world - 1 - rank) * B)
-        n = torch.tensor(float(sum(int((y >= 0).sum()) for _, y in batch)))
-        if world > 1:
-            dist.all_reduce(n)
-        count = max(float(n), 1.0)  # the global batch's targets (padding left out): DDP == one process
-        loss_sum = torch.zeros((), device=device)
-        for i, (x, y) in enumerate(batch):
-            xb, yb = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            sync = fwd.no_sync() if world > 1 and i < accum - 1 else contextlib.nullcontext()
-            with sync:
-                with ctx():
-                    _, loss = fwd(xb, yb, loss_reduction="sum")
-                (loss * (world / count)).backward()  # DDP averages over ranks; the world factor undoes it
-            loss_sum += loss.detach()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        batch, count = next_batch(r)
+        loss_sum = train_step(r, batch, count)
         step += 1
         dt = time.perf_counter() - t0
         win, n_win = win + dt, n_win + 1
@@ -597,25 +485,22 @@ def _train(cfg, rank, world, local_rank):
         if (cfg.log_every and step % cfg.log_every == 0) or last:
             if world > 1:
                 dist.all_reduce(loss_sum)
-            train_loss = loss_sum.item() / count
-            tok_s = cfg.total_batch_tokens * n_win / win
+            train_loss, tok_s = loss_sum.item() / count, cfg.total_batch_tokens * n_win / win
             if cfg.log_every:
-                log(f"step {step}/{cfg.max_steps} | loss {train_loss:.4f} | lr {lr:.2e} | {tok_s:,.0f} tok/s | "
-                    f"eta {(stop - step) * win / n_win:.0f}s")
-            write({"step": step, "loss": train_loss, "lr": lr, "tok_per_s": tok_s, "time": time.time()})
+                r.log(f"step {step}/{cfg.max_steps} | loss {train_loss:.4f} | lr {lr:.2e} | {tok_s:,.0f} tok/s | "
+                      f"eta {(stop - step) * win / n_win:.0f}s")
+            r.write({"step": step, "loss": train_loss, "lr": lr, "tok_per_s": tok_s, "time": time.time()})
             win, n_win = 0.0, 0
-        if vals and cfg.eval_every and step % cfg.eval_every == 0 and not last:
-            run_eval(step)
+        if r.vals and cfg.eval_every and step % cfg.eval_every == 0 and not last:
+            run_eval(r, step)
         if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or last:
-            checkpoint(step, train_loss)
-    if vals:
-        res = run_eval(step)
-    if metrics:
-        metrics.close()
-    tok_per_s = n_busy * cfg.total_batch_tokens / busy if n_busy else None
-    return {"ckpt": ckpt, "steps": step, "tokens": step * cfg.total_batch_tokens, "train_loss": train_loss,
-            "val_loss": res.get("val_loss"), "val_loss_latent": res.get("val_loss_latent"),
-            "tok_per_s": tok_per_s, "config": asdict(cfg)}
+            checkpoint(r, step, train_loss)
+    res = run_eval(r, step) if r.vals else {}
+    if r.metrics:
+        r.metrics.close()
+    return {"ckpt": os.path.join(cfg.out, "ckpt"), "steps": step, "tokens": step * cfg.total_batch_tokens,
+            "train_loss": train_loss, "val_loss": res.get("val_loss"), "val_loss_latent": res.get("val_loss_latent"),
+            "tok_per_s": n_busy * cfg.total_batch_tokens / busy if n_busy else None, "config": asdict(cfg)}
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -627,8 +512,8 @@ def build_parser():
 
 
 def tokenizer_arg(s):
-    if s not in TOKENIZERS and not os.path.isdir(s):
-        raise argparse.ArgumentTypeError(f"{s!r}: choose one of {', '.join(TOKENIZERS)} or a tokenizer directory")
+    if tokenizer_error(s):
+        raise argparse.ArgumentTypeError(tokenizer_error(s))
     return s
 
 

@@ -189,8 +189,9 @@ def unique_id(doc_id, ids, occurrences):
 def odd_doc(doc):
     """Why a parsed document holds nothing to learn from (None: it does): its text is whitespace only, or it holds
     a NUL character (binary debris from extraction, never prose). Such documents are skipped and counted, as
-    repeated ones are kept and counted (note_stats)."""
-    if any("\0" in c["suffix"] or "\0" in (c["latent"] or "") for c in doc["chunks"]):
+    repeated ones are kept and counted (note_stats). Latents are not looked at: a sampled latent (the E-step's
+    latents.jsonl) may hold any byte, and what trains is its latent_ids."""
+    if any("\0" in c["suffix"] for c in doc["chunks"]):
         return "NUL"
     return None if any(c["suffix"].strip() for c in doc["chunks"]) else "whitespace"
 
@@ -412,21 +413,47 @@ def ascii_float(s):
                                                                           "only)")) from None
 
 
-def add_flags(ap, config, given_only=False, types=None):
+def opt(default, help, choices=None, group=None, metavar=None):
+    """A dataclass field that add_flags turns into a flag: its help, choices, --help group and metavar."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "group": group,
+                                                        "metavar": metavar})
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help with the description as written and every flag's help from column 30, most on one line."""
+
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=30)
+
+
+METAVARS = {int: "N", float: "X"}  # short placeholders keep each flag's --help on one line
+
+
+def add_flags(ap, config, given_only=False, types=None, groups=None):
     """One argparse flag per field of the dataclass `config` (em.py, train.py and data/world.py build their CLIs
     with it): --name-with-dashes, typed by the field (or types[name]), help from the field's metadata "help"
-    plus its default, choices from metadata "choices"; a bool is a store_true switch. given_only: every flag
-    defaults to None, so the caller sees which flags were typed."""
+    plus its default (unless off or empty), choices and metavar from the metadata, listed under the metadata's
+    "group" in --help (groups: title -> argparse group, created here when missing, so the caller can add its own
+    flags to one); a bool is a store_true switch. given_only: every flag defaults to None, so the caller sees
+    which flags were typed."""
+    groups = {} if groups is None else groups
     for f in dataclasses.fields(config):
         flag, meta = "--" + f.name.replace("_", "-"), f.metadata or {}
-        h = (meta.get("help", "") + f" (default: {f.default!r})").strip().replace("%", "%%")
+        unset = f.default is False or f.default is None or f.default == ""
+        shown = "" if unset else f" (default: {f.default!r})"
+        h = (meta.get("help", "") + shown).strip().replace("%", "%%")
+        title = meta.get("group")
+        if title is not None and title not in groups:
+            groups[title] = ap.add_argument_group(title)
+        where = groups.get(title, ap)
         if f.type is bool or f.type == "bool":
-            ap.add_argument(flag, action="store_true", help=h)
+            where.add_argument(flag, action="store_true", help=h)
         else:
             kind = (types or {}).get(f.name) or (f.type if isinstance(f.type, type) else type(f.default))
+            metavar = meta.get("metavar") or (None if meta.get("choices") else METAVARS.get(kind))
             kind = {int: ascii_int, float: ascii_float}.get(kind, kind)
-            ap.add_argument(flag, type=kind, default=None if given_only else f.default, choices=meta.get("choices"),
-                            help=h)
+            where.add_argument(flag, type=kind, default=None if given_only else f.default,
+                               choices=meta.get("choices"), metavar=metavar, help=h)
     return ap
 
 

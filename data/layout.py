@@ -169,8 +169,11 @@ def joint_continuation(tok, z, x):
     return [tok.sol, tok.prior] + list(z) + [tok.eol] + list(x)
 
 
-# The joint continuation starts with the two mode marks SoL PRIOR; MODE_MARKS of its scored tokens encode the
-# layout's training coin, not text. BOLT.md's log p counts them; the mode-conditional log p leaves them out.
+# The joint continuation starts with the two marks SoL PRIOR (MODE_MARKS of its scored tokens). SoL ends the
+# previous chunk X_{i-1}: it is part of raw text's chunking, so a bound on raw text scores it. PRIOR is the
+# layout's training coin (prior rather than posterior mode), not text: BOLT.md's log p counts both; the
+# PRIOR-conditional log p (em.py nll_np_k{K}) leaves out PRIOR alone; the E-step weighs without both (one constant
+# per chunk either way: the same pick).
 MODE_MARKS = 2
 
 
@@ -179,9 +182,46 @@ def think_prompt(tok, x):
     x: the question's tokens, or a list of its chunks' tokens (a question the chunker split), each chunk laid
     out with an empty thought. The model continues with Z, EoL, then the answer text."""
     chunks = x if x and isinstance(x[0], list) else [x]
-    return [tok.bos] + [t for c in chunks for t in chunk_tokens(tok, list(c), [], True)] + [tok.sol, tok.prior]
+    return think_layout(tok, [list(c) for c in chunks] + [[]], [[]] * len(chunks))
+
+
+def think_layout(tok, chunks, thoughts):
+    """A question laid out as training lays out a document in prior mode, the thoughts written so far in place:
+    BOS [SoL PRIOR Z_j EoL X_j] for j < len(thoughts), then SoL PRIOR while a chunk is left (its thought is to
+    write next). With every chunk's thought given, it ends in the last chunk's text, which the answer continues.
+    chunks: token lists, the last one the start of the chunk that holds the answer (a training document's latent
+    comes before the chunk holding its result; [] when the answer opens a chunk of its own)."""
+    done = [t for x, z in zip(chunks, thoughts) for t in chunk_tokens(tok, list(x), list(z), True)]
+    return [tok.bos] + done + ([tok.sol, tok.prior] if len(thoughts) < len(chunks) else [])
 
 
 def explain_prompt(tok, x):
     """The posterior prompt for a text with no prefix: BOS SoL EoL X SoL POST (what the E-step asks for chunk 0)."""
     return [tok.bos, tok.sol, tok.eol] + list(x) + [tok.sol, tok.post]
+
+
+def segments(tok, ids):
+    """A laid-out token sequence -> [(kind, ids, closed)]: kind 'text', 'thought' (SoL PRIOR Z EoL: a thought
+    before its text) or 'thought (posterior)' (SoL POST Z EoL: about the text before it); closed is False for a
+    thought cut before its EoL. BOS/EOS and the empty boundary `SoL EoL` (or a last, stopping SoL) end a text piece
+    and are not shown; empty thoughts (the think prompt's question chunk) are dropped."""
+    out, text, i, n = [], [], 0, len(ids)
+    kinds = {tok.prior: "thought", tok.post: "thought (posterior)"}
+    while i < n:
+        t, nxt = ids[i], ids[i + 1] if i + 1 < n else None
+        if t == tok.sol and nxt in kinds:
+            j = i + 2
+            while j < n and ids[j] != tok.eol:
+                j += 1
+            if j > i + 2 or j == n:
+                out += [("text", text, True)] if text else []
+                out.append((kinds[nxt], ids[i + 2:j], j < n))
+                text = []
+            i = j + 1
+        elif t in (tok.bos, tok.eos) or (t == tok.sol and nxt in (tok.eol, None)):
+            out += [("text", text, True)] if text else []
+            text, i = [], i + (2 if nxt == tok.eol and t == tok.sol else 1)
+        else:
+            text.append(t)  # anything else, a stray special included, prints as decode() spells it
+            i += 1
+    return out + ([("text", text, True)] if text else [])

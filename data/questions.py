@@ -8,9 +8,15 @@ One question per line:
   "prompt_stop": "\n"             optional: text (one token) that ends the generation after "prompt"
   "chunks": ["Start from 7. ", ...]  optional: the question as a document's chunks (non-empty strings that
                                   concatenate to "question"), for an evaluation that lays it out as in training
+  "open": true                    optional: the last chunk is the start of the chunk that holds the answer, so
+                                  the thought goes before it and the answer continues it (training puts a
+                                  chunk's latent before the chunk holding the result); default false: the
+                                  answer opens a chunk of its own, after every chunk of the question
+  "answer_text": "5."             optional: the answer as documents write it where the model answers (default
+                                  the answer's own text), scored for the answer NLL (em.py ans_nll)
 
-The rule (`extract`), applied to the text a model generated (a latent model: the text after its EoL; a raw
-model: the text after its prompt):
+The rule (`extract`), applied to the text a model generated (a latent model: the text after its last thought,
+and after the open chunk's text for an open question; a raw model: the text after its prompt):
   - a regex (--answer-regex, else the line's own): the first match; its group 1 if it has groups, else the whole
     match. Correct when that text equals the answer's text (both stripped).
   - default, when the answer is a number: the first number in the text (integer or decimal, a leading minus
@@ -22,8 +28,6 @@ import json
 import math
 import os
 import re
-
-from data import world as W
 
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -86,7 +90,9 @@ def read_questions(path, tok=None):
             a = q["answer"]
             if not answer_text(a).strip() or isinstance(a, float) and not math.isfinite(a):
                 raise ValueError(f'"answer" is {json.dumps(a)}: no generated text could match it ({path}:{n})')
-            for key in ("prompt", "answer_regex", "prompt_regex", "prompt_stop"):
+            if not isinstance(q.get("open", False), bool):
+                raise ValueError(f'"open" must be true or false ({path}:{n})')
+            for key in ("prompt", "answer_regex", "prompt_regex", "prompt_stop", "answer_text"):
                 if key in q and not isinstance(q[key], str):
                     raise ValueError(f'"{key}" must be a string ({path}:{n})')
                 if key.endswith("regex") and key in q:
@@ -112,18 +118,8 @@ def check_regex(regex, where):
         raise ValueError(f"bad answer regex {regex!r}: {e} ({where})") from None
 
 
-def load_prepared(ddir):
-    """The questions a run prepared under ddir (the world's), [] if none. A world written before its answer rules
-    were data (an older em.py) gets them from its recorded config: the same questions, rules added (checked),
-    in memory; the old file is left as it is."""
-    path = os.path.join(ddir, "questions.jsonl")
-    if not os.path.exists(path):
-        return []
-    qs = read_questions(path)
-    if qs and "answer_regex" not in qs[0] and os.path.exists(os.path.join(ddir, "world.json")):
-        with open(os.path.join(ddir, "world.json")) as f:
-            new = W.build(W.WorldConfig(**json.load(f)["config"]))["questions"]
-        if [q["question"] for q in new] != [q["question"] for q in qs]:
-            raise ValueError(f"{path} holds other questions than the world in world.json beside it")
-        qs = new
-    return qs
+def load_prepared(ddir, name="questions"):
+    """The questions a run prepared under ddir (the world's test questions; name "dev_questions": its dev split),
+    [] if none."""
+    path = os.path.join(ddir, f"{name}.jsonl")
+    return read_questions(path) if os.path.exists(path) else []

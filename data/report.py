@@ -2,12 +2,23 @@
 and finished runs side by side (--estep paper against sequential on one world and seed).
 
 A result row is one model's metrics (em.py's run_eval) plus its name and either "iter" (warm start = 0, BoLT
-iterations) or "baseline" (base, raw_tokens, raw_flops, oracle). Columns:
-  accuracy          latent models: the answer after their thought. Raw models: the better of asked directly
-                    (acc) and asked to reason in their training text's format (acc_reason); both are shown.
+iterations) or "baseline" (base, a raw arm raw_*, oracle). Columns:
+  accuracy          on the test questions. Latent models: the answer after their thoughts. Raw models: asked
+                    directly (acc) or asked to reason in their training text's format (acc_reason), whichever is
+                    better on the dev questions (on the test ones when there are none); both are shown.
+  dev accuracy      the same on the dev questions (dev_ keys), what recipe choices are made on
   NLL K=k           per raw text token: exact for raw models; for latent models the spec's IW-ELBO_K bound
-                    (log p of every token after P_i, the mode marks SoL PRIOR included)
-  mode-cond. NLL    the bound with the two mode marks left out (what the E-step weighs; not a bound on raw text)
+                    (log p of every token after P_i, the marks SoL PRIOR included); ± its standard error over
+                    the held-out documents
+  PRIOR-cond. NLL   the bound with PRIOR left out (SoL kept: it ends the previous chunk), still a bound on the
+                    raw text: a model that always takes the prior mode
+  SoL / PRIOR       each mark's mean cost in nats per chunk (the spec's bound minus the PRIOR-conditional one is
+                    the PRIOR cost)
+  answer NLL        nats per test question of the answer's text after the model's own thoughts (em.py ans_nll):
+                    it rises when accuracy falls, which a bound over whole documents can hardly show
+The multi-seed report adds what tells seeds apart (`seed_criteria`): accuracy per iteration, whether the seed
+bootstrapped, and paired differences on the same questions and documents, from each phase's
+eval_questions.jsonl and eval_docs.jsonl.
 
     python -m data.report --k-curve out/k1 out/k2 out/em out/k8 --out out/kcurve   # K curve from finished runs
     python -m data.report --compare out/seq out/paper --out out/estep    # finished runs side by side
@@ -20,23 +31,29 @@ import sys
 
 from data.corpus import write_atomic
 
-COLORS = {"base": "#8c564b", "raw_tokens": "#d62728", "raw_flops": "#ff7f0e", "oracle": "#2ca02c"}
+COLORS = {"base": "#8c564b", "raw_tokens": "#d62728", "raw_flops": "#ff7f0e", "raw_inline": "#9467bd",
+          "raw_warm": "#e377c2", "raw_pipeline": "#17becf", "oracle": "#2ca02c"}
 
 
-def best_acc(r):
-    """(accuracy, how it was asked) of a row: raw arms take the better of direct and reasoning."""
-    if "acc_best" in r:
-        return r["acc_best"], ""
-    if "acc_reason" in r and r["acc_reason"] > r.get("acc", -1):
-        return r["acc_reason"], "reasoning"
-    return (r["acc"], "direct" if "acc_reason" in r else "") if "acc" in r else (None, "")
+def best_acc(r, dev=False):
+    """(accuracy, how it was asked) of a row on the test questions (dev: the dev ones): a raw arm is asked the
+    way (direct or reasoning) that is better on the dev questions when it has them, else on the test ones."""
+    pre = "dev_" if dev else ""
+    if f"{pre}acc_best" in r:  # the combined report's mean of each seed's choice
+        return r[f"{pre}acc_best"], ""
+    pick = "dev_" if "dev_acc" in r else pre
+    if f"{pick}acc_reason" in r and r[f"{pick}acc_reason"] > r.get(f"{pick}acc", -1) and f"{pre}acc_reason" in r:
+        return r[f"{pre}acc_reason"], "reasoning"
+    return (r[f"{pre}acc"], "direct" if "acc_reason" in r else "") if f"{pre}acc" in r else (None, "")
 
 
 def fmt_metrics(m):
     s = [f"acc {100 * m['acc']:.1f}% (±{100 * m['acc_se']:.1f})"] if "acc" in m else []
     if "acc_reason" in m:
         s.append(f"acc reasoning {100 * m['acc_reason']:.1f}% (±{100 * m['acc_reason_se']:.1f})")
-    s += [f"{k} {v:.4f}" for k, v in m.items() if k.startswith("nll")]
+    s += [f"dev acc {100 * m['dev_acc']:.1f}%"] if "dev_acc" in m else []
+    s += [f"{k} {v:.4f}" for k, v in m.items() if k.startswith("nll") and not k.endswith("_se")]
+    s += [f"answer NLL {m['ans_nll']:.3f}"] if "ans_nll" in m else []
     if "estep_gold_match" in m:
         s.append(f"E-step gold match {100 * m['estep_gold_match']:.1f}%")
     return ", ".join(s)
@@ -49,25 +66,32 @@ def row_key(r):
 # ----------------------------------------------------------------------------- one run
 
 def columns(ks):
-    return ["model", "accuracy", "raw: direct / reasoning", *[f"NLL K={k}" for k in ks], "bits/byte",
-            *[f"mode-cond. NLL K={k}" for k in ks], "E-step gold match", "ESS", "capped"]
+    return ["model", "accuracy (test)", "dev accuracy", "raw: direct / reasoning", *[f"NLL K={k}" for k in ks],
+            "bits/byte", *[f"PRIOR-cond. NLL K={k}" for k in ks], "SoL / PRIOR nats per chunk", "answer NLL",
+            "E-step gold match", "ESS", "capped"]
 
 
 def cells(r, ks, show=None):
-    """One row's table cells. show(key, percent) formats one metric of r ("-" when absent); the combined report
-    passes one that prints mean ± sd over seeds."""
+    """One row's table cells. show(key, percent) formats one metric of r ("-" when absent; a bound with its
+    standard error over documents); the combined report passes one that prints mean ± sd over seeds."""
     def one(key, pct):
-        v = r.get(key)
-        return "-" if v is None else f"{100 * v:.1f}%" if pct else f"{v:.4f}"
+        v, se = r.get(key), r.get(key + "_se")
+        return "-" if v is None else f"{100 * v:.1f}%" if pct else f"{v:.4f}" + (f" ± {se:.4f}" if se else "")
     show = show or one
-    acc, how = best_acc(r)
-    se = "acc_reason_se" if how == "reasoning" else "acc_se"
-    acc_s = show("acc_best", True) if "acc_best" in r else "-" if acc is None else \
-        f"{100 * acc:.1f}% ± {100 * r[se]:.1f}" + (f" ({how})" if how else "")
+
+    def acc_cell(dev):
+        acc, how = best_acc(r, dev)
+        pre = "dev_" if dev else ""
+        se = r.get(f"{pre}acc_reason_se" if how == "reasoning" else f"{pre}acc_se")
+        return show(f"{pre}acc_best", True) if f"{pre}acc_best" in r else "-" if acc is None else \
+            f"{100 * acc:.1f}% ± {100 * se:.1f}" + (f" ({how})" if how else "")
     nll = lambda tag, k: f"{tag}_k{k}" if f"{tag}_k{k}" in r else tag.split("_")[0]  # raw models: exact nll
-    return [r["name"], acc_s, f"{show('acc', True)} / {show('acc_reason', True)}" if "acc_reason" in r else "-",
+    return [r["name"], acc_cell(False), acc_cell(True),
+            f"{show('acc', True)} / {show('acc_reason', True)}" if "acc_reason" in r else "-",
             *[show(nll("nll", k), False) for k in ks], show(nll("bpb", max(ks)), False),
-            *[show(f"nll_mc_k{k}", False) if "nll_mc_k1" in r or f"nll_mc_k{k}" in r else "-" for k in ks],
+            *[show(f"nll_np_k{k}", False) if f"nll_np_k{k}" in r else "-" for k in ks],
+            f"{show('sol_nats', False)} / {show('prior_nats', False)}" if "sol_nats" in r else "-",
+            show("ans_nll", False) if "ans_nll" in r else "-",
             f"{show('estep_gold_match', True)} (of {show('estep_gold_exists', True)} possible"
             + (f"; steps {show('estep_gold_steps', True)})" if "estep_gold_steps" in r else ")")
             if "estep_gold_match" in r else "-",
@@ -81,42 +105,180 @@ def table(rows, ks, cell_fn=cells):
            ["| " + " | ".join(cell_fn(r, ks)) + " |" for r in rows]
 
 
-def claims(rows, ks):
-    """The comparison lines: the last BoLT iteration against the strongest raw arm (accuracy and NLL)."""
+def is_raw(r):
+    """A raw model's row: the base model or a raw arm (em.py raw_arm; phase names raw_*)."""
+    return r.get("baseline") == "base" or r.get("baseline", "").startswith("raw_")
+
+
+def best_raw(rows):
+    """The raw arm with the best accuracy on the dev questions (on the test ones when an arm has no dev split)."""
+    raw = [r for r in rows if is_raw(r) and best_acc(r)[0] is not None]
+    dev = all(best_acc(r, True)[0] is not None for r in raw)
+    return max(raw, key=lambda r: best_acc(r, dev)[0], default=None), dev
+
+
+def claims(rows, ks, run_dir=None):
+    """The comparison lines: the last BoLT iteration against the warm start and the raw arm best on dev (accuracy,
+    paired over the same test questions when run_dir holds the per-question files), and its bounds against the
+    best raw NLL."""
     last = [r for r in rows if r.get("iter")]
-    raw = [r for r in rows if r.get("baseline") in ("base", "raw_tokens", "raw_flops")]
-    if not last or not raw:
+    raw = [r for r in rows if is_raw(r) and "nll" in r]
+    if not last:
         return []
     last, out = last[-1], []
-    if best_acc(last)[0] is not None and any(best_acc(r)[0] is not None for r in raw):
-        top = max((r for r in raw if best_acc(r)[0] is not None), key=lambda r: best_acc(r)[0])
-        a, how = best_acc(top)
-        how = {"reasoning": " asked to reason", "direct": " asked directly"}.get(how, " (its better prompt)")
-        out.append(f"- Accuracy: {last['name']} {100 * best_acc(last)[0]:.1f}% vs the strongest raw arm, {top['name']}"
-                   f"{how}, {100 * a:.1f}% ({100 * (best_acc(last)[0] - a):+.1f} points).")
+    warm = next((r for r in rows if r.get("iter") == 0), None)
+    top, on_dev = best_raw(rows)
+    for other, what in ((warm, "the warm start"), (top, "the raw arm best on dev" if on_dev else "the best raw arm")):
+        if other is not None and best_acc(last)[0] is not None and best_acc(other)[0] is not None:
+            a, how = best_acc(other)
+            how = {"reasoning": " asked to reason", "direct": " asked directly"}.get(how, "")
+            d, se, kind = paired(run_dir, last, other)
+            out.append(f"- Accuracy: {last['name']} {100 * best_acc(last)[0]:.1f}% vs {what}, {other['name']}{how}, "
+                       f"{100 * a:.1f}%: {100 * d:+.1f} points ± {100 * se:.1f} ({kind} standard error).")
     k = max(ks)
-    if f"nll_k{k}" in last:
+    if f"nll_k{k}" in last and raw:
         top = min(raw, key=lambda r: r["nll"])
         out.append(f"- NLL: {last['name']}'s spec bound (K={k}) {last[f'nll_k{k}']:.4f} vs the best raw model, "
-                   f"{top['name']}, {top['nll']:.4f} (exact); the mode-conditional bound is "
-                   f"{last[f'nll_mc_k{k}']:.4f}. Lower is better; a bound below a raw NLL is a win for the latent "
-                   "model, a bound above it is inconclusive.")
+                   f"{top['name']}, {top['nll']:.4f} (exact); the PRIOR-conditional bound is "
+                   f"{last.get(f'nll_np_k{k}', float('nan')):.4f}. Lower is better; a bound below a raw NLL is a win "
+                   "for the latent model, a bound above it is inconclusive.")
     return out
 
 
-NOTE = ("Accuracy: latent models answer after writing a thought; raw models are asked directly and asked to reason in "
-        "their training text's format, and the better is the accuracy (both shown). NLL is per raw text token: exact "
-        "for raw models, for latent models the spec's IW-ELBO_K bound (log p of every token after the prefix, the mode "
-        "marks SoL PRIOR included). Mode-cond. NLL leaves the two marks out (what the E-step weighs). E-step gold "
-        "match: chosen latents equal to the gold derivation, over the chunks whose gold latent is not empty; steps: "
-        "those whose steps match it, values left out (the latent follows the problem).")
+NOTE = ("Accuracy is on the test questions, dev accuracy beside it (recipe choices are made on dev): latent models "
+        "answer after writing a thought before each chunk of the question, as training lays out a document; raw "
+        "models are asked directly and asked to reason in their training text's format, and the way better on dev is "
+        "the accuracy (both shown). NLL is per raw text token, ± its standard error over the held-out documents: "
+        "exact "
+        "for raw models, for latent models the spec's IW-ELBO_K bound (log p of every token after the prefix, the "
+        "marks SoL PRIOR included). PRIOR-cond. NLL leaves PRIOR out (SoL, which ends the previous chunk, is kept: "
+        "still a bound on raw text); SoL / PRIOR: each mark's mean cost per chunk. Answer NLL: nats per test question "
+        "of the answer's text after the model's own thoughts. E-step gold match: chosen latents equal to the gold "
+        "derivation, over the chunks whose gold latent is not empty; steps: those whose steps match it, values left "
+        "out (the latent follows the problem).")
+
+
+# ----------------------------------------------------------------------------- paired differences
+
+def phase_dir(r):
+    """The directory under a run's --out that holds a result row's evaluation files (a raw arm's "phase")."""
+    return "warm" if r.get("iter") == 0 else f"iter{r['iter']}" if "iter" in r else r.get("phase", r["baseline"])
+
+
+def read_rows(run_dir, r, name):
+    path = os.path.join(run_dir, phase_dir(r), name) if run_dir else ""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def question_correct(run_dir, r):
+    """{question index: correct} of a row on the test questions, asked the way its accuracy is (best_acc), or
+    None without its eval_questions.jsonl (rows an older evaluation wrote without "split" and "q" are test
+    questions in order)."""
+    rows = read_rows(run_dir, r, "eval_questions.jsonl")
+    mode = "latent" if "acc_reason" not in r else "reason" if best_acc(r)[1] == "reasoning" else "direct"
+    mine = [x for x in rows or () if x.get("split", "test") == "test" and x["mode"] == mode]
+    return {x.get("q", i): x["correct"] for i, x in enumerate(mine)} or None
+
+
+def paired(run_dir, a, b):
+    """Test accuracy of row a minus row b -> (difference, standard error, "paired" or "unpaired"): paired over the
+    same questions (the per-question differences' standard error) when both rows' files are under run_dir, else
+    from the two accuracies' own standard errors."""
+    qa, qb = question_correct(run_dir, a), question_correct(run_dir, b)
+    if qa and qb and qa.keys() == qb.keys():
+        m, sd = mean_sd([qa[q] - qb[q] for q in qa])
+        return m, sd / math.sqrt(len(qa)), "paired"
+    (x, hx), (y, hy) = best_acc(a), best_acc(b)
+    se = lambda r, how: r.get("acc_reason_se" if how == "reasoning" else "acc_se", 0.0)
+    return x - y, math.sqrt(se(a, hx) ** 2 + se(b, hy) ** 2), "unpaired"
+
+
+def paired_bound(run_dir, a, b, key):
+    """Bound `key` (nll_k{K}; a raw model's exact nll) of row a minus row b on the same held-out documents ->
+    (difference per token, its standard error over documents), from eval_docs.jsonl; None without the files."""
+    docs = [read_rows(run_dir, r, "eval_docs.jsonl") for r in (a, b)]
+    if not all(docs) or [d["id"] for d in docs[0]] != [d["id"] for d in docs[1]]:
+        return None
+    k = [key if key in ds[0] else "nll" for ds in docs]
+    delta = [x[k[0]] - y[k[1]] for x, y in zip(*docs)]
+    n_tok = [x["n_tok"] for x in docs[0]]
+    diff = -sum(delta) / max(sum(n_tok), 1)
+    dev = sum((d + diff * n) ** 2 for d, n in zip(delta, n_tok))
+    return diff, math.sqrt(dev * len(delta) / max(len(delta) - 1, 1)) / max(sum(n_tok), 1)
+
+
+def bootstrapped(run_dir, rows):
+    """Whether a run bootstrapped: its test accuracy rises at every step, warm start -> iteration 1 -> ... -> the
+    last, each step by more than twice its standard error (paired when the files are there) -> (bool, steps)."""
+    its = sorted((r for r in rows if "iter" in r and "acc" in r), key=lambda r: r["iter"])
+    steps = [paired(run_dir, b, a) for a, b in zip(its, its[1:])]
+    return bool(steps) and all(d > 2 * se for d, se, _ in steps), steps
+
+
+def pct_cell(r, dev=False):
+    acc = None if r is None else best_acc(r, dev)[0]
+    return "-" if acc is None else f"{100 * acc:.1f}%"
+
+
+def diff_cell(run_dir, a, b):
+    """'+12.0 ± 1.5 (paired)': test accuracy of row a minus row b, in points."""
+    if a is None or b is None or best_acc(a)[0] is None or best_acc(b)[0] is None:
+        return "-"
+    d, se, kind = paired(run_dir, a, b)
+    return f"{100 * d:+.1f} ± {100 * se:.1f} ({kind})"
+
+
+def seed_criteria(out, per_seed, ks):
+    """The multi-seed report's verdict -> (markdown lines, {seed: bootstrapped}). Every seed is a row (out/seed{S}):
+    its test accuracy per iteration; (b) every step warm start -> 1 -> ... -> last up by more than twice its
+    paired standard error; (d) the last iteration above the raw arm best on dev by more than twice the paired
+    standard error (on the test questions both); bootstrapped = (b) and (d) ((b) alone when the run has no raw
+    arm); the last iteration's difference from the warm start and its bound's, paired over the same documents.
+    The head line counts the seeds that bootstrapped ("k of n") and gives the last iteration's test accuracy as
+    mean ± sd over all of them."""
+    k, its = max(ks), sorted({r["iter"] for rs in per_seed.values() for r in rs if "iter" in r})
+    ok, rows, finals = {}, [], []
+    for s, rs in per_seed.items():
+        d = os.path.join(out, f"seed{s}")
+        b_ok, steps = bootstrapped(d, rs)
+        by_it = {r["iter"]: r for r in rs if "iter" in r}
+        last, warm = by_it.get(its[-1]) if its else None, by_it.get(0)
+        top, _ = best_raw(rs)
+        vs_top = paired(d, last, top) if top is not None and last is not None and best_acc(last)[0] is not None \
+            else None
+        d_ok = None if vs_top is None else vs_top[0] > 2 * vs_top[1]
+        ok[s] = b_ok and d_ok is not False
+        small = min(steps, key=lambda step: step[0] - 2 * step[1], default=None)
+        gap = paired_bound(d, last, warm, f"nll_k{k}") if last and warm else None
+        yes = lambda v: "-" if v is None else "yes" if v else "NO"
+        rows.append([str(s), *[pct_cell(by_it.get(t)) for t in its], pct_cell(last, True),
+                     "-" if small is None else f"{100 * small[0]:+.1f} ± {100 * small[1]:.1f} ({small[2]})",
+                     yes(b_ok if steps else None), "-" if top is None else f"{top['name']}, {pct_cell(top)}",
+                     "-" if vs_top is None else f"{100 * vs_top[0]:+.1f} ± {100 * vs_top[1]:.1f} ({vs_top[2]})",
+                     yes(d_ok), diff_cell(d, last, warm), "-" if gap is None else f"{gap[0]:+.4f} ± {gap[1]:.4f}"])
+        if last is not None and best_acc(last)[0] is not None:
+            finals.append(best_acc(last)[0])
+    m, sd = mean_sd(finals) if finals else (0.0, 0.0)
+    head = ["seed", *["warm start" if t == 0 else f"iter {t}" for t in its], "dev, last", "smallest step", "(b)",
+            "raw arm best on dev", "last - raw", "(d)", "last - warm start", f"NLL K={k}: last - warm start"]
+    return [f"**Bootstrapped on {sum(ok.values())} of {len(ok)} seeds** (every seed run is listed; bootstrapped = "
+            "(b) test accuracy up at every step, warm start -> 1 -> ... -> the last iteration, each step by more "
+            "than twice its standard error, and (d) the last iteration above the raw arm best on dev by more than "
+            "twice the standard error of the difference; standard errors paired over the same test questions). "
+            f"Last iteration's test accuracy over all {len(finals)} seeds: {100 * m:.1f}% ± {100 * sd:.1f} (mean ± "
+            "sd). The bound's difference is paired over the same held-out documents (± its standard error over "
+            "them).", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *["| " + " | ".join(r) + " |" for r in rows]], ok
 
 
 def report(out, results, ks, header, plot=True):
     """report.md, metrics.jsonl and plot.svg for one run under `out`; returns the report text."""
     write_atomic(os.path.join(out, "metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in results))
     lines = [f"# BoLT report: `{' '.join(sys.argv)}`", "", header + " " + NOTE, "", *table(results, ks), "",
-             *claims(results, ks), "", "![accuracy and NLL per iteration](plot.svg)", ""]
+             *claims(results, ks, out), "", "![accuracy and NLL per iteration](plot.svg)", ""]
     text = "\n".join(lines)
     write_atomic(os.path.join(out, "report.md"), text)
     if plot:
@@ -133,14 +295,15 @@ def mean_sd(xs):
 
 def combine(per_seed):
     """{seed: rows} -> (rows of mean values, rows of {metric: [value per seed]}) for the rows every seed has and
-    their numeric metrics; acc_best is each seed's better raw prompt (or the latent accuracy)."""
+    their numeric metrics; acc_best (dev_acc_best) is each seed's test (dev) accuracy as best_acc gives it."""
     first = next(iter(per_seed.values()))
     means, spreads = [], []
     for r in first:
         same = [next((x for x in rows if row_key(x) == row_key(r)), None) for rows in per_seed.values()]
         if any(x is None for x in same):
             continue
-        same = [{**x, "acc_best": best_acc(x)[0]} if best_acc(x)[0] is not None else x for x in same]
+        same = [{**x, **{f"{pre}acc_best": best_acc(x, dev)[0] for pre, dev in (("", False), ("dev_", True))
+                         if best_acc(x, dev)[0] is not None}} for x in same]
         keys = [k for k, v in same[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)
                 and k not in ("iter", "steps") and all(isinstance(x.get(k), (int, float)) for x in same)]
         vals = {k: [x[k] for x in same] for k in keys}
@@ -150,55 +313,10 @@ def combine(per_seed):
     return means, spreads
 
 
-def correct_vector(run_dir, name, row):
-    """Per-question correctness (0/1, question order) of one model of a run: its eval_questions.jsonl rows of the
-    mode its accuracy was read from (a raw arm: the better of direct and reasoning)."""
-    how = best_acc(row)[1]
-    mode = "reason" if how == "reasoning" else "direct" if how == "direct" else "latent"
-    with open(os.path.join(run_dir, name, "eval_questions.jsonl")) as f:
-        return [int(r["correct"]) for r in map(json.loads, f) if r["mode"] == mode]
-
-
-def paired(a, b):
-    """Mean of b - a over the same questions and its standard error (paired: per-question differences)."""
-    d = [y - x for x, y in zip(a, b)]
-    m = sum(d) / len(d)
-    return m, math.sqrt(sum((x - m) ** 2 for x in d) / max(len(d) - 1, 1) / len(d))
-
-
-def seed_criteria(out, per_seed):
-    """Per seed: (b) accuracy rises warm -> 1 -> ... -> last by > 2 paired SE at every step; (d) the last iteration
-    beats the strongest raw arm (the base model and the trained raw arms, each at its better prompt) by > 2 paired
-    SE. -> (markdown lines, {seed: passed})."""
-    lines = ["| seed | accuracy warm -> iterations | smallest step (paired SE) | (b) | strongest raw arm | "
-             "last - raw (paired SE) | (d) |", "|---|---|---|---|---|---|---|"]
-    ok = {}
-    for s, rs in per_seed.items():
-        d = os.path.join(out, f"seed{s}")
-        its = sorted((r for r in rs if "iter" in r), key=lambda r: r["iter"])
-        raw = [r for r in rs if r.get("baseline") in ("base", "raw_tokens", "raw_flops")]
-        if len(its) < 2 or not raw or "acc" not in its[0]:
-            continue
-        vec = {r["iter"]: correct_vector(d, "warm" if r["iter"] == 0 else f"iter{r['iter']}", r) for r in its}
-        steps = [paired(vec[a["iter"]], vec[b["iter"]]) for a, b in zip(its, its[1:])]
-        small = min(steps, key=lambda m_se: m_se[0] - 2 * m_se[1])
-        b_ok = all(m > 2 * se for m, se in steps)
-        top = max(raw, key=lambda r: best_acc(r)[0])
-        dm, dse = paired(correct_vector(d, top["baseline"], top), vec[its[-1]["iter"]])
-        d_ok = dm > 2 * dse
-        ok[s] = b_ok and d_ok
-        path = " -> ".join(f"{100 * r['acc']:.1f}" for r in its)
-        lines.append(f"| {s} | {path}% | {100 * small[0]:+.1f} ({100 * small[1]:.1f}) | {'yes' if b_ok else 'NO'} | "
-                     f"{top['name']}, {100 * best_acc(top)[0]:.1f}% | {100 * dm:+.1f} ({100 * dse:.1f}) | "
-                     f"{'yes' if d_ok else 'NO'} |")
-    head = [f"**Bootstrapped on {sum(ok.values())} of {len(ok)} seeds** ((b) and (d) both met; every seed run is "
-            "listed):", ""]
-    return head + lines, ok
-
-
 def combined_report(out, per_seed, ks, header):
-    """out/report.md: every metric as mean ± sd over seeds, then each seed's table; out/plot.svg: the means
-    with each seed drawn thin; out/metrics.jsonl: the mean rows. Returns the text."""
+    """out/report.md: how many seeds bootstrapped and each seed's paired differences (seed_criteria), every metric
+    as mean ± sd over all seeds, then each seed's table and claims; out/plot.svg: the means with each seed drawn
+    thin; out/metrics.jsonl: the mean rows. Returns the text."""
     means, spreads = combine(per_seed)
     rows = iter(spreads)
 
@@ -214,10 +332,12 @@ def combined_report(out, per_seed, ks, header):
 
     lines = [f"# BoLT over {len(per_seed)} seeds: `{' '.join(sys.argv)}`", "", header + " Cells are mean ± standard "
              f"deviation over the seeds {', '.join(map(str, per_seed))}; a raw arm's accuracy is the mean of each "
-             "seed's better prompt. " + NOTE, "", *table(means, ks, cell_fn), "", *claims(means, ks), "",
-             "![accuracy and NLL per iteration, mean over seeds](plot.svg)", "", *seed_criteria(out, per_seed)[0], ""]
+             "seed's prompt chosen on dev. " + NOTE, "", *seed_criteria(out, per_seed, ks)[0], "",
+             *table(means, ks, cell_fn), "",
+             "![accuracy and NLL per iteration, mean over seeds](plot.svg)", ""]
     for s, rs in per_seed.items():
-        lines += [f"## seed {s} (seed{s}/report.md)", "", *table(rs, ks), ""]
+        lines += [f"## seed {s} (seed{s}/report.md)", "", *table(rs, ks), "",
+                  *claims(rs, ks, os.path.join(out, f"seed{s}")), ""]
     text = "\n".join(lines)
     write_atomic(os.path.join(out, "metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in means))
     write_atomic(os.path.join(out, "report.md"), text)
@@ -257,7 +377,7 @@ def svg_plot(results, nll_key, runs=(), x_key="iter", x_label="EM iteration",
             parts.append(f'<text x="{x(v)}" y="{y(lo) + 14}" text-anchor="middle">{v}</text>')
         for r in base:
             if get(r) is not None:
-                c = COLORS.get(r["baseline"], "#777")
+                c = COLORS.get(r["baseline"].removesuffix("_replay"), "#777")
                 parts.append(f'<line x1="{x0}" x2="{x1}" y1="{y(get(r))}" y2="{y(get(r))}" stroke="{c}" '
                              f'stroke-dasharray="5,3"/><text x="{x1 - 2}" y="{y(get(r)) - 3}" fill="{c}" '
                              f'text-anchor="end">{r["name"]}</text>')
@@ -328,7 +448,7 @@ def labels(cfgs, dirs):
 def compare(dirs, out):
     """Finished runs (e.g. --estep paper and sequential on the same world and seed) side by side -> out/compare.md
     and out/compare.svg: one row per model (warm start, each iteration, each baseline any run has), per run its
-    accuracy, the spec's bound and the mode-conditional one at the largest K, and the E-step's gold match."""
+    accuracy, the spec's bound and the PRIOR-conditional one at the largest K, and the E-step's gold match."""
     runs = [read_run(d) for d in dirs]
     names = labels([c for c, _ in runs], dirs)
     k = max((int(x[len("nll_k"):]) for _, rows in runs for r in rows for x in r if x.startswith("nll_k")),
@@ -350,8 +470,8 @@ def compare(dirs, out):
         gold = "-" if "estep_gold_match" not in r else f"{100 * r['estep_gold_match']:.1f}%" + (
             f" (steps {100 * r['estep_gold_steps']:.1f}%)" if "estep_gold_steps" in r else "")
         return [a, "-" if nll is None else f"{nll:.4f}",
-                f"{r[f'nll_mc_k{k}']:.4f}" if f"nll_mc_k{k}" in r else "-", gold]
-    head = ["model"] + [f"{n}: {c}" for n in names for c in ("accuracy", f"NLL K={k}", f"mode-cond. K={k}",
+                f"{r[f'nll_np_k{k}']:.4f}" if f"nll_np_k{k}" in r else "-", gold]
+    head = ["model"] + [f"{n}: {c}" for n in names for c in ("accuracy", f"NLL K={k}", f"PRIOR-cond. K={k}",
                                                                "E-step gold match")]
     lines = ["# BoLT runs side by side", "", "Runs: " + "; ".join(f"`{d}` ({n})" for d, n in zip(dirs, names))
              + f". NLL: the spec's bound for latent models, exact for raw ones. " + NOTE, "",
@@ -370,13 +490,18 @@ def compare(dirs, out):
     return text
 
 
-def main(argv=None):
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = ap.add_mutually_exclusive_group(required=True)
     what.add_argument("--k-curve", nargs="+", metavar="DIR", help="finished em.py runs, one per K")
     what.add_argument("--compare", nargs="+", metavar="DIR", help="finished em.py runs to put side by side")
     ap.add_argument("--out", required=True, help="where kcurve.md/.svg or compare.md/.svg go")
     ap.add_argument("--iter", type=int, default=None, help="--k-curve: this iteration (default: each run's last)")
+    return ap
+
+
+def main(argv=None):
+    ap = build_parser()
     args = ap.parse_args(argv)
     dirs, flag = (args.k_curve, "--k-curve") if args.k_curve else (args.compare, "--compare")
     missing = [d for d in dirs if not os.path.exists(os.path.join(d, "metrics.jsonl"))

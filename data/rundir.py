@@ -6,7 +6,7 @@ Not the method (that is em.py): the mechanics that make a run refusable in one l
   out_errors     an existing --out must hold the same configuration, and data a phase trained on must still be
                  what the inputs give (data_fingerprint: a sha256 of every input file and the data flags)
   write_data     the target corpus (latents stripped; as JSONL and as token shards), warm-start set, held-out
-                 docs and questions, atomically
+                 docs and questions, and the raw arms' training mixes (write_raw_data), atomically
   run_units      work cut into units (cut_units: from the shards' offsets), sharded over ranks, each saved
                  atomically: what makes the E-step resumable
   write_latents  the E-step's output streamed document by document: latents.jsonl (for reading) and the
@@ -17,6 +17,7 @@ EMConfig (read by field name; this module never imports em.py).
 import contextlib
 import math
 import os
+import random
 import re
 import shutil
 import time
@@ -30,16 +31,22 @@ from data.corpus import (atomic_open, doc_line, iter_docs, note_stats, out_dir_e
                          scan_docs, sha256_file, write_docs, write_json)
 from data.layout import check_latent_ids, check_latent_marks, encode_doc
 from data.shards import ShardWriter, flatten, is_shard_dir, open_shards, write_shards
-from data.tokenizer import TOKENIZERS, get_tokenizer
+from data.tokenizer import get_tokenizer, tokenizer_error
 
 # the flags that shape out/data besides its input files; data/DONE records them (data_fingerprint)
 DATA_FLAGS = ("tokenizer", "block_size", "seed", "world_target", "world_warm", "world_heldout", "world_questions",
-              "world_shape")
+              "world_shape", "world_dev")
 # smallest value of each integer flag; base_steps is checked apart (unused with --init)
 MINIMUM = dict(iters=0, k=1, n_layer=1, n_head=1, n_embd=1, block_size=1, batch_size=1, warm_steps=0, m_steps=0,
-               max_latent=1, top_k=0, gen_batch=1, world_target=1, world_warm=1, world_heldout=1, world_questions=0)
+               max_latent=1, top_k=0, gen_batch=1, world_target=1, world_warm=1, world_heldout=1, world_questions=0,
+               world_dev=0)
+# em.py's raw baselines (--raw-arms; what each trains on: em.py raw_arm), each also "<arm>+replay": the raw
+# text mixed 1:1 by documents with the base corpus
+RAW_ARMS = ("tokens", "flops", "inline", "warm", "pipeline")
+# --raw-arms default: the warm set's walks inline, and the warm start continued with replay: 2 x m_steps steps
+DEFAULT_RAW_ARMS = "inline,warm+replay"
 # changing these between runs in the same --out would mix results; iters and report options may change
-RESUMABLE_KEYS = {"iters", "no_baselines", "gen_batch", "out"}
+RESUMABLE_KEYS = {"iters", "no_baselines", "raw_arms", "gen_batch", "out"}  # raw_arms: each arm its own phase
 # tokens a window keeps beside a latent (BOS, the marks, some text): --max-latent and a teacher latent get the rest
 SLACK = 8
 # chunks in one E-step unit and one evaluation group (em.estep, em.eval_nll): their K samples are held at once
@@ -49,7 +56,7 @@ UNIT = 512
 # 4.9 KB at 32)
 SAMPLE_BYTES = 1024
 # evaluation only: changing them re-evaluates (eval.json records an eval_id) and never mixes training results
-EVAL_KEYS = {"eval_ks", "questions", "answer_regex", "raw_prompt_prefix", "seeds"}
+EVAL_KEYS = {"eval_ks", "questions", "dev_questions", "answer_regex", "raw_prompt_prefix", "seeds"}
 
 
 def flag(name):
@@ -67,9 +74,37 @@ def eval_ks(cfg):
     return [int(k) for k in cfg.eval_ks.split(",")]
 
 
+def raw_arms_text(cfg):
+    """--raw-arms with "default" resolved: DEFAULT_RAW_ARMS, without +replay for a --corpus run (no base corpus)."""
+    if cfg.raw_arms != "default":
+        return cfg.raw_arms
+    return DEFAULT_RAW_ARMS.replace("+replay", "") if cfg.corpus else DEFAULT_RAW_ARMS
+
+
+def raw_arms(cfg):
+    """--raw-arms "inline+replay,warm" -> [("inline", True), ("warm", False)] (flag_errors has checked it)."""
+    return [(a.split("+")[0], a.endswith("+replay")) for a in raw_arms_text(cfg).split(",") if a]
+
+
+def raw_arm_errors(cfg):
+    """--raw-arms: a comma list of RAW_ARMS names, each optionally +replay, none twice; replay needs the base
+    corpus, which only the built-in world has."""
+    text = raw_arms_text(cfg)
+    arms = text.split(",") if text else []
+    names = {a.split("+")[0] if a.endswith("+replay") else a for a in arms}
+    return [msg for bad, msg in (
+        (not names <= set(RAW_ARMS), f"must be default or a comma list of {', '.join(RAW_ARMS)} (each optionally "
+                                     f"+replay), got {cfg.raw_arms!r} (--raw-arms)"),
+        (len(set(arms)) != len(arms), f"repeats an arm: {text!r} (--raw-arms)"),
+        (bool(cfg.corpus) and any(a.endswith("+replay") for a in arms),
+         "+replay mixes in the built-in world's base corpus; a --corpus run has none (--raw-arms)"),
+    ) if bad]
+
+
 def world_config(cfg):
     return W.WorldConfig(seed=cfg.seed, n_target=cfg.world_target, n_warm=cfg.world_warm,
-                         n_heldout=cfg.world_heldout, n_questions=cfg.world_questions, shape=cfg.world_shape,
+                         n_heldout=cfg.world_heldout, n_questions=cfg.world_questions, n_dev=cfg.world_dev,
+                         shape=cfg.world_shape,
                          chunk_tokens=cfg.block_size // 4)  # prose: chunked as write_data chunks a --corpus
 
 
@@ -102,13 +137,10 @@ def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
         (cfg.temperature == 0 and cfg.k > 1, "0 (greedy) draws K identical latents: use --k 1 or a temperature > 0 "
                                              "(--temperature)"),
         (not 0 < cfg.top_p <= 1, f"must be in (0, 1], got {cfg.top_p} (--top-p)"),
-        (cfg.n_head >= 1 and cfg.n_embd % cfg.n_head != 0, f"{cfg.n_embd} is not divisible by --n-head "
-                                                           f"{cfg.n_head} (--n-embd)"),
         (cfg.batch_size % world != 0, f"{cfg.batch_size} is not divisible by the {world} ranks (--batch-size)"),
         (not ks_ok, f"must be a comma list of integers >= 1 (ASCII digits), got {cfg.eval_ks!r} (--eval-ks)"),
         (ks_ok and len({int(k) for k in ks}) != len(ks), f"repeats a K, got {cfg.eval_ks!r} (--eval-ks)"),
-        (cfg.tokenizer not in TOKENIZERS and not os.path.isdir(cfg.tokenizer),
-         f"{cfg.tokenizer!r}: choose one of {', '.join(TOKENIZERS)} or a tokenizer directory (--tokenizer)"),
+        (bool(tokenizer_error(cfg.tokenizer)), f"{tokenizer_error(cfg.tokenizer)} (--tokenizer)"),
         (cfg.m_step not in ("fresh", "continue"), "must be fresh or continue (--m-step)"),
         (cfg.estep not in ("paper", "sequential"), "must be paper or sequential (--estep)"),
         (cfg.world_shape not in W.SHAPES, f"must be one of {', '.join(W.SHAPES)}, got {cfg.world_shape!r} "
@@ -120,13 +152,13 @@ def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
                                                   f"{cfg.block_size} (--max-latent)"),
         (eval_only and not ckpt, "--eval needs --ckpt DIR (--ckpt)"),
         (not 0 <= cfg.seed < 2**63, f"must be in [0, 2**63), got {cfg.seed} (--seed)"),
-    ) if bad]
+    ) if bad] + raw_arm_errors(cfg)
     if not errors and phase_errors:  # a safety net: the checks above should leave train.py nothing to refuse
         errors += phase_errors(cfg)
     n = W.n_problems(world_config(cfg)) if cfg.world_shape in W.SHAPES else 0  # a prose document holds several
     if not cfg.corpus and n >= W.problem_space(world_config(cfg)):
         errors.append(f"the built-in world has {W.problem_space(world_config(cfg))} problems, fewer than {n} "
-                      "(--world-target + --world-warm + --world-heldout + --world-questions)")
+                      "(--world-target + --world-warm + --world-heldout + --world-questions + --world-dev)")
     return errors
 
 
@@ -146,6 +178,7 @@ def arg_errors(cfg, given, eval_only, ckpt):
     ) if bad]
     for name, p in (("corpus", cfg.corpus), ("teacher_latents", cfg.teacher_latents), ("val", cfg.val),
                     ("init", cfg.init), ("ckpt", ckpt), ("questions", cfg.questions),
+                    ("dev_questions", cfg.dev_questions),
                     ("raw_prompt_prefix", cfg.raw_prompt_prefix)):
         if p and not os.path.exists(p):
             errors.append(f"{p}: no such file or directory ({flag(name)})")
@@ -193,15 +226,16 @@ def read_input(path, name, check, stats, **kw):
     return Docs(path, kw, n, latent), None if n else f"{path} holds no documents ({flag(name)})"
 
 
-def read_questions(cfg, tok):
-    """--questions read whole, once (the questions and the rules are inputs: refused now, not after hours of
-    training); -> (questions or None, error or None)."""
-    if not cfg.questions or not os.path.exists(cfg.questions):
+def read_questions(cfg, tok, name="questions"):
+    """--questions (or --dev-questions) read whole, once (the questions and the rules are inputs: refused now,
+    not after hours of training); -> (questions or None, error or None)."""
+    path = getattr(cfg, name)
+    if not path or not os.path.exists(path):
         return None, None
     try:
-        return Q.read_questions(cfg.questions, tok), None
+        return Q.read_questions(path, tok), None
     except (ValueError, OSError) as e:
-        return None, f"{e} (--questions)"
+        return None, f"{e} ({flag(name)})"
 
 
 def checkpoint_error(path, name, tok, block_size):
@@ -257,11 +291,8 @@ def data_fingerprint(cfg):
             "flags": {k: getattr(cfg, k) for k in DATA_FLAGS}}
 
 
-def same_data(old, fp, cfg):
-    """Two data fingerprints agree; a flag an older run did not record counts at its default (it did what the
-    default does), so adding a data flag does not invalidate older runs."""
-    default = asdict(type(cfg)())
-    return old["inputs"] == fp["inputs"] and all(old["flags"].get(k, default[k]) == v for k, v in fp["flags"].items())
+def other_version(path):
+    return f"{path} was written by another version of em.py: use a fresh --out (--out)"
 
 
 def out_errors(cfg, fp):
@@ -275,23 +306,22 @@ def out_errors(cfg, fp):
         except (ValueError, OSError) as e:
             return [f"{p} is unreadable ({e}); use another --out or delete it (--out)"]
     if os.path.isfile(path):
-        old, mine, default = read_json(path), asdict(cfg), asdict(type(cfg)())
-        # a field an older em.py did not have is compatible at its default (it did what the default does)
-        diff = [k for k in mine if k not in RESUMABLE_KEYS | EVAL_KEYS and old.get(k, default[k]) != mine[k]]
+        old, mine = read_json(path), asdict(cfg)
+        if set(old) != set(mine):
+            return [other_version(path)]
+        diff = [k for k in mine if k not in RESUMABLE_KEYS | EVAL_KEYS and old[k] != mine[k]]
         if diff:
             errors.append(f"{cfg.out} holds a run with another configuration ("
                           + ", ".join(f"{k}: {old.get(k)!r} -> {mine[k]!r}" for k in diff)
                           + "); use another --out or delete it (--out)")
     if os.path.isfile(done):
         old = read_json(done).get("fingerprint")
-        if old is None:
-            if int(os.environ.get("RANK", "0")) == 0:
-                print(f"warning: {done} predates content hashes: its data is reused unchecked", flush=True)
-        elif not same_data(old, fp, cfg):
+        if old is None or set(old.get("flags", ())) != set(fp["flags"]):
+            return errors + [other_version(done)]
+        if old != fp:
             changed = [flag(k) for k in fp["inputs"].keys() | old["inputs"].keys()
                        if fp["inputs"].get(k) != old["inputs"].get(k)]
-            default = asdict(type(cfg)())
-            changed += [flag(k) for k in fp["flags"] if fp["flags"][k] != old["flags"].get(k, default[k])]
+            changed += [flag(k) for k in fp["flags"] if fp["flags"][k] != old["flags"][k]]
             trained = sorted(n for n in os.listdir(cfg.out) if n != "data" and os.path.isdir(os.path.join(cfg.out, n)))
             if trained:
                 errors.append(f"{', '.join(changed)} changed since {cfg.out} prepared its data, and {trained[0]} "
@@ -304,7 +334,7 @@ def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
     parsed line by line (read_input: memory flat in its size; a latent to train on, in --teacher-latents or
     --corpus, refused if it holds a layout mark), every checkpoint loaded once, and an existing
     --out's configuration and data. Raises ValueError with every problem on one line;
-    -> {'tok', 'docs': {flag name: Docs, read again when iterated}, 'questions', 'fingerprint'}."""
+    -> {'tok', 'docs': {flag name: Docs, read again when iterated}, 'questions', 'dev_questions', 'fingerprint'}."""
     errors = flag_errors(cfg, eval_only, ckpt, phase_errors)
     if errors:  # the files below are read with these flags: they must make sense first
         raise ValueError("; ".join(errors))
@@ -321,8 +351,8 @@ def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
     room, why = cfg.block_size - SLACK, f"--block-size {cfg.block_size} leaves a latent that many tokens, as it " \
                                         "does --max-latent"
     ids = lambda doc: check_latent_ids(tok, doc, room, why)
-    questions, q_error = read_questions(cfg, tok)
-    docs, errors, stats = {}, [q_error] if eval_only else [q_error, out_dir_error(cfg.out)], {}
+    (questions, q_error), (dev, dev_error) = read_questions(cfg, tok), read_questions(cfg, tok, "dev_questions")
+    docs, errors, stats = {}, [q_error, dev_error] + ([] if eval_only else [out_dir_error(cfg.out)]), {}
     if eval_only and not os.path.isfile(heldout):
         errors.append(f"no held-out documents: pass --val PATH (or --out of a run that prepared {heldout})")
     # the latents trained on (warm start, oracle) also hold no layout mark
@@ -357,7 +387,7 @@ def check_inputs(cfg, ckpt="", eval_only=False, phase_errors=None):
         raise ValueError("; ".join(errors))
     for path, st in stats.items():  # skipped and repeated documents, once the command is accepted
         note_stats(path, st)
-    return {"tok": tok, "docs": docs, "questions": questions, "fingerprint": fp}
+    return {"tok": tok, "docs": docs, "questions": questions, "dev_questions": dev, "fingerprint": fp}
 
 
 # ----------------------------------------------------------------------------- work in resumable units
@@ -384,16 +414,16 @@ def unit_keys(doc_off, lo, hi):
     return [(int(a), int(b)) for a, b in zip(d, g - np.asarray(doc_off)[d])]
 
 
-def run_units(n_units, out_dir, work, rank, world, sync, label, done=lambda rows: True):
+def run_units(n_units, out_dir, work, rank, world, sync, label):
     """Unit u of n_units runs on rank u % world as work(u) -> rows, saved atomically as out_dir/unit{u:05d}.json
-    with a progress line and ETA. A unit already saved (and done(rows)) is skipped, so a killed run resumes.
+    with a progress line and ETA. A unit already saved is skipped, so a killed run resumes.
     After sync() (every rank's units are written): an iterator over every unit's rows in unit order, reading one
     unit file at a time (memory: one unit, whatever the corpus size)."""
     os.makedirs(out_dir, exist_ok=True)
     t0, mine = time.time(), [u for u in range(n_units) if u % world == rank]
     for n, u in enumerate(mine):
         path = os.path.join(out_dir, f"unit{u:05d}.json")
-        if os.path.exists(path) and done(read_json(path)):
+        if os.path.exists(path):
             continue
         write_json(path, work(u))
         el = time.time() - t0
@@ -411,12 +441,12 @@ def write_data(cfg, checked, ddir):
     corpus' last 5%, at least one document), the warm-start set; or the built-in world. DONE last, recording
     the fingerprint. Data prepared from other inputs or flags is removed first: none of it may survive."""
     docs_in, done = checked["docs"], os.path.join(ddir, "DONE")
-    if os.path.exists(done) and not same_data(read_json(done).get("fingerprint", checked["fingerprint"]),
-                                              checked["fingerprint"], cfg):
+    if os.path.exists(done) and read_json(done).get("fingerprint") != checked["fingerprint"]:
         print(f"data: {ddir} was prepared from other inputs or flags; preparing it again", flush=True)
         shutil.rmtree(ddir)  # a stale target_gold.jsonl would feed the oracle
     if os.path.exists(done):
         write_target_shards(ddir, checked["tok"])  # data prepared before the shards existed gets them now
+        write_raw_data(cfg, ddir, checked["tok"])  # another --raw-arms needs another mix
         return
     if cfg.corpus:
         corpus = docs_in["corpus"]
@@ -428,7 +458,9 @@ def write_data(cfg, checked, ddir):
         write_docs(os.path.join(ddir, "heldout.jsonl"), docs_in["val"])
     if cfg.teacher_latents:
         write_docs(os.path.join(ddir, "warm.jsonl"), docs_in["teacher_latents"])
+        write_docs(os.path.join(ddir, "warm_inline.jsonl"), map(inline_latents, docs_in["teacher_latents"]))
     write_target_shards(ddir, checked["tok"])
+    write_raw_data(cfg, ddir, checked["tok"])
     write_json(done, {"corpus": cfg.corpus or "built-in world", "fingerprint": checked["fingerprint"]})
 
 
@@ -469,18 +501,67 @@ def write_target_shards(ddir, tok):
             write_shards(path, (encode_doc(tok, d) for d in iter_docs(path + ".jsonl")), tok)
 
 
+def inline_latents(doc):
+    """A --teacher-latents document as raw text, each chunk's latent written before the chunk it explains (the
+    prior layout's order, without its marks): the raw arm 'inline' for a warm set whose base text format is
+    unknown (the built-in world writes its own, in its base text's format: data/world.py warm_inline)."""
+    return {"id": doc["id"], "chunks": [{"suffix": (c["latent"] + " " if c["latent"] else "") + c["suffix"],
+                                         "latent": None} for c in doc["chunks"]]}
+
+
+def raw_data(ddir, arm, replay):
+    """The --data directory a raw arm trains on: target/ (the target corpus), raw_inline/ (the target and the
+    warm set with its latents inline: the arms inline and pipeline), each +replay with _replay."""
+    name = "raw_inline" if arm in ("inline", "pipeline") else "target"
+    return os.path.join(ddir, name + ("_replay" if replay else ""))
+
+
+def raw_docs(ddir, inline, replay, seed):
+    """One raw arm's training documents: target.jsonl, then warm_inline.jsonl (inline), then (replay) as many
+    base.jsonl documents as those, in an order seeded by `seed` (cycled, with fresh ids, when the base has fewer).
+    The training stream shuffles documents every epoch, so the order here is only what the draw picks."""
+    p = lambda name: os.path.join(ddir, name + ".jsonl")
+    if inline and not os.path.exists(p("warm_inline")):
+        raise ValueError(f"{p('warm_inline')} is missing: {ddir} was prepared without the warm set as raw text; "
+                         "delete it to prepare it again (--out)")
+    n = 0
+    for name in ("target", "warm_inline")[:1 + inline]:
+        for doc in iter_docs(p(name)):
+            n += 1
+            yield doc
+    if replay:
+        base = read_docs(p("base"))
+        order = random.Random(f"{seed}/replay").sample(range(len(base)), len(base))
+        for i in range(n):
+            doc = base[order[i % len(base)]]
+            yield doc if i < len(base) else {**doc, "id": f"{doc['id']}/{i // len(base)}"}
+
+
+def write_raw_data(cfg, ddir, tok):
+    """The token shards of every mix --raw-arms trains on beside target/ (raw_data), each written once, in a
+    temporary directory moved into place (write_shards)."""
+    for arm, replay in raw_arms(cfg):
+        path = raw_data(ddir, arm, replay)
+        if not is_shard_dir(path):
+            inline = os.path.basename(path).startswith("raw_inline")
+            write_shards(path, (encode_doc(tok, d) for d in raw_docs(ddir, inline, replay, cfg.seed)), tok)
+
+
 def read_data(cfg, checked, ddir):
     """What every rank reads back from out/data: target (memmapped shards, data/shards.Shards: nothing is read
     until a document is asked for), warm, heldout, gold (the path of target_gold.jsonl, read document by
-    document where needed; None without teacher latents), questions (--questions, else the world's) and the
-    training phases' --data paths (the target corpus and its teacher latents as shards)."""
+    document where needed; None without teacher latents), questions and dev_questions (--questions and
+    --dev-questions, else the world's test and dev splits) and the training phases' --data paths (the target
+    corpus and its teacher latents as shards)."""
     p = lambda name: os.path.join(ddir, name)
     data = {name: read_docs(p(f"{name}.jsonl")) for name in ("warm", "heldout")}
     data["target"] = open_shards(p("target"))
     data["gold"] = p("target_gold.jsonl") if os.path.exists(p("target_gold.jsonl")) else None
-    data["questions"] = checked["questions"] if cfg.questions else Q.load_prepared(ddir)
+    for name in ("questions", "dev_questions"):
+        data[name] = checked[name] if getattr(cfg, name) else Q.load_prepared(ddir, name)
     data["paths"] = {**{name: p(f"{name}.jsonl") for name in ("base", "warm")},  # train.py --data: JSONL or shards
-                     **{name: p(name) for name in ("target", "target_gold")}}
+                     **{name: p(name) for name in ("target", "target_gold")},
+                     **{arm + "+replay" * r: raw_data(ddir, arm, r) for arm, r in raw_arms(cfg)}}
     return data
 
 

@@ -258,9 +258,16 @@ def _dir_tokenizer(d):
 _cache = {}
 
 
+def tokenizer_error(name):
+    """Why `name` names no tokenizer, None when it does (bytes, gpt2 or a directory): every CLI's --tokenizer rule."""
+    if name in TOKENIZERS or os.path.isdir(name):
+        return None
+    return f"{name!r}: choose one of {', '.join(TOKENIZERS)} or a tokenizer directory"
+
+
 def get_tokenizer(name="bytes", bpe_dir=None):
     """'bytes', 'gpt2' or a directory (see the module docstring); cached per process."""
-    if name not in TOKENIZERS and not os.path.isdir(name):
+    if tokenizer_error(name):
         hint = " (a tokenizer read from a directory: pass that directory)" if "@" in name else ""
         raise ValueError(f"unknown tokenizer {name!r}{hint}; choose one of {', '.join(TOKENIZERS)} or {SUPPORTED_DIR}")
     key = (name if name in TOKENIZERS else os.path.realpath(name), bpe_dir)

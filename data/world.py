@@ -17,10 +17,13 @@ walk finds each step's operator in the question by content, not by counting. Its
             fraction of the others, and guesses the rest as the base does, so its walks do not always end at
             the answer. (A perfect teacher needs a set so small, to leave knowledge for EM, that the warm
             start failed to learn the format: 8-19% on 30-100 documents.)
-  heldout   held-out documents for raw NLL / IW-ELBO, and held-out questions (data/questions.py format) that
-            carry their own answer rules: a latent or directly asked model writes "A: 5 ...", read by
-            ANSWER_RE; a raw model asked to reason gets the base text's format, "7 ciqx:", and writes the walk,
-            whose answer is where it ends (WALK_RE)
+  warm_inline  the warm set as raw text, each teacher walk inline where the base text puts a walk (a raw
+            baseline's view of the same worked examples)
+  heldout   held-out documents for raw NLL / IW-ELBO, and held-out questions (data/questions.py format), test
+            and dev (n_dev, dev_questions.jsonl: drawn last, disjoint from the test questions, for choosing a
+            recipe without looking at the test), that carry their own answer rules: a latent or directly asked
+            model writes "A: 5 ...", read by ANSWER_RE; a raw model asked to reason gets the base text's
+            format, "7 ciqx:", and writes the walk, whose answer is where it ends (WALK_RE)
 A document is one problem, two chunks: the question (its latent is empty: nothing to think before reading a
 question) and the answer (its latent is the walk). Problems never repeat across the parts.
 
@@ -29,15 +32,13 @@ unsure of many. The answer in X is the check: a posterior sample whose guesses a
 answer and gets the weight, so with K > 1 each E-step keeps more right walks than the model writes on its own,
 and the next M-step learns their facts; with K = 1 nothing is checked. The raw models see only
 "Q: 7 ciqx" -> "A: 5 for 7 ciqx", a composition of permutations they cannot learn from compressed text.
-One problem per document, and an answer that restates its problem, because the E-step and the IW-ELBO
-condition chunk i on the *raw* text of the previous chunks (BOLT.md), a context the M-step models never see in
-training (there every chunk starts with SoL): a second problem's posterior samples were far worse than the
-first's, and with "A: 5" alone the posterior copied the start digit wrong in 30-42% of the walks it chose at
-iteration 1, which made the next M-step worse than the warm start (README, Results). With the problem in X_i
-the posterior copies it from the chunk it was trained to read.
-The prose shape (--shape prose; the compact one above stays the default, byte for byte) writes the same
-knowledge the way real corpora do (issue 14): a target / held-out / warm document is a {"text"} document of
-`per_doc` problems in plain words, a filler sentence between two of them half the time,
+One problem per document, and an answer that restates its problem, because BOLT.md's E-step and IW-ELBO
+condition chunk i on the *raw* text of the previous chunks, a context the M-step models never see in training
+(there every chunk starts with SoL); with the problem in X_i the posterior copies it from the chunk it was
+trained to read (docs/RESULTS.md, "How the compact world got here").
+The prose shape (--shape prose) writes the same knowledge the way real corpora do: a target / held-out / warm
+document is a {"text"} document of `per_doc` problems in plain words, a filler sentence between two of them half
+the time,
   "Start from 7. Apply c, then i. Next apply q, then x. The result is 5. Now a new problem. Begin with ..."
 (the wording drawn from a few templates by its own seeded rng), the answer ONLY the result, always in the form
 RESULT_RE reads. It is cut by the project's chunker (data/corpus.chunk_text) with the budget em.py gives a
@@ -45,12 +46,13 @@ RESULT_RE reads. It is cut by the project's chunker (data/corpus.chunk_text) wit
 user would get. The chunk holding a problem's result digit gets its walk as latent (several: joined by a
 space), every other chunk "" (the teacher's walk in warm, the true one in target_gold and heldout). The base
 text states its problems in the same words with the walk worked inline, "... Work: 7c8i5q7x5. The result is
-5. ", `walks_per_base_doc` to a document. A question is a statement as documents state it, with "chunks" (the
-statement as the chunker splits it alone), answered by the result sentence; a raw model is prompted
-"<statement>Work:" and read by PROSE_WALK_RE.
-Designs that failed (README, Results): a random binary table (its facts did not train in 3,000 steps);
-unlabelled repeated operators (never copied in order); two operators labelled by step with every fact in the
-base (one copy skill that forms abruptly: a warm start knew all or nothing).
+5. ", `walks_per_base_doc` to a document. A question is one problem of a
+document written as the others are (per_doc problems; each problem of it is a question, so half stand second,
+after a problem stated with its result, as half the target's problems do): its text up to the result digit,
+"chunks" as the chunker split that document, the last one cut before the digit and "open" (data/questions.py:
+the thought goes before the chunk holding the result, where training puts that chunk's walk, and the answer
+continues it); a raw model is prompted "<text before the result sentence>Work:" and read by PROSE_WALK_RE.
+The designs tried before these two: docs/RESULTS.md.
 """
 import argparse
 import json
@@ -60,29 +62,33 @@ import re
 import sys
 from dataclasses import asdict, dataclass
 
-from data.corpus import add_flags, chunk_text, out_dir_error, parser_error, write_atomic, write_docs, write_json
+from data.corpus import add_flags, chunk_text, opt, out_dir_error, parser_error, write_atomic, write_docs, \
+    write_json
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
+SHAPES = ("compact", "prose")
 
 
 @dataclass
 class WorldConfig:
-    seed: int = 0
-    digits: int = 10  # the permutations act on 0..digits-1 (at most 10: one character per value)
-    ops: int = 24  # operators (letters a..), so ops * digits facts; a block of ops // steps per step
-    steps: int = 4  # operators per question: the length of the hidden walk
-    known: float = 0.5  # fraction of the facts the base text states as they are
-    teacher: float = 0.5  # fraction of the base-unknown facts the teacher knows (it guesses the rest)
-    decoys: int = 2  # wrong values the base text gives each other fact, as often as its true one
-    n_base: int = 2000  # base pretraining documents
-    walks_per_base_doc: int = 4
-    n_target: int = 2000  # target documents (latent-free)
-    n_warm: int = 800  # warm-start documents with teacher latents
-    n_heldout: int = 200  # held-out documents (NLL / IW-ELBO)
-    n_questions: int = 1000  # held-out questions (accuracy)
-    shape: str = "compact"  # how documents are written: compact (above) or prose (PROSE below)
-    per_doc: int = 2  # prose: problems per target / held-out / warm document (2: a document fits a 256 window)
-    chunk_tokens: int = 32  # prose: the chunker's budget; em.py passes block_size // 4 (its --corpus budget)
+    seed: int = opt(0, "seed of the tables, documents, teacher and questions")
+    digits: int = opt(10, "the permutations act on 0..digits-1 (at most 10: one character per value)")
+    ops: int = opt(24, "operators (letters a..): ops * digits facts, a block of ops // steps per step")
+    steps: int = opt(4, "operators per question: the length of the hidden walk")
+    known: float = opt(0.5, "fraction of the facts the base text states as they are")
+    teacher: float = opt(0.5, "fraction of the base-unknown facts the teacher knows (it guesses the rest)")
+    decoys: int = opt(2, "wrong values the base text gives each other fact, as often as its true one")
+    n_base: int = opt(2000, "base pretraining documents")
+    walks_per_base_doc: int = opt(4, "walks per base document")
+    n_target: int = opt(2000, "target documents (latent-free)")
+    n_warm: int = opt(800, "warm-start documents with teacher latents")
+    n_heldout: int = opt(200, "held-out documents (NLL / IW-ELBO)")
+    n_questions: int = opt(1000, "held-out test questions (accuracy)")
+    n_dev: int = opt(0, "development questions, drawn after every other part (disjoint from the test ones)")
+    shape: str = opt("compact", "how documents are written: compact (one problem) or prose (PROSE below)",
+                     SHAPES)
+    per_doc: int = opt(2, "prose: problems per target / held-out / warm document (2 fit a 256 window)")
+    chunk_tokens: int = opt(32, "prose: the chunker's token budget (em.py passes block_size // 4)")
 
 
 def make_table(cfg, rng):
@@ -116,7 +122,8 @@ WALK_RE = re.compile(r"^\s*\d(?:[a-z]\d)*[a-z](\d)")  # ' 7c8i5q7x5': the digit 
 def question_record(table, problem):
     """One held-out question with its rules as data (data/questions.py): asked directly, or in the walk format."""
     z, end = walk(table, *problem)
-    return {"question": question_text(problem), "answer": end, "gold": z, "answer_regex": ANSWER_RE.pattern,
+    return {"question": question_text(problem), "answer": end, "answer_text": answer_text(problem, end), "gold": z,
+            "answer_regex": ANSWER_RE.pattern,
             "prompt": f"{problem[0]} {problem[1]}:", "prompt_regex": WALK_RE.pattern, "prompt_stop": "\n"}
 
 
@@ -157,6 +164,16 @@ def teacher_docs(cfg, table, decoys, rng, problems):
     return out
 
 
+def inline_doc(doc, problem):
+    """A compact warm-start doc as raw text with its teacher walk inline in the base text's format, the line
+    '7 ciqx: 7c8i5q7x5' between the question and the answer: what a raw model reads of the walk a latent model
+    is given as Z (em.py's raw arm 'inline')."""
+    q, a = doc["chunks"]
+    line = f"{problem[0]} {problem[1]}: {a['latent']}\n"
+    return {"id": doc["id"], "chunks": [{"suffix": q["suffix"], "latent": None},
+                                        {"suffix": line + a["suffix"], "latent": None}]}
+
+
 def step_ops(cfg, j):
     """The operators step j may use: a block of ops // steps letters per step (step 0: a..f for 24 ops and 4
     steps). A step's operator is then the one question letter from its block, a lookup by content the
@@ -170,13 +187,10 @@ def problem_space(cfg):
     return cfg.digits * (cfg.ops // cfg.steps) ** cfg.steps
 
 
-SHAPES = ("compact", "prose")
-
-
 def n_problems(cfg):
     """Distinct problems the questions and the documents hold (a prose document holds per_doc of them)."""
     per_doc = cfg.per_doc if cfg.shape == "prose" else 1
-    return cfg.n_questions + per_doc * (cfg.n_heldout + cfg.n_target + cfg.n_warm)
+    return cfg.n_questions + cfg.n_dev + per_doc * (cfg.n_heldout + cfg.n_target + cfg.n_warm)
 
 
 def check(cfg):
@@ -184,7 +198,8 @@ def check(cfg):
     f = lambda k: "--" + k.replace("_", "-")
     errors = [f"must be >= {lo}, got {getattr(cfg, k)} ({f(k)})" for k, lo in
               (("digits", 1), ("ops", 1), ("steps", 1), ("decoys", 0), ("n_base", 0), ("walks_per_base_doc", 1),
-               ("n_target", 0), ("n_warm", 0), ("n_heldout", 0), ("n_questions", 0)) if getattr(cfg, k) < lo]
+               ("n_target", 0), ("n_warm", 0), ("n_heldout", 0), ("n_questions", 0), ("n_dev", 0))
+               if getattr(cfg, k) < lo]
     errors += [f"must be in [0, 1], got {getattr(cfg, k)} ({f(k)})" for k in ("known", "teacher")
                if not 0 <= getattr(cfg, k) <= 1]  # a NaN fails too
     errors += [msg for bad, msg in (
@@ -250,9 +265,9 @@ def build(cfg, tok=None):
                  "decoys": {f"{o}{x}": v for (o, x), v in sorted(decoys.items())}}
     if cfg.shape == "prose":
         return {**knowledge, **build_prose(cfg, tok, table, decoys, rng)}
-    # problems in the order questions, held-out, target, warm: changing a corpus size leaves the ones before
-    # it unchanged (comparable evaluations); the base text is drawn apart and never states one of them
-    problems = _problems(cfg, rng, cfg.n_questions + cfg.n_heldout + cfg.n_target + cfg.n_warm)
+    # problems in the order questions, held-out, target, warm, dev questions: changing a corpus size leaves the
+    # ones before it unchanged (comparable evaluations); the base text is drawn apart and never states one of them
+    problems = _problems(cfg, rng, n_problems(cfg))
     taken = set(problems)
     problems = problems[::-1]
     cut = lambda n: [problems.pop() for _ in range(n)]
@@ -267,9 +282,12 @@ def build(cfg, tok=None):
     base = [{"id": f"base-{d}", "chunks": [{"suffix": "".join(base_line(cfg, table, decoys, taken, base_rng)
                                                               for _ in range(cfg.walks_per_base_doc)),
                                             "latent": None}]} for d in range(cfg.n_base)]
+    warm_problems = cut(cfg.n_warm)
+    warm = teacher_docs(cfg, table, decoys, random.Random(f"{cfg.seed}/teacher"), warm_problems)
     return {**knowledge, "base": base, "questions": questions, "heldout": heldout, "target": target,
-            "target_gold": target_gold,
-            "warm": teacher_docs(cfg, table, decoys, random.Random(f"{cfg.seed}/teacher"), cut(cfg.n_warm))}
+            "target_gold": target_gold, "warm": warm,
+            "warm_inline": [inline_doc(d, p) for d, p in zip(warm, warm_problems)],
+            "dev_questions": [question_record(table, p) for p in cut(cfg.n_dev)]}
 
 
 # ----------------------------------------------------------------------------- the prose shape
@@ -283,6 +301,8 @@ FIRST_ONE, NEXT_ONE = ("Apply {}. ",), ("Next apply {}. ", "Finally apply {}. ")
 FILLERS = ("Here is another one. ", "Now a new problem. ", "Try the next one. ")
 RESULT = "The result is {}. "  # the one answer sentence, always this form: RESULT_RE reads it
 RESULT_RE = re.compile(r"The result is (\d)\.")
+RESULT_HEAD = RESULT[:RESULT.index("{")]  # "The result is ": where an open question's text stops
+OPEN_RESULT_RE = re.compile(r"^(\d)\.")  # an open question's answer: the digit its text stops before
 # a raw model asked "<statement> Work:" writes the walk (base text), or goes straight to the result sentence
 PROSE_WALK_RE = re.compile(r"(?:^\s*\d(?:[a-z]\d)*[a-z]|The result is )(\d)")
 
@@ -323,6 +343,15 @@ def prose_doc(doc_id, text, spans, walks, tok, budget):
     return {"id": doc_id, "chunks": chunks}
 
 
+def inline_walks(text, spans, walks):
+    """Prose text with each problem's walk worked inline before its result sentence, as the base text states it
+    ('... Work: 7c8i5q7x5. The result is 5. '); spans: prose_text's (statement start, result digit offset)."""
+    at = RESULT.index("{}")  # the result digit's offset in its sentence
+    for (_, r), z in sorted(zip(spans, walks), reverse=True):  # from the end: earlier offsets stay valid
+        text = text[:r - at] + f"Work: {z}. " + text[r - at:]
+    return text
+
+
 def prose_base_doc(cfg, table, decoys, taken, rng):
     """Base text in the documents' wording with the walk worked inline before the result:
     'Start from 7. Apply c, then i. Next apply q, then x. Work: 7c8i5q7x5. The result is 5. ', problems no
@@ -338,46 +367,69 @@ def prose_base_doc(cfg, table, decoys, taken, rng):
 def build_prose(cfg, tok, table, decoys, rng):
     """The prose shape's parts (module docstring, PROSE): the same problems and knowledge, written as words."""
     per = cfg.per_doc
-    problems = _problems(cfg, rng, n_problems(cfg))  # same order as compact: questions, held-out, target, warm
+    problems = _problems(cfg, rng, n_problems(cfg))  # as compact: questions, held-out, target, warm, dev
     taken = set(problems)
     problems = problems[::-1]
     cut = lambda n: [problems.pop() for _ in range(n)]
     words = random.Random(f"{cfg.seed}/prose")  # the wording: apart, so it never moves a problem or a fact
 
-    def docs(name, n, walks_of=None):
+    def doc(name, d, ps, walks_of=None):
+        text, spans = prose_text([statement(p, words) for p in ps], [RESULT.format(walk(table, *p)[1]) for p in ps],
+                                 words)
+        walks = walks_of(ps) if walks_of else [walk(table, *p)[0] for p in ps]
+        return prose_doc(f"{name}-{d}", text, spans, walks, tok, cfg.chunk_tokens), text, spans, walks
+
+    docs = lambda name, n, walks_of=None: [doc(name, d, cut(per), walks_of) for d in range(n)]
+
+    def questions(name, n):  # n problems in documents of per_doc, each problem a question where it stands
         out = []
-        for d in range(n):
-            ps = cut(per)
-            text, spans = prose_text([statement(p, words) for p in ps],
-                                     [RESULT.format(walk(table, *p)[1]) for p in ps], words)
-            walks = walks_of(ps) if walks_of else [walk(table, *p)[0] for p in ps]
-            out.append((prose_doc(f"{name}-{d}", text, spans, walks, tok, cfg.chunk_tokens), text, spans))
+        for d, i in enumerate(range(0, n, per)):
+            ps = cut(min(per, n - i))
+            gold, text, spans, _ = doc(name, d, ps)
+            out += [prose_question(table, p, gold, text, span, j) for j, (p, span) in enumerate(zip(ps, spans))]
         return out
 
-    questions = [prose_question(table, p, statement(p, words), tok, cfg.chunk_tokens) for p in cut(cfg.n_questions)]
-    heldout = [d for d, _, _ in docs("heldout", cfg.n_heldout)]
+    test = questions("question", cfg.n_questions)
+    heldout = [d for d, *_ in docs("heldout", cfg.n_heldout)]
     gold = docs("target", cfg.n_target)
-    target = [prose_doc(d["id"], text, spans, None, tok, cfg.chunk_tokens) for d, text, spans in gold]
+    target = [prose_doc(d["id"], text, spans, None, tok, cfg.chunk_tokens) for d, text, spans, _ in gold]
     teacher = random.Random(f"{cfg.seed}/teacher")
-    warm = [d for d, _, _ in docs("warm", cfg.n_warm, lambda ps: teacher_walks(cfg, table, decoys, teacher, ps))]
+    warm = docs("warm", cfg.n_warm, lambda ps: teacher_walks(cfg, table, decoys, teacher, ps))
+    # the teacher's walks worked inline as the base text works them: what em.py's raw arm 'inline' reads
+    warm_inline = [prose_doc(d["id"], inline_walks(text, spans, walks), [], None, tok, cfg.chunk_tokens)
+                   for d, text, spans, walks in warm]
     base_rng = random.Random(f"{cfg.seed}/base")
     base = [{"id": f"base-{d}", "chunks": [{"suffix": prose_base_doc(cfg, table, decoys, taken, base_rng),
                                             "latent": None}]} for d in range(cfg.n_base)]
-    return {"base": base, "questions": questions, "heldout": heldout, "target": target,
-            "target_gold": [d for d, _, _ in gold], "warm": warm}
+    return {"base": base, "questions": test, "heldout": heldout, "target": target,
+            "target_gold": [d for d, *_ in gold], "warm": [d for d, *_ in warm], "warm_inline": warm_inline,
+            "dev_questions": questions("dev", cfg.n_dev)}
 
 
-def prose_question(table, problem, text, tok, budget):
-    """A held-out question as documents state it (data/questions.py): its statement, the statement as the
-    chunker splits it ("chunks"), answered by the result sentence; a raw model asked to reason gets the base
-    text's format, '<statement>Work:', and writes the walk (or the result sentence), read by PROSE_WALK_RE."""
+def prose_question(table, problem, doc, text, span, position):
+    """A held-out question where a document states it (data/questions.py): the document's text up to the
+    problem's result digit, "...then x. The result is ", as the chunker split the document ("chunks": its chunks
+    up to the one holding the digit, that one cut before it; "open": the thought goes before that chunk, as
+    training puts the walk before the chunk holding the result, and the answer continues it). The problems
+    before it in the document stand as documents state them, results included. The answer is the digit
+    (OPEN_RESULT_RE; "answer_text": "5.", what the document writes there); a raw model asked to reason gets the
+    base text's format, '<text before the result sentence>Work:', read by PROSE_WALK_RE."""
     z, end = walk(table, *problem)
-    return {"question": text, "chunks": chunk_text(text, tok, budget), "answer": end, "gold": z,
-            "answer_regex": RESULT_RE.pattern, "prompt": text + "Work:", "prompt_regex": PROSE_WALK_RE.pattern,
-            "prompt_stop": "."}
+    r = span[1]  # the result digit's offset in text
+    chunks, at = [], 0
+    for c in doc["chunks"]:
+        chunks.append(c["suffix"][:r - at])
+        at += len(c["suffix"])
+        if at > r:
+            break
+    opened = bool(chunks[-1])  # else the digit opens a chunk (a budget that splits sentences): so does the thought
+    head = text[:r - len(RESULT_HEAD)]
+    return {"question": text[:r], "chunks": chunks if opened else chunks[:-1], "open": opened, "answer": end,
+            "answer_text": text[r:r + 2], "gold": z, "position": position, "answer_regex": OPEN_RESULT_RE.pattern,
+            "prompt": head + "Work:", "prompt_regex": PROSE_WALK_RE.pattern, "prompt_stop": "."}
 
 
-FILES = ("base", "target", "target_gold", "warm", "heldout")
+FILES = ("base", "target", "target_gold", "warm", "warm_inline", "heldout")
 
 
 def write(cfg, out, tok=None):
@@ -386,9 +438,10 @@ def write(cfg, out, tok=None):
     os.makedirs(out, exist_ok=True)
     for name in FILES:
         write_docs(os.path.join(out, f"{name}.jsonl"), w[name])
-    write_atomic(os.path.join(out, "questions.jsonl"), "".join(json.dumps(q) + "\n" for q in w["questions"]))
+    for name in ("questions", "dev_questions")[:2 if w["dev_questions"] else 1]:  # no file: no dev split
+        write_atomic(os.path.join(out, f"{name}.jsonl"), "".join(json.dumps(q) + "\n" for q in w[name]))
     meta = {"config": asdict(cfg), "table": w["table"], "known": w["known"], "decoys": w["decoys"],
-            "counts": {k: len(w[k]) for k in (*FILES, "questions")},
+            "counts": {k: len(w[k]) for k in (*FILES, "questions", "dev_questions")},
             **({"chunk_tokenizer": getattr(tok, "name", "characters")} if cfg.shape == "prose" else {})}
     write_json(os.path.join(out, "world.json"), meta)
     return meta
@@ -399,11 +452,16 @@ def read_questions(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def build_parser():
+    ap = argparse.ArgumentParser(prog="python -m data.world", description="Write the built-in table world (see "
+                                 "data/world.py).")
+    ap.add_argument("--out", default="out/world", help="output directory (default: 'out/world')")
+    return add_flags(ap, WorldConfig)
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Write the built-in table world (see data/world.py).")
+    ap = build_parser()
     ap.error = parser_error  # one line, exit code 2 (below), not argparse's usage block
-    ap.add_argument("--out", default="out/world", help="output directory")
-    add_flags(ap, WorldConfig)
     try:
         args = ap.parse_args(argv)
         cfg = WorldConfig(**{k: getattr(args, k) for k in asdict(WorldConfig())})

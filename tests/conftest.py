@@ -10,6 +10,7 @@ Shared (import them: `from conftest import ROOT, run_py, tiny_gpt`):
   tiny_gpt  a tiny GPT whose init is fixed by its seed
   marks_gpt   a tiny GPT that writes the layout marks almost always (what sampling a latent must refuse)
   estep_docs  em.estep on documents in memory (packed as token shards, as out/data/target/ holds them)
+  check_bounds  a finished run's NLL metrics against its per-document files
 """
 import os
 import subprocess
@@ -62,3 +63,23 @@ def estep_docs(model, tok, cfg, docs, it, out_dir, unit=512):
     from data.shards import from_docs
     rows = list(em.estep(model, tok, cfg, from_docs([encode_doc(tok, d) for d in docs], tok), it, out_dir, unit))
     return list(D.with_latents(docs, rows)), rows
+
+
+def check_bounds(out, rows):
+    """Every metrics row of a run under `out` states the NLL its eval_docs.jsonl sums to (per raw token over the
+    held-out documents), and a latent model's spec bound is its PRIOR-conditional one plus PRIOR's cost per chunk:
+    what the report says is what the documents scored."""
+    import json
+    import pytest
+    for r in rows:
+        phase = "warm" if r.get("iter") == 0 else f"iter{r['iter']}" if "iter" in r else r["baseline"]
+        with open(os.path.join(out, phase, "eval_docs.jsonl")) as f:
+            docs = [json.loads(line) for line in f]
+        n = sum(d["n_tok"] for d in docs)
+        keys = [k for k in docs[0] if k.startswith("nll")]
+        assert keys and all(r[k] == pytest.approx(-sum(d[k] for d in docs) / n) for k in keys), phase
+        if "prior" in docs[0]:
+            k = max(int(key[len("nll_k"):]) for key in keys if key.startswith("nll_k"))
+            chunks = sum(d["chunks"] for d in docs)
+            assert r[f"nll_k{k}"] - r[f"nll_np_k{k}"] == pytest.approx(r["prior_nats"] * chunks / n), phase
+            assert r["prior_nats"] > 0 and r["sol_nats"] > 0, phase

@@ -421,7 +421,7 @@ def test_odd_documents_are_skipped_and_counted_everywhere(tmp_path, capsys):
     write_lines(p, [json.dumps({"text": "Real text. More."}), json.dumps({"text": " \n\t "}),
                     json.dumps({"text": "A NUL\u0000 here."}), json.dumps({"text": "Real text. More."}),
                     json.dumps({"chunks": [{"suffix": "  ", "latent": None}, {"suffix": "\n", "latent": None}]}),
-                    json.dumps({"chunks": [{"suffix": "x", "latent": "why\u0000"}]})])
+                    json.dumps({"chunks": [{"suffix": "x\u0000", "latent": "why"}]})])
     stats = {}
     docs = read_docs(p, stats=stats)
     err = capsys.readouterr().err

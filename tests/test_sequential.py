@@ -44,12 +44,49 @@ def test_think_prompt_lays_out_a_chunked_question():
     S, P, E = TOK.sol, TOK.prior, TOK.eol
     assert p == [TOK.bos, S, P, E] + chunks[0] + [S, P, E] + chunks[1] + [S, P]
     assert layout.think_prompt(TOK, chunks[0]) == [TOK.bos, S, P, E] + chunks[0] + [S, P]
+    z = TOK.encode("7c8")
+    assert layout.think_layout(TOK, chunks, [z]) == [TOK.bos, S, P, *z, E] + chunks[0] + [S, P]
+    assert layout.think_layout(TOK, chunks, [z, []]) == [TOK.bos, S, P, *z, E] + chunks[0] + [S, P, E] + chunks[1]
 
 
-# A toy model with a known marginal: binary latents, z_c depends on z_{c-1}, x_c on z_c; q proposes z_c ~ Bern(.3)
-P_Z = {None: 0.5, 0: 0.05, 1: 0.95}  # p(z_c = 1 | z_{c-1}); None: first chunk
-P_X = {0: 0.05, 1: 0.9}  # p(x_c = 1 | z_c)
-Q1 = 0.3
+def test_a_question_is_laid_out_as_training_lays_out_its_document():
+    """For every problem of every training document of the prose world (first or second in its document), the
+    question the world asks about it (data/world.prose_question, as its test questions are made) and the
+    thoughts em.think_answers writes in turn give the tokens of that document's prior-mode training sequence,
+    up to the thought of the chunk holding the result (the gold walks as the earlier thoughts); with that thought
+    too, up to the result digit."""
+    from data import world as W
+    cfg = W.WorldConfig(seed=1, shape="prose", ops=12, steps=3, n_base=10, n_target=40, n_warm=2, n_heldout=2,
+                        n_questions=2, chunk_tokens=64)
+    w = W.build(cfg)
+    before = 0
+    for doc in w["target_gold"]:
+        text = "".join(c["suffix"] for c in doc["chunks"])
+        walks = [z for c in doc["chunks"] for z in (c["latent"] or "").split()]
+        edoc = layout.encode_doc(TOK, doc)
+        train_seq = layout.sequence(TOK, edoc, "prior")
+        for j, (m, z) in enumerate(zip(W.RESULT_RE.finditer(text), walks)):
+            q = W.prose_question(w["table"], (int(z[0]), z[1::2]), doc, text, (0, m.start(1)), j)
+            assert q["gold"] == z and q["question"] == text[:m.start(1)] and q["open"]
+            chunks = [TOK.encode(c) for c in q["chunks"]]
+            prompt = layout.think_layout(TOK, chunks, edoc["z"][:len(chunks) - 1])  # the last thought is next
+            assert prompt == train_seq[:len(prompt)] and prompt[-2:] == [TOK.sol, TOK.prior]
+            answer_prompt = layout.think_layout(TOK, chunks, edoc["z"][:len(chunks)])  # the answer is next
+            assert answer_prompt == train_seq[:len(answer_prompt)] and z in TOK.decode(edoc["z"][len(chunks) - 1])
+            assert TOK.decode(train_seq[len(answer_prompt):len(answer_prompt) + 2]) == q["answer_text"]
+            before += q["chunks"][-1] != W.RESULT_HEAD  # the thought comes before some of the problem's operators
+    assert before > 10  # the case the issue found: training holds thoughts before a problem's last operators
+    for q in w["questions"]:  # the world's own questions are made the same way
+        assert q["open"] and "".join(q["chunks"]) == q["question"] and q["question"].endswith(W.RESULT_HEAD)
+
+
+# A toy model with a known marginal: binary latents, z_c depends on z_{c-1}, x_c on z_c; q proposes z_c ~ Bern(Q1).
+# Chosen so that the weights of a chunk's samples are close (x_1 says little about z_1) while z_1 decides x_2:
+# resampling that does not follow the weights picks the wrong ancestors and misses p(X) by many standard errors.
+P_Z = {None: 0.2, 0: 0.02, 1: 0.9}  # p(z_c = 1 | z_{c-1}); None: first chunk
+P_X = {0: 0.3, 1: 0.9}  # p(x_c = 1 | z_c)
+Q1 = 0.7
+XS = [1, 1]
 
 
 def exact_log_px(xs):
@@ -76,38 +113,53 @@ def fake_sampler(rng, seen):
                 z = int(rng.random() < Q1)
                 lq = math.log(Q1 if z else 1 - Q1)
                 lp = math.log(P_Z[prev] if z else 1 - P_Z[prev]) + math.log(P_X[z] if xc else 1 - P_X[z])
-                samples.append({"z": [z], "log_q": lq, "log_p": lp, "log_p_all": lp, "capped": False, "n_x": 1,
-                                "dropped": (0, 0)})
+                samples.append({"z": [z], "log_q": lq, "log_p": lp, "log_p_np": lp, "log_p_all": lp,
+                                "marks": [0.0, 0.0], "capped": False, "n_x": 1, "dropped": (0, 0)})
             out.append(samples)
         return out
     return sample_latents
 
 
+def smc_estimates(monkeypatch, k, runs):
+    """em.sample_sequential on the toy `runs` times with K = k -> (z of mean(p_hat / p(X)) against 1, the mean
+    log p_hat - log p(X)), p_hat = prod_i mean_k w_ik."""
+    edocs = [{"id": "doc", "x": [[x] for x in XS], "z": [None] * len(XS)}]
+    monkeypatch.setattr(em, "sample_latents", fake_sampler(random.Random(k), []))
+    exact, ratio, logs = exact_log_px(XS), [], []
+    for run in range(runs):
+        res, _ = em.sample_sequential(None, TOK, em.EMConfig(seed=run), edocs, k, "t", lambda d, c: (run, k, d, c))
+        log_z = sum(em.iw_elbo(em.importance_weights([s["log_p"] for s in res[0, c]],
+                                                     [s["log_q"] for s in res[0, c]])) for c in range(len(XS)))
+        ratio.append(math.exp(log_z - exact))
+        logs.append(log_z - exact)
+    mean = sum(ratio) / runs
+    se = math.sqrt(sum((r - mean) ** 2 for r in ratio) / (runs - 1) / runs)
+    return (mean - 1) / se, sum(logs) / runs
+
+
 def test_one_ancestor_resampling_is_an_unbiased_estimate_of_p_x(monkeypatch):
     """E[prod_i mean_k w_ik] = p(X) for em.sample_sequential's scheme (one ancestor picked by weight, extended K
     times), checked on a toy model whose marginal is exact; the log of it is therefore a bound (Jensen), and
-    the bound tightens with K."""
-    xs = [1, 1, 1, 1, 1, 1]  # q proposes z = 1 rarely, the posterior wants it: picking uniformly is 17 SE off
-    edocs = [{"id": "doc", "x": [[x] for x in xs], "z": [None] * len(xs)}]
-    rng = random.Random(0)
-    monkeypatch.setattr(em, "sample_latents", fake_sampler(rng, []))
-    exact = exact_log_px(xs)
-    prev_bound = -math.inf
+    the bound tightens with K. With 1,000 runs at K = 4 argmax resampling misses by -18 standard errors and a
+    uniform pick by +7 (test_the_unbiasedness_check_fails_on_argmax_and_uniform_resampling)."""
+    bounds = []
     for k in (1, 2, 4):
-        est, logs = [], []
-        for run in range(6000):
-            cfg = em.EMConfig(seed=run)
-            res, _ = em.sample_sequential(None, TOK, cfg, edocs, k, "t", lambda d, c: (run, k, d, c))
-            log_z = sum(em.iw_elbo(em.importance_weights([s["log_p"] for s in res[0, c]],
-                                                         [s["log_q"] for s in res[0, c]])) for c in range(len(xs)))
-            est.append(math.exp(log_z))
-            logs.append(log_z)
-        mean = sum(est) / len(est)
-        se = (sum((e - mean) ** 2 for e in est) / len(est)) ** 0.5 / len(est) ** 0.5
-        assert abs(mean - math.exp(exact)) < 4 * se, (k, mean, math.exp(exact), se)
-        assert sum(logs) / len(logs) < exact
-        assert sum(logs) / len(logs) > prev_bound  # the bound tightens with K
-        prev_bound = sum(logs) / len(logs)
+        z, mean_log = smc_estimates(monkeypatch, k, 1000)
+        assert abs(z) < 4, (k, z)
+        assert mean_log < 0, k  # below log p(X)
+        bounds.append(mean_log)
+    assert bounds[0] < bounds[1] < bounds[2]  # the bound tightens with K
+
+
+@pytest.mark.parametrize("wrong", ["argmax", "uniform"])
+def test_the_unbiasedness_check_fails_on_argmax_and_uniform_resampling(monkeypatch, wrong):
+    """The check above has power: resampling by argmax (the heaviest sample always) or uniformly (weights
+    ignored) puts the K = 4 estimate more than 4 standard errors from p(X), in the direction each one errs."""
+    pick = {"argmax": lambda log_w, key: max(range(len(log_w)), key=log_w.__getitem__),
+            "uniform": lambda log_w, key: random.Random(em.key_int(*key)).randrange(len(log_w))}[wrong]
+    monkeypatch.setattr(em, "resample", pick)
+    z, _ = smc_estimates(monkeypatch, 4, 1000)
+    assert (z < -4) if wrong == "argmax" else (z > 4), z
 
 
 def test_chosen_latent_is_the_next_chunks_context(monkeypatch):
@@ -158,4 +210,13 @@ def test_held_out_bound_is_the_same_in_any_grouping(tiny_model, estep):
         whole = em.eval_nll(tiny_model, TOK, cfg, docs, latent, [1, 2])
         grouped = em.eval_nll(tiny_model, TOK, cfg, iter(docs), latent, [1, 2], unit=3)
         assert whole.keys() == grouped.keys() and whole == pytest.approx(grouped, rel=1e-6)  # summation order
-        assert ("nll_k2" in whole) == latent and all(math.isfinite(v) for v in whole.values())
+        assert ("nll_k2" in whole) == latent
+        n_tok, chunks = sum(len(c["suffix"]) for d in docs for c in d["chunks"]), sum(len(d["chunks"]) for d in docs)
+        if latent:  # the spec's bound is the PRIOR-conditional one plus PRIOR's cost, per chunk of each
+            assert whole["nll_k2"] - whole["nll_np_k2"] == pytest.approx(whole["prior_nats"] * chunks / n_tok)
+            assert whole["prior_nats"] > 0 and whole["sol_nats"] > 0
+        else:  # exact: log p of every raw token after its prefix, as layout.raw_pair cuts it
+            pairs = [layout.raw_pair(TOK, [TOK.encode(c["suffix"]) for c in d["chunks"]], i, cfg.max_latent, 64)
+                     for d in docs for i in range(len(d["chunks"]))]
+            lp = sum(s["sum"] for s in em.score(tiny_model, [p for p, _ in pairs], [x for _, x in pairs]))
+            assert whole["nll"] == pytest.approx(-lp / n_tok, rel=1e-5)

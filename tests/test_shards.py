@@ -166,8 +166,8 @@ def test_estep_latents_shard_is_latents_jsonl(tmp_path, estep_model, drop):
     the shard holds the target's X tokens and the chosen latent_ids (a dropped latent = no latent), exactly
     what encode_doc gives on latents.jsonl; train.py streams the same tokens from either."""
     import em
-    import train
     from data.layout import sequence
+    from data.loader import open_corpus
     tok = get_tokenizer("bytes")
     cfg, data = _estep_run(tmp_path, "run", drop)
     path, diag = em.run_estep(cfg, tok, data, 1, "unused")
@@ -180,7 +180,7 @@ def test_estep_latents_shard_is_latents_jsonl(tmp_path, estep_model, drop):
     n_none = sum(z is None for i in range(5) for z in sh.doc(i)["z"])
     assert diag["dropped"] == n_none == (diag["chunks"] if drop else 0)
     assert diag["gold_chunks"] == sum(bool(c["latent"]) for d in read_docs(data["gold"]) for c in d["chunks"])
-    jsonl = train.encode_corpus(tok, os.path.join(cfg.out, "iter1", "latents.jsonl"))
+    jsonl = open_corpus(tok, os.path.join(cfg.out, "iter1", "latents.jsonl"))
     assert all(sequence(tok, sh.doc(i), "random", 3, 1) == sequence(tok, jsonl.doc(i), "random", 3, 1)
                for i in range(5))
     assert em.run_estep(cfg, tok, data, 1, "unused") == (path, diag)  # done: read back, nothing redone

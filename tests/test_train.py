@@ -1,6 +1,6 @@
 """train.py on CPU, tiny models (2 layers, 32-64 wide, 32-token windows), seconds per test.
 
-Covers: the document-aligned rows (every target once per epoch, per-epoch shuffle and coin re-flip, cursor resume), overfitting,
+Covers (the training rows: tests/test_loader.py): overfitting,
 torchrun DDP == one process, stop + resume == straight run (weights and data order), checkpoints that load with
 model.GPT.load and survive an interrupted save, a caller-owned process group, HF GPT-2 init with the latent
 tokens added, and one-line errors for bad flags.
@@ -9,17 +9,13 @@ import json
 import os
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 
 import train as train_mod
 from conftest import run_py
-from data.corpus import read_docs
-from data.layout import encode_doc, sequence
 from data.prepare import prepare_corpus
-from data.shards import from_docs
 from data.tokenizer import get_tokenizer
 from model import GPT
 from train import TrainConfig, main, train
@@ -54,101 +50,6 @@ def max_diff(a, b):
 
 def losses(out):
     return {r["step"]: r["loss"] for r in map(json.loads, open(os.path.join(out, "metrics.jsonl"))) if "loss" in r}
-
-
-# ----------------------------------------------------------------------------- training rows
-
-def write_varied_corpus(path, n=13):
-    """1-4 chunks per document, latents missing, empty or of any length; uneven lengths so windows straddle
-    documents and epochs at every offset."""
-    rng = np.random.default_rng(0)
-    with open(path, "w") as f:
-        for i in range(n):
-            chunks = [{"suffix": "x%d." % k * int(rng.integers(1, 6)),
-                       "latent": [None, "", "think " * int(rng.integers(1, 4))][int(rng.integers(3))]}
-                      for k in range(int(rng.integers(1, 5)))]
-            f.write(json.dumps({"id": f"v{i}", "chunks": chunks}) + "\n")
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def varied(tmp_path_factory):
-    """The same corpus as JSONL and as a shard directory (data.prepare)."""
-    d = tmp_path_factory.mktemp("varied")
-    path = write_varied_corpus(d / "docs.jsonl")
-    prepare_corpus(path, str(d / "shards"), workers=1)
-    return path, str(d / "shards")
-
-
-@pytest.mark.parametrize("layout", ["random", "posterior", "raw"])
-def test_rows_same_from_jsonl_and_shards_and_reshuffled_per_epoch(varied, layout):
-    """A JSONL corpus and its shard directory give the same rows token for token over several epochs; each epoch
-    reshuffles the documents (and re-flips the random layout's coins)."""
-    tok = get_tokenizer("bytes")
-    path, shard_dir = varied
-    a, b = (train_mod.Rows(tok, train_mod.encode_corpus(tok, src), layout, 5, 16) for src in (path, shard_dir))
-    n = 3 * len(a.plan(0))
-    assert all(torch.equal(u, v) for u, v in zip(a.next_rows(n), b.next_rows(n))) and a.epoch >= 2
-    first = lambda e: [p[0] for row in a.plan(e) for p in row]
-    assert set(first(0)) == set(first(1)) == set(range(len(a.docs))) and first(0) != first(1)
-
-
-@pytest.mark.parametrize("layout", ["random", "raw"])
-def test_rows_document_aligned_every_target_once(varied, layout):
-    """Each epoch's rows hold every document's targets exactly once; every row starts at a BOS (a document's
-    start), documents that fit are never cut, longer ones are split into consecutive T-target pieces; no target
-    crosses from one document into the next."""
-    tok = get_tokenizer("bytes")
-    docs = train_mod.encode_corpus(tok, varied[1])
-    for T in (12, 40):
-        r = train_mod.Rows(tok, docs, layout, 5, T)
-        plan = r.plan(0)
-        n_rows = len(plan)
-        x, y = r.next_rows(n_rows)
-        assert r.cursor() == {"epoch": 0, "row": n_rows} and x.shape[1] <= T
-        seqs = [sequence(tok, docs.doc(i), layout, 5, 0) for i in range(len(docs))]
-        want = sorted((a, b) for s in seqs for a, b in zip(s[:-1], s[1:]))  # every (input, target) pair
-        got = sorted((a, b) for a, b in zip(x.flatten().tolist(), y.flatten().tolist()) if b >= 0)
-        assert got == want
-        for row, xr in zip(plan, x):
-            assert xr[0] == tok.bos or row[0][1] > 0  # a row opens a document, or a long one's next piece
-            for d, s, e in row:
-                assert e - s - 1 <= T and (s == 0 or len(seqs[d]) > T + 1)
-        assert all(len(s) > T + 1 or sum(1 for row in plan for p in row if p[0] == d) == 1
-                   for d, s in enumerate(seqs))
-
-
-def test_rows_ranks_skip_and_resume(varied):
-    """Ranks reading only their own rows see the global batch's parts; a Rows rebuilt at the saved cursor
-    continues identically, across epochs."""
-    tok = get_tokenizer("bytes")
-    docs = train_mod.encode_corpus(tok, varied[1])
-    T, B, world = 16, 2, 2
-    one, ranks = train_mod.Rows(tok, docs, "random", 5, T), [train_mod.Rows(tok, docs, "random", 5, T)
-                                                             for _ in range(world)]
-    for step in range(15):
-        glob = one.next_rows(world * B)[1]
-        for r, s in enumerate(ranks):
-            s.skip(r * B)
-            part = s.next_rows(B)[1]
-            assert torch.equal(part, glob[r * B:(r + 1) * B, :part.shape[1]])
-            assert (glob[r * B:(r + 1) * B, part.shape[1]:] == -1).all()
-            s.skip((world - 1 - r) * B)
-            assert s.cursor() == one.cursor()
-    c = one.cursor()
-    assert c["epoch"] >= 1
-    ahead = one.next_rows(5)
-    again = train_mod.Rows(tok, docs, "random", 5, T, **c).next_rows(5)
-    assert all(torch.equal(a, b) for a, b in zip(ahead, again))
-
-
-def test_val_windows_are_the_rows_of_one_epoch(corpus):
-    tok = get_tokenizer("bytes")
-    edocs = [encode_doc(tok, json.loads(line)) for line in open(corpus)][:3]
-    x, y = train_mod.val_windows(tok, from_docs(edocs, tok), "raw", 0, 32)
-    seqs = [sequence(tok, d, "raw") for d in edocs]
-    assert (y != -1).sum() == sum(len(s) - 1 for s in seqs)  # every target once, padding ignored
-    assert all(row[0] == tok.bos for row in x)  # these documents fit a row each: every row opens one
 
 
 # ----------------------------------------------------------------------------- training
@@ -238,6 +139,13 @@ def test_resume_rejects_changed_settings(tmp_path, corpus):
     train(TrainConfig(**cfg))
     with pytest.raises(ValueError, match=r"0\.1 differs from the checkpoint's 0\.003 \(--lr, --resume\)"):
         train(TrainConfig(**{**cfg, "lr": 0.1, "resume": True}))
+    meta_path = tmp_path / "ckpt" / "config.json"
+    meta = json.loads(meta_path.read_text())
+    for old in ({**meta, "data": {"epoch": 0, "pos": 0}},  # a cursor Rows does not write
+                {**meta, "train_config": {k: v for k, v in meta["train_config"].items() if k != "seed"}}):
+        meta_path.write_text(json.dumps(old))
+        with pytest.raises(ValueError, match=r"another version of train\.py: use a fresh --out \(--resume\)"):
+            train(TrainConfig(**{**cfg, "resume": True}))
 
 
 def test_checkpoint_loads_and_interrupted_save_keeps_previous(tmp_path, corpus, straight, monkeypatch):
@@ -299,7 +207,7 @@ def test_init_from_hf_gpt2_adds_latent_tokens(tmp_path, corpus):
     (["--min-lr", "1"], "1.0 exceeds --lr 0.001 (--min-lr)"),
     (["--init", "/nonexistent/ckpt"], "/nonexistent/ckpt: neither 'scratch' nor a checkpoint directory (--init)"),
     (["--total-batch-tokens", "100"], "100 is not a multiple of"),
-    (["--n-embd", "30", "--n-head", "4"], "30 is not divisible by --n-head 4 (--n-embd)"),
+    (["--n-embd", "30", "--n-head", "4"], "n_embd 30 is not divisible by n_head 4 (--n-embd)"),
     (["--device", "tpu:0"], "(--device)"),
     (["--device", "cuda:7"], "no such CUDA device here (--device)"),
     (["--out", __file__], "exists and is not a directory (--out)"),
@@ -327,21 +235,6 @@ def test_argparse_rejects_unknown_choices(capsys):
         assert e.value.code == 2 and "error:" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"'sentencepiece': choose one of bytes, gpt2 or a tokenizer dir"):
         train(TrainConfig(data=__file__, tokenizer="sentencepiece"))
-
-
-def test_bf16_choice_reads_cpu_flags_not_a_clock(monkeypatch):
-    """dtype auto on CPU follows the CPU's bf16 flags, so a busy machine cannot flip it between phases."""
-    import io
-    cpu = torch.device("cpu")
-    for text, want in (("flags\t: fpu avx512f avx512_bf16 sse\n", True), ("flags\t: fpu amx_bf16\n", True),
-                       ("flags\t: fpu avx512f avx2\n", False), ("flags\t: fpu avx512_bf16x\n", False)):
-        monkeypatch.setattr(train_mod, "open", lambda *a, t=text, **k: io.StringIO(t), raising=False)
-        assert train_mod.bf16_native(cpu) is want
-
-    def missing(*a, **k):
-        raise FileNotFoundError("/proc/cpuinfo")
-    monkeypatch.setattr(train_mod, "open", missing, raising=False)
-    assert train_mod.bf16_native(cpu) is False
 
 
 def test_resume_does_not_duplicate_metric_rows(tmp_path, corpus):

@@ -147,10 +147,33 @@ def test_cli_refuses_bad_flags_before_writing(tmp_path, capsys, argv, msg):
 # ----------------------------------------------------------------------------- the shapes
 
 def test_the_compact_world_is_unchanged_byte_for_byte():
-    """A hash of a tiny compact world built on main before the prose shape existed."""
+    """A hash of a tiny compact world built on main before the prose shape existed: the same, with its questions'
+    answer text (the answer chunk), an empty dev split and the warm set with its walks inline (one per warm doc)
+    added."""
     import hashlib
-    built = json.dumps(W.build(SMALL), sort_keys=True).encode()
+    w = W.build(SMALL)
+    assert len(w.pop("warm_inline")) == len(w["warm"])
+    assert w.pop("dev_questions") == [] and all(q.pop("answer_text") == W.answer_text(problem_of(q["question"]), q["answer"])
+                                                for q in w["questions"])
+    built = json.dumps(w, sort_keys=True).encode()
     assert hashlib.sha256(built).hexdigest() == "7f6c5504d0e1b0697ea310eb7dc607895e9d158f97eebf2336869a23480fb5ae"
+
+
+@pytest.mark.parametrize("shape", ["compact", "prose"])
+def test_dev_questions_are_drawn_last_and_disjoint_from_the_test_ones(tmp_path, shape):
+    """n_dev dev questions: problems of their own (no test question, document or base line states them), drawn
+    after every other part so the rest of the world is what it is without them; written to dev_questions.jsonl."""
+    cfg = W.WorldConfig(**{**SMALL.__dict__, "shape": shape, "n_base": 60})
+    dev = W.WorldConfig(**{**cfg.__dict__, "n_dev": 12})
+    a, b = W.build(cfg), W.build(dev)
+    assert len(b["dev_questions"]) == 12 and not a["dev_questions"]
+    for name in ("table", "questions", "heldout", "target", "target_gold", "warm"):
+        assert a[name] == b[name], name
+    asked = lambda qs: {(q["gold"][0], q["gold"][1::2]) for q in qs}
+    assert len(asked(b["dev_questions"])) == 12 and not asked(b["dev_questions"]) & asked(b["questions"])
+    W.write(dev, str(tmp_path))
+    assert [json.loads(line) for line in open(tmp_path / "dev_questions.jsonl")] == b["dev_questions"]
+    assert json.load(open(tmp_path / "world.json"))["counts"]["dev_questions"] == 12
 
 
 PROSE = W.WorldConfig(**{**SMALL.__dict__, "shape": "prose", "n_base": 60})
@@ -231,21 +254,32 @@ def test_a_statement_spans_chunks_in_most_problems():
 
 
 def test_prose_questions_carry_their_chunks_and_rules(tmp_path):
+    """A question is a problem where a document states it: the text up to its result digit, chunked as the
+    chunker splits that document (the chunks before the result's, then its start: "open"); half of them stand
+    second in their document, after a problem stated with its result."""
     from data import questions as Q
     W.write(PROSE, str(tmp_path))
     qs = Q.read_questions(str(tmp_path / "questions.jsonl"))
-    assert len(qs) == PROSE.n_questions
-    for q in qs:
-        assert "".join(q["chunks"]) == q["question"] and len(q["chunks"]) >= 2
-        assert q["chunks"] == W.chunk_text(q["question"], None, PROSE.chunk_tokens)
-        ((start, ops, result, _, _),) = problems_in(q["question"] + W.RESULT.format(q["answer"]))
-        assert q["gold"] == W.walk(W.build(PROSE)["table"], start, ops)[0] and "result" not in q["question"]
-        right, wrong = W.RESULT.format(q["answer"]), W.RESULT.format((q["answer"] + 1) % 10)
-        assert Q.correct(Q.extract(" " + right, q["answer"], q["answer_regex"]), q["answer"], q["answer_regex"])
+    table = W.build(PROSE)["table"]
+    assert len(qs) == PROSE.n_questions and [q["position"] for q in qs] == [0, 1] * (PROSE.n_questions // 2)
+    for k, q in enumerate(qs):
+        doc = q["question"] + q["answer_text"] + " " if q["position"] else None
+        assert "".join(q["chunks"]) == q["question"] and len(q["chunks"]) >= 2 and q["open"]
+        assert q["question"].endswith(W.RESULT_HEAD) and q["answer_text"] == f"{q['answer']}."
+        if doc:  # the chunks are the document's (its text: this, the last problem, up to the end of its result)
+            got = W.chunk_text(doc, None, PROSE.chunk_tokens)
+            n = len(q["chunks"])
+            assert got[:n - 1] == q["chunks"][:-1] and got[n - 1].startswith(q["chunks"][-1])
+            assert qs[k - 1]["question"] + qs[k - 1]["answer_text"] in q["question"]  # the first problem before it
+        *_, (start, ops, result, _, _) = problems_in(q["question"] + W.RESULT.format(q["answer"]))
+        assert q["gold"] == W.walk(table, start, ops)[0] and result == q["answer"] == W.walk(table, start, ops)[1]
+        right, wrong = f"{q['answer']}. Now", f"{(q['answer'] + 1) % 10}. "
+        assert Q.correct(Q.extract(right, q["answer"], q["answer_regex"]), q["answer"], q["answer_regex"])
         assert not Q.correct(Q.extract(wrong, q["answer"], q["answer_regex"]), q["answer"], q["answer_regex"])
+        right = W.RESULT.format(q["answer"])
         for said in (f" {q['gold']}.", f" {q['gold']}. " + right, " " + right):  # walk first, or result alone
             assert Q.extract(said, q["answer"], q["prompt_regex"]) == str(q["answer"]), said
-        assert q["prompt"] == q["question"] + "Work:"
+        assert q["prompt"] == q["question"][:-len(W.RESULT_HEAD)] + "Work:"
     for chunks in (qs[0]["chunks"][:-1], [], ["", qs[0]["question"]], qs[0]["question"]):
         (tmp_path / "bad.jsonl").write_text(json.dumps(dict(qs[0], chunks=chunks)) + "\n")
         with pytest.raises(ValueError, match=r'"chunks" .*bad.jsonl:1'):
@@ -256,7 +290,7 @@ def test_prose_problems_never_repeat_and_the_base_text_states_none_of_them():
     w = W.build(PROSE)
     held = [p[:2] for name in ("target", "heldout", "warm") for d in w[name]
             for p in problems_in("".join(c["suffix"] for c in d["chunks"]))]
-    held += [p[:2] for q in w["questions"] for p in problems_in(q["question"] + W.RESULT.format(q["answer"]))]
+    held += [problems_in(q["question"] + W.RESULT.format(q["answer"]))[-1][:2] for q in w["questions"]]
     assert len(held) == len(set(held)) == W.n_problems(PROSE) == 40 + PROSE.per_doc * (30 + 10 + 5)
     base, known = [], set(w["known"])
     for d in w["base"]:
@@ -283,7 +317,7 @@ def test_prose_world_is_deterministic_and_a_bigger_warm_set_leaves_the_rest():
 
 
 @pytest.mark.parametrize("argv, msg", [
-    (["--per-doc", "0"], "got 0 (--per-doc)"), (["--shape", "poem"], "got 'poem' (--shape)"),
+    (["--per-doc", "0"], "got 0 (--per-doc)"), (["--shape", "poem"], "invalid choice: 'poem'"),
     (["--chunk-tokens", "0"], "(--chunk-tokens)"), (["--per-doc", "400"], "(--n-target, --per-doc)")])
 def test_cli_refuses_bad_prose_flags(tmp_path, capsys, argv, msg):
     with pytest.raises(SystemExit) as e:
@@ -310,6 +344,30 @@ def test_em_passes_the_shape_and_its_chunk_budget_and_counts_prose_problems():
     assert (D.world_config(cfg).shape, D.world_config(cfg).chunk_tokens) == ("prose", 64)
     assert "world_shape" in D.DATA_FLAGS and not D.flag_errors(cfg)
     assert any("(--world-shape)" in e for e in D.flag_errors(em.EMConfig(world_shape="poem")))
-    # 1000 + 2 * (2000 + 800 + 3200) problems exceed the 12,960 a prose world has; compact holds them
-    assert any("fewer than 13000" in e for e in D.flag_errors(em.EMConfig(world_shape="prose", world_heldout=3200)))
-    assert not D.flag_errors(em.EMConfig(world_heldout=3200))
+    # 500 + 500 questions + 2 * (2000 + 800 + 3200) problems exceed the 12,960 a prose world has; compact holds them
+    big = dict(world_target=2000, world_warm=800, world_heldout=3200)
+    assert any("fewer than 13000" in e for e in D.flag_errors(em.EMConfig(world_shape="prose", **big)))
+    assert not D.flag_errors(em.EMConfig(world_shape="compact", **big))
+
+
+@pytest.mark.parametrize("cfg", [SMALL, PROSE], ids=["compact", "prose"])
+def test_warm_inline_is_the_warm_set_with_each_teacher_walk_where_the_base_text_puts_a_walk(cfg):
+    """The raw arm 'inline' reads the warm set's teacher walks as raw text, in the base text's own format:
+    compact, the base line '7 ciqx: <walk>' between question and answer; prose, 'Work: <walk>. ' before each
+    result sentence. Taking that text out gives back the warm document, walk for walk."""
+    w = W.build(cfg)
+    walk_of_base = r"(\d [a-z]+): (\w+)\n" if cfg.shape == "compact" else r"Work: (\w+)\. "
+    assert re.search(walk_of_base, w["base"][0]["chunks"][0]["suffix"])  # the format is the base text's
+    assert [d["id"] for d in w["warm_inline"]] == [d["id"] for d in w["warm"]]
+    for raw, warm in zip(w["warm_inline"], w["warm"]):
+        assert all(c["latent"] is None for c in raw["chunks"])
+        text = "".join(c["suffix"] for c in raw["chunks"])
+        walks = [z for c in warm["chunks"] if c["latent"] for z in c["latent"].split(" ")]
+        assert len(walks) == (1 if cfg.shape == "compact" else cfg.per_doc)
+        if cfg.shape == "compact":
+            m = re.fullmatch(r"Q: (\d [a-z]+)\n" + walk_of_base + r"(A: \d for \1\n)", text)
+            assert m and m[1] == m[2] and [m[3]] == walks
+            assert f"Q: {m[1]}\n" + m[4] == "".join(c["suffix"] for c in warm["chunks"])
+        else:
+            assert re.findall(walk_of_base + "The result is", text) == walks
+            assert re.sub(walk_of_base, "", text) == "".join(c["suffix"] for c in warm["chunks"])
