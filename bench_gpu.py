@@ -311,7 +311,7 @@ def _plain_loop(cfg, tok, docs):
         t0 = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = tr.lr_at(step, cfg)
-        x, y = (t.to("cuda", non_blocking=True) for t in rows.next_rows(cfg.batch_size))
+        x, y = (torch.from_numpy(t).to("cuda", non_blocking=True) for t in rows.next_rows(cfg.batch_size))
         with torch.autocast("cuda", dtype=torch.bfloat16):
             _, loss = model(x, y)
         loss.backward()
