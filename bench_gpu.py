@@ -4,8 +4,8 @@ check and a tally; each speed a ratio against a baseline timed in this process. 
   python bench_gpu.py --table out/gpu.json --readme README.md  # that JSON -> the README's GPU table
 Correctness checks run first, --jobs at once in worker processes (Triton's ~40 compilations overlap on the CPU),
 then the speed checks one by one here, timed by CUDA events after warm-up calls (no compilation in any timing).
-Needs torch >= 2.4 and triton >= 3.0 (imported by the checks only); installs nothing; transformers is optional.
-Exit code 0: nothing failed; 1: a check failed or raised; 2: a refusal."""
+Needs torch >= 2.4, triton >= 3.0 (imported by the checks only); installs nothing; transformers is optional. Exit
+code 0: nothing failed; 1: a check failed or raised; 2: a refusal."""
 import argparse
 import contextlib
 import io
@@ -20,8 +20,10 @@ import time
 import torch
 
 import bench
+import bench_memory
 import kernels
 import train as tr
+from data.loader import Rows, open_corpus
 from data.tokenizer import get_tokenizer
 from kernels.attention import decode_attn_ref, flash_attn_ref
 from kernels.sampling import sample_ref
@@ -75,8 +77,7 @@ def speed(ours, ours_value, baseline, baseline_value, unit, detail):
 
 
 def _sdpa_ctx(run):
-    """(context factory, label) of the SDPA baseline: its flash backend where this torch has it and it takes these
-    inputs (probed by one call of run()), else SDPA's own choice."""
+    """(context, label) of the SDPA baseline: its flash backend if this torch has it and run() runs on it, else auto."""
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel  # torch >= 2.3
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
@@ -104,9 +105,8 @@ def check_flash(dt, D, causal):
         g = torch.Generator(device="cuda").manual_seed(T + D)
         q, k, v = torch.randn(2, T, 3, 4, D, device="cuda", generator=g).to(dtype).unbind(2)  # (B, T, H, D)
         do = torch.randn(2, T, 4, D, device="cuda", generator=g).to(dtype)
-        heads = [_grads(flash_attn_ref, *(x[:, :, h:h + 1] for x in (q, k, v, do)), causal, torch.float64)
-                 for h in range(q.size(2))]
-        ref = [torch.cat(parts, 2) for parts in zip(*heads)]
+        ref = [torch.cat(p, 2) for p in zip(*[_grads(flash_attn_ref, *(x[:, :, h:h + 1] for x in (q, k, v, do)),
+                                                     causal, torch.float64) for h in range(4)])]  # head by head
         ours, same = _grads(flash_attn_triton, q, k, v, do, causal), _grads(flash_attn_ref, q, k, v, do, causal)
         errs += [(n, T, rel(a, r), rel(s, r)) for n, a, s, r in zip(("o", "dq", "dk", "dv"), ours, same, ref)]
     bound = lambda s: max(FLASH_TOL[dt], min(2 * s, 10 * FLASH_TOL[dt]))  # SDPA's own error counts up to 10 tol
@@ -226,8 +226,8 @@ def check_engine_greedy():
                 ties, bad = ties + near, bad + (not near)
     finally:
         kernels.CHOICE = choice
-    return dict(ok=bad == 0, detail=f"{32 - ties - bad}/32 rows identical over 48 tokens; {ties} part at a near-tie, "
-                                    f"{bad} elsewhere")
+    return dict(ok=bad == 0, detail=f"{len(prompts) - ties - bad}/{len(prompts)} rows identical over 48 tokens; "
+                                    f"{ties} part at a near-tie, {bad} elsewhere")
 
 
 # ----------------------------------------------------------------------------- speed
@@ -248,8 +248,7 @@ def speed_flash(B, T, H, D):
 
 
 def speed_decode(B, S, H, D):
-    """Split-KV decode on a ragged cache (lengths uniform in 1..S) vs SDPA with a padding mask, in GB/s of the keys
-    and values the rows hold."""
+    """Split-KV decode, lengths uniform in 1..S, vs SDPA with a padding mask, in GB/s of the K and V rows hold."""
     from kernels.attention_triton import decode_attn_triton
     dtype = _dtype("low")
     q = torch.randn(B, 1, H, D, device="cuda", dtype=dtype)
@@ -262,8 +261,7 @@ def speed_decode(B, S, H, D):
 
 
 def speed_sampler(*p):
-    """The fused sampler (token, log q, raw log p) at (temperature, top_k, top_p) = p vs bench.py's torch sort +
-    cumsum sampler, batch 256, vocab 50,257, fp32 logits."""
+    """The fused sampler at (temperature, top_k, top_p) = p vs bench.py's torch sort sampler, B=256, V=50,257."""
     from kernels.sampling_triton import sample_triton
     x, ids = torch.randn(256, 50257, device="cuda") * 3, torch.arange(256, device="cuda")
     ours, base = compare(lambda: sample_triton(x, *p, 0, ids, ids), lambda: bench._naive_sampler(x, *p))
@@ -308,12 +306,12 @@ def _plain_loop(cfg, tok, docs):
     autocast, each step timed as train.py times its own (wall clock, first step left out) -> (tok/s, final loss)."""
     model = tr.build_model(cfg, tok).cuda()
     opt, _ = tr.make_optimizer(model, cfg, torch.device("cuda"))
-    stream, busy = tr.Stream(tok, docs, cfg.layout, cfg.seed), 0.0
+    rows, busy = Rows(tok, docs, cfg.layout, cfg.seed, cfg.block_size), 0.0
     for step in range(cfg.max_steps):
         t0 = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = tr.lr_at(step, cfg)
-        x, y = (t.to("cuda", non_blocking=True) for t in stream.windows(cfg.batch_size, cfg.block_size))
+        x, y = (torch.from_numpy(t).to("cuda", non_blocking=True) for t in rows.next_rows(cfg.batch_size))
         with torch.autocast("cuda", dtype=torch.bfloat16):
             _, loss = model(x, y)
         loss.backward()
@@ -332,11 +330,11 @@ def speed_train(compile):
     torch.backends.cuda.matmul.allow_tf32 = True  # as train.py sets it
     tok = get_tokenizer("bytes")
     with tempfile.TemporaryDirectory() as tmp:
-        data = bench._memory_corpus(os.path.join(tmp, "docs.jsonl"), n_docs=100, doc_tokens=4000)
+        data = bench_memory._memory_corpus(os.path.join(tmp, "docs.jsonl"), n_docs=100, doc_tokens=4000)
         cfg = tr.TrainConfig(data=data, out=os.path.join(tmp, "out"), n_layer=12, n_head=12, n_embd=768,
                              block_size=1024, batch_size=8, max_steps=20, warmup_steps=2, log_every=0, eval_every=0,
                              ckpt_every=0, dtype="bf16", compile=compile, device="cuda")
-        base, base_loss = _plain_loop(cfg, tok, tr.encode_corpus(tok, data))
+        base, base_loss = _plain_loop(cfg, tok, open_corpus(tok, data))
         torch.cuda.empty_cache()
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # train()'s config and model lines
@@ -389,13 +387,13 @@ def run_one(name, fn, args):
 
 
 def line(r):
-    ratio = f"  {r['ratio']:.2f}x" if "ratio" in r else ""
-    return f"{r['status'].upper():5s} {r['name']:32s} {r['detail']}{ratio}  [{r['seconds']:.0f} s]"
+    sp = f"  {r['ours_value']:.4g} vs {r['baseline_value']:.4g} {r['unit']}: {r['ratio']:.2f}x" if "unit" in r else ""
+    return f"{r['status'].upper():5s} {r['name']:32s} {r['detail']}{sp}  [{r['seconds']:.0f} s]"
 
 
 def run_checks(checks, budget, jobs=1, emit=print):
     """Run [(name, fn, args, parallel)] -> results, emitting their lines in list order: parallel ones first in `jobs`
-    spawned workers (if jobs > 1), then the rest here; checks unfinished `budget` seconds in are skipped."""
+    spawned workers (if jobs > 1), then the rest here; `budget` seconds in, workers stop and no check starts."""
     end, done = time.monotonic() + budget, {}
     late = lambda name: dict(name=name, status="skip", detail=f"time budget of {budget:.0f} s used up", seconds=0)
     par = [c for c in checks if c[3]] if jobs > 1 else []
@@ -450,7 +448,8 @@ def build_parser():
     ap.add_argument("--json", default=None, help="write every check's result and the machine to this JSON file")
     ap.add_argument("--only", default="", help="comma-separated substrings: run the checks whose name has one")
     ap.add_argument("--jobs", type=int, default=0, help="correctness worker processes (default: cores, GPU memory)")
-    ap.add_argument("--budget", type=float, default=330.0, help="seconds after which unfinished checks are skipped")
+    ap.add_argument("--budget", type=float, default=270.0, help="seconds after which no check starts (default 270: "
+                                                                "the last, train.py --compile, needs 1-2 minutes)")
     ap.add_argument("--table", default=None, help="render a --json file as the README table and run nothing")
     ap.add_argument("--readme", default=None, help="with --table: write it between this file's gpu-table markers")
     return ap
@@ -476,13 +475,10 @@ def main(argv=None):
     errors = [msg for bad, msg in ((not checks, f"no check name contains any of {only} (--only)"),
                                    (args.jobs < 0, f"must be >= 0, got {args.jobs} (--jobs)"),
                                    (args.json and os.path.isdir(args.json), f"{args.json} is a directory (--json)"))
-              if bad]
+              if bad] or [e for e in [gpu_error()] if e]  # flags first, then the machine
     if errors:
         fail("; ".join(errors))
-    if err := gpu_error():
-        fail(err)
-    # correctness workers: one per CPU core (compilation is CPU work) and per 3 GB of free GPU memory, at most 8
-    jobs = args.jobs or max(1, min(8, os.cpu_count() or 1, int(torch.cuda.mem_get_info()[0] // 3e9)))
+    jobs = args.jobs or max(1, min(8, os.cpu_count() or 1, int(torch.cuda.mem_get_info()[0] // 3e9)))  # per core, 3 GB
     import triton
     m = dict(bench.machine(), capability="sm%d%d" % torch.cuda.get_device_capability(), cuda=torch.version.cuda,
              triton=triton.__version__)  # bench.py's record (CPU, GPU name, torch, date) + these
