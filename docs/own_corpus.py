@@ -118,6 +118,9 @@ def main(argv=None):
     try:
         with open(a.world) as f:
             meta = json.load(f)
+        missing = [k for k in ("config", "table", "decoys") if not isinstance(meta, dict) or k not in meta]
+        if missing:
+            raise ValueError(f"{a.world}: not a built-in world's world.json (no {', '.join(missing)}) (--world)")
         base = base_problems(os.path.join(os.path.dirname(a.world), "base.jsonl"))
         if min(a.n_target, a.n_warm, a.n_questions, a.chunk_tokens) < 1:
             raise ValueError("--n-target, --n-warm, --n-questions and --chunk-tokens must be >= 1")
