@@ -31,9 +31,10 @@ class EMConfig:
     out: str = opt("out/em", "run directory; the same command resumes it", group=RUN, metavar="DIR")
     quick: bool = opt(False, "tiny world and model: a one-minute smoke test", group=RUN)
     no_baselines: bool = opt(False, "skip the base and raw arms (and the oracle)", group=RUN)
-    raw_arms: str = opt("default", "raw baselines: a comma list of " + ", ".join(D.RAW_ARMS) + ", each optionally "
-                        "+replay (mixed 1:1 with the base corpus); empty: none; default: "
-                        f"{D.DEFAULT_RAW_ARMS} (a --corpus run: without +replay)", group=RUN, metavar="LIST")
+    # the default, one M-step's steps, costs what a FLOP-matched arm does and sees the warm set's walks too
+    raw_arms: str = opt("inline", "raw baselines (em.raw_arm): a comma list of " + ", ".join(D.RAW_ARMS) + ", each "
+                        "optionally +replay (mixed 1:1 with the built-in world's base corpus); empty: none",
+                        group=RUN, metavar="LIST")
     oracle: bool = opt(False, "also train the oracle (gold walks; built-in worlds)", group=RUN)
     corpus: str = opt("", "target corpus ({'text'} or chunks); default: the world", group=INPUTS, metavar="JSONL")
     teacher_latents: str = opt("", "warm-start set with latents; default: the world's",

@@ -36,8 +36,6 @@ MINIMUM = dict(iters=0, k=1, n_layer=1, n_head=1, n_embd=1, block_size=1, batch_
 # em.py's raw baselines (--raw-arms; what each trains on: em.py raw_arm), each also "<arm>+replay": the raw
 # text mixed 1:1 by documents with the base corpus
 RAW_ARMS = ("tokens", "flops", "inline", "warm", "pipeline")
-# --raw-arms default: the warm set's walks inline, and the warm start continued with replay: 2 x m_steps steps
-DEFAULT_RAW_ARMS = "inline,warm+replay"
 # changing these between runs in the same --out would mix results; iters and report options may change
 RESUMABLE_KEYS = {"iters", "no_baselines", "raw_arms", "gen_batch", "out"}  # raw_arms: each arm its own phase
 # tokens a window keeps beside a latent (BOS, the marks, some text): --max-latent and a teacher latent get the rest
@@ -67,28 +65,20 @@ def eval_ks(cfg):
     return [int(k) for k in cfg.eval_ks.split(",")]
 
 
-def raw_arms_text(cfg):
-    """--raw-arms with "default" resolved: DEFAULT_RAW_ARMS, without +replay for a --corpus run (no base corpus)."""
-    if cfg.raw_arms != "default":
-        return cfg.raw_arms
-    return DEFAULT_RAW_ARMS.replace("+replay", "") if cfg.corpus else DEFAULT_RAW_ARMS
-
-
 def raw_arms(cfg):
     """--raw-arms "inline+replay,warm" -> [("inline", True), ("warm", False)] (flag_errors has checked it)."""
-    return [(a.split("+")[0], a.endswith("+replay")) for a in raw_arms_text(cfg).split(",") if a]
+    return [(a.split("+")[0], a.endswith("+replay")) for a in cfg.raw_arms.split(",") if a]
 
 
 def raw_arm_errors(cfg):
     """--raw-arms: a comma list of RAW_ARMS names, each optionally +replay, none twice; replay needs the base
     corpus, which only the built-in world has."""
-    text = raw_arms_text(cfg)
-    arms = text.split(",") if text else []
+    arms = cfg.raw_arms.split(",") if cfg.raw_arms else []
     names = {a.split("+")[0] if a.endswith("+replay") else a for a in arms}
     return [msg for bad, msg in (
-        (not names <= set(RAW_ARMS), f"must be default or a comma list of {', '.join(RAW_ARMS)} (each optionally "
-                                     f"+replay), got {cfg.raw_arms!r} (--raw-arms)"),
-        (len(set(arms)) != len(arms), f"repeats an arm: {text!r} (--raw-arms)"),
+        (not names <= set(RAW_ARMS), f"must be a comma list of {', '.join(RAW_ARMS)} (each optionally +replay), "
+                                     f"got {cfg.raw_arms!r} (--raw-arms)"),
+        (len(set(arms)) != len(arms), f"repeats an arm: {cfg.raw_arms!r} (--raw-arms)"),
         (bool(cfg.corpus) and any(a.endswith("+replay") for a in arms),
          "+replay mixes in the built-in world's base corpus; a --corpus run has none (--raw-arms)"),
     ) if bad]

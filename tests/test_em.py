@@ -190,7 +190,7 @@ def test_quick_end_to_end_and_resume_after_kill(tmp_path):
     names = [m["name"] for m in metrics]
     assert names[:3] == ["warm start", "BoLT iter 1", "BoLT iter 2"] and any("oracle" in n for n in names)
     assert all(m["n_questions"] == 16 and m["dev_n_questions"] == 8 for m in metrics)
-    assert [m.get("baseline") for m in metrics][3:] == ["base", "raw_inline", "raw_warm_replay", "oracle"]
+    assert [m.get("baseline") for m in metrics][3:] == ["base", "raw_inline", "oracle"]
     for m in metrics:
         rows = [json.loads(line) for line in open(out / R.phase_dir(m) / "eval_questions.jsonl")]
         for split, pre in (("test", ""), ("dev", "dev_")):
@@ -676,9 +676,9 @@ def test_one_run_per_out_and_a_stale_lock_does_not_block_a_resume(tmp_path, caps
     assert held[-1] is False
 
 
-def test_raw_arms_default_replays_only_where_a_base_corpus_exists():
-    assert rundir.raw_arms(C.EMConfig()) == [("inline", False), ("warm", True)]
-    assert rundir.raw_arms(C.EMConfig(corpus="c.jsonl")) == [("inline", False), ("warm", False)]
+def test_raw_arms_flag_parses_and_replay_needs_a_base_corpus():
+    assert rundir.raw_arms(C.EMConfig()) == [("inline", False)]
+    assert rundir.raw_arms(C.EMConfig(raw_arms="warm+replay,pipeline")) == [("warm", True), ("pipeline", False)]
     assert rundir.raw_arms(C.EMConfig(raw_arms="")) == [] and not rundir.raw_arm_errors(C.EMConfig(raw_arms=""))
     assert rundir.raw_arm_errors(C.EMConfig(raw_arms="warm+replay", corpus="c.jsonl")) == [
         "+replay mixes in the built-in world's base corpus; a --corpus run has none (--raw-arms)"]
