@@ -166,6 +166,7 @@ def bench_engine():
 
     import torch
 
+    from checkpoint import from_pretrained
     from model import GPT, GPTConfig
     from sample import generate, score
     try:
@@ -184,7 +185,7 @@ def bench_engine():
                 vocab_size=V, n_positions=512, n_embd=256, n_layer=4, n_head=4)).eval()
             with tempfile.TemporaryDirectory() as d:
                 hf.save_pretrained(d, safe_serialization=True)
-                model = GPT.from_pretrained(d).eval()
+                model = from_pretrained(d).eval()
         else:
             model = GPT(GPTConfig(block_size=512, vocab_size=V, n_layer=4, n_head=4, n_embd=256)).eval()
         g = torch.Generator().manual_seed(0)

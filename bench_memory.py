@@ -110,6 +110,7 @@ def _estep_unit(shard_dir, mode):
     from data import config as C
     from data import estep_files
     from data.shards import open_shards
+    from checkpoint import save
     from data.tokenizer import get_tokenizer
     from model import GPT, GPTConfig
     tok, target = get_tokenizer("bytes"), open_shards(shard_dir)
@@ -161,6 +162,7 @@ def _memory_prepare(root=None, env=None):
     import os
     import sys
     import tempfile
+    from checkpoint import save
     from data.tokenizer import get_tokenizer
     from model import GPT, GPTConfig
     here = os.path.dirname(os.path.abspath(__file__))
@@ -168,8 +170,8 @@ def _memory_prepare(root=None, env=None):
     env = env or dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=here)
     ckpt, teacher = os.path.join(root, "prepare_ckpt"), os.path.join(root, "prepare_teacher.jsonl")
     if not os.path.exists(os.path.join(ckpt, "config.json")):
-        GPT(GPTConfig(vocab_size=get_tokenizer("bytes").n_vocab, block_size=PREPARE["block_size"], n_layer=1,
-                      n_head=1, n_embd=16)).save(ckpt, {"tokenizer": "bytes"})
+        save(GPT(GPTConfig(vocab_size=get_tokenizer("bytes").n_vocab, block_size=PREPARE["block_size"], n_layer=1,
+                           n_head=1, n_embd=16)), ckpt, {"tokenizer": "bytes"})
     with open(teacher, "w") as f:
         f.write("".join(json.dumps({"chunks": [{"suffix": f"T{i}. ", "latent": "why"}]}) + "\n" for i in range(4)))
     print(f"em.py check_inputs + write_data on a {{\"text\"}} --corpus, {PREPARE}; OMP_NUM_THREADS=1")

@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from accuracy import eval_questions
-from common import barrier, pick_device, print0, rank0_phase, rank_world, setup_dist
+from checkpoint import load_checked
+from common import barrier, print0, rank0_phase, rank_world, setup_dist
 from data import config as C
 from data import estep_files as E
 from data import questions as Q
@@ -37,8 +38,6 @@ from data.corpus import out_lock, read_json, write_atomic, write_json
 from data.layout import MODE_MARKS, estep_prompts, joint_continuation, key_int, latent_marks, raw_pair
 from data.loader import doc_groups
 from data.shards import is_shard_dir
-from data.tokenizer import check_tokenizer
-from model import load_model
 from sample import generate, latent, score
 from train import TrainConfig, train
 
@@ -272,13 +271,6 @@ def run_estep(cfg, tok, data, it, prev_ckpt):
         write_json(path, {**diag, "seconds": round(time.time() - t0[0], 1), **gold})
     return rank0_phase(lambda: os.path.exists(path) and is_shard_dir(shards), write,
                        lambda: (shards, read_json(path)), work)
-
-
-def load_checked(ckpt, tok):
-    """-> (model on this rank's device in eval mode, meta), its tokenizer checked against `tok`."""
-    model, meta = load_model(ckpt, tok.n_vocab, pick_device())
-    check_tokenizer(meta, tok)
-    return model.eval(), meta
 
 
 # ----------------------------------------------------------------------------- M-step (and every training phase)

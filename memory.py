@@ -8,8 +8,9 @@ from dataclasses import replace
 
 import torch
 
+from checkpoint import check_checkpoint, our_tensors
 from data.tokenizer import get_tokenizer
-from model import GPTConfig, check_checkpoint, our_tensors
+from model import GPTConfig
 
 # a floor of the Python memory generate() keeps per sequence, and per new token (its id and two log-probs):
 # measured with tracemalloc, 1.3 KB at 8 new tokens and 10.3 KB at 128 (about 400 + 75 a token)
@@ -60,7 +61,7 @@ def gb(n):
 
 def train_errors(cfg):
     """train.py's check once every flag is in range: --init checked without loading a weight
-    (model.check_checkpoint: config, tensor names and shapes, tokenizer), the window against the model's, and the
+    (checkpoint.check_checkpoint: config, tensor names and shapes, tokenizer), the window against the model's, and the
     sizes against this machine (a training step's floor, train_bytes: the model, --batch-size,
     --total-batch-tokens). -> one-line messages."""
     try:

@@ -26,13 +26,14 @@ import sys
 
 import torch
 
+from checkpoint import check_checkpoint, fit_tokenizer, load_model
 from common import device_error, pick_device
 from data.cli import ascii_float, ascii_int, parser_error
 from data.layout import MODE_MARKS, explain_prompt, joint_continuation, latent_marks, segments, think_prompt
 from data.tokenizer import get_tokenizer, tokenizer_error
 from kernels.sampling import sample
 from memory import sample_errors
-from model import KVCache, check_checkpoint, fit_tokenizer, load_model
+from model import KVCache
 
 PREFILL_TOKENS = 4096  # padded tokens per prefill call: large matmuls, yet little padding on length-sorted prompts
 SCORE_TOKENS = 8192  # padded tokens per scoring forward
@@ -442,7 +443,7 @@ def check_latent(meta, mode):
 
 
 def check(a):
-    """The checkpoint and its tokenizer, before any weight is read (model.check_checkpoint: config, tensor names
+    """The checkpoint and its tokenizer, before any weight is read (checkpoint.check_checkpoint: config, tensor names
     and shapes, vocabulary) -> (GPTConfig, meta, tok); refused if the mode needs latents the model lacks."""
     config, meta = check_checkpoint(a.ckpt)
     if a.think or a.explain:

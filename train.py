@@ -11,7 +11,7 @@ epoch's documents out in --layout and packs them into document-aligned rows (eve
 BOS, best-fit, padded), so a latent always sees the text before it in its document. A global step takes the
 next batch_size * world * accum rows; each rank reads only its own share, so the data order does not depend on
 the number of ranks, and the loss is the token sum divided by the global target count (DDP == one process).
-Checkpoints: out/ckpt/ (model.GPT.save + optim.safetensors, one atomic directory, with the rows' cursor);
+Checkpoints: out/ckpt/ (checkpoint.save + optim.safetensors, one atomic directory, with the rows' cursor);
 metrics: out/metrics.jsonl.
 """
 import argparse
@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
+import checkpoint
 from common import bf16_native, device_error, pick_device, setup_dist
 from data.cli import add_flags, opt, out_dir_error, parser_error
 from data.corpus import atomic_dir, out_lock, write_atomic
@@ -35,7 +36,7 @@ from data.loader import Rows, open_corpus, val_windows
 from data.shards import is_shard_dir
 from data.tokenizer import check_tokenizer, get_tokenizer, tokenizer_error
 from memory import train_errors
-from model import GPT, GPTConfig, load_model, resolve_checkpoint
+from model import GPT, GPTConfig
 
 
 DTYPES = ("auto", "bf16", "fp32")
@@ -137,7 +138,7 @@ def build_model(cfg, tok):
         return GPT(GPTConfig(block_size=cfg.block_size or 256, vocab_size=tok.n_vocab, n_layer=cfg.n_layer,
                              n_head=cfg.n_head, n_embd=cfg.n_embd))
     try:
-        model, meta = load_model(cfg.init)
+        model, meta = checkpoint.load_model(cfg.init)
         check_tokenizer(meta, tok)  # a HF GPT-2 directory counts as tokenizer 'gpt2'
     except (ValueError, FileNotFoundError) as e:
         raise ValueError(f"{e} (--init)") from None
@@ -152,11 +153,11 @@ def build_model(cfg, tok):
 def resume_state(cfg, ckpt):
     """Our checkpoint in out/ckpt -> (model, meta), config merged into cfg; None when there is none yet."""
     try:
-        path = resolve_checkpoint(ckpt)
+        path = checkpoint.resolve_checkpoint(ckpt)
     except FileNotFoundError:
         return None
     try:
-        model, meta = GPT.load(path)
+        model, meta = checkpoint.load(path)
         saved = meta["train_config"]
     except (ValueError, KeyError) as e:
         raise ValueError(f"{path} is not a train.py checkpoint ({e}) (--resume)") from None
@@ -204,9 +205,9 @@ def load_optim(opt, names, path):
 
 
 def save_checkpoint(path, model, opt, names, meta):
-    """model.GPT.save's files plus optim.safetensors, all in one atomic directory (old or new, never half)."""
+    """checkpoint.save's files plus optim.safetensors, all in one atomic directory (old or new, never half)."""
     with atomic_dir(path) as tmp:
-        model.save(tmp, meta)
+        checkpoint.save(model, tmp, meta)
         save_file(optim_tensors(opt, names), os.path.join(tmp, "optim.safetensors"))
 
 

@@ -370,7 +370,7 @@ def _drop_stale(path):
 class atomic_dir:
     """`with atomic_dir(path) as tmp:` write files into tmp; on success tmp replaces path. A kill at any moment
     leaves either the old or the new directory (the old one renamed to path + '.old' for an instant, which
-    model.py's `resolve_checkpoint` falls back to)."""
+    checkpoint.py's `resolve_checkpoint` falls back to)."""
 
     def __init__(self, path):
         self.path = os.path.normpath(path)

@@ -215,9 +215,9 @@ def read_questions(cfg, tok, name="questions"):
 
 
 def checkpoint_error(path, name, tok, block_size):
-    """-> (why `path` cannot be this run's model or None, its GPTConfig or None): model.check_checkpoint reads its
-    config.json and safetensors header(s) only (no weight), and the run's tokenizer and context must fit it."""
-    from model import check_checkpoint  # torch only when there is a checkpoint to check
+    """-> (why `path` cannot be this run's model or None, its GPTConfig or None): checkpoint.check_checkpoint reads
+    its config.json and safetensors header(s) only (no weight), and the run's tokenizer and context must fit it."""
+    from checkpoint import check_checkpoint  # torch only when there is a checkpoint to check
     try:
         config, _ = check_checkpoint(path, tok)
     except ValueError as e:

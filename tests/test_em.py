@@ -15,6 +15,7 @@ import pytest
 
 import em
 from accuracy import eval_questions
+from checkpoint import save
 from conftest import ROOT, check_bounds, estep_docs, marks_gpt, run_py, tiny_gpt
 from data import config as C
 from data import report as R
@@ -283,8 +284,8 @@ def test_real_model_path_hf_gpt2_dir_gpt2_tokenizer_authors_format(tmp_path):
 # ----------------------------------------------------------------------------- validation before any work
 
 def tiny_ckpt(path, block_size=128):
-    tiny_gpt(0, block_size=block_size, vocab_size=get_tokenizer("bytes").n_vocab, n_layer=1, n_embd=16).save(
-        str(path), {"tokenizer": "bytes"})
+    save(tiny_gpt(0, block_size=block_size, vocab_size=get_tokenizer("bytes").n_vocab, n_layer=1, n_embd=16),
+         str(path), {"tokenizer": "bytes"})
     return str(path)
 
 
@@ -622,7 +623,7 @@ def test_corpus_is_checked_and_prepared_streaming(tmp_path, inputs):
 def test_eval_reads_val_as_checked(tmp_path, inputs, capsys):
     """--eval --val: the held-out documents check_inputs checked are read again for evaluation."""
     from data.corpus import read_docs
-    from model import load_model
+    from checkpoint import load_model
     argv = ["--eval", "--ckpt", inputs["CKPT"], "--val", inputs["GOOD"], "--eval-ks", "1", "--max-latent", "8",
             "--k", "1", "--block-size", "128", "--out", str(tmp_path / "out")]
     em.main(argv)

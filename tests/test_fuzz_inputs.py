@@ -18,7 +18,8 @@ import sample
 import train as train_mod
 from conftest import tiny_gpt
 from data import prepare
-from model import GPTConfig, hf_tensors
+from checkpoint import hf_tensors, save
+from model import GPTConfig
 
 SEED, CASES = 28, 48  # cases per test
 V = 261  # the bytes tokenizer's vocabulary: the Llama directory below ships no tokenizer, so it must be this
@@ -52,7 +53,7 @@ def base(tmp_path_factory):
     """Valid inputs every case starts from: our checkpoint, a Llama directory, a corpus, teacher latents,
     questions; and the Llama tensors, for mutating."""
     d = tmp_path_factory.mktemp("base")
-    tiny_gpt(0, block_size=128, vocab_size=V, n_layer=1, n_embd=16).save(str(d / "ours"), {"tokenizer": "bytes"})
+    save(tiny_gpt(0, block_size=128, vocab_size=V, n_layer=1, n_embd=16), str(d / "ours"), {"tokenizer": "bytes"})
     write_llama(str(d / "llama"))
     lines = {"corpus": [{"text": f"Doc {i}. It has words in it."} for i in range(6)],
              "teacher": [{"chunks": [{"suffix": f"T{i}. ", "latent": "why"}]} for i in range(3)],

@@ -1,4 +1,5 @@
-"""Tests for model.py: Hugging Face GPT-2 equivalence, checkpoints, the KV cache, loss and vocabulary padding.
+"""Tests for model.py and checkpoint.py: Hugging Face GPT-2 / Llama equivalence, checkpoint files and their checks,
+the KV cache, loss and vocabulary padding.
 
 CPU, a few seconds. The HF side uses a small random `transformers.GPT2LMHeadModel` (test-only dependency),
 saved with `save_pretrained(safe_serialization=True)`; our loader reads it with safetensors only.
@@ -15,9 +16,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+import checkpoint
 import kernels
+from checkpoint import load_model
 from conftest import check_bounds, run_py, tiny_gpt
-from model import GPT, GPTConfig, KVCache, load_model
+from model import GPT, GPTConfig, KVCache
 
 # two HF shapes: (vocab, n_positions, n_embd, n_layer, n_head); head dims 16 and 32, vocabs off the x64 grid
 HF_CONFIGS = [(301, 48, 64, 2, 4), (517, 40, 96, 3, 3)]
@@ -92,7 +95,7 @@ def test_from_pretrained_matches_hf(hf_dir):
     idx = torch.randint(0, V, (3, P), generator=torch.Generator().manual_seed(1))
     ref = hf_logits(hf, idx)
     assert ref.abs().max() > 1.0  # the randomised weights give logits far from uniform: the check has teeth
-    model = GPT.from_pretrained(st)
+    model = checkpoint.from_pretrained(st)
     assert model.config.vocab_size == V and model.config.block_size == P
     out = ours_logits(model, idx)
     assert out.shape == ref.shape
@@ -102,14 +105,14 @@ def test_from_pretrained_matches_hf(hf_dir):
 def test_hub_key_names_load_same_logits(hf_dir):
     hf, st, hub, (V, P, *_rest) = hf_dir
     idx = torch.randint(0, V, (2, P), generator=torch.Generator().manual_seed(2))
-    a, b = ours_logits(GPT.from_pretrained(st), idx), ours_logits(GPT.from_pretrained(hub), idx)
+    a, b = ours_logits(checkpoint.from_pretrained(st), idx), ours_logits(checkpoint.from_pretrained(hub), idx)
     assert torch.equal(a, b)
     assert (b - hf_logits(hf, idx)).abs().max().item() < 1e-4
 
 
 def test_from_pretrained_block_size_crop(hf_dir):
     hf, st, _, (V, P, *_rest) = hf_dir
-    model = GPT.from_pretrained(st, block_size=P // 2)
+    model = checkpoint.from_pretrained(st, block_size=P // 2)
     assert model.transformer.wpe.weight.shape[0] == P // 2
     idx = torch.randint(0, V, (2, P // 2), generator=torch.Generator().manual_seed(3))
     assert (ours_logits(model, idx) - hf_logits(hf, idx)).abs().max().item() < 1e-4
@@ -124,14 +127,14 @@ def test_from_pretrained_missing_tensor_is_clear(hf_dir, tmp_path):
     del sd["transformer.h.0.mlp.c_fc.bias"]
     save_file(sd, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match="h.0.mlp.c_fc.bias"):
-        GPT.from_pretrained(str(tmp_path))
+        checkpoint.from_pretrained(str(tmp_path))
 
 
 def test_vocab_growth_gpt2_style(tmp_path):
     """GPT-2's 50257 tokens + the 4 latent tokens = 50261, inside the same padded 50304 rows."""
     E = 32
     hf = make_hf(str(tmp_path), 50257, 16, E, 1, 2, seed=5)
-    model = GPT.from_pretrained(str(tmp_path), vocab_size=50261)
+    model = checkpoint.from_pretrained(str(tmp_path), vocab_size=50261)
     assert model.config.vocab_size == 50261 and model.config.padded_vocab == 50304
     wte = model.transformer.wte.weight.detach()
     assert wte.shape == (50304, E) and model.lm_head.weight is model.transformer.wte.weight
@@ -162,8 +165,8 @@ def test_save_load_round_trip_bit_exact(tmp_path):
     model.crop_block_size(48)
     meta = {"tokenizer": "bytes", "step": 12, "train": {"lr": 3e-4, "layout": "random", "seen": [1, 2]}}
     path = str(tmp_path / "ckpt")
-    model.save(path, meta)
-    loaded, meta2 = GPT.load(path)
+    checkpoint.save(model, path, meta)
+    loaded, meta2 = checkpoint.load(path)
     assert meta2 == meta
     assert loaded.config == model.config
     sd, sd2 = model.state_dict(), loaded.state_dict()
@@ -173,8 +176,8 @@ def test_save_load_round_trip_bit_exact(tmp_path):
     assert loaded.lm_head.weight is loaded.transformer.wte.weight  # tying survives the round trip
     idx = torch.randint(0, 261, (2, 48), generator=torch.Generator().manual_seed(8))
     assert torch.equal(ours_logits(model, idx), ours_logits(loaded, idx))
-    model.save(path, {"tokenizer": "bytes", "step": 13})  # overwriting an existing checkpoint
-    assert GPT.load(path)[1]["step"] == 13
+    checkpoint.save(model, path, {"tokenizer": "bytes", "step": 13})  # overwriting an existing checkpoint
+    assert checkpoint.load(path)[1]["step"] == 13
     assert sorted(os.listdir(tmp_path)) == ["ckpt"]  # no tmp or .old left behind
     via_load_model, meta3 = load_model(path)
     assert meta3["step"] == 13 and torch.equal(ours_logits(via_load_model, idx), ours_logits(model, idx))
@@ -182,14 +185,14 @@ def test_save_load_round_trip_bit_exact(tmp_path):
 
 def test_meta_cannot_clobber_model_config(tmp_path):
     with pytest.raises(ValueError, match="model"):
-        small_model().save(str(tmp_path / "c"), {"model": "mine"})
+        checkpoint.save(small_model(), str(tmp_path / "c"), {"model": "mine"})
     assert not os.path.exists(tmp_path / "c")
 
 
 @pytest.fixture
 def saved(tmp_path):
     path = str(tmp_path / "ckpt")
-    small_model(seed=9).save(path, {"tokenizer": "bytes"})
+    checkpoint.save(small_model(seed=9), path, {"tokenizer": "bytes"})
     return path
 
 
@@ -205,7 +208,7 @@ def test_truncated_or_corrupt_checkpoint_is_clear(saved):
     for data in (good_st[: len(good_st) // 2], good_st[:5], b"", b"\x00" * 64):
         corrupt(saved, "model.safetensors", data)
         with pytest.raises(ValueError, match="model.safetensors"):
-            GPT.load(saved)
+            checkpoint.load(saved)
         with pytest.raises(ValueError, match="model.safetensors"):
             load_model(saved)
     corrupt(saved, "model.safetensors", good_st)
@@ -214,9 +217,9 @@ def test_truncated_or_corrupt_checkpoint_is_clear(saved):
                                        "vocab_size": 261}}).encode()):
         corrupt(saved, "config.json", data)
         with pytest.raises(ValueError, match=os.path.basename(saved)):
-            GPT.load(saved)
+            checkpoint.load(saved)
     corrupt(saved, "config.json", good_cfg)
-    GPT.load(saved)  # restored files load again
+    checkpoint.load(saved)  # restored files load again
 
 
 def test_checkpoint_missing_tensor_is_clear(saved):
@@ -224,19 +227,19 @@ def test_checkpoint_missing_tensor_is_clear(saved):
     for key in ("transformer.wte.weight", "transformer.h.1.ln_2.bias"):
         save_file({k: v for k, v in sd.items() if k != key}, os.path.join(saved, "model.safetensors"))
         with pytest.raises(ValueError, match=key.split(".")[-2]):
-            GPT.load(saved)
+            checkpoint.load(saved)
 
 
 def test_missing_checkpoint_is_file_not_found(tmp_path, saved):
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        GPT.load(str(tmp_path / "nowhere"))
+        checkpoint.load(str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError):
         load_model(str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="config.json"):
-        GPT.from_pretrained(str(tmp_path / "nowhere"))
+        checkpoint.from_pretrained(str(tmp_path / "nowhere"))
     os.remove(os.path.join(saved, "config.json"))
     with pytest.raises(FileNotFoundError):
-        GPT.load(saved)
+        checkpoint.load(saved)
 
 
 def test_hf_corrupt_config_is_clear(hf_dir, tmp_path):
@@ -245,12 +248,12 @@ def test_hf_corrupt_config_is_clear(hf_dir, tmp_path):
     for data in (b'{"n_embd": 6', b'{"model_type": "gpt2", "n_embd": 64}'):
         corrupt(str(tmp_path), "config.json", data)
         with pytest.raises(ValueError, match="config.json"):
-            GPT.from_pretrained(str(tmp_path))
+            checkpoint.from_pretrained(str(tmp_path))
     cfg = json.load(open(os.path.join(st, "config.json")))
     corrupt(str(tmp_path), "config.json", json.dumps(cfg).encode())
     corrupt(str(tmp_path), "model.safetensors", open(os.path.join(st, "model.safetensors"), "rb").read()[:100])
     with pytest.raises(ValueError, match="model.safetensors"):
-        GPT.from_pretrained(str(tmp_path))
+        checkpoint.from_pretrained(str(tmp_path))
 
 
 def test_interrupted_save_still_loads(tmp_path):
@@ -258,25 +261,25 @@ def test_interrupted_save_still_loads(tmp_path):
     old, new = small_model(seed=10), small_model(seed=11)
     idx = torch.randint(0, 261, (1, 16), generator=torch.Generator().manual_seed(12))
     path = str(tmp_path / "ckpt")
-    old.save(path, {"step": 1})
+    checkpoint.save(old, path, {"step": 1})
     # killed while writing: a stray, half-written tmp dir next to the intact checkpoint
     os.makedirs(path + ".tmp99999")
     corrupt(path + ".tmp99999", "config.json", b'{"model": {')
-    m, meta = GPT.load(path)
+    m, meta = checkpoint.load(path)
     assert meta["step"] == 1 and torch.equal(ours_logits(m, idx), ours_logits(old, idx))
     # killed between the two renames: only path.old (+ the finished tmp) exist
-    new.save(path + ".tmp99999", {"step": 2})
+    checkpoint.save(new, path + ".tmp99999", {"step": 2})
     os.rename(path, path + ".old")
-    m, meta = GPT.load(path)
+    m, meta = checkpoint.load(path)
     assert meta["step"] == 1 and torch.equal(ours_logits(m, idx), ours_logits(old, idx))
     assert load_model(path)[1]["step"] == 1
     # killed after the second rename, before removing .old: the new checkpoint wins
     os.rename(path + ".tmp99999", path)
-    m, meta = GPT.load(path)
+    m, meta = checkpoint.load(path)
     assert meta["step"] == 2 and torch.equal(ours_logits(m, idx), ours_logits(new, idx))
     # the next save goes through and cleans the leftover .old
-    old.save(path, {"step": 3})
-    assert GPT.load(path)[1]["step"] == 3 and not os.path.exists(path + ".old")
+    checkpoint.save(old, path, {"step": 3})
+    assert checkpoint.load(path)[1]["step"] == 3 and not os.path.exists(path + ".old")
 
 
 # ----------------------------------------------------------------------------- KV cache
@@ -432,7 +435,7 @@ def test_llama_matches_hf(llama_dir):
     idx = torch.randint(0, 301, (3, 64), generator=torch.Generator().manual_seed(1))
     ref = hf_logits(hf, idx)
     assert ref.abs().max() > 1.0
-    model = GPT.from_pretrained(d)
+    model = checkpoint.from_pretrained(d)
     c = model.config
     assert (c.arch, c.n_kv_head, c.tie_embeddings) == ("llama", hf.config.num_key_value_heads, hf.config.tie_word_embeddings)
     assert (model.lm_head.weight is model.transformer.wte.weight) == c.tie_embeddings
@@ -457,7 +460,7 @@ def test_llama_vocab_growth_and_round_trip(llama_dir, tmp_path):
     idx = torch.randint(0, 301, (2, 32), generator=torch.Generator().manual_seed(3))
     out = ours_logits(model, idx)
     assert out.shape == (2, 32, 305) and (out[..., :301] - hf_logits(hf, idx)).abs().max().item() < 1e-4
-    model.save(str(tmp_path / "ckpt"), {"tokenizer": "x@0"})
+    checkpoint.save(model, str(tmp_path / "ckpt"), {"tokenizer": "x@0"})
     loaded, meta2 = load_model(str(tmp_path / "ckpt"))
     assert meta2 == {"tokenizer": "x@0"} and loaded.config == model.config
     assert (loaded.lm_head.weight is loaded.transformer.wte.weight) == model.config.tie_embeddings
@@ -470,7 +473,7 @@ def test_llama_greedy_generate_matches_hf(llama_dir):
     from sample import generate
     hf, d = llama_dir
     hf.generation_config.eos_token_id = None
-    model = GPT.from_pretrained(d).eval()
+    model = checkpoint.from_pretrained(d).eval()
     g = torch.Generator().manual_seed(4)
     prompts = [torch.randint(0, 301, (n,), generator=g).tolist() for n in (1, 9, 4, 17, 6)]
     ours = generate(model, prompts, 12, temperature=0.0, batch_size=2)
@@ -489,11 +492,11 @@ def test_llama_sharded_checkpoint(llama_dir, tmp_path):
     assert "model.safetensors.index.json" in files and "model.safetensors" not in files
     assert sum(f.startswith("model-0000") for f in files) >= 2
     idx = torch.randint(0, 301, (2, 40), generator=torch.Generator().manual_seed(5))
-    assert torch.equal(ours_logits(GPT.from_pretrained(str(tmp_path / "sharded")), idx),
-                       ours_logits(GPT.from_pretrained(d), idx))
+    assert torch.equal(ours_logits(checkpoint.from_pretrained(str(tmp_path / "sharded")), idx),
+                       ours_logits(checkpoint.from_pretrained(d), idx))
     os.remove(tmp_path / "sharded" / [f for f in files if f.startswith("model-0000")][-1])
     with pytest.raises(ValueError, match="safetensors"):
-        GPT.from_pretrained(str(tmp_path / "sharded"))
+        checkpoint.from_pretrained(str(tmp_path / "sharded"))
 
 
 def test_llama_unsupported_variants_are_refused(llama_dir, tmp_path):
@@ -505,10 +508,10 @@ def test_llama_unsupported_variants_are_refused(llama_dir, tmp_path):
                          (dict(head_dim=8), "head_dim")):
         corrupt(str(tmp_path), "config.json", json.dumps({**cfg, **change}).encode())
         with pytest.raises(ValueError, match=word):
-            GPT.from_pretrained(str(tmp_path))
+            checkpoint.from_pretrained(str(tmp_path))
     corrupt(str(tmp_path), "config.json", json.dumps({**cfg, "num_hidden_layers": 3}).encode())
     with pytest.raises(ValueError, match="layers.2"):
-        GPT.from_pretrained(str(tmp_path))
+        checkpoint.from_pretrained(str(tmp_path))
 
 
 def test_llama_kv_cache_and_triton_path(monkeypatch):
@@ -604,7 +607,7 @@ CONFIGS = [GPTConfig(), GPTConfig(bias=False, n_inner=80), GPTConfig(arch="llama
 def test_tensor_tables_and_param_count_match_the_module(config):
     """model.our_tensors (what check_checkpoint expects of our files) and param_count are GPT's own state dict."""
     from memory import param_count
-    from model import our_tensors
+    from checkpoint import our_tensors
     fixed, optional, prefix, block, n_layer = our_tensors(config)
     table = {**fixed, **optional, **{f"{prefix}{i}.{k}": v for i in range(n_layer) for k, v in block.items()}}
     model = GPT(config)
@@ -615,14 +618,13 @@ def test_tensor_tables_and_param_count_match_the_module(config):
 def test_check_checkpoint_passes_real_directories_without_reading_weights(hf_dir, llama_dir, saved, monkeypatch):
     """HF GPT-2 (save_pretrained and hub names), HF Llama and our checkpoint pass; the config it returns is the
     one the loader builds; no weight is read (the loaders' readers are broken for the check)."""
-    from model import check_checkpoint
-    import model as model_mod
+    from checkpoint import check_checkpoint
     _, st, hub, (V, P, C, L, H) = hf_dir
     want = {d: load_model(d)[0].config for d in (st, hub, llama_dir[1], saved)}
 
     def no_weights(*a, **k):
         raise AssertionError("a weight was read")
-    monkeypatch.setattr(model_mod, "load_file", no_weights)
+    monkeypatch.setattr(checkpoint, "load_file", no_weights)
     for d, config in want.items():
         got, meta = check_checkpoint(d)
         assert got == config, d
@@ -645,7 +647,7 @@ def hf_copy(src, dst, change=None, drop=(), add=None):
 def test_check_checkpoint_refusals_name_the_file_and_field(hf_dir, tmp_path):
     """Every malformed HF GPT-2 directory of the issue is refused with ValueError naming the file and the field
     (or the tensor), never a TypeError, a KeyError or GPTConfig's repr."""
-    from model import check_checkpoint
+    from checkpoint import check_checkpoint
     _, st, _, (V, P, C, L, H) = hf_dir
     cases = [(5, "config.json: must hold a JSON object, got int"), ("x", "must hold a JSON object, got str"),
              ([1], "got list"), ({"n_layer": None}, "field 'n_layer' is missing"),
@@ -673,7 +675,7 @@ def test_check_checkpoint_refusals_name_the_file_and_field(hf_dir, tmp_path):
 
 
 def test_check_checkpoint_refuses_bad_llama_and_ours(llama_dir, saved, tmp_path):
-    from model import check_checkpoint
+    from checkpoint import check_checkpoint
     _, d = llama_dir
     for i, (change, msg) in enumerate([({"num_key_value_heads": 3}, "field 'num_attention_heads' (4) is not a "
                                                                     "multiple of field 'num_key_value_heads' (3)"),
@@ -699,7 +701,7 @@ def test_check_checkpoint_tokenizer_must_fit(llama_dir, saved, tmp_path):
     """With a tokenizer: ours needs exactly its vocabulary; a Llama directory without a tokenizer is refused
     unless its vocabulary is the given tokenizer's (257 or 261 for bytes), and a gpt2 directory is gpt2's."""
     from data.tokenizer import get_tokenizer
-    from model import check_checkpoint
+    from checkpoint import check_checkpoint
     tok = get_tokenizer("bytes")
     assert check_checkpoint(saved, tok)[0].vocab_size == 261
     _, d = llama_dir  # vocabulary 301, no tokenizer files

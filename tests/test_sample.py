@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import sample
+from checkpoint import load_model, save
 from conftest import marks_gpt, run_py, tiny_gpt
 from sample import generate, score
 
@@ -162,7 +163,7 @@ def run_cli(*args):
 
 def test_cli_on_our_checkpoint(tmp_path, capsys):
     m = tiny_model(vocab=261)
-    m.save(str(tmp_path / "ck"), {"tokenizer": "bytes"})
+    save(m, str(tmp_path / "ck"), {"tokenizer": "bytes"})
     sample.main(["--ckpt", str(tmp_path / "ck"), "--prompt", "hi there", "--num-samples", "3",
                  "--max-new-tokens", "6", "--seed", "1"])
     out = capsys.readouterr().out
@@ -185,7 +186,7 @@ def test_cli_on_hf_gpt2_dir(tmp_path, capsys):
 def test_cli_missing_and_corrupt_checkpoint_one_line(tmp_path):
     r = run_cli("--ckpt", str(tmp_path / "nope"), "--prompt", "x")
     assert r.returncode != 0 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    tiny_model(vocab=261).save(str(tmp_path / "ck"), {"tokenizer": "bytes"})
+    save(tiny_model(vocab=261), str(tmp_path / "ck"), {"tokenizer": "bytes"})
     (tmp_path / "ck" / "model.safetensors").write_bytes(b"garbage")
     r = run_cli("--ckpt", str(tmp_path / "ck"), "--prompt", "x")
     assert r.returncode != 0 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -203,7 +204,7 @@ TOK = get_tokenizer("bytes")
 def latent_ckpt(tmp_path, layout="random", name="ck", block=64, seed=0):
     """A tiny byte-vocabulary model saved as train.py saves one (train_config with its layout)."""
     m = tiny_model(vocab=TOK.n_vocab, block=block, seed=seed)
-    m.save(str(tmp_path / name), {"tokenizer": "bytes", "train_config": {"layout": layout}})
+    save(m, str(tmp_path / name), {"tokenizer": "bytes", "train_config": {"layout": layout}})
     return str(tmp_path / name)
 
 
@@ -362,7 +363,7 @@ def test_cli_explain_score_prints_the_estep_numbers(tmp_path, capsys):
     args = ["--ckpt", ck, "--explain", "--prompt", "A: 5 for 7 ciqx\n", "--num-samples", "3", "--max-new-tokens", "8"]
     sample.main(args + ["--score"])
     out = capsys.readouterr().out
-    model, _ = sample.load_model(ck)
+    model, _ = load_model(ck)
     _, res = sample.explain(model, TOK, TOK.encode("A: 5 for 7 ciqx\n"), 3, 8, with_score=True)
     w = torch.softmax(torch.tensor([r["log_w"] for r in res], dtype=torch.float64), 0)
     for i, r in enumerate(res):
@@ -415,7 +416,7 @@ def test_latent_modes_refused_on_models_without_latents(tmp_path, capsys):
     raw = latent_ckpt(tmp_path, layout="raw", name="raw")
     post = latent_ckpt(tmp_path, layout="posterior", name="post")
     prior = latent_ckpt(tmp_path, layout="prior", name="prior")
-    tiny_model(vocab=TOK.n_vocab).save(str(tmp_path / "bare"), {"tokenizer": "bytes"})
+    save(tiny_model(vocab=TOK.n_vocab), str(tmp_path / "bare"), {"tokenizer": "bytes"})
     for mode in ("--think", "--explain"):
         assert "'raw'" in refused(capsys, "--ckpt", raw, mode, "--prompt", "Q: 7 ciqx\n")
         assert "train_config" in refused(capsys, "--ckpt", str(tmp_path / "bare"), mode, "--prompt", "x")

@@ -175,10 +175,12 @@ def test_unknown_tokenizer_name():
 # ----------------------------------------------------------------------------- checkpoints
 
 def test_check_tokenizer_refuses_mismatch(tmp_path, gpt2):
+    import checkpoint
     from model import GPT, GPTConfig
     path = str(tmp_path / "ckpt")
-    GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, block_size=8, vocab_size=261)).save(path, {"tokenizer": "bytes"})
-    _, meta = GPT.load(path)
+    checkpoint.save(GPT(GPTConfig(n_layer=1, n_head=1, n_embd=8, block_size=8, vocab_size=261)), path,
+                    {"tokenizer": "bytes"})
+    _, meta = checkpoint.load(path)
     check_tokenizer(meta, get_tokenizer("bytes"))
     with pytest.raises(ValueError, match="'bytes'.*'gpt2'"):
         check_tokenizer(meta, gpt2)

@@ -2,7 +2,7 @@
 
 Covers (the training rows: tests/test_loader.py): overfitting,
 torchrun DDP == one process, stop + resume == straight run (weights and data order), checkpoints that load with
-model.GPT.load and survive an interrupted save, a caller-owned process group, HF GPT-2 init with the latent
+checkpoint.load and survive an interrupted save, a caller-owned process group, HF GPT-2 init with the latent
 tokens added, and one-line errors for bad flags.
 """
 import json
@@ -13,11 +13,11 @@ import pytest
 import torch
 import torch.distributed as dist
 
+import checkpoint
 import train as train_mod
 from conftest import run_py
 from data.prepare import prepare_corpus
 from data.tokenizer import get_tokenizer
-from model import GPT
 from train import TrainConfig, main, train
 
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=2, warmup_steps=2, lr=3e-3, dtype="fp32",
@@ -41,7 +41,7 @@ def corpus(tmp_path_factory):
 
 
 def weights(ckpt):
-    return GPT.load(ckpt)[0].state_dict()
+    return checkpoint.load(ckpt)[0].state_dict()
 
 
 def max_diff(a, b):
@@ -94,12 +94,12 @@ def straight(tmp_path_factory, corpus):
 def test_resume_equals_straight_run(tmp_path, corpus, straight):
     cfg = TrainConfig(**TINY, data=corpus, layout="random", max_steps=6, out=str(tmp_path))
     half = train(replace(cfg, stop_at=3))
-    assert half["steps"] == 3 and GPT.load(half["ckpt"])[1]["step"] == 3
+    assert half["steps"] == 3 and checkpoint.load(half["ckpt"])[1]["step"] == 3
     res = train(replace(cfg, resume=True))
     assert res["steps"] == 6
     assert max_diff(weights(res["ckpt"]), weights(straight / "ckpt")) < 1e-6
     assert losses(tmp_path) == losses(straight)  # same batches in the same order, step by step
-    meta, ref = GPT.load(res["ckpt"])[1], GPT.load(straight / "ckpt")[1]
+    meta, ref = checkpoint.load(res["ckpt"])[1], checkpoint.load(straight / "ckpt")[1]
     assert meta["data"] == ref["data"] and meta["step"] == 6
     # resuming a finished run trains nothing more
     assert train(replace(cfg, resume=True))["steps"] == 6
@@ -119,7 +119,7 @@ def test_shards_train_like_jsonl_and_resume_exactly(tmp_path, corpus, straight):
     res = train(replace(cfg, resume=True))
     assert losses(tmp_path / "resumed") == losses(straight)
     assert max_diff(weights(res["ckpt"]), weights(whole["ckpt"])) < 1e-6
-    assert GPT.load(res["ckpt"])[1]["data"] == GPT.load(whole["ckpt"])[1]["data"]
+    assert checkpoint.load(res["ckpt"])[1]["data"] == checkpoint.load(whole["ckpt"])[1]["data"]
 
 
 def test_unfinished_shard_dir_is_refused(tmp_path, corpus, capsys):
@@ -151,7 +151,7 @@ def test_resume_rejects_changed_settings(tmp_path, corpus):
 def test_checkpoint_loads_and_interrupted_save_keeps_previous(tmp_path, corpus, straight, monkeypatch):
     cfg = TrainConfig(**TINY, data=corpus, layout="random", max_steps=6, stop_at=3, out=str(tmp_path))
     ckpt = train(cfg)["ckpt"]
-    model, meta = GPT.load(ckpt)
+    model, meta = checkpoint.load(ckpt)
     assert meta["tokenizer"] == "bytes" and meta["step"] == 3 and meta["train_config"]["layout"] == "random"
     assert model.config.vocab_size == get_tokenizer("bytes").n_vocab
     before = weights(ckpt)
@@ -163,7 +163,7 @@ def test_checkpoint_loads_and_interrupted_save_keeps_previous(tmp_path, corpus, 
     with pytest.raises(KeyboardInterrupt):
         train(replace(cfg, stop_at=5, resume=True))
     monkeypatch.undo()
-    assert GPT.load(ckpt)[1]["step"] == 3 and max_diff(weights(ckpt), before) == 0
+    assert checkpoint.load(ckpt)[1]["step"] == 3 and max_diff(weights(ckpt), before) == 0
     # a kill between atomic_dir's two renames leaves only ckpt.old: resume still continues exactly
     os.rename(ckpt, ckpt + ".old")
     res = train(replace(cfg, stop_at=0, resume=True))
@@ -189,7 +189,7 @@ def test_init_from_hf_gpt2_adds_latent_tokens(tmp_path, corpus):
     cfg = dict(TINY, data=corpus, layout="prior", init=str(tmp_path / "hf"), max_steps=2, block_size=16,
                out=str(tmp_path / "o"))
     res = train(TrainConfig(**cfg, tokenizer="gpt2"))
-    model, meta = GPT.load(res["ckpt"])
+    model, meta = checkpoint.load(res["ckpt"])
     assert model.config.vocab_size == 50261 and model.config.block_size == 64 and meta["tokenizer"] == "gpt2"
     assert res["config"]["n_layer"] == 1 and res["config"]["n_embd"] == 32  # resolved from the init model
     with pytest.raises(ValueError, match="tokenizer 'gpt2', but 'bytes'"):
