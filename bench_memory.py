@@ -146,11 +146,10 @@ def _prepare_data(corpus, ckpt, teacher, out):
     check_inputs (every flag, the corpus parsed and chunked, the --init checkpoint loaded) then write_data
     (out/data: target, target_gold and heldout JSONL, the target token shards)."""
     import os
-    import em
     from data import config as C
     from data import rundir
     cfg = C.EMConfig(corpus=corpus, init=ckpt, teacher_latents=teacher, out=out, **PREPARE)
-    rundir.write_data(cfg, em.check_inputs(cfg), os.path.join(out, "data"))
+    rundir.write_data(cfg, C.check_inputs(cfg), os.path.join(out, "data"))
 
 
 def _memory_prepare(root=None, env=None):

@@ -11,9 +11,10 @@ Read top to bottom beside the spec, ../shared/docs/BOLT.md (usage: python em.py 
   evaluation  eval_nll (raw NLL; the IW-ELBO_K bounds, the spec's and the PRIOR-conditional one, each mark's
               cost, standard errors over documents), accuracy.py (test and dev questions), run_eval (once a phase)
   baselines   the base model, the raw arms of --raw-arms (data/config.raw_arm), the oracle (--oracle)
-Not the method: data/config.py (flags, budgets), data/rundir.py (every input checked before any work, out/data,
-resumable E-step units sharded over ranks, the latents written as token shards for the M-step and as text to
-read), data/report.py (report.md, metrics.jsonl, plot.svg), common.py (ranks, the resumable rank-0 phase).
+Not the method: data/config.py (flags, budgets, each phase's train.py config), data/rundir.py (every input
+checked before any work, out/data), data/estep_files.py (resumable E-step units sharded over ranks, the latents
+as token shards and text), data/runs.py (config.json, the report, --seeds, --eval), data/report.py (report.md,
+metrics.jsonl, plot.svg), common.py (ranks, the resumable rank-0 phase).
 """
 import contextlib
 import hashlib
@@ -22,7 +23,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -31,28 +32,28 @@ from checkpoint import load_checked
 from common import barrier, print0, rank0_phase, rank_world, setup_dist
 from data import config as C
 from data import estep_files as E
-from data import questions as Q
 from data import report as R
 from data import rundir as D
+from data import runs
 from data.corpus import out_lock, read_json, write_atomic, write_json
 from data.layout import MODE_MARKS, estep_prompts, joint_continuation, key_int, latent_marks, raw_pair
 from data.loader import doc_groups
 from data.shards import is_shard_dir
 from sample import generate, latent, score
-from train import TrainConfig, train
+from train import train
 
 
 # ----------------------------------------------------------------------------- the loop (BOLT.md)
 
 def run(cfg, checked=None):
     """The whole loop. `checked`: check_inputs' result (main validates before anything is written)."""
-    checked = checked or check_inputs(cfg)
+    checked = checked or C.check_inputs(cfg)
     tok = checked["tok"]
-    save_config(cfg)
+    runs.save_config(cfg)
     t_start = time.time()
     # a resumed run's clock misses the phases an earlier run finished: the report says so instead of a total
     resumed = any(os.path.exists(os.path.join(cfg.out, name, "DONE")) for name in ("base", "warm", "iter1"))
-    data = prepare_data(cfg, checked)
+    data = runs.prepare_data(cfg, checked)
     print0(f"data: {len(data['target'])} target docs, {len(data['warm'])} warm-start docs, "
            f"{len(data['heldout'])} held-out docs, {len(data['questions'])} questions")
     base = cfg.init or run_train(cfg, "base", data["paths"]["base"], "raw", "", cfg.base_steps, cfg.base_lr)
@@ -68,8 +69,7 @@ def run(cfg, checked=None):
         print0(f"   iter {it}: " + R.fmt_metrics(results[-1]))
     if not cfg.no_baselines:
         results += run_baselines(cfg, tok, data, base, warm)
-    if rank_world()[0] == 0:
-        report(cfg, results, time.time() - t_start, resumed)
+    runs.report(cfg, results, time.time() - t_start, resumed)
     return results
 
 
@@ -95,23 +95,6 @@ def run_baselines(cfg, tok, data, base, warm):
     for r in out:
         print0(f"   {r['name']}: " + R.fmt_metrics(r))
     return out
-
-
-def run_seeds(cfg):
-    """--seeds: one full run per seed in out/seed{S} (in sequence, each resumable), then the combined report.
-    Every seed's --out and data are checked before the first seed starts."""
-    t0, per = time.time(), {}
-    runs = {s: replace(cfg, seed=s, seeds="", out=os.path.join(cfg.out, f"seed{s}"))
-            for s in [int(x) for x in cfg.seeds.split(",")]}
-    checks = {s: check_inputs(c) for s, c in runs.items()}
-    for s, c in runs.items():
-        print0(f"==== seed {s}")
-        per[s] = run(c, checks[s])
-    if rank_world()[0] == 0:
-        print(R.combined_report(cfg.out, per, D.eval_ks(cfg),
-                                f"K {cfg.k}, {cfg.iters} iterations, {(time.time() - t0) / 60:.1f} min in this "
-                                "invocation (phases finished earlier are not counted)."))
-    return per
 
 
 # ----------------------------------------------------------------------------- E-step (BOLT.md), step by step
@@ -275,32 +258,12 @@ def run_estep(cfg, tok, data, it, prev_ckpt):
 
 # ----------------------------------------------------------------------------- M-step (and every training phase)
 
-# the model fields a phase takes from EMConfig as they are (the rest are derived in train_config)
-MODEL_FIELDS = ("tokenizer", "bpe_dir", "n_layer", "n_head", "n_embd", "block_size")
-
-
-def train_config(cfg, name, data_path, layout, init, steps, lr=None, world=None):
-    """The train.py configuration of one phase (check_inputs checks these before any phase runs)."""
-    world = world or rank_world()[1]
-    return TrainConfig(data=data_path, layout=layout, out=os.path.join(cfg.out, name, "model"),
-                       init=init or "scratch", **{k: getattr(cfg, k) for k in MODEL_FIELDS}, max_steps=steps,
-                       batch_size=cfg.batch_size // world, total_batch_tokens=cfg.batch_size * cfg.block_size,
-                       seed=key_int(cfg.seed, name) % 2**31, resume=True, **C.schedule(lr or cfg.lr, steps))
-
-
-def phase_errors(cfg):
-    """What train.py would refuse in the M-step's config, which carries every flag the phases share (a safety
-    net under rundir.flag_errors, which checks the base's and warm start's own steps and rates)."""
-    tc = train_config(cfg, "iter1", "", "random", "", cfg.m_steps or 1, world=int(os.environ.get("WORLD_SIZE", "1")))
-    return [f"train.py would refuse the M-step: {e}" for e in tc.errors()]
-
-
 def run_train(cfg, name, data_path, layout, init, steps, lr=None):
     """One training phase, once (resumable: a killed phase continues from its last checkpoint)."""
     out = os.path.join(cfg.out, name)
 
     def work():
-        tc = train_config(cfg, name, data_path, layout, init, steps, lr)
+        tc = C.train_config(cfg, name, data_path, layout, init, steps, lr)
         print0(f"[{name}] training {steps} steps, layout {layout}, init {tc.init}")
         return train(tc)
     return rank0_phase(lambda: os.path.exists(os.path.join(out, "DONE")),
@@ -412,68 +375,14 @@ def run_eval(cfg, name, ckpt, tok, data, latent):
     return m
 
 
-# ----------------------------------------------------------------------------- run directory and report
-
-def check_inputs(cfg, ckpt="", eval_only=False):
-    """data/rundir.check_inputs with train.py's word on every phase: one validation pass before any work."""
-    return D.check_inputs(cfg, ckpt, eval_only, phase_errors)
-
-
-def prepare_data(cfg, checked):
-    """out/data (data/rundir.write_data, on rank 0) and what every rank reads back from it; `checked`:
-    check_inputs' result, whose documents and questions are reused rather than read twice."""
-    ddir = os.path.join(cfg.out, "data")
-    return rank0_phase(lambda: False, lambda _: D.write_data(cfg, checked, ddir),
-                       lambda: D.read_data(cfg, checked, ddir))
-
-
-def save_config(cfg):
-    """config.json, written only after check_inputs passed (a refused command leaves --out as it was)."""
-    os.makedirs(cfg.out, exist_ok=True)
-    if rank_world()[0] == 0:
-        write_json(os.path.join(cfg.out, "config.json"), asdict(cfg))
-    print0("config: " + json.dumps(asdict(cfg)))
-
-
-def report(cfg, results, seconds, resumed=False):
-    """report.md (a table per model), metrics.jsonl, and plot.svg (accuracy and NLL bound per iteration)."""
-    clock = (f"{seconds / 60:.1f} min in this invocation (it resumed phases an earlier run finished; their time is "
-             "not counted)" if resumed else f"total {seconds / 60:.1f} min")
-    print(R.report(cfg.out, results, D.eval_ks(cfg), f"seed {cfg.seed}, K {cfg.k}, {cfg.iters} iterations, {clock}."))
-
-
 # ----------------------------------------------------------------------------- CLI
-
-def eval_only(cfg, ckpt, checked):
-    """`--eval --ckpt DIR`: every metric for one checkpoint (latent or raw, from its training layout)."""
-    tok = checked["tok"]
-    model, meta = load_checked(ckpt, tok)
-    latent = meta.get("train_config", {}).get("layout", "random") != "raw"
-    ddir = os.path.join(cfg.out, "data")
-    # the run's questions belong with its held-out docs: another --val gets questions only from --questions
-    data = {"heldout": checked["docs"]["val"]}  # --val, else the run's held-out docs
-    for name in ("questions", "dev_questions"):
-        data[name] = checked[name] if getattr(cfg, name) else [] if cfg.val else Q.load_prepared(ddir, name)
-    m, rows, _ = evaluate(model, tok, cfg, data, latent)
-    print(json.dumps({"ckpt": ckpt, "latent": latent, **m}, indent=1))
-    if rows:  # beside the checkpoint's eval, never over a run's own eval_questions.jsonl
-        path = os.path.join(cfg.out, "eval_only_questions.jsonl")
-        os.makedirs(cfg.out, exist_ok=True)
-        write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
-        print(f"per-question outputs: {path}")
-
-
-def parse_args(argv=None):
-    """Flags -> (EMConfig, args): data/config.parse_args with train.py's word on the M-step."""
-    return C.parse_args(argv, phase_errors)
-
 
 def main(argv=None):
     lock = contextlib.ExitStack()
     try:
-        cfg, args = parse_args(argv)
+        cfg, args = C.parse_args(argv)
         # --seeds: each seed's run is checked (run_seeds), every one before the first starts
-        checked = None if cfg.seeds else check_inputs(cfg, args.ckpt, args.eval)
+        checked = None if cfg.seeds else C.check_inputs(cfg, args.ckpt, args.eval)
         if not args.eval and int(os.environ.get("RANK", "0")) == 0:  # one run per --out; --eval only reads it
             lock.enter_context(out_lock(cfg.out))
     except ValueError as e:
@@ -482,7 +391,12 @@ def main(argv=None):
     with lock:  # released however the run ends
         owned = setup_dist()[3]  # torchrun: E-step sharded over ranks, M-steps with DDP
         try:
-            eval_only(cfg, args.ckpt, checked) if args.eval else run_seeds(cfg) if cfg.seeds else run(cfg, checked)
+            if args.eval:
+                runs.eval_only(cfg, args.ckpt, checked, evaluate)
+            elif cfg.seeds:
+                runs.run_seeds(cfg, run)
+            else:
+                run(cfg, checked)
         except (ValueError, OSError) as e:  # a problem no validation could see (a full disk, a changed file)
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)

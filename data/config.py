@@ -1,7 +1,8 @@
 """em.py's configuration: every flag with its help and --help group (EMConfig), the --quick preset, the command
-line parsed into an EMConfig with every flag checked (the rules: data/rundir.flag_errors, arg_errors), and what
-the flags make of a run's budgets: the steps of every phase from epochs of its corpus, the one learning-rate
-schedule, and the raw baselines' data and steps (raw_arm). No torch here."""
+line parsed into an EMConfig with every flag checked (the rules: data/rundir.flag_errors, arg_errors, and
+train.py's on the configuration of every phase, train_config), and what the flags make of a run's budgets: the
+steps of every phase from epochs of its corpus, the one learning-rate schedule, and the raw baselines' data and
+steps (raw_arm). No torch at import: train_config imports train.py when it runs."""
 import argparse
 import itertools
 import math
@@ -94,10 +95,9 @@ def build_parser():
     return ap
 
 
-def parse_args(argv=None, phase_errors=None):
+def parse_args(argv=None):
     """Flags -> (EMConfig, args); raises ValueError (argparse's own errors included) with every problem, the
-    flags of every phase em.py will run checked (data/rundir.flag_errors; phase_errors: em.py's check of the
-    train.py configuration it will build)."""
+    flags of every phase em.py will run checked (data/rundir.flag_errors, then train.py's word: phase_errors)."""
     args = build_parser().parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k in asdict(EMConfig()) and v is not None and v is not False}
     cfg = EMConfig(**{**(QUICK if given.get("quick") else {}), **given})  # 0 is a value, None is "not given"
@@ -105,6 +105,35 @@ def parse_args(argv=None, phase_errors=None):
     if errors:
         raise ValueError("; ".join(errors))
     return cfg, args
+
+
+def check_inputs(cfg, ckpt="", eval_only=False):
+    """data/rundir.check_inputs with train.py's word on every phase: one validation pass before any work."""
+    return D.check_inputs(cfg, ckpt, eval_only, phase_errors)
+
+
+# ----------------------------------------------------------------------------- the train.py config of a phase
+
+# the model fields a phase takes from EMConfig as they are (the rest are derived in train_config)
+MODEL_FIELDS = ("tokenizer", "bpe_dir", "n_layer", "n_head", "n_embd", "block_size")
+
+
+def train_config(cfg, name, data_path, layout, init, steps, lr=None, world=None):
+    """The train.py configuration of one phase (check_inputs checks these before any phase runs)."""
+    from common import rank_world  # torch: only when a phase is configured
+    from train import TrainConfig
+    world = world or rank_world()[1]
+    return TrainConfig(data=data_path, layout=layout, out=os.path.join(cfg.out, name, "model"),
+                       init=init or "scratch", **{k: getattr(cfg, k) for k in MODEL_FIELDS}, max_steps=steps,
+                       batch_size=cfg.batch_size // world, total_batch_tokens=cfg.batch_size * cfg.block_size,
+                       seed=key_int(cfg.seed, name) % 2**31, resume=True, **schedule(lr or cfg.lr, steps))
+
+
+def phase_errors(cfg):
+    """What train.py would refuse in the M-step's config, which carries every flag the phases share (a safety
+    net under rundir.flag_errors, which checks the base's and warm start's own steps and rates)."""
+    tc = train_config(cfg, "iter1", "", "random", "", cfg.m_steps or 1, world=int(os.environ.get("WORLD_SIZE", "1")))
+    return [f"train.py would refuse the M-step: {e}" for e in tc.errors()]
 
 
 # ----------------------------------------------------------------------------- budgets

@@ -87,18 +87,17 @@ def gold_checks(row, gold):
 def write_latents(cfg, data, rows, idir):
     """The E-step's output, streamed unit by unit: idir/latents.jsonl (for reading: the target documents with
     their chosen latents' text and ids) and idir/latents/, the same as token shards (X from the target shards,
-    Z = the chosen ids, a dropped latent = no latent), what the M-step trains on. Both are written beside and
-    renamed into place, so a kill leaves neither half-written. -> (diagnostics, gold diagnostics: on chunks
-    with a non-empty teacher latent only, an empty one would be a free match; target_gold.jsonl is read
-    document by document, in the target's order)."""
-    n = {"chunks": 0, "ess": 0.0, "capped": 0, "dropped": 0, "gold": [0, 0, 0, 0]}  # gold: chunks, gold_checks
+    Z = the chosen ids), what the M-step trains on. Both are written beside and renamed into place, so a kill
+    leaves neither half-written. -> (diagnostics, gold diagnostics: on chunks with a non-empty teacher latent
+    only, an empty one would be a free match; target_gold.jsonl is read document by document, in the target's
+    order)."""
+    n = {"chunks": 0, "ess": 0.0, "capped": 0, "gold": [0, 0, 0, 0]}  # gold: chunks, gold_checks
     gold = iter_docs(data["gold"]) if data["gold"] is not None else None
 
     def seen(rows):  # every row passes here once, in (doc, chunk) order
         doc, glat = -1, None
         for r in rows:
             n["chunks"], n["ess"], n["capped"] = n["chunks"] + 1, n["ess"] + r["ess"], n["capped"] + r["capped"]
-            n["dropped"] += r["latent"] is None
             if gold is not None:
                 if r["doc"] != doc:
                     doc, g = r["doc"], next(gold)
@@ -125,7 +124,6 @@ def write_latents(cfg, data, rows, idir):
         if os.path.exists(tmp):
             os.unlink(tmp)
     c, g = max(n["chunks"], 1), max(n["gold"][0], 1)
-    diag = {"chunks": n["chunks"], "ess_mean": n["ess"] / c, "capped_frac": n["capped"] / (c * cfg.k),
-            "dropped": n["dropped"]}
+    diag = {"chunks": n["chunks"], "ess_mean": n["ess"] / c, "capped_frac": n["capped"] / (c * cfg.k)}
     return diag, {} if gold is None else {"gold_match": n["gold"][1] / g, "gold_exists": n["gold"][2] / g,
                                           "gold_steps": n["gold"][3] / g, "gold_chunks": n["gold"][0]}

@@ -19,7 +19,7 @@ from checkpoint import save
 from conftest import ROOT, check_bounds, estep_docs, marks_gpt, run_py, tiny_gpt
 from data import config as C
 from data import report as R
-from data import rundir
+from data import rundir, runs
 from data.corpus import sha256_file
 from data.shards import open_shards
 from data.tokenizer import get_tokenizer
@@ -427,8 +427,8 @@ def test_bad_input_refused_at_once_and_out_stays_usable(tmp_path, capsys, inputs
     assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1 and msg in err, err
     assert not os.path.exists(out)
     if fixed is not None:
-        cfg, args = em.parse_args(argv(fixed))
-        em.check_inputs(cfg, args.ckpt, args.eval)  # raises if the corrected command would be refused
+        cfg, args = C.parse_args(argv(fixed))
+        C.check_inputs(cfg, args.ckpt, args.eval)  # raises if the corrected command would be refused
 
 
 @pytest.mark.parametrize("flag", ["--teacher-latents", "--corpus"])
@@ -458,7 +458,7 @@ def test_read_latent_with_a_layout_mark_is_refused(tmp_path, capsys, inputs, fla
 
 def test_other_configuration_in_out_is_refused_before_writing(tmp_path, capsys):
     out = tmp_path / "out"
-    em.save_config(C.EMConfig(**{**C.QUICK, "quick": True, "out": str(out)}))
+    runs.save_config(C.EMConfig(**{**C.QUICK, "quick": True, "out": str(out)}))
     before = (out / "config.json").read_bytes()
     with pytest.raises(SystemExit) as e:
         em.main(["--quick", "--k", "2", "--out", str(out)])
@@ -564,20 +564,20 @@ def test_changed_corpus_is_prepared_again_or_refused(tmp_path, inputs):
     cfg = C.EMConfig(out=str(tmp_path / "out"), corpus=str(corpus), init=inputs["CKPT"],
                      teacher_latents=inputs["TEACH"], max_latent=8, block_size=128)
     tok = get_tokenizer("bytes")
-    data = em.prepare_data(cfg, em.check_inputs(cfg))
+    data = runs.prepare_data(cfg, C.check_inputs(cfg))
     first = lambda t: [tok.decode(t.doc(i)["x"][0]) for i in range(len(t))]  # out/data/target/, the shards
     assert first(data["target"]) == ["Old 0.", "Old 1.", "Old 2."]
     done = json.load(open(tmp_path / "out" / "data" / "DONE"))
     assert done["fingerprint"]["inputs"]["corpus"] == sha256_file(str(corpus))
     corpus.write_text("".join(json.dumps({"text": f"New {i}."}) + "\n" for i in range(6)))
-    data = em.prepare_data(cfg, em.check_inputs(cfg))  # nothing trained yet: prepared again
+    data = runs.prepare_data(cfg, C.check_inputs(cfg))  # nothing trained yet: prepared again
     assert first(data["target"]) == [f"New {i}." for i in range(5)]
     os.makedirs(tmp_path / "out" / "warm")  # a phase trained on this data
     corpus.write_text(json.dumps({"text": "Newer."}) + "\n" + json.dumps({"text": "Newest."}) + "\n")
     with pytest.raises(ValueError, match=r"--corpus changed since .* warm trained on the old data"):
-        em.check_inputs(cfg)
+        C.check_inputs(cfg)
     corpus.write_text("".join(json.dumps({"text": f"New {i}."}) + "\n" for i in range(6)))  # put back: resumes
-    assert len(em.prepare_data(cfg, em.check_inputs(cfg))["target"]) == 5
+    assert len(runs.prepare_data(cfg, C.check_inputs(cfg))["target"]) == 5
 
 
 def test_corpus_is_checked_and_prepared_streaming(tmp_path, inputs):
@@ -594,7 +594,7 @@ def test_corpus_is_checked_and_prepared_streaming(tmp_path, inputs):
                                   + json.dumps({"text": f"Doc {i}. Words here."}) + "\n" for i in range(20)))
         cfg = C.EMConfig(out=str(tmp_path / name), corpus=str(corpus), init=inputs["CKPT"], val=val,
                          teacher_latents=inputs["TEACH"], max_latent=8, block_size=128)
-        checked = em.check_inputs(cfg)
+        checked = C.check_inputs(cfg)
         assert not isinstance(checked["docs"]["corpus"], list) and len(checked["docs"]["corpus"]) == 40
         rundir.write_data(cfg, checked, str(tmp_path / name / "data"))
         docs = read_docs(corpus, tok=tok, max_tokens=cfg.block_size // 4)  # what write_data wrote from before
@@ -613,7 +613,7 @@ def test_corpus_is_checked_and_prepared_streaming(tmp_path, inputs):
         # the raw arm 'inline' reads the teacher latents as text, each before the chunk it explains
         inline = read_docs(str(tmp_path / name / "data" / "warm_inline.jsonl"))
         assert [c["suffix"] for d in inline for c in d["chunks"]] == [f"why T{i}. " for i in range(3)]
-    checked = em.check_inputs(cfg)
+    checked = C.check_inputs(cfg)
     with open(corpus, "a") as f:
         f.write(line(99, None) + "\n")
     with pytest.raises(ValueError, match="changed while out/data was prepared"):
@@ -629,7 +629,7 @@ def test_eval_reads_val_as_checked(tmp_path, inputs, capsys):
     em.main(argv)
     out = capsys.readouterr().out
     m = json.loads(out[out.index("{"):out.rindex("}") + 1])
-    cfg, tok = em.parse_args(argv)[0], get_tokenizer("bytes")
+    cfg, tok = C.parse_args(argv)[0], get_tokenizer("bytes")
     model = load_model(inputs["CKPT"], tok.n_vocab)[0].eval()
     assert m["nll_k1"] == em.eval_nll(model, tok, cfg, read_docs(inputs["GOOD"]), True, [1])["nll_k1"] > 0
 
@@ -639,7 +639,7 @@ def test_the_m_step_config_is_checked_by_train_up_front(monkeypatch):
     the M-step configuration em.py will pass it."""
     monkeypatch.setattr(rundir, "MINIMUM", {k: v for k, v in rundir.MINIMUM.items() if k != "m_steps"})
     cfg = C.EMConfig(m_steps=-1)
-    assert rundir.flag_errors(cfg, phase_errors=em.phase_errors) == [
+    assert rundir.flag_errors(cfg, phase_errors=C.phase_errors) == [
         "train.py would refuse the M-step: must be positive, got -1 (--max-steps)"]
 
 
@@ -693,8 +693,8 @@ def test_raw_arms_train_on_what_they_should(monkeypatch, tmp_path):
     arms = "tokens,flops,inline,warm,pipeline,inline+replay,warm+replay"
     cfg = C.EMConfig(**{**C.QUICK, "quick": True, "out": str(tmp_path / "run"), "iters": 2, "raw_arms": arms,
                          "oracle": True})
-    checked = em.check_inputs(cfg)
-    tok, data = checked["tok"], em.prepare_data(cfg, checked)
+    checked = C.check_inputs(cfg)
+    tok, data = checked["tok"], runs.prepare_data(cfg, checked)
     for t in (1, 2):  # the iterations' latents: the gold walks stand in
         shutil.copytree(data["paths"]["target_gold"], tmp_path / f"run/iter{t}/latents")
     seen = {}
@@ -737,8 +737,8 @@ def test_raw_arms_train_on_what_they_should(monkeypatch, tmp_path):
         return int((rows.next_rows(tc.max_steps * cfg.batch_size)[1] >= 0).sum())
     m = C.m_steps(cfg, tok)
     warm_steps = C.phase_steps(cfg, tok, cfg.warm_steps, cfg.warm_epochs, data["paths"]["warm"])
-    pipeline = trained(em.train_config(cfg, "warm", data["paths"]["warm"], "random", "BASE", warm_steps)) + sum(
-        trained(em.train_config(cfg, f"iter{t}", str(tmp_path / f"run/iter{t}/latents"), "random", "BASE", m))
+    pipeline = trained(C.train_config(cfg, "warm", data["paths"]["warm"], "random", "BASE", warm_steps)) + sum(
+        trained(C.train_config(cfg, f"iter{t}", str(tmp_path / f"run/iter{t}/latents"), "random", "BASE", m))
         for t in (1, 2))
     assert abs(trained(raw["raw_pipeline_iters2"]) - pipeline) <= cfg.batch_size * cfg.block_size
     assert raw["raw_pipeline_iters2"].max_steps != warm_steps + 2 * m  # raw rows hold more tokens than latent ones

@@ -3,7 +3,7 @@ to reason, refusing another version's run directory, the combined report over se
 external corpus with a questions file."""
 import json
 import math
-
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -185,10 +185,10 @@ def test_an_out_of_another_version_is_refused_and_a_stale_eval_recomputed(monkey
     """config.json or data/DONE lacking what this em.py writes: refused in one line naming a fresh --out; the
     eval-only fields may change; an eval.json without this evaluation's eval_id is re-evaluated."""
     cfg = EMConfig(out=str(tmp_path), questions="", seeds="")
-    (tmp_path / "config.json").write_text(json.dumps(em.asdict(cfg)))
-    assert rundir.out_errors(em.replace(cfg, answer_regex=r"A: (\d+)"), None) == []  # the same run
-    assert "another configuration" in rundir.out_errors(em.replace(cfg, k=2), None)[0]
-    old = {k: v for k, v in em.asdict(cfg).items() if k != "estep"}
+    (tmp_path / "config.json").write_text(json.dumps(asdict(cfg)))
+    assert rundir.out_errors(replace(cfg, answer_regex=r"A: (\d+)"), None) == []  # the same run
+    assert "another configuration" in rundir.out_errors(replace(cfg, k=2), None)[0]
+    old = {k: v for k, v in asdict(cfg).items() if k != "estep"}
     (tmp_path / "config.json").write_text(json.dumps(old))
     assert rundir.out_errors(cfg, None) == [f"{tmp_path / 'config.json'} was written by another version of em.py: "
                                             "use a fresh --out (--out)"]
@@ -211,7 +211,7 @@ def test_an_out_of_another_version_is_refused_and_a_stale_eval_recomputed(monkey
     assert (tmp_path / "warm/eval_questions.jsonl").read_text() == '{"q": 1}\n'
     assert (tmp_path / "warm/eval_docs.jsonl").read_text() == '{"id": "d", "nll_k1": -3.0}\n'
     assert em.run_eval(cfg, "warm", "ckpt", tok, data, True) == m and calls == [1]  # cached now
-    em.run_eval(em.replace(cfg, answer_regex="x"), "warm", "ckpt", tok, data, True)  # another rule: again
+    em.run_eval(replace(cfg, answer_regex="x"), "warm", "ckpt", tok, data, True)  # another rule: again
     assert calls == [1, 1]
 
 

@@ -16,9 +16,10 @@ from safetensors.torch import save_file
 import em
 import sample
 import train as train_mod
-from conftest import tiny_gpt
-from data import prepare
 from checkpoint import hf_tensors, save
+from conftest import tiny_gpt
+from data import config as C
+from data import prepare, runs
 from model import GPTConfig
 
 SEED, CASES = 28, 48  # cases per test
@@ -71,7 +72,7 @@ def no_work(monkeypatch):
     """Every entry into real work fails the test: validation alone must refuse."""
     def work(*a, **k):
         raise AssertionError("work started")
-    for mod, names in ((em, ("run", "run_seeds", "eval_only")), (train_mod, ("build_model", "resume_state")),
+    for mod, names in ((em, ("run",)), (runs, ("run_seeds", "eval_only")), (train_mod, ("build_model", "resume_state")),
                        (sample, ("load", "generate", "think", "explain"))):
         for name in names:
             monkeypatch.setattr(mod, name, work)
@@ -207,9 +208,9 @@ def bad_list(rng, flag):
 
 def test_base_inputs_pass(base, tmp_path):
     """The unmutated inputs pass every CLI's validation: each case below differs from them by its mutation."""
-    cfg, args = em.parse_args(["--quick", "--init", base["llama"], "--corpus", base["corpus"], "--teacher-latents",
+    cfg, args = C.parse_args(["--quick", "--init", base["llama"], "--corpus", base["corpus"], "--teacher-latents",
                                base["teacher"], "--questions", base["questions"], "--out", str(tmp_path / "o")])
-    em.check_inputs(cfg, args.ckpt, args.eval)
+    C.check_inputs(cfg, args.ckpt, args.eval)
     for ck in (base["ours"], base["llama"]):
         train_mod.check_flags(train_mod.TrainConfig(data=base["teacher"], init=ck, out=str(tmp_path / "t")))
         sample.check(sample.parse_args(["--ckpt", ck, "--tokenizer", "bytes"]))

@@ -3,6 +3,7 @@ uint16/uint32), a writer interrupted mid-write leaves no manifest, prepare's par
 serial one and the JSONL reader, and corrupted or unfinished directories are refused. CPU, seconds."""
 import json
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -147,7 +148,7 @@ def test_estep_from_shards_equals_the_jsonl_documents(tmp_path, estep_model, mod
     from conftest import estep_docs
     tok = get_tokenizer("bytes")
     cfg, data = _estep_run(tmp_path, "run")
-    cfg = em.replace(cfg, estep=mode)
+    cfg = replace(cfg, estep=mode)
     docs = read_docs(os.path.join(cfg.out, "data", "target.jsonl"))
     assert [data["target"].doc(i) for i in range(len(docs))] == [encode_doc(tok, d) for d in docs]
     rows = list(em.estep(estep_model, tok, cfg, data["target"], 1, str(tmp_path / "a"), unit=2))
@@ -175,7 +176,7 @@ def test_estep_latents_shard_is_latents_jsonl(tmp_path, estep_model):
     for i, d in enumerate(docs):
         assert sh.doc(i) == encode_doc(tok, d)
         assert sh.doc(i)["z"] == [c.get("latent_ids") for c in d["chunks"]]
-    assert diag["dropped"] == 0 and all(z is not None for i in range(5) for z in sh.doc(i)["z"])
+    assert all(z is not None for i in range(5) for z in sh.doc(i)["z"])
     assert diag["gold_chunks"] == sum(bool(c["latent"]) for d in read_docs(data["gold"]) for c in d["chunks"])
     jsonl = open_corpus(tok, os.path.join(cfg.out, "iter1", "latents.jsonl"))
     assert all(sequence(tok, sh.doc(i), "random", 3, 1) == sequence(tok, jsonl.doc(i), "random", 3, 1)
