@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-import checkpoint
+from checkpoint import load, load_model, resolve_checkpoint, save
 from common import bf16_native, device_error, pick_device, setup_dist
 from data.cli import add_flags, opt, out_dir_error, parser_error
 from data.corpus import atomic_dir, out_lock, write_atomic
@@ -138,7 +138,7 @@ def build_model(cfg, tok):
         return GPT(GPTConfig(block_size=cfg.block_size or 256, vocab_size=tok.n_vocab, n_layer=cfg.n_layer,
                              n_head=cfg.n_head, n_embd=cfg.n_embd))
     try:
-        model, meta = checkpoint.load_model(cfg.init)
+        model, meta = load_model(cfg.init)
         check_tokenizer(meta, tok)  # a HF GPT-2 directory counts as tokenizer 'gpt2'
     except (ValueError, FileNotFoundError) as e:
         raise ValueError(f"{e} (--init)") from None
@@ -153,11 +153,11 @@ def build_model(cfg, tok):
 def resume_state(cfg, ckpt):
     """Our checkpoint in out/ckpt -> (model, meta), config merged into cfg; None when there is none yet."""
     try:
-        path = checkpoint.resolve_checkpoint(ckpt)
+        path = resolve_checkpoint(ckpt)
     except FileNotFoundError:
         return None
     try:
-        model, meta = checkpoint.load(path)
+        model, meta = load(path)
         saved = meta["train_config"]
     except (ValueError, KeyError) as e:
         raise ValueError(f"{path} is not a train.py checkpoint ({e}) (--resume)") from None
@@ -207,7 +207,7 @@ def load_optim(opt, names, path):
 def save_checkpoint(path, model, opt, names, meta):
     """checkpoint.save's files plus optim.safetensors, all in one atomic directory (old or new, never half)."""
     with atomic_dir(path) as tmp:
-        checkpoint.save(model, tmp, meta)
+        save(model, tmp, meta)
         save_file(optim_tensors(opt, names), os.path.join(tmp, "optim.safetensors"))
 
 
