@@ -18,6 +18,7 @@ import argparse
 import sys
 
 from bench_memory import bench_memory
+from data.cli import fail
 
 # ----------------------------------------------------------------------------- attention
 # (section: attention)
@@ -422,12 +423,6 @@ def read_results(path):
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a bench.py --json file ({type(e).__name__}: {e})") from None
     return res
-
-
-def fail(msg):
-    """One line on stderr and exit code 2, as every CLI here."""
-    print(f"error: {msg}", file=sys.stderr)
-    sys.exit(2)
 
 
 SECTIONS = {"attention": bench_attention, "sampling": bench_sampling, "engine": bench_engine, "train": bench_train,

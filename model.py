@@ -104,6 +104,13 @@ class KVCache:
         self.seqlens = torch.zeros(batch_size, device=device, dtype=torch.int32)
         self.max_len = max_len
 
+    def first_rows(self, m):
+        """A KVCache over the first m rows, sharing this one's memory (the tail of a generate call runs on fewer
+        rows)."""
+        view = KVCache.__new__(KVCache)
+        view.k, view.v, view.seqlens, view.max_len = self.k[:, :m], self.v[:, :m], self.seqlens[:m], self.max_len
+        return view
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, config):

@@ -26,9 +26,9 @@ import sys
 
 import torch
 
-from checkpoint import check_checkpoint, fit_tokenizer, load_model
-from common import device_error, pick_device
-from data.cli import ascii_float, ascii_int, parser_error
+from checkpoint import check_checkpoint, fit_tokenizer, load_checked
+from common import device_error
+from data.cli import ascii_float, ascii_int, fail, parser_error
 from data.layout import MODE_MARKS, explain_prompt, joint_continuation, latent_marks, segments, think_prompt
 from data.tokenizer import get_tokenizer, tokenizer_error
 from kernels.sampling import sample
@@ -92,13 +92,6 @@ def _prefill(model, cache, rows, prompts):
         cache.seqlens[dst_r] = cache.seqlens[src_r]
         logits[torch.tensor(dups, device=dev)] = logits[torch.tensor([src[i] for i in dups], device=dev)]
     return logits
-
-
-def _cache_rows(full, m):
-    """A KVCache over the first m rows of `full`, sharing its memory (the tail of a call runs on fewer rows)."""
-    view = KVCache.__new__(KVCache)
-    view.k, view.v, view.seqlens, view.max_len = full.k[:, :m], full.v[:, :m], full.seqlens[:m], full.max_len
-    return view
 
 
 def _check_prompts(model, prompts, max_new_tokens, ids):
@@ -266,7 +259,7 @@ def _compact(full, st, req, deadline, tok):
     full.seqlens[:m] = full.seqlens[perm]
     for k in st:
         st[k] = st[k][perm]
-    return _cache_rows(full, m), tok[perm], [req[r] for r in keep], [deadline[r] for r in keep]
+    return full.first_rows(m), tok[perm], [req[r] for r in keep], [deadline[r] for r in keep]
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -334,8 +327,9 @@ def explain(model, tok, x, k, max_new_tokens, with_score=False, **sampling):
     """k posterior latents for text x (ids) from the E-step's prompt for a first chunk, explain_prompt =
     BOS SoL EoL X SoL POST, each {'z' (without EoL), 'tokens', 'log_q' (incl. EoL, under the distribution sampled
     from: the layout marks banned), 'capped'}. with_score adds what em.py computes from the joint pair (BOS,
-    SoL PRIOR Z EoL X): 'log_p' = log p(Z EoL X | BOS SoL PRIOR), the MODE_MARKS left out; 'log_marks' =
-    log p(SoL PRIOR | BOS), the same for every sample; 'log_w' = log_p - log_q, the importance weight."""
+    SoL PRIOR Z EoL X): 'log_p' = log p(SoL PRIOR Z EoL X | BOS), BOLT.md's log p(Z, X) as em.py's Sample.log_p;
+    'log_marks' = log p(SoL PRIOR | BOS), its MODE_MARKS' share, the same for every sample; 'log_w' = log_p -
+    log_q, the importance weight."""
     prompt = explain_prompt(tok, x)
     outs = generate(model, [prompt] * k, max_new_tokens, stop_tokens=(tok.eol,), banned=latent_marks(tok),
                     **sampling)
@@ -345,7 +339,7 @@ def explain(model, tok, x, k, max_new_tokens, with_score=False, **sampling):
         scores = score(model, [[tok.bos]] * k, [joint_continuation(tok, r["z"], x) for r in res])
         for r, s in zip(res, scores):
             r["log_marks"] = float(sum(s["logprobs"][:MODE_MARKS]))
-            r["log_p"] = s["sum"] - r["log_marks"]
+            r["log_p"] = s["sum"]
             r["log_w"] = r["log_p"] - r["log_q"]
     return prompt, res
 
@@ -364,12 +358,6 @@ def render(tok, ids, dim=False):
 
 
 # ----------------------------------------------------------------------------- CLI
-
-def fail(msg):
-    """The CLI's only way out on bad input: one line on stderr, exit code 2, no traceback."""
-    print(f"error: {msg}", file=sys.stderr)
-    sys.exit(2)
-
 
 def build_parser():
     ap = argparse.ArgumentParser(description="Sample from a checkpoint (ours or a Hugging Face GPT-2 / Llama "
@@ -443,23 +431,14 @@ def check_latent(meta, mode):
 
 
 def check(a):
-    """The checkpoint and its tokenizer, before any weight is read (checkpoint.check_checkpoint: config, tensor names
-    and shapes, vocabulary) -> (GPTConfig, meta, tok); refused if the mode needs latents the model lacks."""
+    """The checkpoint and its tokenizer, before any weight is read (checkpoint.check_checkpoint: config, tensor
+    names and shapes, vocabulary) -> (GPTConfig, meta, tok); refused if the mode needs latents the model lacks."""
     config, meta = check_checkpoint(a.ckpt)
     if a.think or a.explain:
         check_latent(meta, "--think" if a.think else "--explain")
     tok = get_tokenizer(a.tokenizer or meta.get("tokenizer_dir") or meta.get("tokenizer") or "bytes", a.bpe_dir)
     fit_tokenizer(a.ckpt, config, meta, tok)
     return config, meta, tok
-
-
-def load(a, tok):
-    """The checked checkpoint's weights on --device, its vocabulary grown to the tokenizer's (a HF directory: the
-    latent tokens)."""
-    model, _ = load_model(a.ckpt, device=pick_device(a.device))
-    if model.config.vocab_size < tok.n_vocab:
-        model.resize_vocab(tok.n_vocab)
-    return model
 
 
 def main(argv=None):
@@ -478,8 +457,8 @@ def main(argv=None):
     err = sample_errors(config, a.num_samples, M)
     if err:
         fail(err)
-    try:
-        model = load(a, tok)
+    try:  # on --device, the vocabulary grown to the tokenizer's (a HF directory: the latent tokens)
+        model = load_checked(a.ckpt, tok, a.device)[0]
     except (OSError, ValueError, KeyError) as e:  # weights the header did not show broken (a corrupt payload)
         fail(f"{e} (--ckpt)")
     kw = dict(temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, seed=a.seed)
@@ -497,10 +476,12 @@ def show(tok, prompt, outs, a):
     dim = sys.stdout.isatty() and not a.raw
     if a.score:
         print(f"# log q: Z and its EoL under the distribution sampled from\n"
-              f"# log p: Z EoL X after BOS SoL PRIOR as the E-step scores it, the {MODE_MARKS} mode marks left out "
+              f"# log p: SoL PRIOR Z EoL X after BOS, as em.py scores it, the {MODE_MARKS} mode marks included "
               f"(log p(SoL PRIOR | BOS) = {outs[0]['log_marks']:.2f})\n"
-              f"# log w = log p - log q, the E-step's weight; weight = softmax(log w), its chance to be picked")
-        w = torch.softmax(torch.tensor([o["log_w"] for o in outs], dtype=torch.float64), 0)
+              f"# log w = log p - log q; weight = softmax(log w), its chance to be picked (the marks shift every "
+              f"log w alike)")
+        lw = torch.tensor([o["log_w"] for o in outs], dtype=torch.float64)
+        w = torch.softmax(lw, 0)
     for i, o in enumerate(outs):
         lq = o["log_q"] if a.explain else sum(o["logprobs"])
         head = f"--- sample {i} ({len(o['tokens'])} tokens, log q = {lq:.2f}"
@@ -510,7 +491,6 @@ def show(tok, prompt, outs, a):
         ids = prompt + o["tokens"]
         print(tok.decode(ids) if a.raw else render(tok, ids, dim))
     if a.score:
-        lw = torch.tensor([o["log_w"] for o in outs], dtype=torch.float64)
         print(f"# ESS = {float(1 / (w * w).sum()):.2f} of K = {len(outs)}; log mean w = "
               f"{float(torch.logsumexp(lw, 0)) - math.log(len(outs)):.2f} (this text's IW-ELBO_K, as em.py's bound)")
 

@@ -1,10 +1,11 @@
 """The command line, the same for every CLI: flags declared as dataclass fields (opt: help, choices, --help group,
 metavar) and built into argparse flags (add_flags), ASCII-only numbers, argparse's errors as one line naming the
-flag (parser_error: main() prints `error: ...` and exits 2), and the --out check every CLI makes."""
+flag (parser_error: main() prints `error: ...` and exits 2, as fail does), and the --out check every CLI makes."""
 import argparse
 import dataclasses
 import os
 import re
+import sys
 
 
 def out_dir_error(path, flag="--out"):
@@ -29,6 +30,12 @@ def parser_error(message):
     (--k)'), which main() prints as one line and exit code 2 (argparse would print its usage block first)."""
     m = re.match(r"argument (\S+?)(?:/\S+)?: (.*)", message, re.S)
     raise ValueError(f"{m[2]} ({m[1]})" if m else message)
+
+
+def fail(msg):
+    """A CLI's way out on bad input: one line `error: msg` on stderr, exit code 2, no traceback."""
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
 
 
 def ascii_int(s):

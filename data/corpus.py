@@ -431,6 +431,12 @@ def read_json(path):
         return json.load(f)
 
 
+def read_jsonl(path):
+    """A JSONL file's records, blank lines skipped (files this code wrote; input corpora go through scan_docs)."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def write_json(path, obj):
     write_atomic(path, json.dumps(obj, indent=1, ensure_ascii=False) + "\n")
 

@@ -2,20 +2,12 @@
 and finished runs side by side (--estep paper against sequential on one world and seed).
 
 A result row is one model's metrics (em.py's run_eval) plus its name and either "iter" (warm start = 0, BoLT
-iterations) or "baseline" (base, a raw arm raw_*, oracle). Columns:
-  accuracy          on the test questions. Latent models: the answer after their thoughts. Raw models: asked
-                    directly (acc) or asked to reason in their training text's format (acc_reason), whichever is
-                    better on the dev questions (on the test ones when there are none); both are shown.
-  dev accuracy      the same on the dev questions (dev_ keys), what recipe choices are made on
-  NLL K=k           per raw text token: exact for raw models; for latent models the spec's IW-ELBO_K bound
-                    (log p of every token after P_i, the marks SoL PRIOR included); ± its standard error over
-                    the held-out documents
-  PRIOR-cond. NLL   the bound with PRIOR left out (SoL kept: it ends the previous chunk), still a bound on the
-                    raw text: a model that always takes the prior mode
-  SoL / PRIOR       each mark's mean cost in nats per chunk (the spec's bound minus the PRIOR-conditional one is
-                    the PRIOR cost)
-  answer NLL        nats per test question of the answer's text after the model's own thoughts (em.py ans_nll):
-                    it rises when accuracy falls, which a bound over whole documents can hardly show
+iterations) or "baseline" (base, a raw arm raw_*, oracle). NOTE, printed in every report, says what each column
+is: accuracy (acc; a raw model also asked to reason, acc_reason, the way better on dev counting), dev accuracy
+(dev_ keys), NLL K=k (nll_k{K}: exact for raw models, the spec's IW-ELBO_K bound for latent ones, ± its standard
+error over documents), PRIOR-cond. NLL (nll_np_k{K}, still a bound on raw text), SoL / PRIOR (sol_nats,
+prior_nats: their difference is the PRIOR cost), answer NLL (ans_nll: it rises when accuracy falls, which a bound
+over whole documents can hardly show), the E-step's gold match, ESS and capped fraction.
 The multi-seed report adds what tells seeds apart (`seed_criteria`): accuracy per iteration, whether the seed
 bootstrapped, and paired differences on the same questions and documents, from each phase's
 eval_questions.jsonl and eval_docs.jsonl.
@@ -29,7 +21,7 @@ import math
 import os
 import sys
 
-from data.corpus import write_atomic
+from data.corpus import read_json, read_jsonl, write_atomic
 
 COLORS = {"base": "#8c564b", "raw_tokens": "#d62728", "raw_flops": "#ff7f0e", "raw_inline": "#9467bd",
           "raw_warm": "#e377c2", "raw_pipeline": "#17becf", "oracle": "#2ca02c"}
@@ -54,8 +46,7 @@ def fmt_metrics(m):
     s += [f"dev acc {100 * m['dev_acc']:.1f}%"] if "dev_acc" in m else []
     s += [f"{k} {v:.4f}" for k, v in m.items() if k.startswith("nll") and not k.endswith("_se")]
     s += [f"answer NLL {m['ans_nll']:.3f}"] if "ans_nll" in m else []
-    if "estep_gold_match" in m:
-        s.append(f"E-step gold match {100 * m['estep_gold_match']:.1f}%")
+    s += [f"E-step gold match {100 * m['estep_gold_match']:.1f}%"] if "estep_gold_match" in m else []
     return ", ".join(s)
 
 
@@ -99,10 +90,14 @@ def cells(r, ks, show=None):
             show("estep_capped_frac", True) if "estep_capped_frac" in r else "-"]
 
 
+def md_table(head, rows):
+    """A markdown table's lines: the header, its rule, a line per row of cells."""
+    line = lambda cells: "| " + " | ".join(cells) + " |"
+    return [line(head), "|" + "---|" * len(head)] + [line(r) for r in rows]
+
+
 def table(rows, ks, cell_fn=cells):
-    head = columns(ks)
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + \
-           ["| " + " | ".join(cell_fn(r, ks)) + " |" for r in rows]
+    return md_table(columns(ks), [cell_fn(r, ks) for r in rows])
 
 
 def is_raw(r):
@@ -149,13 +144,12 @@ NOTE = ("Accuracy is on the test questions, dev accuracy beside it (recipe choic
         "answer after writing a thought before each chunk of the question, as training lays out a document; raw "
         "models are asked directly and asked to reason in their training text's format, and the way better on dev is "
         "the accuracy (both shown). NLL is per raw text token, ± its standard error over the held-out documents: "
-        "exact "
-        "for raw models, for latent models the spec's IW-ELBO_K bound (log p of every token after the prefix, the "
-        "marks SoL PRIOR included). PRIOR-cond. NLL leaves PRIOR out (SoL, which ends the previous chunk, is kept: "
-        "still a bound on raw text); SoL / PRIOR: each mark's mean cost per chunk. Answer NLL: nats per test question "
-        "of the answer's text after the model's own thoughts. E-step gold match: chosen latents equal to the gold "
-        "derivation, over the chunks whose gold latent is not empty; steps: those whose steps match it, values left "
-        "out (the latent follows the problem).")
+        "exact for raw models, for latent models the spec's IW-ELBO_K bound (log p of every token after the prefix, "
+        "the marks SoL PRIOR included). PRIOR-cond. NLL leaves PRIOR out (SoL, which ends the previous chunk, is "
+        "kept: still a bound on raw text); SoL / PRIOR: each mark's mean cost per chunk. Answer NLL: nats per test "
+        "question of the answer's text after the model's own thoughts. E-step gold match: chosen latents equal to the "
+        "gold derivation, over the chunks whose gold latent is not empty; steps: those whose steps match it, values "
+        "left out (the latent follows the problem).")
 
 
 # ----------------------------------------------------------------------------- paired differences
@@ -166,21 +160,17 @@ def phase_dir(r):
 
 
 def read_rows(run_dir, r, name):
+    """A row's evaluation file `name` (eval_questions.jsonl, eval_docs.jsonl) under run_dir, None without it."""
     path = os.path.join(run_dir, phase_dir(r), name) if run_dir else ""
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return read_jsonl(path) if os.path.exists(path) else None
 
 
 def question_correct(run_dir, r):
     """{question index: correct} of a row on the test questions, asked the way its accuracy is (best_acc), or
-    None without its eval_questions.jsonl (rows an older evaluation wrote without "split" and "q" are test
-    questions in order)."""
+    None without its eval_questions.jsonl."""
     rows = read_rows(run_dir, r, "eval_questions.jsonl")
     mode = "latent" if "acc_reason" not in r else "reason" if best_acc(r)[1] == "reasoning" else "direct"
-    mine = [x for x in rows or () if x.get("split", "test") == "test" and x["mode"] == mode]
-    return {x.get("q", i): x["correct"] for i, x in enumerate(mine)} or None
+    return {x["q"]: x["correct"] for x in rows or () if x["split"] == "test" and x["mode"] == mode} or None
 
 
 def paired(run_dir, a, b):
@@ -270,19 +260,17 @@ def seed_criteria(out, per_seed, ks):
             "twice the standard error of the difference; standard errors paired over the same test questions). "
             f"Last iteration's test accuracy over all {len(finals)} seeds: {100 * m:.1f}% ± {100 * sd:.1f} (mean ± "
             "sd). The bound's difference is paired over the same held-out documents (± its standard error over "
-            "them).", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-            *["| " + " | ".join(r) + " |" for r in rows]], ok
+            "them).", "", *md_table(head, rows)], ok
 
 
-def report(out, results, ks, header, plot=True):
+def report(out, results, ks, header):
     """report.md, metrics.jsonl and plot.svg for one run under `out`; returns the report text."""
     write_atomic(os.path.join(out, "metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in results))
     lines = [f"# BoLT report: `{' '.join(sys.argv)}`", "", header + " " + NOTE, "", *table(results, ks), "",
              *claims(results, ks, out), "", "![accuracy and NLL per iteration](plot.svg)", ""]
     text = "\n".join(lines)
     write_atomic(os.path.join(out, "report.md"), text)
-    if plot:
-        write_atomic(os.path.join(out, "plot.svg"), svg_plot(results, f"nll_k{max(ks)}"))
+    write_atomic(os.path.join(out, "plot.svg"), svg_plot(results, f"nll_k{max(ks)}"))
     return text
 
 
@@ -371,10 +359,8 @@ def svg_plot(results, nll_key, runs=(), x_key="iter", x_label="EM iteration",
         parts.append(f'<text x="{p * W_ + W_ / 2}" y="14" text-anchor="middle">{title} vs {x_label}</text>')
         parts.append(f'<rect x="{x0}" y="{y(hi)}" width="{x1 - x0}" height="{y(lo) - y(hi)}" '
                      'fill="none" stroke="#999"/>')
-        for v in (lo, hi):
-            parts.append(f'<text x="{x0 - 3}" y="{y(v) + 4}" text-anchor="end">{v:.3g}</text>')
-        for v in xs:
-            parts.append(f'<text x="{x(v)}" y="{y(lo) + 14}" text-anchor="middle">{v}</text>')
+        parts += [f'<text x="{x0 - 3}" y="{y(v) + 4}" text-anchor="end">{v:.3g}</text>' for v in (lo, hi)]
+        parts += [f'<text x="{x(v)}" y="{y(lo) + 14}" text-anchor="middle">{v}</text>' for v in xs]
         for r in base:
             if get(r) is not None:
                 c = COLORS.get(r["baseline"].removesuffix("_replay"), "#777")
@@ -397,28 +383,23 @@ def k_curve(dirs, out, iteration=None):
     out/kcurve.svg. A fixed `iteration` compares runs of different lengths at the same point."""
     rows = []
     for d in dirs:
-        with open(os.path.join(d, "config.json")) as f:
-            k = json.load(f)["k"]
-        with open(os.path.join(d, "metrics.jsonl")) as f:
-            ms = [json.loads(line) for line in f if line.strip()]
+        cfg, ms = read_run(d)
         last = [m for m in ms if m.get("iter") and iteration in (None, m["iter"])]
         if not last:
             raise ValueError(f"no BoLT iteration {iteration or ''} in its metrics.jsonl ({d})")
         warm = next((m for m in ms if m.get("iter") == 0), None)
-        rows.append({**last[-1], "name": f"K={k}", "k": k, "dir": d,
+        rows.append({**last[-1], "name": f"K={cfg['k']}", "k": cfg["k"], "dir": d,
                      "warm_acc": warm.get("acc") if warm else None})
     rows.sort(key=lambda r: r["k"])
     ks = sorted({int(x[len("nll_k"):]) for r in rows for x in r if x.startswith("nll_k")})
     head = ["E-step K", "run", "iteration", "accuracy", *[f"NLL K={k}" for k in ks], "warm start accuracy"]
     at = "the last iteration" if iteration is None else f"iteration {iteration}"
-    lines = [f"# BoLT: more E-step samples (K) at {at}", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append("| " + " | ".join([str(r["k"]), r["dir"], str(r["iter"]),
-                                        f"{100 * r['acc']:.1f}% ± {100 * r['acc_se']:.1f}" if "acc" in r else "-",
-                                        *[f"{r[f'nll_k{k}']:.4f}" if f"nll_k{k}" in r else "-" for k in ks],
-                                        "-" if r["warm_acc"] is None else f"{100 * r['warm_acc']:.1f}%"]) + " |")
-    lines += ["", "![accuracy and NLL against K](kcurve.svg)", ""]
+    cells = [[str(r["k"]), r["dir"], str(r["iter"]),
+              f"{100 * r['acc']:.1f}% ± {100 * r['acc_se']:.1f}" if "acc" in r else "-",
+              *[f"{r[f'nll_k{k}']:.4f}" if f"nll_k{k}" in r else "-" for k in ks],
+              "-" if r["warm_acc"] is None else f"{100 * r['warm_acc']:.1f}%"] for r in rows]
+    lines = [f"# BoLT: more E-step samples (K) at {at}", "", *md_table(head, cells),
+             "", "![accuracy and NLL against K](kcurve.svg)", ""]
     os.makedirs(out, exist_ok=True)
     text = "\n".join(lines)
     write_atomic(os.path.join(out, "kcurve.md"), text)
@@ -432,10 +413,7 @@ def k_curve(dirs, out, iteration=None):
 
 def read_run(d):
     """A finished em.py run dir -> (config, metric rows); a --seeds dir gives its mean rows."""
-    with open(os.path.join(d, "config.json")) as f:
-        cfg = json.load(f)
-    with open(os.path.join(d, "metrics.jsonl")) as f:
-        return cfg, [json.loads(line) for line in f if line.strip()]
+    return read_json(os.path.join(d, "config.json")), read_jsonl(os.path.join(d, "metrics.jsonl"))
 
 
 def labels(cfgs, dirs):
@@ -473,13 +451,11 @@ def compare(dirs, out):
                 f"{r[f'nll_np_k{k}']:.4f}" if f"nll_np_k{k}" in r else "-", gold]
     head = ["model"] + [f"{n}: {c}" for n in names for c in ("accuracy", f"NLL K={k}", f"PRIOR-cond. K={k}",
                                                                "E-step gold match")]
+    found = [[next((r for r in rows if row_key(r) == key), None) for _, rows in runs] for key in keys]
     lines = ["# BoLT runs side by side", "", "Runs: " + "; ".join(f"`{d}` ({n})" for d, n in zip(dirs, names))
              + f". NLL: the spec's bound for latent models, exact for raw ones. " + NOTE, "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for key in keys:
-        found = [next((r for r in rows if row_key(r) == key), None) for _, rows in runs]
-        name = next(r for r in found if r is not None)["name"].split(" (")[0]
-        lines.append("| " + " | ".join([name] + [c for r in found for c in cell(r)]) + " |")
+             *md_table(head, [[next(r for r in rs if r is not None)["name"].split(" (")[0]] +
+                              [c for r in rs for c in cell(r)] for rs in found])]
     lines += ["", f"![accuracy and NLL per iteration: {names[0]} bold, the others thin](compare.svg)", ""]
     os.makedirs(out, exist_ok=True)
     text = "\n".join(lines)

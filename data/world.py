@@ -447,11 +447,6 @@ def write(cfg, out, tok=None):
     return meta
 
 
-def read_questions(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def build_parser():
     ap = argparse.ArgumentParser(prog="python -m data.world", description="Write the built-in table world (see "
                                  "data/world.py).")

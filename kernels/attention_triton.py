@@ -1,8 +1,7 @@
 """Triton kernels of kernels/attention.py: flash attention forward (with LSE) and backward (dq, dk/dv), and split-KV
 decode on a ragged cache; `flash_attn_triton` and `decode_attn_triton` have the contracts of the torch references
 `flash_attn_ref` and `decode_attn_ref` there (kernels/attention.py's docstring: sources, fixes, what is verified).
-Imported only when kernels.backend picks 'triton'.
-"""
+Imported only when kernels.backend picks 'triton'."""
 import math
 
 import torch
@@ -14,6 +13,7 @@ LOG2E = math.log2(math.e)  # kernels take qk_scale = D^-0.5 * log2(e): scores in
 # Triton compiles a kernel once per class of each int argument (== 1, divisible by 16, other); T only bounds masks
 # and offsets the LSE rows, so it is left unspecialised: one compilation serves every sequence length, not three
 NO_SPEC = ("T",)
+SMALL_TILES = (16, 16, 4, 1)  # _launch's last resort, fit any GPU's shared memory: <= 34 KB at fp32 D=128 (sm75: 64 KB)
 
 
 # ----------------------------------------------------------------------------- Triton: forward
@@ -262,14 +262,10 @@ def _blocks(D, dtype):
     return dict(fwd=(128, 64, 8, 3), dkdv=(32, 64, 8, 3), dq=(64, 32, 4, 3))
 
 
-SMALL_TILES = (16, 16, 4, 1)  # fit any GPU's shared memory: <= 34 KB at fp32 D=128 (sm75 has 64 KB)
-
-
 def _launch(kernel, tiles, along, q, causal, *args):
-    """A flash kernel on grid (cdiv(T, tiles[along]), B*H): along=0 gives each program a block of BLOCK_M queries,
-    along=1 a block of BLOCK_N keys. tiles: (BLOCK_M, BLOCK_N, num_warps, num_stages) from _blocks; on a GPU with
-    less shared memory than they need (Triton raises OutOfResources before launching) they run unpipelined, then
-    as SMALL_TILES."""
+    """A flash kernel on grid (cdiv(T, tiles[along]), B*H): along=0 gives each program BLOCK_M queries, along=1 BLOCK_N
+    keys. tiles: (BLOCK_M, BLOCK_N, num_warps, num_stages) from _blocks; on a GPU with less shared memory than they need
+    (OutOfResources, raised before launching) they run unpipelined, then as SMALL_TILES."""
     B, T, H, D = q.shape
     bm, bn, warps, stages = tiles
     prec = "tf32" if q.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"

@@ -73,7 +73,7 @@ def no_work(monkeypatch):
     def work(*a, **k):
         raise AssertionError("work started")
     for mod, names in ((em, ("run",)), (runs, ("run_seeds", "eval_only")), (train_mod, ("build_model", "resume_state")),
-                       (sample, ("load", "generate", "think", "explain"))):
+                       (sample, ("load_checked", "generate", "think", "explain"))):
         for name in names:
             monkeypatch.setattr(mod, name, work)
 

@@ -5,6 +5,7 @@ Tiny random models on CPU; weights are widened (std 0.2) so logits are peaked an
 import pytest
 import torch
 
+import em
 import sample
 from checkpoint import load_model, save
 from conftest import marks_gpt, run_py, tiny_gpt
@@ -195,6 +196,7 @@ def test_cli_missing_and_corrupt_checkpoint_one_line(tmp_path):
 
 # ----------------------------------------------------------------------------- --think / --explain
 
+from data.config import EMConfig  # noqa: E402
 from data.layout import estep_prompts, explain_prompt, joint_continuation, latent_marks, think_prompt  # noqa: E402
 from data.tokenizer import get_tokenizer  # noqa: E402
 
@@ -257,8 +259,10 @@ def test_explain_score_equals_independent_computation():
         lp = independent_logprobs(m, joint, 1)
         assert abs(r["log_q"] - lq) < 1e-3
         assert abs(r["log_marks"] - sum(marks)) < 1e-3 and abs(sum(lp[:2]) - sum(marks)) < 1e-3
-        assert abs(r["log_p"] - sum(lp[2:])) < 1e-3  # Z EoL X, the mode marks SoL PRIOR left out as em.py does
-        assert abs(r["log_w"] - (sum(lp[2:]) - lq)) < 1e-3
+        assert abs(r["log_p"] - sum(lp)) < 1e-3  # SoL PRIOR Z EoL X: the marks included, as em.py's Sample.log_p
+        assert abs(r["log_w"] - (sum(lp) - lq)) < 1e-3
+    log_p, _ = em.joint_scores(m, TOK, EMConfig(), [[TOK.bos]] * len(res), [r["z"] for r in res], [x] * len(res))
+    assert all(abs(r["log_p"] - p) < 1e-4 for r, p in zip(res, log_p))  # the E-step's log p of a first chunk
 
 
 def test_banned_tokens_never_sampled_and_log_q_exact():
@@ -369,7 +373,8 @@ def test_cli_explain_score_prints_the_estep_numbers(tmp_path, capsys):
     for i, r in enumerate(res):
         assert (f"--- sample {i} ({len(r['tokens'])} tokens, log q = {r['log_q']:.2f}, log p = {r['log_p']:.2f}, "
                 f"log w = {r['log_w']:.2f}, weight = {float(w[i]):.3f})") in out
-    assert f"log p(SoL PRIOR | BOS) = {res[0]['log_marks']:.2f}" in out and "# ESS = " in out
+    assert f"log p(SoL PRIOR | BOS) = {res[0]['log_marks']:.2f}" in out and "mode marks included" in out
+    assert f"log mean w = {em.iw_elbo([r['log_w'] for r in res]):.2f} (this text's IW-ELBO_K" in out
     assert out.count("thought (posterior)") == 3
 
 

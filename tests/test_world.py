@@ -6,6 +6,7 @@ from collections import Counter
 import pytest
 
 from data import world as W
+from data.corpus import read_jsonl
 
 SMALL = W.WorldConfig(seed=3, ops=12, steps=3, n_base=200, n_target=30, n_warm=10, n_heldout=5, n_questions=40)
 
@@ -128,7 +129,7 @@ def test_write_is_complete_and_readable(tmp_path):
     meta = W.write(SMALL, str(tmp_path))
     assert meta["counts"]["questions"] == 40
     assert json.load(open(tmp_path / "world.json"))["table"] == W.build(SMALL)["table"]
-    assert len(W.read_questions(str(tmp_path / "questions.jsonl"))) == 40
+    assert len(read_jsonl(str(tmp_path / "questions.jsonl"))) == 40
 
 
 @pytest.mark.parametrize("argv, msg", [
