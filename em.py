@@ -17,7 +17,6 @@ as token shards and text), data/runs.py (config.json, the report, --seeds, --eva
 metrics.jsonl, plot.svg), common.py (ranks, the resumable rank-0 phase).
 """
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -50,12 +49,8 @@ def run(cfg, checked=None):
     checked = checked or C.check_inputs(cfg)
     tok = checked["tok"]
     runs.save_config(cfg)
-    t_start = time.time()
-    # a resumed run's clock misses the phases an earlier run finished: the report says so instead of a total
-    resumed = any(os.path.exists(os.path.join(cfg.out, name, "DONE")) for name in ("base", "warm", "iter1"))
+    t_start, resumed = time.time(), runs.resumed(cfg)
     data = runs.prepare_data(cfg, checked)
-    print0(f"data: {len(data['target'])} target docs, {len(data['warm'])} warm-start docs, "
-           f"{len(data['heldout'])} held-out docs, {len(data['questions'])} questions")
     base = cfg.init or run_train(cfg, "base", data["paths"]["base"], "raw", "", cfg.base_steps, cfg.base_lr)
     warm = run_train(cfg, "warm", data["paths"]["warm"], "random", base, C.warm_steps(cfg, tok, data))
     results = [{"name": "warm start", "iter": 0, **run_eval(cfg, "warm", warm, tok, data, True)}]
@@ -357,9 +352,7 @@ def run_eval(cfg, name, ckpt, tok, data, latent):
     dev) and eval_docs.jsonl (one row per held-out document: its summed log-likelihoods, for paired comparisons)
     under out/name. A cached eval.json computed with other questions, rules or evaluation settings (another
     eval_id) is recomputed."""
-    path = os.path.join(cfg.out, name, "eval.json")
-    setup = [cfg.eval_ks, cfg.answer_regex, data.get("questions") or [], data.get("dev_questions") or [], cfg.estep]
-    eid = hashlib.blake2b(json.dumps(setup, sort_keys=True).encode(), digest_size=8).hexdigest()
+    path, eid = os.path.join(cfg.out, name, "eval.json"), runs.eval_id(cfg, data)
 
     def write(_):
         t0 = time.time()

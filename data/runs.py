@@ -2,6 +2,7 @@
 rank), the report, and the CLI's two other modes: --seeds (a run per seed, then the combined report) and --eval
 (every metric for one checkpoint). em.py passes in its own run and evaluate, so this module never imports it;
 torch comes with common.py and checkpoint.py."""
+import hashlib
 import json
 import os
 import time
@@ -24,12 +25,21 @@ def save_config(cfg):
     print0("config: " + json.dumps(asdict(cfg)))
 
 
+def resumed(cfg):
+    """Whether this run resumes phases an earlier one finished (their time is missing from its clock: the report
+    says so instead of giving a total)."""
+    return any(os.path.exists(os.path.join(cfg.out, name, "DONE")) for name in ("base", "warm", "iter1"))
+
+
 def prepare_data(cfg, checked):
     """out/data (data/rundir.write_data, on rank 0) and what every rank reads back from it; `checked`:
     check_inputs' result, whose documents and questions are reused rather than read twice."""
     ddir = os.path.join(cfg.out, "data")
-    return rank0_phase(lambda: False, lambda _: D.write_data(cfg, checked, ddir),
+    data = rank0_phase(lambda: False, lambda _: D.write_data(cfg, checked, ddir),
                        lambda: D.read_data(cfg, checked, ddir))
+    print0(f"data: {len(data['target'])} target docs, {len(data['warm'])} warm-start docs, "
+           f"{len(data['heldout'])} held-out docs, {len(data['questions'])} questions")
+    return data
 
 
 def report(cfg, results, seconds, resumed=False):
@@ -40,6 +50,13 @@ def report(cfg, results, seconds, resumed=False):
     clock = (f"{seconds / 60:.1f} min in this invocation (it resumed phases an earlier run finished; their time is "
              "not counted)" if resumed else f"total {seconds / 60:.1f} min")
     print(R.report(cfg.out, results, D.eval_ks(cfg), f"seed {cfg.seed}, K {cfg.k}, {cfg.iters} iterations, {clock}."))
+
+
+def eval_id(cfg, data):
+    """What an eval.json was computed with (evaluation flags, questions, the E-step's context rule), hashed: a
+    cached one with another id is recomputed."""
+    setup = [cfg.eval_ks, cfg.answer_regex, data.get("questions") or [], data.get("dev_questions") or [], cfg.estep]
+    return hashlib.blake2b(json.dumps(setup, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
 def run_seeds(cfg, run):
