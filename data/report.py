@@ -20,7 +20,7 @@ The multi-seed report adds what tells seeds apart (`seed_criteria`): accuracy pe
 bootstrapped, and paired differences on the same questions and documents, from each phase's
 eval_questions.jsonl and eval_docs.jsonl.
 
-    python -m data.report --k-curve out/k1 out/k2 out/em out/k8 --out out/kcurve   # K curve from finished runs
+    python -m data.report --k-curve out/k1 out/k2 out/em out/k8 --out out/kcurve   # K curve (runs or --seeds dirs)
     python -m data.report --compare out/seq out/paper --out out/estep    # finished runs side by side
 """
 import argparse
@@ -183,11 +183,11 @@ def question_correct(run_dir, r):
     return {x.get("q", i): x["correct"] for i, x in enumerate(mine)} or None
 
 
-def paired(run_dir, a, b):
+def paired(run_dir, a, b, run_dir_b=None):
     """Test accuracy of row a minus row b -> (difference, standard error, "paired" or "unpaired"): paired over the
-    same questions (the per-question differences' standard error) when both rows' files are under run_dir, else
-    from the two accuracies' own standard errors."""
-    qa, qb = question_correct(run_dir, a), question_correct(run_dir, b)
+    same questions (the per-question differences' standard error) when both rows' files are there (b's under
+    run_dir_b when given), else from the two accuracies' own standard errors."""
+    qa, qb = question_correct(run_dir, a), question_correct(run_dir_b or run_dir, b)
     if qa and qb and qa.keys() == qb.keys():
         m, sd = mean_sd([qa[q] - qb[q] for q in qa])
         return m, sd / math.sqrt(len(qa)), "paired"
@@ -392,39 +392,79 @@ def svg_plot(results, nll_key, runs=(), x_key="iter", x_label="EM iteration",
 
 # ----------------------------------------------------------------------------- K curve
 
+def seed_runs(d):
+    """A finished em.py run dir -> {None: d}; a --seeds dir (no metrics.jsonl of its own) -> {seed: d/seed{S}} for
+    every seed{S}/ that holds a finished run."""
+    done = lambda p: all(os.path.exists(os.path.join(p, f)) for f in ("metrics.jsonl", "config.json"))
+    if done(d):
+        return {None: d}
+    subs = sorted(int(n[4:]) for n in os.listdir(d) if n[:4] == "seed" and n[4:].isdigit()) if os.path.isdir(d) else []
+    runs = {s: os.path.join(d, f"seed{s}") for s in subs if done(os.path.join(d, f"seed{s}"))}
+    if not runs:
+        raise ValueError(f"no finished run (metrics.jsonl, config.json) in {d} nor in its seed*/")
+    return runs
+
+
 def k_curve(dirs, out, iteration=None):
-    """One BoLT iteration (default: the last) of each run dir (its config.json gives K) -> out/kcurve.md and
-    out/kcurve.svg. A fixed `iteration` compares runs of different lengths at the same point."""
-    rows = []
+    """One BoLT iteration (default: the last) of each run dir, or of every seed of a --seeds dir (their config.json
+    gives K) -> out/kcurve.md and out/kcurve.svg. A fixed `iteration` compares runs of different lengths at the same
+    point. Seeds that every dir has get a row each: accuracy per K and (c), the largest K above the smallest by more
+    than twice the standard error of the difference, paired over the same test questions."""
+    rows, per_seed = [], {}
     for d in dirs:
-        with open(os.path.join(d, "config.json")) as f:
-            k = json.load(f)["k"]
-        with open(os.path.join(d, "metrics.jsonl")) as f:
-            ms = [json.loads(line) for line in f if line.strip()]
-        last = [m for m in ms if m.get("iter") and iteration in (None, m["iter"])]
-        if not last:
-            raise ValueError(f"no BoLT iteration {iteration or ''} in its metrics.jsonl ({d})")
-        warm = next((m for m in ms if m.get("iter") == 0), None)
-        rows.append({**last[-1], "name": f"K={k}", "k": k, "dir": d,
-                     "warm_acc": warm.get("acc") if warm else None})
-    rows.sort(key=lambda r: r["k"])
+        for s, run in seed_runs(d).items():
+            k, ms = read_run(run)[0]["k"], read_run(run)[1]
+            last = [m for m in ms if m.get("iter") and iteration in (None, m["iter"])]
+            if not last:
+                raise ValueError(f"no BoLT iteration {iteration or ''} in its metrics.jsonl ({run})")
+            warm = next((m for m in ms if m.get("iter") == 0), None)
+            per_seed.setdefault(s, {})[k] = (run, last[-1])
+            rows.append({**last[-1], "k": k, "dir": d, "seed": s, "warm_acc": warm.get("acc") if warm else None})
     ks = sorted({int(x[len("nll_k"):]) for r in rows for x in r if x.startswith("nll_k")})
-    head = ["E-step K", "run", "iteration", "accuracy", *[f"NLL K={k}" for k in ks], "warm start accuracy"]
-    at = "the last iteration" if iteration is None else f"iteration {iteration}"
-    lines = [f"# BoLT: more E-step samples (K) at {at}", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    by_k = {}
     for r in rows:
-        lines.append("| " + " | ".join([str(r["k"]), r["dir"], str(r["iter"]),
-                                        f"{100 * r['acc']:.1f}% ± {100 * r['acc_se']:.1f}" if "acc" in r else "-",
-                                        *[f"{r[f'nll_k{k}']:.4f}" if f"nll_k{k}" in r else "-" for k in ks],
-                                        "-" if r["warm_acc"] is None else f"{100 * r['warm_acc']:.1f}%"]) + " |")
+        by_k.setdefault(r["k"], []).append(r)
+    at = "the last iteration" if iteration is None else f"iteration {iteration}"
+    head = ["E-step K", "run", "iteration", "accuracy", *[f"NLL K={k}" for k in ks], "warm start accuracy"]
+    lines = [f"# BoLT: more E-step samples (K) at {at}", "", "One run: accuracy ± its standard error; several "
+             "seeds: mean ± sd over them (seeds listed).", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    curve = []
+    for k, rs in sorted(by_k.items()):
+        one = len(rs) == 1
+
+        def cell(key, pct=False):
+            vals = [r.get(key) for r in rs]
+            if any(v is None for v in vals):
+                return "-"
+            m, sd = (vals[0], rs[0].get("acc_se") if key == "acc" else None) if one else mean_sd(vals)
+            if pct:
+                return f"{100 * m:.1f}%" + ("" if sd is None else f" ± {100 * sd:.1f}")
+            return f"{m:.4f}" + ("" if sd is None else f" ± {sd:.4f}")
+        where = rs[0]["dir"] if one else f"{rs[0]['dir']} (seeds {', '.join(str(r['seed']) for r in rs)})"
+        iters = sorted({str(r["iter"]) for r in rs})
+        lines.append("| " + " | ".join([str(k), where, ", ".join(iters), cell("acc", True),
+                                        *[cell(f"nll_k{j}") for j in ks], cell("warm_acc", True)]) + " |")
+        curve.append({"k": k, "iter": rs[0]["iter"], "name": f"K={k}", **{key: sum(r[key] for r in rs) / len(rs)
+                      for key in ("acc", *[f"nll_k{j}" for j in ks]) if all(key in r for r in rs)}})
+    common = {s: v for s, v in per_seed.items() if s is not None and len(v) == len(by_k) > 1}
+    if common:
+        lo, hi = min(by_k), max(by_k)
+        head = ["seed", *[f"K={k}" for k in sorted(by_k)], f"K={hi} - K={lo}", "(c)"]
+        lines += ["", f"Per seed: (c) K={hi} above K={lo} by more than twice the standard error of the difference.",
+                  "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for s, v in sorted(common.items()):
+            (da, a), (db, b) = v[hi], v[lo]
+            d, se, kind = paired(da, a, b, db)
+            lines.append("| " + " | ".join([str(s), *[pct_cell(v[k][1]) for k in sorted(v)],
+                                            f"{100 * d:+.1f} ± {100 * se:.1f} ({kind})",
+                                            "yes" if d > 2 * se else "NO"]) + " |")
     lines += ["", "![accuracy and NLL against K](kcurve.svg)", ""]
     os.makedirs(out, exist_ok=True)
     text = "\n".join(lines)
     write_atomic(os.path.join(out, "kcurve.md"), text)
     nll = f"nll_k{max(ks)}" if ks else "nll"
-    write_atomic(os.path.join(out, "kcurve.svg"), svg_plot(rows, nll, x_key="k", x_label="E-step K",
-                                                           foot=f"each point: {at} of one run"))
+    write_atomic(os.path.join(out, "kcurve.svg"), svg_plot(curve, nll, x_key="k", x_label="E-step K",
+                                                           foot=f"each point: {at}, mean over its runs"))
     return text
 
 
@@ -493,7 +533,7 @@ def compare(dirs, out):
 def build_parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = ap.add_mutually_exclusive_group(required=True)
-    what.add_argument("--k-curve", nargs="+", metavar="DIR", help="finished em.py runs, one per K")
+    what.add_argument("--k-curve", nargs="+", metavar="DIR", help="finished em.py runs or --seeds dirs, one per K")
     what.add_argument("--compare", nargs="+", metavar="DIR", help="finished em.py runs to put side by side")
     ap.add_argument("--out", required=True, help="where kcurve.md/.svg or compare.md/.svg go")
     ap.add_argument("--iter", type=int, default=None, help="--k-curve: this iteration (default: each run's last)")
@@ -504,8 +544,9 @@ def main(argv=None):
     ap = build_parser()
     args = ap.parse_args(argv)
     dirs, flag = (args.k_curve, "--k-curve") if args.k_curve else (args.compare, "--compare")
-    missing = [d for d in dirs if not os.path.exists(os.path.join(d, "metrics.jsonl"))
-               or not os.path.exists(os.path.join(d, "config.json"))]
+    done = lambda d: os.path.exists(os.path.join(d, "metrics.jsonl")) and os.path.exists(os.path.join(d, "config.json"))
+    missing = [d for d in dirs if not done(d) and not (args.k_curve and os.path.isdir(d) and any(
+        n.startswith("seed") and done(os.path.join(d, n)) for n in os.listdir(d)))]
     if missing:
         ap.exit(2, f"error: no finished run (metrics.jsonl, config.json) in {', '.join(missing)} ({flag})\n")
     if args.compare and args.iter is not None:
