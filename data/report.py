@@ -7,12 +7,11 @@ is: accuracy (acc; a raw model also asked to reason, acc_reason, the way better 
 (dev_ keys), NLL K=k (nll_k{K}: exact for raw models, the spec's IW-ELBO_K bound for latent ones, ± its standard
 error over documents), PRIOR-cond. NLL (nll_np_k{K}, still a bound on raw text), SoL / PRIOR (sol_nats,
 prior_nats: their difference is the PRIOR cost), answer NLL (ans_nll: it rises when accuracy falls, which a bound
-over whole documents can hardly show), the E-step's gold match, ESS and capped fraction.
-The multi-seed report adds what tells seeds apart (`seed_criteria`): accuracy per iteration, whether the seed
-bootstrapped, and paired differences on the same questions and documents, from each phase's
-eval_questions.jsonl and eval_docs.jsonl.
+over whole documents can hardly show), the E-step's gold match, ESS and capped fraction. The multi-seed report
+adds what tells seeds apart (`seed_criteria`): accuracy per iteration, whether the seed bootstrapped, and paired
+differences on the same questions and documents, from each phase's eval_questions.jsonl and eval_docs.jsonl.
 
-    python -m data.report --k-curve out/k1 out/k2 out/em out/k8 --out out/kcurve   # K curve from finished runs
+    python -m data.report --k-curve out/k1 out/k2 out/em out/k8 --out out/kcurve   # K curve (runs or --seeds dirs)
     python -m data.report --compare out/seq out/paper --out out/estep    # finished runs side by side
 """
 import argparse
@@ -21,11 +20,8 @@ import math
 import os
 import sys
 
+from data import plot as P
 from data.corpus import read_json, read_jsonl, write_atomic
-
-COLORS = {"base": "#8c564b", "raw_tokens": "#d62728", "raw_flops": "#ff7f0e", "raw_inline": "#9467bd",
-          "raw_warm": "#e377c2", "raw_pipeline": "#17becf", "oracle": "#2ca02c"}
-
 
 def best_acc(r, dev=False):
     """(accuracy, how it was asked) of a row on the test questions (dev: the dev ones): a raw arm is asked the
@@ -41,8 +37,7 @@ def best_acc(r, dev=False):
 
 def fmt_metrics(m):
     s = [f"acc {100 * m['acc']:.1f}% (±{100 * m['acc_se']:.1f})"] if "acc" in m else []
-    if "acc_reason" in m:
-        s.append(f"acc reasoning {100 * m['acc_reason']:.1f}% (±{100 * m['acc_reason_se']:.1f})")
+    s += [f"acc reasoning {100 * m['acc_reason']:.1f}% (±{100 * m['acc_reason_se']:.1f})"] if "acc_reason" in m else []
     s += [f"dev acc {100 * m['dev_acc']:.1f}%"] if "dev_acc" in m else []
     s += [f"{k} {v:.4f}" for k, v in m.items() if k.startswith("nll") and not k.endswith("_se")]
     s += [f"answer NLL {m['ans_nll']:.3f}"] if "ans_nll" in m else []
@@ -173,11 +168,11 @@ def question_correct(run_dir, r):
     return {x["q"]: x["correct"] for x in rows or () if x["split"] == "test" and x["mode"] == mode} or None
 
 
-def paired(run_dir, a, b):
+def paired(run_dir, a, b, run_dir_b=None):
     """Test accuracy of row a minus row b -> (difference, standard error, "paired" or "unpaired"): paired over the
-    same questions (the per-question differences' standard error) when both rows' files are under run_dir, else
-    from the two accuracies' own standard errors."""
-    qa, qb = question_correct(run_dir, a), question_correct(run_dir, b)
+    same questions (the per-question differences' standard error) when both rows' files are there (b's under
+    run_dir_b when given), else from the two accuracies' own standard errors."""
+    qa, qb = question_correct(run_dir, a), question_correct(run_dir_b or run_dir, b)
     if qa and qb and qa.keys() == qb.keys():
         m, sd = mean_sd([qa[q] - qb[q] for q in qa])
         return m, sd / math.sqrt(len(qa)), "paired"
@@ -335,77 +330,86 @@ def combined_report(out, per_seed, ks, header):
 
 # ----------------------------------------------------------------------------- plot
 
-def svg_plot(results, nll_key, runs=(), x_key="iter", x_label="EM iteration",
-             foot="iteration 0 = warm start; blue = BoLT"):
-    """Two panels (accuracy, NLL) against EM iteration; baselines as dashed horizontal lines (raw arms at their
-    better accuracy); `runs` (one row list per seed) drawn thin behind the blue line. Plain SVG."""
-    iters = [r for r in results if x_key in r]
-    base = [r for r in results if "baseline" in r]
-    xs = sorted({r[x_key] for r in iters}) or [0]
-    W_, H_, pad = 360, 240, 40
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W_}" height="{H_ + 30}" font-size="11" '
-             'font-family="sans-serif">']
-    for p, (title, get) in enumerate((("accuracy", lambda r: best_acc(r)[0]),
-                                      ("NLL per token (bound)", lambda r: r.get(nll_key, r.get("nll"))))):
-        ys = [get(r) for r in iters + base + [x for rs in runs for x in rs if x_key in x] if get(r) is not None]
-        if not ys:
-            continue
-        lo, hi = min(ys), max(ys)
-        lo, hi = lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9)
-        n = max(len(xs) - 1, 1)
-        x = lambda v: p * W_ + pad + (W_ - 2 * pad) * xs.index(v) / n
-        y = lambda v: H_ - pad + 10 - (H_ - 2 * pad) * (v - lo) / (hi - lo)
-        x0, x1 = p * W_ + pad, p * W_ + W_ - pad
-        parts.append(f'<text x="{p * W_ + W_ / 2}" y="14" text-anchor="middle">{title} vs {x_label}</text>')
-        parts.append(f'<rect x="{x0}" y="{y(hi)}" width="{x1 - x0}" height="{y(lo) - y(hi)}" '
-                     'fill="none" stroke="#999"/>')
-        parts += [f'<text x="{x0 - 3}" y="{y(v) + 4}" text-anchor="end">{v:.3g}</text>' for v in (lo, hi)]
-        parts += [f'<text x="{x(v)}" y="{y(lo) + 14}" text-anchor="middle">{v}</text>' for v in xs]
-        for r in base:
-            if get(r) is not None:
-                c = COLORS.get(r["baseline"].removesuffix("_replay"), "#777")
-                parts.append(f'<line x1="{x0}" x2="{x1}" y1="{y(get(r))}" y2="{y(get(r))}" stroke="{c}" '
-                             f'stroke-dasharray="5,3"/><text x="{x1 - 2}" y="{y(get(r)) - 3}" fill="{c}" '
-                             f'text-anchor="end">{r["name"]}</text>')
-        for rs, color, width in [(rs, "#9ecae1", 1) for rs in runs] + [(iters, "#1f77b4", 2)]:
-            pts = " ".join(f"{x(r[x_key])},{y(get(r))}" for r in rs if x_key in r and get(r) is not None)
-            parts.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="{width}"/>')
-        parts += [f'<circle cx="{x(r[x_key])}" cy="{y(get(r))}" r="3" fill="#1f77b4"/>'
-                  for r in iters if get(r) is not None]
-    parts.append(f'<text x="{W_}" y="{H_ + 24}" text-anchor="middle">{foot}</text>')
-    return "\n".join(parts + ["</svg>"])
+def svg_plot(results, nll_key, runs=(), **kw):
+    """Every report's figure (data/plot.py): accuracy (best_acc: a raw arm at its better way of asking) and the NLL
+    bound `nll_key` (a raw model's exact nll)."""
+    return P.svg_plot(results, (("accuracy", lambda r: best_acc(r)[0]),
+                                ("NLL per token (bound)", lambda r: r.get(nll_key, r.get("nll")))), runs, **kw)
 
 
 # ----------------------------------------------------------------------------- K curve
 
+def seed_runs(d):
+    """A finished em.py run dir -> {None: d}; a --seeds dir (no metrics.jsonl of its own) -> {seed: d/seed{S}} for
+    every seed{S}/ that holds a finished run."""
+    done = lambda p: all(os.path.exists(os.path.join(p, f)) for f in ("metrics.jsonl", "config.json"))
+    if done(d):
+        return {None: d}
+    subs = sorted(int(n[4:]) for n in os.listdir(d) if n[:4] == "seed" and n[4:].isdigit()) if os.path.isdir(d) else []
+    runs = {s: os.path.join(d, f"seed{s}") for s in subs if done(os.path.join(d, f"seed{s}"))}
+    if not runs:
+        raise ValueError(f"no finished run (metrics.jsonl, config.json) in {d} nor in its seed*/")
+    return runs
+
+
 def k_curve(dirs, out, iteration=None):
-    """One BoLT iteration (default: the last) of each run dir (its config.json gives K) -> out/kcurve.md and
-    out/kcurve.svg. A fixed `iteration` compares runs of different lengths at the same point."""
-    rows = []
+    """One BoLT iteration (default: the last) of each run dir, or of every seed of a --seeds dir (their config.json
+    gives K) -> out/kcurve.md and out/kcurve.svg. A fixed `iteration` compares runs of different lengths at the same
+    point. Seeds that every dir has get a row each: accuracy per K and (c), the largest K above the smallest by more
+    than twice the standard error of the difference, paired over the same test questions."""
+    rows, per_seed, by_k = [], {}, {}
     for d in dirs:
-        cfg, ms = read_run(d)
-        last = [m for m in ms if m.get("iter") and iteration in (None, m["iter"])]
-        if not last:
-            raise ValueError(f"no BoLT iteration {iteration or ''} in its metrics.jsonl ({d})")
-        warm = next((m for m in ms if m.get("iter") == 0), None)
-        rows.append({**last[-1], "name": f"K={cfg['k']}", "k": cfg["k"], "dir": d,
-                     "warm_acc": warm.get("acc") if warm else None})
-    rows.sort(key=lambda r: r["k"])
+        for s, run in seed_runs(d).items():
+            k, ms = read_run(run)[0]["k"], read_run(run)[1]
+            last = [m for m in ms if m.get("iter") and iteration in (None, m["iter"])]
+            if not last:
+                raise ValueError(f"no BoLT iteration {iteration or ''} in its metrics.jsonl ({run})")
+            warm = next((m for m in ms if m.get("iter") == 0), None)
+            per_seed.setdefault(s, {})[k] = (run, last[-1])
+            rows.append({**last[-1], "k": k, "dir": d, "seed": s, "warm_acc": warm.get("acc") if warm else None})
+            by_k.setdefault(k, []).append(rows[-1])
     ks = sorted({int(x[len("nll_k"):]) for r in rows for x in r if x.startswith("nll_k")})
-    head = ["E-step K", "run", "iteration", "accuracy", *[f"NLL K={k}" for k in ks], "warm start accuracy"]
     at = "the last iteration" if iteration is None else f"iteration {iteration}"
-    cells = [[str(r["k"]), r["dir"], str(r["iter"]),
-              f"{100 * r['acc']:.1f}% ± {100 * r['acc_se']:.1f}" if "acc" in r else "-",
-              *[f"{r[f'nll_k{k}']:.4f}" if f"nll_k{k}" in r else "-" for k in ks],
-              "-" if r["warm_acc"] is None else f"{100 * r['warm_acc']:.1f}%"] for r in rows]
-    lines = [f"# BoLT: more E-step samples (K) at {at}", "", *md_table(head, cells),
-             "", "![accuracy and NLL against K](kcurve.svg)", ""]
+    head = ["E-step K", "run", "iteration", "accuracy", *[f"NLL K={k}" for k in ks], "warm start accuracy"]
+    lines = [f"# BoLT: more E-step samples (K) at {at}", "", "One run: accuracy ± its standard error; several "
+             "seeds: mean ± sd over them (seeds listed).", ""]
+    cells, curve = [], []
+    for k, rs in sorted(by_k.items()):
+        one = len(rs) == 1
+
+        def cell(key, pct=False):
+            vals = [r.get(key) for r in rs]
+            if any(v is None for v in vals):
+                return "-"
+            m, sd = (vals[0], rs[0].get("acc_se") if key == "acc" else None) if one else mean_sd(vals)
+            if pct:
+                return f"{100 * m:.1f}%" + ("" if sd is None else f" ± {100 * sd:.1f}")
+            return f"{m:.4f}" + ("" if sd is None else f" ± {sd:.4f}")
+        where = rs[0]["dir"] if one else f"{rs[0]['dir']} (seeds {', '.join(str(r['seed']) for r in rs)})"
+        iters = sorted({str(r["iter"]) for r in rs})
+        cells.append([str(k), where, ", ".join(iters), cell("acc", True), *[cell(f"nll_k{j}") for j in ks],
+                      cell("warm_acc", True)])
+        curve.append({"k": k, "iter": rs[0]["iter"], "name": f"K={k}", **{key: sum(r[key] for r in rs) / len(rs)
+                      for key in ("acc", *[f"nll_k{j}" for j in ks]) if all(key in r for r in rs)}})
+    lines += md_table(head, cells)
+    common = {s: v for s, v in per_seed.items() if s is not None and len(v) == len(by_k) > 1}
+    if common:
+        lo, hi = min(by_k), max(by_k)
+        cells = []
+        for s, v in sorted(common.items()):
+            (da, a), (db, b) = v[hi], v[lo]
+            d, se, kind = paired(da, a, b, db)
+            cells.append([str(s), *[pct_cell(v[k][1]) for k in sorted(v)], f"{100 * d:+.1f} ± {100 * se:.1f} ({kind})",
+                          "yes" if d > 2 * se else "NO"])
+        lines += ["", f"Per seed: (c) K={hi} above K={lo} by more than twice the standard error of the difference.",
+                  "", *md_table(["seed", *[f"K={k}" for k in sorted(by_k)], f"K={hi} - K={lo}", "(c)"], cells)]
+    lines += ["", "![accuracy and NLL against K](kcurve.svg)", ""]
     os.makedirs(out, exist_ok=True)
     text = "\n".join(lines)
     write_atomic(os.path.join(out, "kcurve.md"), text)
     nll = f"nll_k{max(ks)}" if ks else "nll"
-    write_atomic(os.path.join(out, "kcurve.svg"), svg_plot(rows, nll, x_key="k", x_label="E-step K",
-                                                           foot=f"each point: {at} of one run"))
+    write_atomic(os.path.join(out, "kcurve.svg"), svg_plot(curve, nll, x_key="k", x_label="E-step K",
+                                                           foot=f"each point: {at}, mean over its runs"))
     return text
 
 
@@ -433,10 +437,8 @@ def compare(dirs, out):
             default=None)
     if k is None:
         raise ValueError(f"no latent model's bound (nll_k*) in the metrics.jsonl of {', '.join(dirs)}")
-    keys = []
-    for _, rows in runs:
-        keys += [row_key(r) for r in rows if row_key(r) not in keys]
-    keys.sort(key=lambda key: (not key.startswith("iter"), key))  # iterations in order, then the baselines
+    keys = sorted({row_key(r) for _, rows in runs for r in rows},
+                  key=lambda key: (not key.startswith("iter"), key))  # iterations in order, then the baselines
 
     def cell(r):
         if r is None:
@@ -469,7 +471,7 @@ def compare(dirs, out):
 def build_parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = ap.add_mutually_exclusive_group(required=True)
-    what.add_argument("--k-curve", nargs="+", metavar="DIR", help="finished em.py runs, one per K")
+    what.add_argument("--k-curve", nargs="+", metavar="DIR", help="finished em.py runs or --seeds dirs, one per K")
     what.add_argument("--compare", nargs="+", metavar="DIR", help="finished em.py runs to put side by side")
     ap.add_argument("--out", required=True, help="where kcurve.md/.svg or compare.md/.svg go")
     ap.add_argument("--iter", type=int, default=None, help="--k-curve: this iteration (default: each run's last)")
@@ -480,8 +482,9 @@ def main(argv=None):
     ap = build_parser()
     args = ap.parse_args(argv)
     dirs, flag = (args.k_curve, "--k-curve") if args.k_curve else (args.compare, "--compare")
-    missing = [d for d in dirs if not os.path.exists(os.path.join(d, "metrics.jsonl"))
-               or not os.path.exists(os.path.join(d, "config.json"))]
+    done = lambda d: os.path.exists(os.path.join(d, "metrics.jsonl")) and os.path.exists(os.path.join(d, "config.json"))
+    missing = [d for d in dirs if not done(d) and not (args.k_curve and os.path.isdir(d) and any(
+        n.startswith("seed") and done(os.path.join(d, n)) for n in os.listdir(d)))]
     if missing:
         ap.exit(2, f"error: no finished run (metrics.jsonl, config.json) in {', '.join(missing)} ({flag})\n")
     if args.compare and args.iter is not None:

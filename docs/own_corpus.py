@@ -1,8 +1,9 @@
 """A corpus of another shape than the built-in worlds, for em.py --corpus --teacher-latents --questions.
 
     python docs/own_corpus.py --world out/em/data/world.json --out out/own     # then (README, "Your corpus"):
-    python em.py --corpus out/own/target.jsonl --teacher-latents out/own/warm.jsonl \
-        --questions out/own/questions.jsonl --init out/em/base/model/ckpt --out out/own_em
+    python em.py --corpus out/own/target.jsonl --val out/own/heldout.jsonl --teacher-latents out/own/warm.jsonl \
+        --questions out/own/questions.jsonl --dev-questions out/own/dev_questions.jsonl \
+        --init out/em/base/model/ckpt --out out/own_em
 
 The same knowledge as a built-in world (its world.json: the operator table, the facts its base text states
 for sure, the decoys of the others), so a base model pretrained on that world knows what it can know; but
@@ -26,7 +27,7 @@ from data import world as W  # noqa: E402
 from data.corpus import chunk_text, write_atomic, write_docs  # noqa: E402
 
 OPEN = ("Register R{} holds {}. ", "We load {} into register R{}. ")
-RUN = ("The machine runs {} and {}, then {} and {}. ", "It steps through {}, {}, {} and {}. ")
+RUN = ("The machine runs {}. ", "It steps through {}. ")  # the operators, "c and i, then q and x" / "c, i, q and x"
 READ = "The display read {}. "
 READ_RE = r"The display read (\d)\."
 NOTES = ("The lab was quiet. ", "Nobody touched the dial. ", "We wrote it down twice. ", "Coffee was cold. ")
@@ -38,7 +39,11 @@ def note_statement(problem, rng):
     opening = rng.choice(OPEN)
     reg = rng.randrange(1, 10)
     head = opening.format(reg, start) if opening.startswith("Register") else opening.format(start, reg)
-    return head + rng.choice(RUN).format(*ops)
+    run = rng.choice(RUN)
+    if run.startswith("The machine") and len(ops) % 2 == 0:  # in pairs
+        pairs = [f"{a} and {b}" for a, b in zip(ops[::2], ops[1::2])]
+        return head + run.format(", then ".join(pairs))
+    return head + run.format(", ".join(ops[:-1]) + " and " + ops[-1] if len(ops) > 1 else ops[0])
 
 
 def note(problems, results, rng):
@@ -56,7 +61,7 @@ def note(problems, results, rng):
     return text, spans
 
 
-def build(meta, n_target, n_warm, n_questions, budget, seed, base_problems):
+def build(meta, n_target, n_warm, n_questions, n_dev, n_heldout, budget, seed, base_problems):
     cfg = W.WorldConfig(**meta["config"])
     table = meta["table"]
     decoys = {(k[0], int(k[1:])): tuple(v) for k, v in meta["decoys"].items()}  # "c7": [2, 9]
@@ -80,17 +85,19 @@ def build(meta, n_target, n_warm, n_questions, budget, seed, base_problems):
             texts.append({"id": f"{name}-{d}", "text": text})
         return out, texts
 
-    questions = []
-    for _ in range(n_questions):
+    def ask():
         p = draw()
         st = note_statement(p, rng)
         z, end = W.walk(table, *p)
-        questions.append({"question": st, "chunks": chunk_text(st, None, budget), "answer": end, "gold": z,
-                          "answer_regex": READ_RE, "prompt": st + "Work:", "prompt_regex": W.PROSE_WALK_RE.pattern,
-                          "prompt_stop": "."})
+        return {"question": st, "chunks": chunk_text(st, None, budget), "answer": end, "gold": z,
+                "answer_regex": READ_RE, "prompt": st + "Work:", "prompt_regex": W.PROSE_WALK_RE.pattern,
+                "prompt_stop": "."}
+
+    questions, dev = [ask() for _ in range(n_questions)], [ask() for _ in range(n_dev)]  # every problem drawn once
     _, target = docs("note", n_target)
+    _, heldout = docs("heldout", n_heldout)
     warm, _ = docs("warm", n_warm, random.Random(f"own/{seed}/teacher"))
-    return target, warm, questions
+    return {"target": target, "heldout": heldout, "questions": questions, "dev_questions": dev}, warm
 
 
 def base_problems(path):
@@ -108,10 +115,13 @@ def base_problems(path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--world", required=True, help="a built-in world's world.json (em.py writes out/em/data/world.json)")
-    ap.add_argument("--out", required=True, help="output directory: target.jsonl, warm.jsonl, questions.jsonl")
-    ap.add_argument("--n-target", type=int, default=1000, help="lab-note documents without latents")
-    ap.add_argument("--n-warm", type=int, default=300, help="warm-start notes with the teacher's walks")
-    ap.add_argument("--n-questions", type=int, default=1000, help="held-out questions")
+    ap.add_argument("--out", required=True, help="output directory: target.jsonl, heldout.jsonl, warm.jsonl, "
+                    "questions.jsonl, dev_questions.jsonl")
+    ap.add_argument("--n-target", type=int, default=500, help="lab-note documents without latents")
+    ap.add_argument("--n-warm", type=int, default=200, help="warm-start notes with the teacher's walks")
+    ap.add_argument("--n-heldout", type=int, default=100, help="held-out notes (em.py --val)")
+    ap.add_argument("--n-questions", type=int, default=500, help="test questions")
+    ap.add_argument("--n-dev", type=int, default=500, help="dev questions (em.py --dev-questions), none a test one")
     ap.add_argument("--chunk-tokens", type=int, default=64, help="chunk budget of the warm set (em.py's: block_size // 4)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the notes' problems, wording and teacher")
     a = ap.parse_args(argv)
@@ -122,17 +132,20 @@ def main(argv=None):
         if missing:
             raise ValueError(f"{a.world}: not a built-in world's world.json (no {', '.join(missing)}) (--world)")
         base = base_problems(os.path.join(os.path.dirname(a.world), "base.jsonl"))
-        if min(a.n_target, a.n_warm, a.n_questions, a.chunk_tokens) < 1:
-            raise ValueError("--n-target, --n-warm, --n-questions and --chunk-tokens must be >= 1")
-        target, warm, questions = build(meta, a.n_target, a.n_warm, a.n_questions, a.chunk_tokens, a.seed, base)
+        sizes = (a.n_target, a.n_warm, a.n_heldout, a.n_questions, a.n_dev, a.chunk_tokens)
+        if min(sizes) < 1:
+            raise ValueError("--n-target, --n-warm, --n-heldout, --n-questions, --n-dev and --chunk-tokens must be >= 1")
+        files, warm = build(meta, a.n_target, a.n_warm, a.n_questions, a.n_dev, a.n_heldout, a.chunk_tokens, a.seed,
+                            base)
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     os.makedirs(a.out, exist_ok=True)
-    write_atomic(os.path.join(a.out, "target.jsonl"), "".join(json.dumps(d) + "\n" for d in target))
+    for name, rows in files.items():
+        write_atomic(os.path.join(a.out, name + ".jsonl"), "".join(json.dumps(r) + "\n" for r in rows))
     write_docs(os.path.join(a.out, "warm.jsonl"), warm)
-    write_atomic(os.path.join(a.out, "questions.jsonl"), "".join(json.dumps(q) + "\n" for q in questions))
-    print(f"wrote {a.out}: {len(target)} notes, {len(warm)} warm-start notes, {len(questions)} questions")
+    print(f"wrote {a.out}: " + ", ".join(f"{len(rows)} {name}" for name, rows in files.items())
+          + f", {len(warm)} warm-start notes")
 
 
 if __name__ == "__main__":

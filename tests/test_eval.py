@@ -480,3 +480,29 @@ def test_seed_criteria_paired_steps_and_raw_arm(tmp_path):
     lines, ok = R.seed_criteria(str(tmp_path), per, [1])
     assert ok == {0: True, 1: False}
     assert "1 of 2 seeds" in lines[0] and "base, 30.0%" in lines[-2]
+
+
+def test_k_curve_over_seeds_pairs_each_seed_on_the_same_questions(tmp_path):
+    """--k-curve with --seeds dirs: mean ± sd over the seeds per K, and per seed (c) from the questions' files."""
+    for k, correct in ((4, {0: [1, 1, 1, 0] * 25, 1: [1, 0] * 50}), (1, {0: [1, 0, 0, 0] * 25, 1: [0, 1] * 50})):
+        for s, qs in correct.items():
+            d = tmp_path / f"k{k}" / f"seed{s}"
+            (d / "iter2").mkdir(parents=True)
+            (d / "config.json").write_text(json.dumps({"k": k}))
+            acc = sum(qs) / len(qs)
+            rows = [{"name": "warm start", "iter": 0, "acc": 0.2, "acc_se": 0.01},
+                    {"name": "BoLT iter 2", "iter": 2, "acc": acc, "acc_se": 0.05, "nll_k1": 2.0}]
+            (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            (d / "iter2" / "eval_questions.jsonl").write_text("".join(
+                json.dumps({"split": "test", "mode": "latent", "q": i, "correct": bool(c)}) + "\n"
+                for i, c in enumerate(qs)))
+    text = R.k_curve([str(tmp_path / "k4"), str(tmp_path / "k1")], str(tmp_path / "curve"))
+    k4 = next(line for line in text.splitlines() if line.startswith("| 4 "))
+    assert "(seeds 0, 1)" in k4 and f"62.5% ± {100 * math.sqrt(2 * 0.125 ** 2):.1f}" in k4
+    seeds = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith(("| 0 ", "| 1 "))}
+    # seed 0: +50 points, every question's difference 0 or 1 (paired); seed 1: the same accuracy, (c) fails
+    assert "| 25.0% | 75.0% | +50.0 ± 5.0 (paired) | yes |" in seeds["0"]  # columns K=1, K=4
+    assert "| 50.0% | 50.0% | +0.0 ±" in seeds["1"] and seeds["1"].endswith("| NO |")
+    r = run_py(["-m", "data.report", "--k-curve", str(tmp_path / "k4"), str(tmp_path / "k1"), "--out",
+                str(tmp_path / "c2")])
+    assert r.returncode == 0, r.stderr

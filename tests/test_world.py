@@ -372,3 +372,39 @@ def test_warm_inline_is_the_warm_set_with_each_teacher_walk_where_the_base_text_
         else:
             assert re.findall(walk_of_base + "The result is", text) == walks
             assert re.sub(walk_of_base, "", text) == "".join(c["suffix"] for c in warm["chunks"])
+
+
+def test_own_corpus_is_another_shape_with_disjoint_splits_that_em_accepts(tmp_path):
+    """docs/own_corpus.py: lab notes from a world's knowledge; every problem drawn once across the splits, none
+    from the base text, questions answered by the notes' own rule, and em.py's input checks pass on its files."""
+    import em
+    from conftest import run_py
+    from data import config as C
+    cfg = W.WorldConfig(**{**SMALL.__dict__, "shape": "prose"})
+    W.write(cfg, str(tmp_path / "w"))
+    out = tmp_path / "own"
+    r = run_py(["docs/own_corpus.py", "--world", str(tmp_path / "w" / "world.json"), "--out", str(out),
+                "--n-target", "12", "--n-warm", "6", "--n-heldout", "3", "--n-questions", "8", "--n-dev", "8"])
+    assert r.returncode == 0, r.stderr
+    rows = {n: [json.loads(line) for line in open(out / f"{n}.jsonl")]
+            for n in ("target", "heldout", "warm", "questions", "dev_questions")}
+    assert [len(rows[n]) for n in rows] == [12, 3, 6, 8, 8]
+    walk = re.compile(r"(\d) into register R\d|holds (\d)")
+    problems = []
+    for q in rows["questions"] + rows["dev_questions"]:
+        z = q["gold"]
+        assert re.search(q["answer_regex"], q["question"] + f"The display read {q['answer']}.") and z[-1] == str(q["answer"])
+        problems.append((int(z[0]), z[1::2]))
+    assert len(set(problems)) == len(problems)  # no dev question is a test one
+    assert all("latent" not in d for d in rows["target"]) and any(c["latent"] for d in rows["warm"] for c in d["chunks"])
+    assert all(walk.search(d["text"]) for d in rows["target"] + rows["heldout"])
+    bad = run_py(["docs/own_corpus.py", "--world", str(tmp_path / "w" / "base.jsonl"), "--out", str(tmp_path / "x")])
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and not (tmp_path / "x").exists()
+    from conftest import tiny_gpt
+    from data.tokenizer import get_tokenizer
+    tiny_gpt(0, block_size=256, vocab_size=get_tokenizer("bytes").n_vocab, n_layer=1, n_embd=16).save(
+        str(tmp_path / "base"), {"tokenizer": "bytes"})
+    checked = em.check_inputs(C.EMConfig(init=str(tmp_path / "base"), corpus=str(out / "target.jsonl"), val=str(out / "heldout.jsonl"),
+                                         teacher_latents=str(out / "warm.jsonl"), questions=str(out / "questions.jsonl"),
+                                         dev_questions=str(out / "dev_questions.jsonl"), out=str(tmp_path / "em")))
+    assert checked is not None
