@@ -605,7 +605,7 @@ CONFIGS = [GPTConfig(), GPTConfig(bias=False, n_inner=80), GPTConfig(arch="llama
 
 @pytest.mark.parametrize("config", CONFIGS, ids=["gpt2", "gpt2-nobias", "llama-gqa-untied", "llama-mqa"])
 def test_tensor_tables_and_param_count_match_the_module(config):
-    """model.our_tensors (what check_checkpoint expects of our files) and param_count are GPT's own state dict."""
+    """checkpoint.our_tensors (what check_checkpoint expects of our files) and param_count are GPT's own state dict."""
     from memory import param_count
     from checkpoint import our_tensors
     fixed, optional, prefix, block, n_layer = our_tensors(config)
