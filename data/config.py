@@ -69,7 +69,7 @@ class EMConfig:
     dev_questions: str = opt("", "dev questions JSONL, to choose a recipe on; default: the world's", group=EVAL,
                              metavar="JSONL")
     answer_regex: str = opt("", "overrides each question's answer rule", group=EVAL, metavar="RE")
-    world_target: int = opt(1000, "target documents", group=WORLD)
+    world_target: int = opt(500, "target documents", group=WORLD)
     world_warm: int = opt(400, "warm-start documents", group=WORLD)
     world_heldout: int = opt(100, "held-out documents", group=WORLD)
     world_questions: int = opt(500, "test questions", group=WORLD)

@@ -2,6 +2,7 @@
 to reason, refusing another version's run directory, the combined report over seeds, and accuracy end to end on an
 external corpus with a questions file."""
 import json
+import os
 import math
 from dataclasses import asdict, replace
 
@@ -15,7 +16,7 @@ from data import report as R
 from data.config import EMConfig
 from data.layout import encode_doc
 from data.tokenizer import get_tokenizer
-from conftest import run_py
+from conftest import ROOT, run_py
 from test_em import run_em
 
 
@@ -506,3 +507,39 @@ def test_k_curve_over_seeds_pairs_each_seed_on_the_same_questions(tmp_path):
     r = run_py(["-m", "data.report", "--k-curve", str(tmp_path / "k4"), str(tmp_path / "k1"), "--out",
                 str(tmp_path / "c2")])
     assert r.returncode == 0, r.stderr
+
+
+def _docs_module(name):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "docs", f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_result_apart_cuts_only_open_chunks_with_text_before_the_marker(tmp_path):
+    ra = _docs_module("result_apart")
+    q1 = {"question": "x", "answer": 0, "open": True, "chunks": ["Start from 5. ", "Apply m. The result is "]}
+    q2 = {"question": "y", "answer": 1, "open": True, "chunks": ["Start from 5. Apply m. ", "The result is "]}
+    q3 = {"question": "z", "answer": 2, "chunks": ["Apply m. The result is "]}  # not open: the answer has its own
+    assert ra.result_apart(q1, "The result is ")["chunks"] == ["Start from 5. ", "Apply m. ", "The result is "]
+    assert ra.result_apart(q2, "The result is ") is q2 and ra.result_apart(q3, "The result is ") is q3
+    src, out = tmp_path / "q.jsonl", tmp_path / "apart.jsonl"
+    src.write_text("".join(json.dumps(q) + "\n" for q in (q1, q2, q3)))
+    r = run_py([os.path.join("docs", "result_apart.py"), str(src), str(out)])
+    assert r.returncode == 0 and "1 of 3 questions" in r.stdout
+    assert [json.loads(line)["chunks"] for line in out.read_text().splitlines()][1:] == [q2["chunks"], q3["chunks"]]
+    bad = run_py([os.path.join("docs", "result_apart.py"), str(tmp_path / "nope.jsonl"), str(out)])
+    assert bad.returncode == 2 and bad.stderr.startswith("error:")
+
+
+def test_thoughts_reads_the_last_thought_against_the_gold_walk():
+    th = _docs_module("thoughts")
+    questions = [{"gold": "7c8i5", "answer": 5}, {"gold": "2a3b9", "answer": 9}, {"answer": 1}]
+    rows = [{"split": "test", "mode": "latent", "q": 0, "thoughts": ["", "7c8i5"], "extracted": "5", "correct": True},
+            {"split": "test", "mode": "latent", "q": 1, "thoughts": ["", "2a4b6"], "extracted": "6", "correct": False},
+            {"split": "dev", "mode": "latent", "q": 0, "thoughts": ["x"], "extracted": "1", "correct": False},
+            {"split": "test", "mode": "latent", "q": 2, "thoughts": ["1"], "extracted": "1", "correct": True}]
+    stats, n = th.phase_stats(rows, questions)
+    assert n == 2 and stats == {"thought = gold": 0.5, "start right": 1.0, "operators right": 1.0,
+                                "answer follows": 1.0, "accuracy": 0.5}
