@@ -464,7 +464,8 @@ def test_seed_criteria_paired_steps_and_raw_arm(tmp_path):
     def write(seed, name, mode, correct):
         d = tmp_path / f"seed{seed}" / name
         d.mkdir(parents=True)
-        (d / "eval_questions.jsonl").write_text("".join(json.dumps({"mode": mode, "correct": c}) + "\n" for c in correct))
+        rows = [{"split": "test", "mode": mode, "q": i, "correct": c} for i, c in enumerate(correct)]
+        (d / "eval_questions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     n = 200
     per = {}
@@ -475,7 +476,8 @@ def test_seed_criteria_paired_steps_and_raw_arm(tmp_path):
             rows.append({"name": f"it{it}", "iter": it, "acc": a})
         write(seed, "base", "reason", [int(i < 0.3 * n) for i in range(n)])
         with open(tmp_path / f"seed{seed}" / "base" / "eval_questions.jsonl", "a") as f:
-            f.write("".join(json.dumps({"mode": "direct", "correct": 0}) + "\n" for _ in range(n)))
+            f.write("".join(json.dumps({"split": "test", "mode": "direct", "q": i, "correct": 0}) + "\n"
+                            for i in range(n)))
         rows.append({"name": "base", "baseline": "base", "acc": 0.0, "acc_reason": 0.3})
         per[seed] = rows
     lines, ok = R.seed_criteria(str(tmp_path), per, [1])

@@ -377,7 +377,6 @@ def test_warm_inline_is_the_warm_set_with_each_teacher_walk_where_the_base_text_
 def test_own_corpus_is_another_shape_with_disjoint_splits_that_em_accepts(tmp_path):
     """docs/own_corpus.py: lab notes from a world's knowledge; every problem drawn once across the splits, none
     from the base text, questions answered by the notes' own rule, and em.py's input checks pass on its files."""
-    import em
     from conftest import run_py
     from data import config as C
     cfg = W.WorldConfig(**{**SMALL.__dict__, "shape": "prose"})
@@ -400,11 +399,12 @@ def test_own_corpus_is_another_shape_with_disjoint_splits_that_em_accepts(tmp_pa
     assert all(walk.search(d["text"]) for d in rows["target"] + rows["heldout"])
     bad = run_py(["docs/own_corpus.py", "--world", str(tmp_path / "w" / "base.jsonl"), "--out", str(tmp_path / "x")])
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and not (tmp_path / "x").exists()
+    from checkpoint import save
     from conftest import tiny_gpt
     from data.tokenizer import get_tokenizer
-    tiny_gpt(0, block_size=256, vocab_size=get_tokenizer("bytes").n_vocab, n_layer=1, n_embd=16).save(
-        str(tmp_path / "base"), {"tokenizer": "bytes"})
-    checked = em.check_inputs(C.EMConfig(init=str(tmp_path / "base"), corpus=str(out / "target.jsonl"), val=str(out / "heldout.jsonl"),
+    save(tiny_gpt(0, block_size=256, vocab_size=get_tokenizer("bytes").n_vocab, n_layer=1, n_embd=16),
+         str(tmp_path / "base"), {"tokenizer": "bytes"})
+    checked = C.check_inputs(C.EMConfig(init=str(tmp_path / "base"), corpus=str(out / "target.jsonl"), val=str(out / "heldout.jsonl"),
                                          teacher_latents=str(out / "warm.jsonl"), questions=str(out / "questions.jsonl"),
                                          dev_questions=str(out / "dev_questions.jsonl"), out=str(tmp_path / "em")))
     assert checked is not None
