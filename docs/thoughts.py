@@ -2,6 +2,7 @@
 
     python docs/thoughts.py out/em                 # every latent phase of a run (warm, iter1, ...)
     python docs/thoughts.py out/em --show 5        # and the first 5 questions' thoughts and answers
+    python docs/thoughts.py out/own_em --questions out/own/questions.jsonl     # a --corpus run
 
 For each phase with an eval_questions.jsonl, over the test questions asked in latent mode, the last thought
 (the one written before the chunk holding the answer) against the question's "gold" walk:
@@ -43,11 +44,13 @@ def phase_stats(rows, questions):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="an em.py --out directory")
+    ap.add_argument("--questions", default="", help="the run's test questions JSONL (default: RUN/data/questions.jsonl, "
+                    "the built-in world's; a --corpus run's are the file given to em.py --questions)")
     ap.add_argument("--show", type=int, default=0, help="print this many questions' thoughts and answers per phase")
     a = ap.parse_args(argv)
-    qpath = os.path.join(a.run, "data", "questions.jsonl")
+    qpath = a.questions or os.path.join(a.run, "data", "questions.jsonl")
     if not os.path.isfile(qpath) or a.show < 0:
-        print(f"error: {qpath} is missing (an em.py --out holds it)" if a.show >= 0 else "error: --show must be >= 0",
+        print(f"error: {qpath} is missing (pass --questions)" if a.show >= 0 else "error: --show must be >= 0",
               file=sys.stderr)
         sys.exit(2)
     questions = read_jsonl(qpath)
