@@ -11,10 +11,9 @@ Read top to bottom beside the spec, ../shared/docs/BOLT.md (usage: python em.py 
   evaluation  eval_nll (raw NLL; the IW-ELBO_K bounds, the spec's and the PRIOR-conditional one, each mark's
               cost, standard errors over documents), accuracy.py (test and dev questions), run_eval (once a phase)
   baselines   the base model, the raw arms of --raw-arms (data/config.raw_arm), the oracle (--oracle)
-Not the method: data/config.py (flags, budgets, each phase's train.py config), data/rundir.py (every input
-checked before any work, out/data), data/estep_files.py (resumable E-step units sharded over ranks, the latents
-as token shards and text), data/runs.py (config.json, the report, --seeds, --eval), data/report.py (report.md,
-metrics.jsonl, plot.svg), common.py (ranks, the resumable rank-0 phase).
+Not the method: data/config.py (flags, budgets, phase configs), data/rundir.py (inputs checked before any work,
+out/data), data/estep_files.py (resumable E-step units over ranks, latents as shards and text), data/runs.py
+(config.json, report, --seeds, --eval), data/report.py, common.py (ranks, the resumable rank-0 phase).
 """
 import contextlib
 import json
@@ -386,10 +385,8 @@ def main(argv=None):
         try:
             if args.eval:
                 runs.eval_only(cfg, args.ckpt, checked, evaluate)
-            elif cfg.seeds:
-                runs.run_seeds(cfg, run)
             else:
-                run(cfg, checked)
+                runs.run_seeds(cfg, run) if cfg.seeds else run(cfg, checked)
         except (ValueError, OSError) as e:  # a problem no validation could see (a full disk, a changed file)
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
