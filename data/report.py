@@ -368,7 +368,7 @@ def k_curve(dirs, out, iteration=None):
             per_seed.setdefault(s, {})[k] = (run, last[-1])
             rows.append({**last[-1], "k": k, "dir": d, "seed": s, "warm_acc": warm.get("acc") if warm else None})
             by_k.setdefault(k, []).append(rows[-1])
-    ks = sorted({int(x[len("nll_k"):]) for r in rows for x in r if x.startswith("nll_k")})
+    ks = sorted({int(x[5:]) for r in rows for x in r if x.startswith("nll_k") and x[5:].isdigit()})  # not _se
     at = "the last iteration" if iteration is None else f"iteration {iteration}"
     head = ["E-step K", "run", "iteration", "accuracy", *[f"NLL K={k}" for k in ks], "warm start accuracy"]
     lines = [f"# BoLT: more E-step samples (K) at {at}", "", "One run: accuracy ± its standard error; several "
@@ -433,7 +433,7 @@ def compare(dirs, out):
     accuracy, the spec's bound and the PRIOR-conditional one at the largest K, and the E-step's gold match."""
     runs = [read_run(d) for d in dirs]
     names = labels([c for c, _ in runs], dirs)
-    k = max((int(x[len("nll_k"):]) for _, rows in runs for r in rows for x in r if x.startswith("nll_k")),
+    k = max((int(x[5:]) for _, rows in runs for r in rows for x in r if x.startswith("nll_k") and x[5:].isdigit()),
             default=None)
     if k is None:
         raise ValueError(f"no latent model's bound (nll_k*) in the metrics.jsonl of {', '.join(dirs)}")

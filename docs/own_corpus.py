@@ -114,7 +114,8 @@ def base_problems(path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--world", required=True, help="a built-in world's world.json (em.py writes out/em/data/world.json)")
+    ap.add_argument("--world", required=True,
+                    help="a built-in world's world.json (em.py writes out/em/data/world.json)")
     ap.add_argument("--out", required=True, help="output directory: target.jsonl, heldout.jsonl, warm.jsonl, "
                     "questions.jsonl, dev_questions.jsonl")
     ap.add_argument("--n-target", type=int, default=500, help="lab-note documents without latents")
@@ -122,7 +123,8 @@ def main(argv=None):
     ap.add_argument("--n-heldout", type=int, default=100, help="held-out notes (em.py --val)")
     ap.add_argument("--n-questions", type=int, default=500, help="test questions")
     ap.add_argument("--n-dev", type=int, default=500, help="dev questions (em.py --dev-questions), none a test one")
-    ap.add_argument("--chunk-tokens", type=int, default=64, help="chunk budget of the warm set (em.py's: block_size // 4)")
+    ap.add_argument("--chunk-tokens", type=int, default=64,
+                    help="chunk budget of the warm set (em.py's: block_size // 4)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the notes' problems, wording and teacher")
     a = ap.parse_args(argv)
     try:
@@ -134,7 +136,8 @@ def main(argv=None):
         base = base_problems(os.path.join(os.path.dirname(a.world), "base.jsonl"))
         sizes = (a.n_target, a.n_warm, a.n_heldout, a.n_questions, a.n_dev, a.chunk_tokens)
         if min(sizes) < 1:
-            raise ValueError("--n-target, --n-warm, --n-heldout, --n-questions, --n-dev and --chunk-tokens must be >= 1")
+            raise ValueError("--n-target, --n-warm, --n-heldout, --n-questions, --n-dev and --chunk-tokens "
+                             "must be >= 1")
         files, warm = build(meta, a.n_target, a.n_warm, a.n_questions, a.n_dev, a.n_heldout, a.chunk_tokens, a.seed,
                             base)
     except (OSError, ValueError, KeyError) as e:

@@ -44,8 +44,8 @@ def phase_stats(rows, questions):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="an em.py --out directory")
-    ap.add_argument("--questions", default="", help="the run's test questions JSONL (default: RUN/data/questions.jsonl, "
-                    "the built-in world's; a --corpus run's are the file given to em.py --questions)")
+    ap.add_argument("--questions", default="", help="the run's test questions JSONL (default: "
+                    "RUN/data/questions.jsonl, the built-in world's; a --corpus run's: what em.py --questions got)")
     ap.add_argument("--show", type=int, default=0, help="print this many questions' thoughts and answers per phase")
     a = ap.parse_args(argv)
     qpath = a.questions or os.path.join(a.run, "data", "questions.jsonl")

@@ -494,7 +494,7 @@ def test_k_curve_over_seeds_pairs_each_seed_on_the_same_questions(tmp_path):
             (d / "config.json").write_text(json.dumps({"k": k}))
             acc = sum(qs) / len(qs)
             rows = [{"name": "warm start", "iter": 0, "acc": 0.2, "acc_se": 0.01},
-                    {"name": "BoLT iter 2", "iter": 2, "acc": acc, "acc_se": 0.05, "nll_k1": 2.0}]
+                    {"name": "BoLT iter 2", "iter": 2, "acc": acc, "acc_se": 0.05, "nll_k1": 2.0, "nll_k1_se": 0.1}]
             (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
             (d / "iter2" / "eval_questions.jsonl").write_text("".join(
                 json.dumps({"split": "test", "mode": "latent", "q": i, "correct": bool(c)}) + "\n"

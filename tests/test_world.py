@@ -392,10 +392,12 @@ def test_own_corpus_is_another_shape_with_disjoint_splits_that_em_accepts(tmp_pa
     problems = []
     for q in rows["questions"] + rows["dev_questions"]:
         z = q["gold"]
-        assert re.search(q["answer_regex"], q["question"] + f"The display read {q['answer']}.") and z[-1] == str(q["answer"])
+        assert re.search(q["answer_regex"], q["question"] + f"The display read {q['answer']}.")
+        assert z[-1] == str(q["answer"])
         problems.append((int(z[0]), z[1::2]))
     assert len(set(problems)) == len(problems)  # no dev question is a test one
-    assert all("latent" not in d for d in rows["target"]) and any(c["latent"] for d in rows["warm"] for c in d["chunks"])
+    assert all("latent" not in d for d in rows["target"])
+    assert any(c["latent"] for d in rows["warm"] for c in d["chunks"])
     assert all(walk.search(d["text"]) for d in rows["target"] + rows["heldout"])
     bad = run_py(["docs/own_corpus.py", "--world", str(tmp_path / "w" / "base.jsonl"), "--out", str(tmp_path / "x")])
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and not (tmp_path / "x").exists()
@@ -404,7 +406,8 @@ def test_own_corpus_is_another_shape_with_disjoint_splits_that_em_accepts(tmp_pa
     from data.tokenizer import get_tokenizer
     save(tiny_gpt(0, block_size=256, vocab_size=get_tokenizer("bytes").n_vocab, n_layer=1, n_embd=16),
          str(tmp_path / "base"), {"tokenizer": "bytes"})
-    checked = C.check_inputs(C.EMConfig(init=str(tmp_path / "base"), corpus=str(out / "target.jsonl"), val=str(out / "heldout.jsonl"),
-                                         teacher_latents=str(out / "warm.jsonl"), questions=str(out / "questions.jsonl"),
-                                         dev_questions=str(out / "dev_questions.jsonl"), out=str(tmp_path / "em")))
-    assert checked is not None
+    cfg = C.EMConfig(init=str(tmp_path / "base"), corpus=str(out / "target.jsonl"), val=str(out / "heldout.jsonl"),
+                     teacher_latents=str(out / "warm.jsonl"), questions=str(out / "questions.jsonl"),
+                     dev_questions=str(out / "dev_questions.jsonl"), out=str(tmp_path / "em"))
+    checked = C.check_inputs(cfg)  # raises ValueError naming what em.py would refuse
+    assert len(checked["questions"]) == 8 and len(checked["dev_questions"]) == 8
