@@ -33,8 +33,8 @@ class EMConfig:
     quick: bool = opt(False, "tiny world and model: a one-minute smoke test", group=RUN)
     no_baselines: bool = opt(False, "skip the base and raw arms (and the oracle)", group=RUN)
     # the default, one M-step's steps, costs what a FLOP-matched arm does and sees the warm set's walks too
-    raw_arms: str = opt("inline", "raw baselines (data/config.raw_arm): a comma list of " + ", ".join(D.RAW_ARMS) + ", each "
-                        "optionally +replay (mixed 1:1 with the built-in world's base corpus); empty: none",
+    raw_arms: str = opt("inline", "raw baselines (data/config.raw_arm): a comma list of " + ", ".join(D.RAW_ARMS)
+                        + ", each optionally +replay (mixed 1:1 with the built-in world's base corpus); empty: none",
                         group=RUN, metavar="LIST")
     oracle: bool = opt(False, "also train the oracle (gold walks; built-in worlds)", group=RUN)
     corpus: str = opt("", "target corpus ({'text'} or chunks); default: the world", group=INPUTS, metavar="JSONL")
