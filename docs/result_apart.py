@@ -40,6 +40,8 @@ def main(argv=None):
             raise ValueError("--marker must not be empty")
         with open(a.questions) as f:
             qs = [json.loads(line) for line in f if line.strip()]
+        if not qs or not all(isinstance(q, dict) for q in qs):
+            raise ValueError(f"{a.questions}: must hold one question object per line")
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

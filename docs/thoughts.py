@@ -53,7 +53,11 @@ def main(argv=None):
         print(f"error: {qpath} is missing (pass --questions)" if a.show >= 0 else "error: --show must be >= 0",
               file=sys.stderr)
         sys.exit(2)
-    questions = read_jsonl(qpath)
+    try:
+        questions = read_jsonl(qpath)
+    except (OSError, ValueError) as e:
+        print(f"error: {qpath}: {e}", file=sys.stderr)
+        sys.exit(2)
     phases = sorted((p for p in os.listdir(a.run) if p == "warm" or p.startswith("iter")),
                     key=lambda p: 0 if p == "warm" else int(p[4:]))
     print("| phase | questions | " + " | ".join(phase_stats([], questions)[0]) + " |")
