@@ -360,7 +360,8 @@ def k_curve(dirs, out, iteration=None):
     rows, per_seed, by_k = [], {}, {}
     for d in dirs:
         for s, run in seed_runs(d).items():
-            k, ms = read_run(run)[0]["k"], read_run(run)[1]
+            cfg, ms = read_run(run)
+            k = cfg["k"]
             last = [m for m in ms if m.get("iter") and iteration in (None, m["iter"])]
             if not last:
                 raise ValueError(f"no BoLT iteration {iteration or ''} in its metrics.jsonl ({run})")
