@@ -53,7 +53,7 @@ class EMConfig:
     base_lr: float = opt(2e-3, "peak lr of base pretraining", group=BUDGETS)
     base_steps: int = opt(2000, "base pretraining steps", group=BUDGETS)
     warm_epochs: float = opt(20.0, "warm-start epochs", group=BUDGETS)
-    m_epochs: float = opt(8.0, "epochs of every M-step", group=BUDGETS)
+    m_epochs: float = opt(20.0, "epochs of every M-step", group=BUDGETS)
     warm_steps: int = opt(0, "fixed steps, not --warm-epochs", group=BUDGETS)
     m_steps: int = opt(0, "fixed steps, not --m-epochs", group=BUDGETS)
     k: int = opt(4, "Monte-Carlo latents per chunk", group=ESTEP)
@@ -79,7 +79,7 @@ class EMConfig:
 
 
 QUICK = dict(n_layer=2, n_head=2, n_embd=64, block_size=128, batch_size=16, base_steps=150, warm_epochs=16,
-             world_target=120, world_warm=60, world_heldout=32, world_questions=32, world_dev=32,
+             m_epochs=8, world_target=120, world_warm=60, world_heldout=32, world_questions=32, world_dev=32,
              world_shape="compact", max_latent=32)
 
 

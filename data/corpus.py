@@ -12,7 +12,8 @@ E-step writes them beside the text, which a decode cannot always round-trip); la
 The chunker follows the authors' recipe (1 + Poisson(lambda - 1) sentences per chunk, capped at 20) without NLTK:
 sentences keep their trailing whitespace, so the chunks concatenate back to the text byte for byte, and the RNG
 is seeded by a hashlib hash of the text (never Python's salted hash()), so boundaries are the same in every EM
-iteration, process and machine. With a token budget, an over-long sentence is split at word boundaries (inside
+iteration, process and machine. A chunk never crosses a blank line (a departure from the authors' sentence-only
+packing: a paragraph break is the document's own boundary; README, "Departures"). With a token budget, an over-long sentence is split at word boundaries (inside
 a word only when one word alone is over budget) and no chunk exceeds the budget.
 """
 import contextlib
@@ -35,6 +36,7 @@ _SENT_END = re.compile(
     r"[.!?\u2026]+[\"'\u2019\u201d)\]]*\s+(?=[^\sa-z]|$)"
     r"|[\u3002\uff01\uff1f]+[\"'\u2019\u201d)\]\u300d\u300f]*\s*"
     r"|\n[ \t]*\n\s*")
+_PARA_END = re.compile(r"\n[ \t]*\n\s*$")  # a unit that ends a paragraph
 _WORD = re.compile(r"\s*\S+\s*|\s+")  # a word with the whitespace around it; pieces tile the string
 
 
@@ -118,8 +120,10 @@ def chunk_text(text, tok=None, max_tokens=None, mean_sentences=8, max_sentences=
     while i < len(units):
         n = min(1 + _poisson(rng, mean_sentences - 1), max_sentences)
         cur, j = units[i], i + 1
-        # measure the joined string, not a sum of parts: BPE token counts are not additive across a join
-        while j < len(units) and j - i < n and (max_tokens is None or length(cur + units[j]) <= max_tokens):
+        # measure the joined string, not a sum of parts: BPE token counts are not additive across a join;
+        # a blank line ends the chunk: a paragraph is the document's own boundary, a thought never spans two
+        while j < len(units) and j - i < n and not _PARA_END.search(cur) and \
+                (max_tokens is None or length(cur + units[j]) <= max_tokens):
             cur += units[j]
             j += 1
         chunks.append(cur)

@@ -37,21 +37,25 @@ condition chunk i on the *raw* text of the previous chunks, a context the M-step
 (there every chunk starts with SoL); with the problem in X_i the posterior copies it from the chunk it was
 trained to read (docs/RESULTS.md, "How the compact world got here").
 The prose shape (--shape prose) writes the same knowledge the way real corpora do: a target / held-out / warm
-document is a {"text"} document of `per_doc` problems in plain words, a filler sentence between two of them half
-the time,
-  "Start from 7. Apply c, then i. Next apply q, then x. The result is 5. Now a new problem. Begin with ..."
+document is a {"text"} document of `per_doc` problems in plain words, each a statement paragraph then a result
+paragraph, a filler sentence opening the next statement half the time,
+  "Start from 7. Apply c, then i. Next apply q, then x.\n\nThe result is 5.\n\nNow a new problem. Begin with ..."
 (the wording drawn from a few templates by its own seeded rng), the answer ONLY the result, always in the form
 RESULT_RE reads. It is cut by the project's chunker (data/corpus.chunk_text) with the budget em.py gives a
---corpus (chunk_tokens = block_size // 4 tokens), so a statement spans chunks; target.jsonl is what a --corpus
-user would get. The chunk holding a problem's result digit gets its walk as latent (several: joined by a
-space), every other chunk "" (the teacher's walk in warm, the true one in target_gold and heldout). The base
-text states its problems in the same words with the walk worked inline, "... Work: 7c8i5q7x5. The result is
-5. ", `walks_per_base_doc` to a document. A question is one problem of a
-document written as the others are (per_doc problems; each problem of it is a question, so half stand second,
-after a problem stated with its result, as half the target's problems do): its text up to the result digit,
-"chunks" as the chunker split that document, the last one cut before the digit and "open" (data/questions.py:
-the thought goes before the chunk holding the result, where training puts that chunk's walk, and the answer
-continues it); a raw model is prompted "<text before the result sentence>Work:" and read by PROSE_WALK_RE.
+--corpus (chunk_tokens = block_size // 4 tokens); the chunker never joins two paragraphs, so the chunk holding a
+result starts after its whole statement and a thought written before that chunk can read the problem (without
+the paragraphs the result shared a chunk with its problem's last operators for 85% of second problems, which no
+thought before that chunk can know: docs/RESULTS.md). A statement with its filler may span two chunks;
+target.jsonl is what a --corpus user would get. The chunk holding a problem's result digit gets its walk as
+latent (several: joined by a space), every other chunk "" (the teacher's walk in warm, the true one in
+target_gold and heldout). The base text states its problems in the same words with the walk worked inline,
+"...then x.\n\nWork: 7c8i5q7x5. The result is 5.\n\n", `walks_per_base_doc` to a document. A question is one
+problem of a document written as the others are (per_doc problems; each problem of it is a question, so half
+stand second, after a problem stated with its result, as half the target's problems do): its text up to the
+result digit, "chunks" as the chunker split that document, the last one cut before the digit and "open"
+(data/questions.py: the thought goes before the chunk holding the result, where training puts that chunk's
+walk, and the answer continues it); a raw model is prompted "<text before the result sentence>Work:" and read
+by PROSE_WALK_RE.
 The designs tried before these two: docs/RESULTS.md.
 """
 import argparse
@@ -139,16 +143,27 @@ def problem_chunks(table, problem, with_latent):
             {"suffix": answer_text(problem, result), "latent": z if with_latent else None}]
 
 
-def teacher_walks(cfg, table, decoys, rng, problems):
+def teacher_walks(cfg, table, decoys, rng, problems, read_result=False):
     """The imperfect teacher's walks for problems: it knows the base-known facts and a `teacher` fraction of the
-    others; the rest it guesses as the base text does (the true value or a decoy, equally likely, at every
-    occurrence) and walks on from there."""
+    others; the rest it guesses as the base text does (the true value or a decoy). Blind (the compact world):
+    each guess drawn equally likely at every occurrence, the walk going on from there, so it may end anywhere.
+    read_result (the prose world, where the teacher annotates a chunk that states the result, as GPT-4o-mini
+    does in the paper): among the walks its guesses allow, one ending at the stated result, drawn uniformly;
+    right only when its guesses are, but never contradicting the text it explains."""
     wrong = {f for f in sorted(decoys) if rng.random() >= cfg.teacher}
+    options = lambda o, x: [table[o][x], *decoys[o, x]] if (o, x) in wrong else [table[o][x]]
     out = []
     for start, ops in problems:
+        if read_result:
+            walks = [(str(start), start)]
+            for o in ops:  # every walk its guesses allow: at most (1 + decoys) ** steps
+                walks = [(z + f"{o}{y}", y) for z, x in walks for y in options(o, x)]
+            end = walk(table, start, ops)[1]
+            out.append(rng.choice([z for z, y in walks if y == end]))  # the true walk is one of them
+            continue
         x, z = start, [str(start)]
         for o in ops:
-            x = rng.choice([table[o][x], *decoys[o, x]]) if (o, x) in wrong else table[o][x]
+            x = rng.choice(options(o, x)) if (o, x) in wrong else table[o][x]
             z.append(f"{o}{x}")
         out.append("".join(z))
     return out
@@ -299,7 +314,8 @@ FIRST = ("Apply {}, then {}. ", "First apply {}, then {}. ")
 NEXT = ("Next apply {}, then {}. ", "After that apply {}, then {}. ", "Then apply {}, then {}. ")
 FIRST_ONE, NEXT_ONE = ("Apply {}. ",), ("Next apply {}. ", "Finally apply {}. ")
 FILLERS = ("Here is another one. ", "Now a new problem. ", "Try the next one. ")
-RESULT = "The result is {}. "  # the one answer sentence, always this form: RESULT_RE reads it
+RESULT = "The result is {}."  # the one answer sentence, always this form: RESULT_RE reads it
+PARA = "\n\n"  # a statement and its result are paragraphs of their own: the chunker never joins two
 RESULT_RE = re.compile(r"The result is (\d)\.")
 RESULT_HEAD = RESULT[:RESULT.index("{")]  # "The result is ": where an open question's text stops
 OPEN_RESULT_RE = re.compile(r"^(\d)\.")  # an open question's answer: the digit its text stops before
@@ -308,26 +324,27 @@ PROSE_WALK_RE = re.compile(r"(?:^\s*\d(?:[a-z]\d)*[a-z]|The result is )(\d)")
 
 
 def statement(problem, rng):
-    """'Start from 7. Apply c, then i. Next apply q, then x. ': a problem as documents state it."""
+    """'Start from 7. Apply c, then i. Next apply q, then x.': a problem as documents state it."""
     start, ops = problem
     out = [rng.choice(OPENINGS).format(start)]
     for k in range(0, len(ops), 2):
         pair = ops[k:k + 2]
         forms = (FIRST if k == 0 else NEXT) if len(pair) == 2 else (FIRST_ONE if k == 0 else NEXT_ONE)
         out.append(rng.choice(forms).format(*pair))
-    return "".join(out)
+    return "".join(out).rstrip(" ")
 
 
 def prose_text(statements, answers, rng):
-    """Problems one after another, each its statement then only its result, a filler sentence between two
-    problems half the time. -> (text, [(statement start, result digit offset) per problem])."""
+    """Problems one after another, each its statement paragraph then a paragraph with only its result, a filler
+    sentence opening the next statement half the time. -> (text, [(statement start, result digit offset)])."""
     text, spans = "", []
     for k, (st, answer) in enumerate(zip(statements, answers)):
-        if k and rng.random() < 0.5:
-            text += rng.choice(FILLERS)
+        if k:
+            text += PARA + (rng.choice(FILLERS) if rng.random() < 0.5 else "")
         begin = len(text)
-        text += st + answer
-        spans.append((begin, begin + len(st) + answer.index(" is ") + 4))
+        text += st + PARA
+        spans.append((begin, len(text) + answer.index(" is ") + 4))
+        text += answer
     return text, spans
 
 
@@ -345,7 +362,7 @@ def prose_doc(doc_id, text, spans, walks, tok, budget):
 
 def inline_walks(text, spans, walks):
     """Prose text with each problem's walk worked inline before its result sentence, as the base text states it
-    ('... Work: 7c8i5q7x5. The result is 5. '); spans: prose_text's (statement start, result digit offset)."""
+    ('...then x.\n\nWork: 7c8i5q7x5. The result is 5.'); spans: prose_text's (statement start, result digit offset)."""
     at = RESULT.index("{}")  # the result digit's offset in its sentence
     for (_, r), z in sorted(zip(spans, walks), reverse=True):  # from the end: earlier offsets stay valid
         text = text[:r - at] + f"Work: {z}. " + text[r - at:]
@@ -354,13 +371,13 @@ def inline_walks(text, spans, walks):
 
 def prose_base_doc(cfg, table, decoys, taken, rng):
     """Base text in the documents' wording with the walk worked inline before the result:
-    'Start from 7. Apply c, then i. Next apply q, then x. Work: 7c8i5q7x5. The result is 5. ', problems no
+    'Start from 7. Apply c, then i. Next apply q, then x.\n\nWork: 7c8i5q7x5. The result is 5.\n\n', problems no
     corpus or question holds, facts stated as in the compact base text (base_line)."""
     out = ""
     for _ in range(cfg.walks_per_base_doc):
         line = base_line(cfg, table, decoys, taken, rng)  # '7 ciqx: 7c8i5q7x5\n'
         start, ops, z = re.fullmatch(r"(\d) ([a-z]+): (\w+)\n", line).groups()
-        out += statement((int(start), ops), rng) + f"Work: {z}. " + RESULT.format(z[-1])
+        out += statement((int(start), ops), rng) + PARA + f"Work: {z}. " + RESULT.format(z[-1]) + PARA
     return out
 
 
@@ -394,7 +411,7 @@ def build_prose(cfg, tok, table, decoys, rng):
     gold = docs("target", cfg.n_target)
     target = [prose_doc(d["id"], text, spans, None, tok, cfg.chunk_tokens) for d, text, spans, _ in gold]
     teacher = random.Random(f"{cfg.seed}/teacher")
-    warm = docs("warm", cfg.n_warm, lambda ps: teacher_walks(cfg, table, decoys, teacher, ps))
+    warm = docs("warm", cfg.n_warm, lambda ps: teacher_walks(cfg, table, decoys, teacher, ps, read_result=True))
     # the teacher's walks worked inline as the base text works them: what em.py's raw arm 'inline' reads
     warm_inline = [prose_doc(d["id"], inline_walks(text, spans, walks), [], None, tok, cfg.chunk_tokens)
                    for d, text, spans, walks in warm]

@@ -8,10 +8,11 @@
 The same knowledge as a built-in world (its world.json: the operator table, the facts its base text states
 for sure, the decoys of the others), so a base model pretrained on that world knows what it can know; but
 documents written as lab notes, not as the worlds' problems: 1 to 4 readings per note (the worlds: always 2),
-each "Register R7 holds 7. The machine runs c and i, then q and x." and a reading that states only the
-result, "The display read 5.", with lab-note sentences between them a third of the time and a closing remark
-half the time. em.py chunks the target text itself; the warm-start set is chunked the same way here, with the
-teacher's walk (the world's imperfect teacher) on the chunk that holds each reading. Questions are a
+each "Register R7 holds 7. The machine runs c and i, then q and x." and, opening the next paragraph, a reading
+that states only the result, "The display read 5.", the next statement going on in that paragraph (the worlds
+give a statement and its result a paragraph each), with lab-note sentences between them a third of the time
+and a closing remark half the time. em.py chunks the target text itself; the warm-start set is chunked the same way here, with the
+teacher's walk (the prose world's imperfect teacher, which reads the result it explains) on the chunk that holds each reading. Questions are a
 register's statement answered by a reading, with "chunks" as the chunker splits them, and the base text's
 format for a raw model asked to reason ("<statement> Work:"). Problems the base text holds are left out.
 """
@@ -42,8 +43,8 @@ def note_statement(problem, rng):
     run = rng.choice(RUN)
     if run.startswith("The machine") and len(ops) % 2 == 0:  # in pairs
         pairs = [f"{a} and {b}" for a, b in zip(ops[::2], ops[1::2])]
-        return head + run.format(", then ".join(pairs))
-    return head + run.format(", ".join(ops[:-1]) + " and " + ops[-1] if len(ops) > 1 else ops[0])
+        return (head + run.format(", then ".join(pairs))).rstrip(" ")
+    return (head + run.format(", ".join(ops[:-1]) + " and " + ops[-1] if len(ops) > 1 else ops[0])).rstrip(" ")
 
 
 def note(problems, results, rng):
@@ -53,9 +54,8 @@ def note(problems, results, rng):
         if k and rng.random() < 1 / 3:
             text += rng.choice(NOTES)
         begin = len(text)
-        st = note_statement(p, rng)
-        text += st + READ.format(r)
-        spans.append((begin, begin + len(st) + len(READ.format(r)) - 3))
+        text += note_statement(p, rng) + W.PARA + READ.format(r)
+        spans.append((begin, len(text) - 3))
     if rng.random() < 0.5:
         text += rng.choice(CLOSE)
     return text, spans
@@ -80,14 +80,14 @@ def build(meta, n_target, n_warm, n_questions, n_dev, n_heldout, budget, seed, b
         for d in range(n):
             ps = [draw() for _ in range(rng.randint(1, 4))]
             text, spans = note(ps, [W.walk(table, *p)[1] for p in ps], rng)
-            walks = W.teacher_walks(cfg, table, decoys, teacher, ps) if teacher else None
+            walks = W.teacher_walks(cfg, table, decoys, teacher, ps, read_result=True) if teacher else None
             out.append(W.prose_doc(f"{name}-{d}", text, spans, walks, None, budget))
             texts.append({"id": f"{name}-{d}", "text": text})
         return out, texts
 
     def ask():
         p = draw()
-        st = note_statement(p, rng)
+        st = note_statement(p, rng) + W.PARA
         z, end = W.walk(table, *p)
         return {"question": st, "chunks": chunk_text(st, None, budget), "answer": end, "gold": z,
                 "answer_regex": READ_RE, "prompt": st + "Work:", "prompt_regex": W.PROSE_WALK_RE.pattern,

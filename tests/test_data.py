@@ -1,6 +1,7 @@
 """Tests for data/: corpus reading and sentence chunking (data/corpus.py), dataset preparation
 (data/prepare.py), and the BoLT token layouts (data/layout.py) against ../shared/docs/BOLT.md. CPU, seconds."""
 import json
+import re
 import os
 
 import pytest
@@ -55,6 +56,20 @@ def test_sentences_per_chunk():
     assert sum(sizes) == 800 and max(sizes) <= 20 and min(sizes) >= 1
     assert 7.0 < sum(sizes) / len(sizes) < 9.0
     assert len(set(sizes)) > 3  # sizes really vary
+
+
+def test_a_chunk_never_crosses_a_blank_line():
+    """A paragraph break ends a chunk whatever the sentence count and budget; inside a paragraph the sentence
+    packing goes on (a paragraph over budget is still cut)."""
+    paras = [many_sentences(n) for n in (3, 1, 12, 2)]
+    text = "\n\n".join(p.rstrip(" ") for p in paras)
+    for kw in ({}, {"max_tokens": 200}):
+        chunks = chunk_text(text, **kw)
+        assert "".join(chunks) == text
+        assert all("\n\n" not in c.rstrip("\n") for c in chunks)  # a break only at a chunk's end
+        starts = {sum(map(len, chunks[:k])) for k in range(len(chunks))}
+        assert {m.end() for m in re.finditer(r"\n\n", text)} <= starts
+        assert len(chunks) >= len(paras) + (1 if kw else 0)  # 12 sentences of ~30 bytes: cut by the budget
 
 
 def test_boundaries_depend_on_text_only():

@@ -178,12 +178,12 @@ def test_dev_questions_are_drawn_last_and_disjoint_from_the_test_ones(tmp_path, 
 
 
 PROSE = W.WorldConfig(**{**SMALL.__dict__, "shape": "prose", "n_base": 60})
-PROBLEM = re.compile(r"(?:Start from|Begin with|Take the number) (\d)\. (.*?)The result is (\d)\. ")
+PROBLEM = re.compile(r"(?:Start from|Begin with|Take the number) (\d)\. (.*?)The result is (\d)\.", re.S)
 
 
 def problems_in(text):
     """Every problem a prose text states -> [(start, ops, result, statement begin, result digit offset)]."""
-    return [(int(m[1]), "".join(re.findall(r"\b([a-z])\b", m[2])), int(m[3]), m.start(), m.end() - 3)
+    return [(int(m[1]), "".join(re.findall(r"\b([a-z])\b", m[2])), int(m[3]), m.start(), m.end() - 2)
             for m in PROBLEM.finditer(text)]
 
 
@@ -229,8 +229,9 @@ def test_every_answer_chunk_carries_the_walk_of_its_problem(name):
         for z, (start, ops, result, _, _) in zip(walks, problems):
             x, steps = steps_of(z)
             assert x == start and "".join(o for o, _ in steps) == ops and len(ops) == PROSE.steps
-            if name == "warm":  # the teacher's walk: imperfect, so it may end elsewhere
-                wrong += steps[-1][1] != result
+            if name == "warm":  # the teacher's walk: imperfect, but it ends at the result it annotates
+                assert steps[-1][1] == result
+                wrong += not follows_table(w["table"], z)
             else:
                 assert follows_table(w["table"], z) and steps[-1][1] == result == walk_end(w, start, ops)
     assert name != "warm" or wrong > 0
@@ -254,6 +255,21 @@ def test_a_statement_spans_chunks_in_most_problems():
     assert total == PROSE.n_target * PROSE.per_doc and spans / total > 0.5
 
 
+@pytest.mark.parametrize("budget", [16, 32, 64, 200])
+def test_the_chunk_holding_a_result_starts_after_its_whole_statement(budget):
+    """A thought is written before the chunk holding its problem's result: that chunk must start after the
+    statement's last operator, or no thought there can know it (the result paragraph, whatever the budget)."""
+    w = W.build(W.WorldConfig(**{**PROSE.__dict__, "chunk_tokens": budget}))
+    for d in w["target_gold"]:
+        text, bounds, end = "".join(c["suffix"] for c in d["chunks"]), [], 0
+        for c in d["chunks"]:
+            bounds.append(end)
+            end += len(c["suffix"])
+        for *_, digit in problems_in(text):
+            head = digit - len(W.RESULT_HEAD)  # where the result sentence starts
+            assert max(b for b in bounds if b <= digit) >= head, (budget, text)
+
+
 def test_prose_questions_carry_their_chunks_and_rules(tmp_path):
     """A question is a problem where a document states it: the text up to its result digit, chunked as the
     chunker splits that document (the chunks before the result's, then its start: "open"); half of them stand
@@ -264,7 +280,7 @@ def test_prose_questions_carry_their_chunks_and_rules(tmp_path):
     table = W.build(PROSE)["table"]
     assert len(qs) == PROSE.n_questions and [q["position"] for q in qs] == [0, 1] * (PROSE.n_questions // 2)
     for k, q in enumerate(qs):
-        doc = q["question"] + q["answer_text"] + " " if q["position"] else None
+        doc = q["question"] + q["answer_text"] if q["position"] else None
         assert "".join(q["chunks"]) == q["question"] and len(q["chunks"]) >= 2 and q["open"]
         assert q["question"].endswith(W.RESULT_HEAD) and q["answer_text"] == f"{q['answer']}."
         if doc:  # the chunks are the document's (its text: this, the last problem, up to the end of its result)
@@ -296,7 +312,7 @@ def test_prose_problems_never_repeat_and_the_base_text_states_none_of_them():
     base, known = [], set(w["known"])
     for d in w["base"]:
         text = d["chunks"][0]["suffix"]
-        worked = re.findall(r"Work: (\w+)\. The result is (\d)\. ", text)
+        worked = re.findall(r"Work: (\w+)\. The result is (\d)\.", text)
         stated = problems_in(re.sub(r"Work: \w+\. ", "", text))
         assert len(worked) == len(stated) == PROSE.walks_per_base_doc
         for (z, result), (start, ops, said, _, _) in zip(worked, stated):
