@@ -11,6 +11,7 @@ For each phase with an eval_questions.jsonl, over the test questions asked in la
   operators right     its letters are the problem's operators in order
   answer follows      the answer is the thought's last character (the model reads its own thought)
   accuracy            the answer is the true result
+Built-in prose questions carry their place in their document: each phase is also split by it.
 A model can be right without a right thought (a guess, 1 in 10) and wrong with one (the answer does not follow).
 Questions without "gold" (a corpus of your own without it) are skipped.
 """
@@ -25,11 +26,14 @@ def read_jsonl(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def phase_stats(rows, questions):
-    """rows: a phase's eval_questions.jsonl; questions: the test questions in order -> {measure: fraction}, n."""
+def phase_stats(rows, questions, position=None):
+    """rows: a phase's eval_questions.jsonl; questions: the test questions in order -> {measure: fraction}, n.
+    position: only the questions standing there in their document (a prose question's "position": 0 first)."""
     counts, n = dict.fromkeys(("thought = gold", "start right", "operators right", "answer follows", "accuracy"), 0), 0
     for r in rows:
         if r.get("split", "test") != "test" or r.get("mode") != "latent" or "gold" not in questions[r["q"]]:
+            continue
+        if position is not None and questions[r["q"]].get("position") != position:
             continue
         gold, z = questions[r["q"]]["gold"], (r["thoughts"] or [""])[-1]
         n += 1
@@ -67,8 +71,11 @@ def main(argv=None):
         if not os.path.isfile(path):
             continue
         rows = read_jsonl(path)
-        stats, n = phase_stats(rows, questions)
-        print(f"| {p} | {n} | " + " | ".join(f"{100 * v:.1f}%" for v in stats.values()) + " |")
+        positions = sorted({q["position"] for q in questions if "position" in q})
+        for where in [None] + (positions if len(positions) > 1 else []):  # all, then by place in the document
+            stats, n = phase_stats(rows, questions, where)
+            name = p if where is None else f"{p}, problem {where + 1} of its document"
+            print(f"| {name} | {n} | " + " | ".join(f"{100 * v:.1f}%" for v in stats.values()) + " |")
         for r in [r for r in rows if r.get("mode") == "latent"][:a.show]:
             q = questions[r["q"]]
             print(f"    gold {q.get('gold', '-')}, answer {q['answer']}: thoughts {r['thoughts']} -> "

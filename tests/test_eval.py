@@ -545,3 +545,7 @@ def test_thoughts_reads_the_last_thought_against_the_gold_walk():
     stats, n = th.phase_stats(rows, questions)
     assert n == 2 and stats == {"thought = gold": 0.5, "start right": 1.0, "operators right": 1.0,
                                 "answer follows": 1.0, "accuracy": 0.5}
+    questions[0]["position"], questions[1]["position"] = 0, 1  # split by the problem's place in its document
+    first, n1 = th.phase_stats(rows, questions, 0)
+    second, n2 = th.phase_stats(rows, questions, 1)
+    assert (n1, n2) == (1, 1) and first["thought = gold"] == 1.0 and second["thought = gold"] == 0.0

@@ -75,8 +75,8 @@ def test_a_question_is_laid_out_as_training_lays_out_its_document():
             answer_prompt = layout.think_layout(TOK, chunks, edoc["z"][:len(chunks)])  # the answer is next
             assert answer_prompt == train_seq[:len(answer_prompt)] and z in TOK.decode(edoc["z"][len(chunks) - 1])
             assert TOK.decode(train_seq[len(answer_prompt):len(answer_prompt) + 2]) == q["answer_text"]
-            before += q["chunks"][-1] != W.RESULT_HEAD  # the thought comes before some of the problem's operators
-    assert before > 10  # the case the issue found: training holds thoughts before a problem's last operators
+            before += q["chunks"][-1] != W.RESULT_HEAD  # the thought would come before some of the operators
+    assert before == 0  # paragraphs: the chunk holding a result starts at its sentence, after the whole statement
     for q in w["questions"]:  # the world's own questions are made the same way
         assert q["open"] and "".join(q["chunks"]) == q["question"] and q["question"].endswith(W.RESULT_HEAD)
 
