@@ -13,8 +13,9 @@ The chunker follows the authors' recipe (1 + Poisson(lambda - 1) sentences per c
 sentences keep their trailing whitespace, so the chunks concatenate back to the text byte for byte, and the RNG
 is seeded by a hashlib hash of the text (never Python's salted hash()), so boundaries are the same in every EM
 iteration, process and machine. A chunk never crosses a blank line (a departure from the authors' sentence-only
-packing: a paragraph break is the document's own boundary; README, "Departures"). With a token budget, an over-long sentence is split at word boundaries (inside
-a word only when one word alone is over budget) and no chunk exceeds the budget.
+packing: a paragraph break is the document's own boundary; README, "Departures"). With a token budget, an
+over-long sentence is split at word boundaries (inside a word only when one word alone is over budget) and no
+chunk exceeds the budget.
 """
 import contextlib
 import hashlib

@@ -11,9 +11,9 @@ documents written as lab notes, not as the worlds' problems: 1 to 4 readings per
 each "Register R7 holds 7. The machine runs c and i, then q and x." and, opening the next paragraph, a reading
 that states only the result, "The display read 5.", the next statement going on in that paragraph (the worlds
 give a statement and its result a paragraph each), with lab-note sentences between them a third of the time
-and a closing remark half the time. em.py chunks the target text itself; the warm-start set is chunked the same way here, with the
-teacher's walk (the prose world's imperfect teacher, which reads the result it explains) on the chunk that holds each reading. Questions are a
-register's statement answered by a reading, with "chunks" as the chunker splits them, and the base text's
+and a closing remark half the time. em.py chunks the target text itself; the warm-start set is chunked the same
+way here, with the teacher's walk (the prose world's imperfect teacher, which reads the result it explains) on
+the chunk that holds each reading. Questions are a register's statement answered by a reading, with "chunks" as the chunker splits them, and the base text's
 format for a raw model asked to reason ("<statement> Work:"). Problems the base text holds are left out.
 """
 import argparse
