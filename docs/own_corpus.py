@@ -13,8 +13,9 @@ that states only the result, "The display read 5.", the next statement going on 
 give a statement and its result a paragraph each), with lab-note sentences between them a third of the time
 and a closing remark half the time. em.py chunks the target text itself; the warm-start set is chunked the same
 way here, with the teacher's walk (the prose world's imperfect teacher, which reads the result it explains) on
-the chunk that holds each reading. Questions are a register's statement answered by a reading, with "chunks" as the chunker splits them, and the base text's
-format for a raw model asked to reason ("<statement> Work:"). Problems the base text holds are left out.
+the chunk that holds each reading. Questions are a register's statement answered by a reading, with "chunks" as
+the chunker splits them, and the base text's format for a raw model asked to reason ("<statement> Work:").
+Problems the base text holds are left out.
 """
 import argparse
 import json
