@@ -45,7 +45,7 @@ RESULT_RE reads. It is cut by the project's chunker (data/corpus.chunk_text) wit
 --corpus (chunk_tokens = block_size // 4 tokens); the chunker never joins two paragraphs, so the chunk holding a
 result starts after its whole statement and a thought written before that chunk can read the problem (without
 the paragraphs the result shared a chunk with its problem's last operators for 85% of second problems, which no
-thought before that chunk can know: docs/RESULTS.md). A statement with its filler may span two chunks;
+thought before that chunk can know: docs/prose_paragraphs.md). A statement with its filler may span two chunks;
 target.jsonl is what a --corpus user would get. The chunk holding a problem's result digit gets its walk as
 latent (several: joined by a space), every other chunk "" (the teacher's walk in warm, the true one in
 target_gold and heldout). The base text states its problems in the same words with the walk worked inline,
@@ -163,7 +163,7 @@ def teacher_walks(cfg, table, decoys, rng, problems, read_result=False):
             continue
         x, z = start, [str(start)]
         for o in ops:
-            x = rng.choice(options(o, x)) if (o, x) in wrong else table[o][x]
+            x = rng.choice(options(o, x)) if (o, x) in wrong else table[o][x]  # a draw only when unsure, as ever
             z.append(f"{o}{x}")
         out.append("".join(z))
     return out

@@ -64,6 +64,7 @@ def main(argv=None):
         sys.exit(2)
     phases = sorted((p for p in os.listdir(a.run) if p == "warm" or p.startswith("iter")),
                     key=lambda p: 0 if p == "warm" else int(p[4:]))
+    positions = sorted({q["position"] for q in questions if "position" in q})
     print("| phase | questions | " + " | ".join(phase_stats([], questions)[0]) + " |")
     print("|---|---|" + "---|" * 5)
     for p in phases:
@@ -71,7 +72,6 @@ def main(argv=None):
         if not os.path.isfile(path):
             continue
         rows = read_jsonl(path)
-        positions = sorted({q["position"] for q in questions if "position" in q})
         for where in [None] + (positions if len(positions) > 1 else []):  # all, then by place in the document
             stats, n = phase_stats(rows, questions, where)
             name = p if where is None else f"{p}, problem {where + 1} of its document"
