@@ -51,7 +51,7 @@ def run(cfg, checked=None):
     t_start, resumed = time.time(), runs.resumed(cfg)
     data = runs.prepare_data(cfg, checked)
     base = cfg.init or run_train(cfg, "base", data["paths"]["base"], "raw", "", cfg.base_steps, cfg.base_lr)
-    warm = run_train(cfg, "warm", data["paths"]["warm"], "random", base, C.warm_steps(cfg, tok, data))
+    warm = run_train(cfg, "warm", data["paths"]["warm"], "random", base, cfg.warm_steps)
     results = [{"name": "warm start", "iter": 0, **run_eval(cfg, "warm", warm, tok, data, True)}]
     prev = warm
     for it in range(1, cfg.iters + 1):

@@ -52,9 +52,9 @@ class EMConfig:
     lr: float = opt(1e-3, "peak lr of every phase after the base", group=BUDGETS)
     base_lr: float = opt(2e-3, "peak lr of base pretraining", group=BUDGETS)
     base_steps: int = opt(2000, "base pretraining steps", group=BUDGETS)
-    warm_epochs: float = opt(20.0, "warm-start epochs", group=BUDGETS)
     m_epochs: float = opt(20.0, "epochs of every M-step", group=BUDGETS)
-    warm_steps: int = opt(0, "fixed steps, not --warm-epochs", group=BUDGETS)
+    warm_steps: int = opt(2000, "warm-start steps, whatever the warm set's size (README: departures)",
+                          group=BUDGETS)
     m_steps: int = opt(0, "fixed steps, not --m-epochs", group=BUDGETS)
     k: int = opt(4, "Monte-Carlo latents per chunk", group=ESTEP)
     estep: str = opt("sequential", "chunk i's context: earlier chunks with their chosen latents, or raw (BOLT.md)",
@@ -78,7 +78,7 @@ class EMConfig:
                            ("prose", "compact"), group=WORLD)
 
 
-QUICK = dict(n_layer=2, n_head=2, n_embd=64, block_size=128, batch_size=16, base_steps=150, warm_epochs=16,
+QUICK = dict(n_layer=2, n_head=2, n_embd=64, block_size=128, batch_size=16, base_steps=150, warm_steps=27,
              m_epochs=8, world_target=120, world_warm=60, world_heldout=32, world_questions=32, world_dev=32,
              world_shape="compact", max_latent=32)
 
@@ -152,11 +152,6 @@ def n_rows(tok, cfg, path, layout):
     return len(Rows(tok, open_corpus(tok, path), layout, key_int(cfg.seed, "rows") % 2**31, cfg.block_size).plan(0))
 
 
-def warm_steps(cfg, tok, data):
-    """The warm start's steps: --warm-steps, else --warm-epochs of the warm-start set."""
-    return phase_steps(cfg, tok, cfg.warm_steps, cfg.warm_epochs, data["paths"]["warm"])
-
-
 def phase_steps(cfg, tok, steps, epochs, path):
     """A phase's optimizer steps: `steps` if > 0, else `epochs` of its corpus (rows / --batch-size)."""
     return steps or max(1, math.ceil(epochs * n_rows(tok, cfg, path, "random") / cfg.batch_size))
@@ -207,8 +202,7 @@ def pipeline_phase(cfg, name):
 def pipeline_tokens(cfg, tok, data):
     """Tokens the pipeline trains after base: the warm start's steps and every M-step's, each over its own
     corpus (the warm set; iteration t's latents) as train.py's rows lay it out."""
-    warm = warm_steps(cfg, tok, data)
-    return phase_tokens(tok, cfg, "warm", data["paths"]["warm"], "random", warm) + sum(
+    return phase_tokens(tok, cfg, "warm", data["paths"]["warm"], "random", cfg.warm_steps) + sum(
         phase_tokens(tok, cfg, f"iter{t}", os.path.join(cfg.out, f"iter{t}", "latents"), "random", m_steps(cfg, tok))
         for t in range(1, cfg.iters + 1))
 

@@ -30,7 +30,7 @@ from data.tokenizer import get_tokenizer, tokenizer_error
 DATA_FLAGS = ("tokenizer", "block_size", "seed", "world_target", "world_warm", "world_heldout", "world_questions",
               "world_shape", "world_dev")
 # smallest value of each integer flag; base_steps is checked apart (unused with --init)
-MINIMUM = dict(iters=0, k=1, n_layer=1, n_head=1, n_embd=1, block_size=1, batch_size=1, warm_steps=0, m_steps=0,
+MINIMUM = dict(iters=0, k=1, n_layer=1, n_head=1, n_embd=1, block_size=1, batch_size=1, warm_steps=1, m_steps=0,
                max_latent=1, top_k=0, gen_batch=1, world_target=1, world_warm=1, world_heldout=1, world_questions=0,
                world_dev=0)
 # em.py's raw baselines (--raw-arms; what each trains on: em.py raw_arm), each also "<arm>+replay": the raw
@@ -107,7 +107,6 @@ def flag_errors(cfg, eval_only=False, ckpt="", phase_errors=None):
         (not cfg.init and cfg.base_steps < 1, f"must be >= 1 without --init, got {cfg.base_steps} (--base-steps)"),
         (not positive(cfg.lr), f"must be a positive number, got {cfg.lr} (--lr)"),
         (not positive(cfg.base_lr), f"must be a positive number, got {cfg.base_lr} (--base-lr)"),
-        (not positive(cfg.warm_epochs), f"must be a positive number, got {cfg.warm_epochs} (--warm-epochs)"),
         (not positive(cfg.m_epochs), f"must be a positive number, got {cfg.m_epochs} (--m-epochs)"),
         # temperature 0 is greedy: K identical samples whose weights say nothing, so only K = 1 may use it
         (not (math.isfinite(cfg.temperature) and cfg.temperature >= 0),

@@ -332,7 +332,7 @@ BAD_INPUTS = [  # (flags after --quick --out OUT, what the one line must say, th
     (["--estep", "raw"], "invalid choice: 'raw'", ["--estep", "sequential"]),
     (["--world-shape", "poem"], "(--world-shape)", ["--world-shape", "prose"]),
     (["--m-epochs", "0"], "got 0.0 (--m-epochs)", ["--m-epochs", "5"]),
-    (["--warm-epochs", "0"], "(--warm-epochs)", []),
+    (["--warm-steps", "0"], "got 0 (--warm-steps)", ["--warm-steps", "5"]),
     (["--base-steps", "-1"], "(--base-steps)", []),
     (["--iters", "-1"], "(--iters)", []),
     (["--lr", "nan"], "got nan (--lr)", []),
@@ -736,7 +736,7 @@ def test_raw_arms_train_on_what_they_should(monkeypatch, tmp_path):
         rows = Rows(tok, open_corpus(tok, tc.data), tc.layout, tc.seed, tc.block_size)
         return int((rows.next_rows(tc.max_steps * cfg.batch_size)[1] >= 0).sum())
     m = C.m_steps(cfg, tok)
-    warm_steps = C.phase_steps(cfg, tok, cfg.warm_steps, cfg.warm_epochs, data["paths"]["warm"])
+    warm_steps = cfg.warm_steps
     pipeline = trained(C.train_config(cfg, "warm", data["paths"]["warm"], "random", "BASE", warm_steps)) + sum(
         trained(C.train_config(cfg, f"iter{t}", str(tmp_path / f"run/iter{t}/latents"), "random", "BASE", m))
         for t in (1, 2))
