@@ -1,9 +1,10 @@
 """A corpus of another shape than the built-in worlds, for em.py --corpus --teacher-latents --questions.
 
-    python docs/own_corpus.py --world out/em/data/world.json --out out/own     # then (README, "Your corpus"):
+    python docs/own_corpus.py --world out/em/data/world.json --out out/own     # then (README, "Results"):
     python em.py --corpus out/own/target.jsonl --val out/own/heldout.jsonl --teacher-latents out/own/warm.jsonl \
         --questions out/own/questions.jsonl --dev-questions out/own/dev_questions.jsonl \
         --init out/em/base/model/ckpt --out out/own_em
+    python docs/own_corpus.py --picks out/own_em --out out/own               # the E-step's picks against gold
 
 The same knowledge as a built-in world (its world.json: the operator table, the facts its base text states
 for sure, the decoys of the others), so a base model pretrained on that world knows what it can know; but
@@ -83,7 +84,7 @@ def build(meta, n_target, n_warm, n_questions, n_dev, n_heldout, budget, seed, b
             text, spans = note(ps, [W.walk(table, *p)[1] for p in ps], rng)
             walks = W.teacher_walks(cfg, table, decoys, teacher, ps, read_result=True) if teacher else None
             out.append(W.prose_doc(f"{name}-{d}", text, spans, walks, None, budget))
-            texts.append({"id": f"{name}-{d}", "text": text})
+            texts.append({"id": f"{name}-{d}", "text": text, "walks": [W.walk(table, *p)[0] for p in ps]})
         return out, texts
 
     def ask():
@@ -98,7 +99,11 @@ def build(meta, n_target, n_warm, n_questions, n_dev, n_heldout, budget, seed, b
     _, target = docs("note", n_target)
     _, heldout = docs("heldout", n_heldout)
     warm, _ = docs("warm", n_warm, random.Random(f"own/{seed}/teacher"))
-    return {"target": target, "heldout": heldout, "questions": questions, "dev_questions": dev}, warm
+    walks = [{"id": t["id"], "walks": t.pop("walks")} for t in target]  # the gold walks, for --picks
+    for t in heldout:
+        del t["walks"]
+    return {"target": target, "heldout": heldout, "questions": questions, "dev_questions": dev,
+            "target_walks": walks}, warm
 
 
 def base_problems(path):
@@ -113,12 +118,44 @@ def base_problems(path):
     return out
 
 
+def picks(run, corpus):
+    """The E-step's chosen latents of every iteration of `run` against the target's gold walks (corpus/
+    target_walks.jsonl), by the problem's place in its note: the latent on the chunk holding a problem's reading
+    is its thought. -> {phase: {place: (n, whole walk right, start digit right, operators right)}}."""
+    with open(os.path.join(corpus, "target_walks.jsonl")) as f:
+        gold = {r["id"]: r["walks"] for r in map(json.loads, f)}
+    out, t = {}, 1
+    while os.path.exists(path := os.path.join(run, f"iter{t}", "latents.jsonl")):
+        counts = {}
+        with open(path) as f:
+            for doc in map(json.loads, f):
+                thoughts = [c["latent"] for c in doc["chunks"] if re.search(READ_RE, c["suffix"])]
+                for k, (z, g) in enumerate(zip(thoughts, gold[doc["id"].split("#")[0]])):
+                    c = counts.setdefault(min(k, 2), [0, 0, 0, 0])
+                    for i, hit in enumerate((True, z == g, z[:1] == g[:1], z[1::2] == g[1::2])):
+                        c[i] += hit
+        out[f"iter{t}"], t = counts, t + 1
+    if not out:
+        raise ValueError(f"{run}: no iter1/latents.jsonl (not an em.py run with an E-step done) (--picks)")
+    return out
+
+
+def print_picks(table):
+    print("| E-step | place in the note | problems | whole walk right | start digit right | operators right |")
+    print("|---|---|---|---|---|---|")
+    for phase, counts in table.items():
+        for k, (n, *hits) in sorted(counts.items()):
+            print(f"| {phase} | {('first', 'second', 'third or later')[k]} | {n} | "
+                  + " | ".join(f"{h / n:.1%}" for h in hits) + " |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--world", required=True,
-                    help="a built-in world's world.json (em.py writes out/em/data/world.json)")
+    ap.add_argument("--world", help="a built-in world's world.json (em.py writes out/em/data/world.json)")
+    ap.add_argument("--picks", metavar="RUN", help="instead: a finished em.py run on the corpus in --out; print its "
+                    "E-step picks against the target's gold walks, by the problem's place in its note")
     ap.add_argument("--out", required=True, help="output directory: target.jsonl, heldout.jsonl, warm.jsonl, "
-                    "questions.jsonl, dev_questions.jsonl")
+                    "questions.jsonl, dev_questions.jsonl, target_walks.jsonl (the target's gold walks)")
     ap.add_argument("--n-target", type=int, default=500, help="lab-note documents without latents")
     ap.add_argument("--n-warm", type=int, default=200, help="warm-start notes with the teacher's walks")
     ap.add_argument("--n-heldout", type=int, default=100, help="held-out notes (em.py --val)")
@@ -129,6 +166,10 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="seed of the notes' problems, wording and teacher")
     a = ap.parse_args(argv)
     try:
+        if a.picks:
+            return print_picks(picks(a.picks, a.out))
+        if not a.world:
+            raise ValueError("--world is required to write a corpus")
         with open(a.world) as f:
             meta = json.load(f)
         missing = [k for k in ("config", "table", "decoys") if not isinstance(meta, dict) or k not in meta]
@@ -141,7 +182,7 @@ def main(argv=None):
                              "must be >= 1")
         files, warm = build(meta, a.n_target, a.n_warm, a.n_questions, a.n_dev, a.n_heldout, a.chunk_tokens, a.seed,
                             base)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     os.makedirs(a.out, exist_ok=True)

@@ -427,3 +427,36 @@ def test_own_corpus_is_another_shape_with_disjoint_splits_that_em_accepts(tmp_pa
                      dev_questions=str(out / "dev_questions.jsonl"), out=str(tmp_path / "em"))
     checked = C.check_inputs(cfg)  # raises ValueError naming what em.py would refuse
     assert len(checked["questions"]) == 8 and len(checked["dev_questions"]) == 8
+
+
+def test_own_corpus_picks_read_each_problems_thought_against_its_gold_walk(tmp_path):
+    """docs/own_corpus.py --picks: the latent on the chunk holding a problem's reading is that problem's thought;
+    a run whose first problems carry their gold walks and later ones a wrong start digit reads 100% / 0%."""
+    from conftest import run_py
+    from data.corpus import chunk_text
+    cfg = W.WorldConfig(**{**SMALL.__dict__, "shape": "prose"})
+    W.write(cfg, str(tmp_path / "w"))
+    out = tmp_path / "own"
+    assert run_py(["docs/own_corpus.py", "--world", str(tmp_path / "w" / "world.json"), "--out", str(out),
+                   "--n-target", "30", "--n-warm", "2", "--n-heldout", "2", "--n-questions", "2",
+                   "--n-dev", "2"]).returncode == 0
+    walks = {r["id"]: r["walks"] for r in map(json.loads, open(out / "target_walks.jsonl"))}
+    (tmp_path / "run" / "iter1").mkdir(parents=True)
+    with open(tmp_path / "run" / "iter1" / "latents.jsonl", "w") as f:
+        for d in map(json.loads, open(out / "target.jsonl")):
+            chunks, k = [], 0
+            for x in chunk_text(d["text"], None, 64):
+                z = ""
+                if re.search(r"The display read \d\.", x):
+                    g = walks[d["id"]][k]
+                    z, k = (g if k == 0 else str((int(g[0]) + 1) % 10) + g[1:]), k + 1
+                chunks.append({"suffix": x, "latent": z})
+            assert k == len(walks[d["id"]])
+            f.write(json.dumps({"id": d["id"], "chunks": chunks}) + "\n")
+    r = run_py(["docs/own_corpus.py", "--picks", str(tmp_path / "run"), "--out", str(out)])
+    assert r.returncode == 0, r.stderr
+    rows = {line.split(" | ")[1]: line.split(" | ")[3:] for line in r.stdout.splitlines() if "| iter1 |" in line}
+    assert rows["first"] == ["100.0%", "100.0%", "100.0% |"]
+    assert rows["second"] == ["0.0%", "0.0%", "100.0% |"]
+    bad = run_py(["docs/own_corpus.py", "--picks", str(tmp_path / "nothing"), "--out", str(out)])
+    assert bad.returncode == 2 and "(--picks)" in bad.stderr
