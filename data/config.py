@@ -180,8 +180,8 @@ def raw_arm(cfg, tok, data, arm, replay, base, warm):
                 trained (pipeline_tokens; the E-step's sampling is not training and is not counted)
     +replay: the same data mixed 1:1 by documents with the base corpus (data/rundir.raw_docs); the token-matched
     arm then makes its epochs over the mix."""
-    path, rep, steps = data["paths"][arm + "+replay" * replay], ", base replay" if replay else "", m_steps(cfg, tok)
-    name = f"raw_{arm}" + "_replay" * replay
+    name = D.raw_key(arm, replay)
+    path, rep, steps = data["paths"][name], ", base replay" if replay else "", m_steps(cfg, tok)
     if arm == "tokens":
         epochs = steps * cfg.batch_size / n_rows(tok, cfg, latent_path(cfg), "random")
         n = max(1, round(epochs * n_rows(tok, cfg, path, "raw") / cfg.batch_size))

@@ -70,6 +70,12 @@ def raw_arms(cfg):
     return [(a.split("+")[0], a.endswith("+replay")) for a in cfg.raw_arms.split(",") if a]
 
 
+def raw_key(arm, replay):
+    """A raw arm's key in read_data's paths and its phase name: raw_warm, raw_inline_replay (never a bare arm
+    name, which would shadow the warm start's own "warm" path)."""
+    return f"raw_{arm}" + "_replay" * replay
+
+
 def raw_arm_errors(cfg):
     """--raw-arms: a comma list of RAW_ARMS names, each optionally +replay, none twice; replay needs the base
     corpus, which only the built-in world has."""
@@ -485,5 +491,5 @@ def read_data(cfg, checked, ddir):
         data[name] = checked[name] if getattr(cfg, name) else Q.load_prepared(ddir, name)
     data["paths"] = {**{name: p(f"{name}.jsonl") for name in ("base", "warm")},  # train.py --data: JSONL or shards
                      **{name: p(name) for name in ("target", "target_gold")},
-                     **{arm + "+replay" * r: raw_data(ddir, arm, r) for arm, r in raw_arms(cfg)}}
+                     **{raw_key(arm, r): raw_data(ddir, arm, r) for arm, r in raw_arms(cfg)}}
     return data

@@ -695,6 +695,8 @@ def test_raw_arms_train_on_what_they_should(monkeypatch, tmp_path):
                          "oracle": True})
     checked = C.check_inputs(cfg)
     tok, data = checked["tok"], runs.prepare_data(cfg, checked)
+    # the warm arm's raw data never shadows the warm start's teacher walks (the warm phase and pipeline read it)
+    assert data["paths"]["warm"] == str(tmp_path / "run/data/warm.jsonl")
     for t in (1, 2):  # the iterations' latents: the gold walks stand in
         shutil.copytree(data["paths"]["target_gold"], tmp_path / f"run/iter{t}/latents")
     seen = {}
